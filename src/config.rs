@@ -1,0 +1,300 @@
+//! Validated options: the only configuration type the core sees.
+//!
+//! The CLI ([`crate::cli`]) only parses text; the parsers here turn
+//! `--chunks`, `--shards` and `--codec` into checked values.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// `dim=size` pairs from `--chunks` or `--shards`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DimSizes(pub Vec<(String, u64)>);
+
+impl DimSizes {
+    /// Parses `time=24,lat=181,lon=360`. An empty string gives no entries.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a malformed item, a size that is not a positive
+    /// integer, or a dimension given twice.
+    pub fn parse(flag: &'static str, spec: &str) -> Result<Self, ConfigError> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (dim, size) = item.split_once('=').ok_or_else(|| ConfigError::ChunkItem {
+                flag,
+                item: item.to_string(),
+            })?;
+            let (dim, size) = (dim.trim(), size.trim());
+            if dim.is_empty() {
+                return Err(ConfigError::ChunkItem {
+                    flag,
+                    item: item.to_string(),
+                });
+            }
+            let value = size.parse::<u64>().ok().filter(|&v| v > 0).ok_or_else(|| {
+                ConfigError::ChunkSize {
+                    flag,
+                    dim: dim.to_string(),
+                    value: size.to_string(),
+                }
+            })?;
+            if out.iter().any(|(d, _)| d == dim) {
+                return Err(ConfigError::DuplicateDim {
+                    flag,
+                    dim: dim.to_string(),
+                });
+            }
+            out.push((dim.to_string(), value));
+        }
+        Ok(Self(out))
+    }
+
+    /// The size given for `dim`.
+    pub fn get(&self, dim: &str) -> Option<u64> {
+        self.0.iter().find(|(d, _)| d == dim).map(|&(_, v)| v)
+    }
+
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Blosc shuffle mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BloscShuffle {
+    None,
+    Byte,
+    Bit,
+}
+
+/// Output compression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// No compression.
+    None,
+    /// Zstandard at a level (-131072..=22).
+    Zstd(i32),
+    /// Blosc with a compressor name, level and shuffle.
+    Blosc {
+        /// Compressor: blosclz, lz4, lz4hc, zlib, zstd.
+        cname: String,
+        /// Level 0..=9.
+        clevel: u8,
+        /// Shuffle mode.
+        shuffle: BloscShuffle,
+    },
+    /// gzip stream at a level 0..=9.
+    Gzip(u32),
+    /// zlib stream at a level 0..=9.
+    Zlib(u32),
+}
+
+impl Codec {
+    /// Parses `zstd:3`, `blosc:lz4:5:shuffle`, `gzip:6`, `zlib:4`, `none`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Codec`] naming what is wrong.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let err = |reason: &str| ConfigError::Codec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let parts: Vec<&str> = spec.trim().split(':').collect();
+        let level =
+            |s: Option<&&str>, default: i64, lo: i64, hi: i64| -> Result<i64, ConfigError> {
+                match s {
+                    None => Ok(default),
+                    Some(s) => s
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| (lo..=hi).contains(v))
+                        .ok_or_else(|| {
+                            err(&format!("level '{s}' is not an integer in {lo}..={hi}"))
+                        }),
+                }
+            };
+        let codec = match parts[0].to_ascii_lowercase().as_str() {
+            "none" | "raw" if parts.len() == 1 => Self::None,
+            "zstd" if parts.len() <= 2 => {
+                let l = level(parts.get(1), 3, -131_072, 22)?;
+                Self::Zstd(i32::try_from(l).map_err(|_| err("level out of range"))?)
+            }
+            "gzip" if parts.len() <= 2 => {
+                Self::Gzip(u32::try_from(level(parts.get(1), 6, 0, 9)?).map_err(|_| err("level"))?)
+            }
+            "zlib" if parts.len() <= 2 => {
+                Self::Zlib(u32::try_from(level(parts.get(1), 6, 0, 9)?).map_err(|_| err("level"))?)
+            }
+            "blosc" if parts.len() <= 4 => {
+                let cname = parts.get(1).copied().unwrap_or("lz4").to_ascii_lowercase();
+                if !["blosclz", "lz4", "lz4hc", "zlib", "zstd"].contains(&cname.as_str()) {
+                    return Err(err(&format!(
+                        "unknown blosc compressor '{cname}' (blosclz, lz4, lz4hc, zlib, zstd)"
+                    )));
+                }
+                let clevel = u8::try_from(level(parts.get(2), 5, 0, 9)?).map_err(|_| err("level"))?;
+                let shuffle = match parts.get(3).map(|s| s.to_ascii_lowercase()).as_deref() {
+                    None | Some("shuffle" | "byte") => BloscShuffle::Byte,
+                    Some("bitshuffle" | "bit") => BloscShuffle::Bit,
+                    Some("noshuffle" | "none") => BloscShuffle::None,
+                    Some(other) => {
+                        return Err(err(&format!(
+                            "unknown blosc shuffle '{other}' (shuffle, bitshuffle, noshuffle)"
+                        )))
+                    }
+                };
+                Self::Blosc {
+                    cname,
+                    clevel,
+                    shuffle,
+                }
+            }
+            "zstd" | "gzip" | "zlib" | "blosc" | "none" | "raw" => {
+                return Err(err("too many ':' fields"))
+            }
+            other => {
+                return Err(err(&format!(
+                    "unknown codec '{other}' (zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none)"
+                )))
+            }
+        };
+        Ok(codec)
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => write!(f, "none"),
+            Self::Zstd(l) => write!(f, "zstd:{l}"),
+            Self::Gzip(l) => write!(f, "gzip:{l}"),
+            Self::Zlib(l) => write!(f, "zlib:{l}"),
+            Self::Blosc {
+                cname,
+                clevel,
+                shuffle,
+            } => {
+                let s = match shuffle {
+                    BloscShuffle::None => "noshuffle",
+                    BloscShuffle::Byte => "shuffle",
+                    BloscShuffle::Bit => "bitshuffle",
+                };
+                write!(f, "blosc:{cname}:{clevel}:{s}")
+            }
+        }
+    }
+}
+
+/// Zarr format version of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZarrFormat {
+    /// Zarr v2 (`.zarray`, `.zattrs`, `.zmetadata`).
+    V2,
+    /// Zarr v3 (`zarr.json`).
+    V3,
+}
+
+/// Everything `convert` needs, validated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConvertConfig {
+    /// Source netCDF file.
+    pub input: PathBuf,
+    /// Output store directory.
+    pub output: PathBuf,
+    /// Target chunk sizes by dimension name.
+    pub chunks: DimSizes,
+    /// Shard sizes by dimension name (empty: no sharding).
+    pub shards: DimSizes,
+    /// Output compression.
+    pub codec: Codec,
+    /// Output format.
+    pub format: ZarrFormat,
+    /// Replace an existing store written by zarrforge.
+    pub overwrite: bool,
+    /// Leave out variables of unsupported types, with a warning.
+    pub skip_unsupported: bool,
+    /// Target uncompressed bytes per chunk for the default chunk heuristic.
+    pub target_chunk_bytes: u64,
+    /// Encoder threads per rank (`None`: from the rank's cpuset).
+    pub threads: Option<usize>,
+    /// Print progress on rank 0.
+    pub progress: bool,
+}
+
+impl ConvertConfig {
+    /// Cross-option checks that need no input file.
+    ///
+    /// # Errors
+    /// [`ConfigError::ShardsNeedV3`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.shards.is_empty() && self.format == ZarrFormat::V2 {
+            return Err(ConfigError::ShardsNeedV3);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_parse() {
+        let c = DimSizes::parse("--chunks", "time=24, lat=181,lon=360").unwrap();
+        assert_eq!(c.get("time"), Some(24));
+        assert_eq!(c.get("lon"), Some(360));
+        assert_eq!(c.get("x"), None);
+        assert!(DimSizes::parse("--chunks", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn chunks_refuse_bad_items() {
+        for bad in [
+            "time=0", "time=-3", "time", "=4", "time=x", "t=1,t=2", "t=1.5",
+        ] {
+            assert!(DimSizes::parse("--chunks", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn codecs_parse() {
+        assert_eq!(Codec::parse("zstd:3").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("none").unwrap(), Codec::None);
+        assert_eq!(Codec::parse("gzip:9").unwrap(), Codec::Gzip(9));
+        assert_eq!(
+            Codec::parse("blosc:zstd:3:bitshuffle").unwrap(),
+            Codec::Blosc {
+                cname: "zstd".into(),
+                clevel: 3,
+                shuffle: BloscShuffle::Bit
+            }
+        );
+        assert_eq!(
+            Codec::parse("blosc:lz4:5:shuffle").unwrap().to_string(),
+            "blosc:lz4:5:shuffle"
+        );
+    }
+
+    #[test]
+    fn codecs_refuse_bad_specs() {
+        for bad in [
+            "lz5",
+            "zstd:99",
+            "gzip:10",
+            "zlib:-1",
+            "blosc:snappy:5",
+            "blosc:lz4:12",
+            "blosc:lz4:5:twice",
+            "zstd:3:4",
+            "none:1",
+            "",
+        ] {
+            assert!(Codec::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Error types, one enum per pipeline stage.
+//!
+//! Messages are lower-case, carry the values involved (file, variable,
+//! dimension) and keep their source chain, so the binary can print the whole
+//! chain once on one line.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error zarrforge reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid command-line option or option value.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The source could not be read or understood.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// Reading variable data failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Encoding or writing the store failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// One or more ranks failed; the messages are collected per rank.
+    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|(r, m)| format!("[rank {r}] {m}")).collect::<Vec<_>>().join("; "))]
+    Ranks(Vec<(i32, String)>),
+    /// An MPI-level failure (message exchange).
+    #[error("mpi: {0}")]
+    Mpi(String),
+}
+
+/// Errors in options (`--chunks`, `--codec`, paths).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A `--chunks`/`--shards` item is not `dim=size`.
+    #[error("invalid {flag} item '{item}': expected DIM=SIZE with SIZE a positive integer")]
+    ChunkItem {
+        /// The flag name.
+        flag: &'static str,
+        /// The offending item.
+        item: String,
+    },
+    /// A size of zero or less.
+    #[error("invalid {flag} size for dimension '{dim}': {value} (must be a positive integer)")]
+    ChunkSize {
+        /// The flag name.
+        flag: &'static str,
+        /// Dimension name.
+        dim: String,
+        /// The offending value.
+        value: String,
+    },
+    /// The same dimension given twice.
+    #[error("dimension '{dim}' given twice in {flag}")]
+    DuplicateDim {
+        /// The flag name.
+        flag: &'static str,
+        /// Dimension name.
+        dim: String,
+    },
+    /// A dimension in `--chunks`/`--shards` that no variable of the source has.
+    #[error("{flag} names dimension '{dim}', which is not a dimension of {path}")]
+    UnknownDim {
+        /// The flag name.
+        flag: &'static str,
+        /// Dimension name.
+        dim: String,
+        /// Source file.
+        path: PathBuf,
+    },
+    /// Shard size not a multiple of the chunk size.
+    #[error("shard size {shard} of dimension '{dim}' in variable '{var}' is not a multiple of its chunk size {chunk}")]
+    ShardNotMultiple {
+        /// Variable.
+        var: String,
+        /// Dimension.
+        dim: String,
+        /// Shard size.
+        shard: u64,
+        /// Chunk size.
+        chunk: u64,
+    },
+    /// Unknown or malformed `--codec`.
+    #[error("invalid --codec '{spec}': {reason}")]
+    Codec {
+        /// The spec given.
+        spec: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Sharding requested with Zarr v2.
+    #[error("--shards needs Zarr v3 (sharding does not exist in Zarr v2)")]
+    ShardsNeedV3,
+    /// The output exists and `--overwrite` was not given.
+    #[error("output {0} already exists (use --overwrite to replace a store written by zarrforge)")]
+    OutputExists(PathBuf),
+    /// `--overwrite` given, but the path is not a zarrforge store.
+    #[error("refusing to overwrite {0}: it is not a Zarr store written by zarrforge")]
+    NotOurStore(PathBuf),
+    /// The output path equals or contains an input.
+    #[error("output {output} would overwrite input {input}")]
+    OutputIsInput {
+        /// Output path.
+        output: PathBuf,
+        /// Input path.
+        input: PathBuf,
+    },
+    /// The output directory could not be created or prepared.
+    #[error("cannot create output {path}: {source}")]
+    Output {
+        /// Output path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Errors while reading the source's structure.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The input path does not exist.
+    #[error("{0}: no such file")]
+    Missing(PathBuf),
+    /// The input could not be opened (permissions, I/O).
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        /// Input path.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The input has no netCDF or HDF5 signature.
+    #[error("{0}: not a netCDF file (no netCDF-3 or HDF5 signature)")]
+    NotNetcdf(PathBuf),
+    /// netCDF-C refused the file or a query.
+    #[error("{path}: {what}: {source}")]
+    Netcdf {
+        /// Input path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// netCDF error.
+        source: netcdf::Error,
+    },
+    /// A variable whose type zarrforge cannot represent in Zarr.
+    #[error("{path}: variable '{var}' has unsupported type {kind} (use --skip-unsupported to leave it out)")]
+    Unsupported {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// The type.
+        kind: String,
+    },
+    /// A group or variable name that cannot become a store path.
+    #[error("{path}: name '{name}' cannot be used as a Zarr node name ({reason})")]
+    BadName {
+        /// Input path.
+        path: PathBuf,
+        /// Offending name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The schema could not be exchanged between ranks.
+    #[error("schema exchange: {0}")]
+    Exchange(String),
+}
+
+/// Errors while reading variable data.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// HDF5 refused to open the file or dataset, or a read failed.
+    #[error("{path}: variable '{var}': {what}: {msg}")]
+    Hdf5 {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// What was being done.
+        what: &'static str,
+        /// HDF5 error text.
+        msg: String,
+    },
+    /// HDF5 refused to open the file.
+    #[error("{path}: cannot open with parallel HDF5: {msg}")]
+    Hdf5Open {
+        /// Input path.
+        path: PathBuf,
+        /// HDF5 error text.
+        msg: String,
+    },
+    /// netCDF-C failed while reading.
+    #[error("{path}: variable '{var}': {source}")]
+    Netcdf {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// netCDF error.
+        source: netcdf::Error,
+    },
+    /// netCDF-C failed to open the file.
+    #[error("{path}: cannot open: {source}")]
+    NetcdfOpen {
+        /// Input path.
+        path: PathBuf,
+        /// netCDF error.
+        source: netcdf::Error,
+    },
+}
+
+/// Errors while encoding or writing the store.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A filesystem operation on the store failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        /// Path in the store.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// zarrs refused the array metadata zarrforge built.
+    #[error("array '{var}': {msg}")]
+    Array {
+        /// Variable path.
+        var: String,
+        /// zarrs error text.
+        msg: String,
+    },
+    /// A chunk could not be encoded.
+    #[error("array '{var}' chunk {chunk:?}: encode: {msg}")]
+    Encode {
+        /// Variable path.
+        var: String,
+        /// Chunk indices.
+        chunk: Vec<u64>,
+        /// zarrs error text.
+        msg: String,
+    },
+    /// A worker thread panicked.
+    #[error("internal error (panic) while writing: {0}")]
+    Panic(String),
+}
+
+impl WriteError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            what,
+            source,
+        }
+    }
+}
+
+/// One line: the error and every source in its chain, separated by ": ".
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out.replace('\n', " ")
+}

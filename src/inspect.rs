@@ -1,0 +1,145 @@
+//! `zarrforge inspect` and `zarrforge plan` output.
+
+use std::fmt::Write;
+
+use crate::plan::Plan;
+use crate::schema::{Group, Schema};
+
+/// Adds the source filters of netCDF-4 variables (read through HDF5).
+pub fn add_filters(schema: &mut Schema) {
+    if schema.format != crate::schema::SourceFormat::Netcdf4 {
+        return;
+    }
+    let Ok(mut r) = crate::read::hdf5::Hdf5Reader::open(&schema.source) else {
+        return;
+    };
+    fn walk(g: &mut Group, r: &mut crate::read::hdf5::Hdf5Reader) {
+        for v in &mut g.vars {
+            if v.dtype != crate::schema::DType::String {
+                v.filters = r.filters(v);
+            }
+        }
+        for c in &mut g.groups {
+            walk(c, r);
+        }
+    }
+    walk(&mut schema.root, &mut r);
+}
+
+/// Human-readable description of the source.
+pub fn describe(schema: &Schema) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({:?})", schema.source.display(), schema.format);
+    describe_group(&schema.root, &mut out, 0);
+    for s in &schema.skipped {
+        let _ = writeln!(out, "unsupported (skipped): {} ({})", s.path, s.kind);
+    }
+    out
+}
+
+fn describe_group(g: &Group, out: &mut String, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let _ = writeln!(out, "{pad}group /{}", g.path);
+    for d in &g.dims {
+        let unl = if d.unlimited { " (unlimited)" } else { "" };
+        let _ = writeln!(out, "{pad}  dim {} = {}{unl}", d.name, d.len);
+    }
+    for a in &g.attrs {
+        let _ = writeln!(out, "{pad}  :{} = {}", a.name, a.value.display());
+    }
+    for v in &g.vars {
+        let dims: Vec<String> = v
+            .dims
+            .iter()
+            .zip(&v.shape)
+            .map(|(d, n)| format!("{d}={n}"))
+            .collect();
+        let storage = match &v.source_chunks {
+            Some(c) => format!("chunks {c:?}"),
+            None => "contiguous".into(),
+        };
+        let endian = if v.big_endian { ", big-endian" } else { "" };
+        let filters = if v.filters.is_empty() {
+            String::new()
+        } else {
+            format!(", filters {}", v.filters.join(" "))
+        };
+        let _ = writeln!(
+            out,
+            "{pad}  var {} {}({}) {storage}{endian}{filters}",
+            v.name,
+            v.dtype.nc_name(),
+            dims.join(", ")
+        );
+        for a in &v.attrs {
+            let _ = writeln!(
+                out,
+                "{pad}    {}:{} = {}",
+                v.name,
+                a.name,
+                a.value.display()
+            );
+        }
+    }
+    for c in &g.groups {
+        describe_group(c, out, depth + 1);
+    }
+}
+
+/// Human-readable plan.
+pub fn describe_plan(plan: &Plan, units: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} arrays, {} units, {:.3} GB uncompressed, {} ranks, imbalance {:.3} (max/mean bytes)",
+        plan.arrays.len(),
+        plan.total_units,
+        {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                plan.total_bytes() as f64 / 1e9
+            }
+        },
+        plan.ranks,
+        plan.imbalance()
+    );
+    for a in &plan.arrays {
+        let shards = a
+            .shards
+            .as_ref()
+            .map(|s| format!(" shards {s:?}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  array {} {:?} shape {:?} chunks {:?}{shards} units {}",
+            a.path,
+            a.dtype,
+            a.shape,
+            a.chunks,
+            a.num_units()
+        );
+    }
+    for r in 0..plan.ranks {
+        let first = (plan.units_count(r) > 0).then(|| plan.unit(plan.bounds[r]));
+        let last = (plan.units_count(r) > 0).then(|| plan.unit(plan.bounds[r + 1] - 1));
+        let span = match (first, last) {
+            (Some(f), Some(l)) => format!(
+                "{}{:?} .. {}{:?}",
+                plan.arrays[f.array].path, f.indices, plan.arrays[l.array].path, l.indices
+            ),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  rank {r}: {} units, {} bytes, {span}",
+            plan.units_count(r),
+            plan.rank_bytes[r]
+        );
+        if units {
+            for u in plan.units_of(r) {
+                let _ = writeln!(out, "    {} {:?}", plan.arrays[u.array].path, u.indices);
+            }
+        }
+    }
+    out
+}

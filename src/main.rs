@@ -1,0 +1,115 @@
+//! The `zarrforge` binary: parse, run, print the error chain once.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use zarrforge::cli::{Cli, Command};
+use zarrforge::error::{chain, Error};
+use zarrforge::mpi_ctx::MpiCtx;
+use zarrforge::topology::Topology;
+use zarrforge::{convert, inspect, plan, schema};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = match MpiCtx::init() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zarrforge: error: {}", chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = run(&ctx, &cli);
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Collective failures are printed once, by rank 0.
+            if ctx.is_root() {
+                eprintln!("zarrforge: error: {}", message(&e));
+            }
+            ExitCode::FAILURE
+        }
+    };
+    drop(ctx);
+    code
+}
+
+/// The error as one line; identical messages from several ranks are merged.
+fn message(e: &Error) -> String {
+    match e {
+        Error::Ranks(list) => {
+            let mut merged: Vec<(Vec<i32>, &str)> = Vec::new();
+            for (r, m) in list {
+                match merged.iter_mut().find(|(_, x)| *x == m.as_str()) {
+                    Some((ranks, _)) => ranks.push(*r),
+                    None => merged.push((vec![*r], m.as_str())),
+                }
+            }
+            merged
+                .iter()
+                .map(|(ranks, m)| {
+                    let rs: Vec<String> = ranks.iter().map(i32::to_string).collect();
+                    let label = if ranks.len() == 1 { "rank" } else { "ranks" };
+                    format!("[{label} {}] {m}", rs.join(","))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        }
+        other => format!("[rank 0] {}", chain(other)),
+    }
+}
+
+fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
+    match &cli.command {
+        Command::Convert(args) => {
+            let cfg = args.to_config()?;
+            let topo = Topology::detect();
+            if ctx.is_root() && topo.cpuset_pus * ctx.ranks_on_node() > topo.node_pus {
+                eprintln!(
+                    "zarrforge: warning: {} ranks x {} PUs each exceed the node's {} PUs (oversubscribed): bind ranks to cores (mpirun --bind-to core, srun --cpu-bind=cores) or use fewer ranks",
+                    ctx.ranks_on_node(),
+                    topo.cpuset_pus,
+                    topo.node_pus
+                );
+            }
+            let report = convert::convert(ctx, &cfg, &topo)?;
+            if ctx.is_root() {
+                for s in &report.skipped {
+                    eprintln!("zarrforge: warning: skipped unsupported variable {s}");
+                }
+                if let Some(path) = &args.report {
+                    let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+                    std::fs::write(path, json)
+                        .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+                }
+                eprintln!("{}", report.summary());
+            }
+            Ok(())
+        }
+        Command::Inspect(args) => {
+            if !ctx.is_root() {
+                return Ok(());
+            }
+            let mut s = schema::read_schema(&args.input, true)?;
+            inspect::add_filters(&mut s);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print!("{}", inspect::describe(&s));
+            }
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let cfg = args.to_config()?;
+            let s = convert::shared_schema(ctx, &args.input, cfg.skip_unsupported)?;
+            let p = plan::Plan::new(&s, &cfg, args.ranks.unwrap_or(ctx.size()))?;
+            if ctx.is_root() {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+                } else {
+                    print!("{}", inspect::describe_plan(&p, args.units));
+                }
+            }
+            Ok(())
+        }
+    }
+}

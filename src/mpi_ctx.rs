@@ -1,0 +1,160 @@
+//! The MPI universe, owned in one place and dropped last, plus the few
+//! collectives the pipeline needs (broadcast of bytes, gather of statuses).
+//!
+//! Only the main thread of a rank calls MPI (`MPI_THREAD_FUNNELED`).
+
+use mpi::collective::CommunicatorCollectives;
+use mpi::datatype::PartitionMut;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::Root;
+
+use crate::error::Error;
+
+/// Owns the MPI universe and the world communicator.
+pub struct MpiCtx {
+    world: SimpleCommunicator,
+    node: SimpleCommunicator,
+    // Dropped last: finalises MPI.
+    _universe: mpi::environment::Universe,
+}
+
+impl MpiCtx {
+    /// Initialises MPI (also as a singleton without `mpirun`).
+    ///
+    /// # Errors
+    /// [`Error::Mpi`] when MPI was already initialised or cannot start.
+    pub fn init() -> Result<Self, Error> {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| Error::Mpi("MPI is already initialised".into()))?;
+        let world = universe.world();
+        let node = world.split_shared(world.rank());
+        Ok(Self {
+            world,
+            node,
+            _universe: universe,
+        })
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> i32 {
+        self.world.rank()
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        usize::try_from(self.world.size()).unwrap_or(1)
+    }
+
+    /// Whether this is rank 0.
+    pub fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// The world communicator.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Number of ranks on this node (shared-memory communicator).
+    pub fn ranks_on_node(&self) -> usize {
+        usize::try_from(self.node.size()).unwrap_or(1)
+    }
+
+    /// Number of distinct nodes of the job.
+    pub fn nodes(&self) -> usize {
+        let leader = i32::from(self.node.rank() == 0);
+        let mut n = 0i32;
+        self.world
+            .all_reduce_into(&leader, &mut n, mpi::collective::SystemOperation::sum());
+        usize::try_from(n).unwrap_or(1)
+    }
+
+    /// Broadcasts bytes from rank 0; `data` is used on rank 0 only.
+    pub fn bcast_bytes(&self, data: Vec<u8>) -> Vec<u8> {
+        let root = self.world.process_at_rank(0);
+        let mut len = u64::try_from(data.len()).unwrap_or(0);
+        root.broadcast_into(&mut len);
+        let mut buf = if self.is_root() {
+            data
+        } else {
+            vec![0u8; usize::try_from(len).unwrap_or(0)]
+        };
+        root.broadcast_into(&mut buf[..]);
+        buf
+    }
+
+    /// Exchanges each rank's status; every rank gets the failures of all
+    /// ranks as `(rank, message)`, in rank order.
+    pub fn gather_failures(&self, local: Option<String>) -> Vec<(i32, String)> {
+        // One status byte first, so no rank sends an empty buffer.
+        let mut bytes = vec![u8::from(local.is_some())];
+        bytes.extend(local.map(String::into_bytes).unwrap_or_default());
+        bytes.truncate(1 << 20);
+        let len = i32::try_from(bytes.len()).unwrap_or(1);
+        let bytes = &bytes[..];
+        let mut lens = vec![0i32; self.size()];
+        self.world.all_gather_into(&len, &mut lens[..]);
+        let displs: Vec<i32> = lens
+            .iter()
+            .scan(0i32, |acc, &l| {
+                let d = *acc;
+                *acc = acc.saturating_add(l);
+                Some(d)
+            })
+            .collect();
+        let total: usize = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+        let mut all = vec![0u8; total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+            self.world.all_gather_varcount_into(bytes, &mut part);
+        }
+        lens.iter()
+            .zip(&displs)
+            .enumerate()
+            .filter_map(|(r, (&l, &d))| {
+                let (d, l) = (
+                    usize::try_from(d).unwrap_or(0),
+                    usize::try_from(l).unwrap_or(0),
+                );
+                let msg = all.get(d..d + l)?;
+                (msg.first() == Some(&1)).then(|| {
+                    (
+                        i32::try_from(r).unwrap_or(i32::MAX),
+                        String::from_utf8_lossy(&msg[1..]).into_owned(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// A collective checkpoint: fails on every rank when any rank failed.
+    ///
+    /// # Errors
+    /// [`Error::Ranks`] with the message of each failing rank.
+    pub fn agree<T>(&self, local: Result<T, Error>) -> Result<T, Error> {
+        let msg = local.as_ref().err().map(|e| crate::error::chain(e));
+        let failures = self.gather_failures(msg);
+        match local {
+            Ok(v) if failures.is_empty() => Ok(v),
+            Ok(_) => Err(Error::Ranks(failures)),
+            Err(e) if self.size() == 1 => Err(e),
+            Err(_) => Err(Error::Ranks(failures)),
+        }
+    }
+
+    /// Maximum of a value over all ranks.
+    pub fn max_f64(&self, x: f64) -> f64 {
+        let mut out = 0f64;
+        self.world
+            .all_reduce_into(&x, &mut out, mpi::collective::SystemOperation::max());
+        out
+    }
+
+    /// Sum of a value over all ranks.
+    pub fn sum_u64(&self, x: u64) -> u64 {
+        let mut out = 0u64;
+        self.world
+            .all_reduce_into(&x, &mut out, mpi::collective::SystemOperation::sum());
+        out
+    }
+}

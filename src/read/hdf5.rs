@@ -1,0 +1,170 @@
+//! Reads netCDF-4 variables through parallel HDF5.
+//!
+//! Each rank opens the file with the MPI-IO file driver on its own
+//! communicator (`MPI_COMM_SELF`) and issues independent hyperslab reads: the
+//! ranks' work is uneven by design (whole units, balanced by bytes), so no
+//! collective call may couple them, and a failure on one rank cannot leave
+//! another waiting inside HDF5. HDF5 converts to the native (little-endian)
+//! memory type, so big-endian sources need no special handling.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hdf5_sys::h5::hsize_t;
+use hdf5_sys::h5d::{H5Dget_space, H5Dget_type, H5Dread};
+use hdf5_sys::h5p::H5P_DEFAULT;
+use hdf5_sys::h5s::{
+    H5S_class_t, H5S_seloper_t, H5Sclose, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
+};
+use hdf5_sys::h5t::{H5T_direction_t, H5Tclose, H5Tget_native_type, H5Tget_size};
+use mpi::traits::AsRaw;
+
+use crate::error::ReadError;
+use crate::schema::Var;
+
+/// Per-file chunk cache: large enough to hold the source chunks that
+/// neighbouring output chunks share.
+const CHUNK_CACHE_BYTES: usize = 64 << 20;
+const CHUNK_CACHE_SLOTS: usize = 12_421;
+
+/// An open netCDF-4 file.
+pub struct Hdf5Reader {
+    file: hdf5::File,
+    path: PathBuf,
+    datasets: HashMap<String, hdf5::Dataset>,
+}
+
+impl Hdf5Reader {
+    /// Opens `path` read-only with the MPI-IO driver.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5Open`].
+    pub fn open(path: &Path) -> Result<Self, ReadError> {
+        let comm = mpi::topology::SimpleCommunicator::self_comm();
+        let file = hdf5::File::with_options()
+            .with_fapl(|p| {
+                p.mpio(comm.as_raw(), None)
+                    .chunk_cache(CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 1.0)
+            })
+            .open(path)
+            .map_err(|e| ReadError::Hdf5Open {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            datasets: HashMap::new(),
+        })
+    }
+
+    fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
+        if !self.datasets.contains_key(&var.path) {
+            let ds = match self.file.dataset(&var.path) {
+                Ok(ds) => ds,
+                Err(first) => {
+                    // netCDF-4 renames a variable that has a dimension's name
+                    // without being its coordinate variable.
+                    let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
+                    let alt = crate::schema::join(parent, &format!("_nc4_non_coord_{name}"));
+                    self.file.dataset(&alt).map_err(|_| ReadError::Hdf5 {
+                        path: self.path.clone(),
+                        var: var.path.clone(),
+                        what: "open dataset",
+                        msg: first.to_string(),
+                    })?
+                }
+            };
+            self.datasets.insert(var.path.clone(), ds);
+        }
+        self.datasets.get(&var.path).ok_or_else(|| ReadError::Hdf5 {
+            path: self.path.clone(),
+            var: var.path.clone(),
+            what: "open dataset",
+            msg: "not found".into(),
+        })
+    }
+
+    /// Reads the hyperslab `start`/`count` of `var` as native bytes.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn read(&mut self, var: &Var, start: &[u64], count: &[u64]) -> Result<Vec<u8>, ReadError> {
+        let path = self.path.clone();
+        let fail = |what: &'static str| ReadError::Hdf5 {
+            path: path.clone(),
+            var: var.path.clone(),
+            what,
+            msg: hdf5::Error::query()
+                .ok()
+                .and_then(|e| e.stack())
+                .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
+        };
+        let did = self.dataset(var)?.id();
+        let n: u64 = count.iter().product();
+        let rank = i32::try_from(count.len()).map_err(|_| fail("rank"))?;
+        let start: Vec<hsize_t> = start.to_vec();
+        let count: Vec<hsize_t> = count.to_vec();
+        hdf5::sync::sync(|| {
+            // SAFETY: plain HDF5 C calls on ids owned here or by `self`,
+            // under the library lock; every id created is closed below.
+            unsafe {
+                let ftype = H5Dget_type(did);
+                if ftype < 0 {
+                    return Err(fail("get type"));
+                }
+                let mtype = H5Tget_native_type(ftype, H5T_direction_t::H5T_DIR_ASCEND);
+                H5Tclose(ftype);
+                if mtype < 0 {
+                    return Err(fail("native type"));
+                }
+                let size = H5Tget_size(mtype) as u64;
+                let total = usize::try_from(n * size).map_err(|_| fail("size"))?;
+                let mut buf: Vec<u8> = vec![0; total];
+                let fspace = H5Dget_space(did);
+                let mspace = if rank == 0 {
+                    H5Screate(H5S_class_t::H5S_SCALAR)
+                } else {
+                    H5Screate_simple(rank, count.as_ptr(), std::ptr::null())
+                };
+                let mut status = if fspace < 0 || mspace < 0 { -1 } else { 0 };
+                if status >= 0 && rank > 0 {
+                    status = H5Sselect_hyperslab(
+                        fspace,
+                        H5S_seloper_t::H5S_SELECT_SET,
+                        start.as_ptr(),
+                        std::ptr::null(),
+                        count.as_ptr(),
+                        std::ptr::null(),
+                    );
+                }
+                if status >= 0 {
+                    status = H5Dread(
+                        did,
+                        mtype,
+                        mspace,
+                        fspace,
+                        H5P_DEFAULT,
+                        buf.as_mut_ptr().cast(),
+                    );
+                }
+                let err = (status < 0).then(|| fail("read"));
+                if mspace >= 0 {
+                    H5Sclose(mspace);
+                }
+                if fspace >= 0 {
+                    H5Sclose(fspace);
+                }
+                H5Tclose(mtype);
+                err.map_or(Ok(buf), Err)
+            }
+        })
+    }
+
+    /// Filters of `var`'s dataset as text (for `inspect`).
+    pub fn filters(&mut self, var: &Var) -> Vec<String> {
+        self.dataset(var)
+            .map(|ds| ds.filters().iter().map(|f| format!("{f:?}")).collect())
+            .unwrap_or_default()
+    }
+}

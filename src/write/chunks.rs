@@ -1,0 +1,227 @@
+//! Encoding and storing whole work units (chunks or shards).
+//!
+//! zarrs builds the codec chain from the same metadata that the commit
+//! writes, so a unit is encoded exactly as the metadata describes; the bytes
+//! are then written with [`super::store::write_atomic`]. Edge units are padded
+//! to the full unit shape with the fill value, as Zarr requires.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zarrs::array::{
+    Array, ArrayBytes, ArrayBytesOffsets, ArrayMetadata, ArrayToBytesCodecTraits, CodecOptions,
+};
+use zarrs::storage::store::MemoryStore;
+
+use super::metadata;
+use crate::config::{Codec, ZarrFormat};
+use crate::error::WriteError;
+use crate::plan::ArrayPlan;
+use crate::read::Values;
+use crate::schema::{DType, Var};
+
+/// Encodes and stores the units of one output array.
+pub struct ArrayEncoder {
+    array: Array<MemoryStore>,
+    dir: PathBuf,
+    path: String,
+    format: ZarrFormat,
+    dtype: DType,
+    unit_shape: Vec<u64>,
+    pad: Vec<u8>,
+    options: CodecOptions,
+}
+
+impl ArrayEncoder {
+    /// Prepares the encoder of `a` (variable `var`) in the store at `store`.
+    ///
+    /// # Errors
+    /// [`WriteError::Array`] when zarrs refuses the metadata.
+    pub fn new(
+        store: &Path,
+        var: &Var,
+        a: &ArrayPlan,
+        codec: &Codec,
+        format: ZarrFormat,
+    ) -> Result<Self, WriteError> {
+        let err = |msg: String| WriteError::Array {
+            var: var.path.clone(),
+            msg,
+        };
+        let meta = metadata::array_v3(var, a, codec, true);
+        let meta: zarrs::array::ArrayMetadataV3 =
+            serde_json::from_value(meta).map_err(|e| err(e.to_string()))?;
+        let array =
+            Array::new_with_metadata(Arc::new(MemoryStore::new()), "/", ArrayMetadata::V3(meta))
+                .map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            array,
+            dir: store.join(&a.path),
+            path: a.path.clone(),
+            format,
+            dtype: var.dtype,
+            unit_shape: a.unit_shape().to_vec(),
+            pad: metadata::pad_bytes(var),
+            options: CodecOptions::default().with_concurrent_target(1),
+        })
+    }
+
+    /// Encodes the unit at `indices` from the values of its region (`count`
+    /// elements per dimension from the unit's origin).
+    ///
+    /// # Errors
+    /// [`WriteError::Encode`].
+    pub fn encode(
+        &self,
+        indices: &[u64],
+        count: &[u64],
+        values: Values,
+    ) -> Result<Vec<u8>, WriteError> {
+        let err = |msg: String| WriteError::Encode {
+            var: self.path.clone(),
+            chunk: indices.to_vec(),
+            msg,
+        };
+        let bytes = match values {
+            Values::Fixed(b) => {
+                let full = pad_region(&b, count, &self.unit_shape, &self.pad, self.dtype.size());
+                ArrayBytes::new_flen(full)
+            }
+            Values::Strings(s) => {
+                let s = pad_region_items(s, count, &self.unit_shape);
+                let mut data = Vec::new();
+                let mut offsets = Vec::with_capacity(s.len() + 1);
+                offsets.push(0usize);
+                for x in &s {
+                    data.extend_from_slice(x.as_bytes());
+                    offsets.push(data.len());
+                }
+                let offsets = ArrayBytesOffsets::new(offsets).map_err(|e| err(e.to_string()))?;
+                ArrayBytes::new_vlen(data, offsets).map_err(|e| err(e.to_string()))?
+            }
+        };
+        let shape = self
+            .array
+            .chunk_shape(indices)
+            .map_err(|e| err(e.to_string()))?;
+        let encoded = self
+            .array
+            .codecs()
+            .encode(
+                bytes,
+                &shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| err(e.to_string()))?;
+        Ok(encoded.into_owned())
+    }
+
+    /// Path of the unit's file.
+    pub fn unit_path(&self, indices: &[u64]) -> PathBuf {
+        self.dir.join(metadata::chunk_key(self.format, indices))
+    }
+
+    /// Stores encoded bytes of the unit at `indices`.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`] with the path.
+    pub fn store(&self, indices: &[u64], bytes: &[u8]) -> Result<(), WriteError> {
+        super::store::write_atomic(&self.unit_path(indices), bytes)
+    }
+}
+
+/// Places a C-order region of `count` elements at the origin of a C-order
+/// block of `full` elements, filling the rest with the `pad` element.
+pub fn pad_region(region: &[u8], count: &[u64], full: &[u64], pad: &[u8], size: usize) -> Vec<u8> {
+    if count == full {
+        return region.to_vec();
+    }
+    let total: u64 = full.iter().product();
+    let total = usize::try_from(total).unwrap_or(0);
+    let mut out = Vec::with_capacity(total * size);
+    for _ in 0..total {
+        out.extend_from_slice(pad);
+    }
+    copy_rows(count, full, |src, dst, n| {
+        out[dst * size..(dst + n) * size].copy_from_slice(&region[src * size..(src + n) * size]);
+    });
+    out
+}
+
+fn pad_region_items(region: Vec<String>, count: &[u64], full: &[u64]) -> Vec<String> {
+    if count == full {
+        return region;
+    }
+    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
+    let mut out = vec![String::new(); total];
+    copy_rows(count, full, |src, dst, n| {
+        out[dst..dst + n].clone_from_slice(&region[src..src + n]);
+    });
+    out
+}
+
+/// Calls `f(src_offset, dst_offset, len)` (in elements) for every innermost
+/// row of a `count` region placed at the origin of a `full` block.
+fn copy_rows(count: &[u64], full: &[u64], mut f: impl FnMut(usize, usize, usize)) {
+    let n = count.len();
+    if n == 0 {
+        f(0, 0, 1);
+        return;
+    }
+    if count.contains(&0) {
+        return;
+    }
+    let to = |x: u64| usize::try_from(x).unwrap_or(0);
+    let row = to(count[n - 1]);
+    let rows: u64 = count[..n - 1].iter().product();
+    let mut idx = vec![0u64; n - 1];
+    for r in 0..rows {
+        let mut dst = 0u64;
+        for d in 0..n - 1 {
+            dst = dst * full[d] + idx[d];
+        }
+        dst *= full[n - 1];
+        f(to(r) * row, to(dst), row);
+        for d in (0..n - 1).rev() {
+            idx[d] += 1;
+            if idx[d] < count[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pads_edge_region() {
+        // 2x2 region into a 3x3 block, element size 1, pad 9.
+        let out = pad_region(&[1, 2, 3, 4], &[2, 2], &[3, 3], &[9], 1);
+        assert_eq!(out, vec![1, 2, 9, 3, 4, 9, 9, 9, 9]);
+        let same = pad_region(&[1, 2], &[2], &[2], &[0], 1);
+        assert_eq!(same, vec![1, 2]);
+        let scalar = pad_region(&[5, 6], &[], &[], &[0, 0], 2);
+        assert_eq!(scalar, vec![5, 6]);
+    }
+
+    #[test]
+    fn pads_three_dimensions_with_wide_elements() {
+        let region: Vec<u8> = (0..(2 * 1 * 2 * 2)).collect();
+        let out = pad_region(&region, &[2, 1, 2], &[2, 2, 3], &[0xff, 0xff], 2);
+        assert_eq!(out.len(), 2 * 2 * 3 * 2);
+        assert_eq!(&out[0..4], &[0, 1, 2, 3]);
+        assert_eq!(&out[4..6], &[0xff, 0xff]);
+        assert_eq!(&out[12..16], &[4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn pads_strings() {
+        let out = pad_region_items(vec!["a".into(), "b".into()], &[2], &[3]);
+        assert_eq!(out, vec!["a", "b", ""]);
+    }
+}

@@ -1,0 +1,417 @@
+//! Zarr metadata documents (v2 and v3) built from the schema and the plan.
+//!
+//! The documents match what xarray and zarr-python write for the same data,
+//! so `xarray.open_zarr` decodes them as `xarray.open_dataset` decodes the
+//! source: `_FillValue` as xarray encodes it (base64 of the little-endian
+//! float64 for floats in v3; the array `fill_value` in v2), other attributes
+//! as plain JSON, netCDF `char` as one-byte strings (`S1`).
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::config::{BloscShuffle, Codec, ZarrFormat};
+use crate::plan::ArrayPlan;
+use crate::schema::{Attr, AttrValue, DType, Group, Var};
+
+/// A JSON number for a float, or the Zarr text for NaN and infinities.
+pub fn float_json(x: f64) -> Value {
+    if x.is_nan() {
+        json!("NaN")
+    } else if x == f64::INFINITY {
+        json!("Infinity")
+    } else if x == f64::NEG_INFINITY {
+        json!("-Infinity")
+    } else {
+        json!(x)
+    }
+}
+
+fn list_or_scalar<T, F: Fn(&T) -> Value>(v: &[T], f: F) -> Value {
+    if v.len() == 1 {
+        f(&v[0])
+    } else {
+        Value::Array(v.iter().map(f).collect())
+    }
+}
+
+/// An attribute value as JSON: one element as a scalar, more as a list.
+pub fn attr_json(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::I8(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U8(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I16(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U16(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I32(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U32(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I64(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U64(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::F32(x) => list_or_scalar(x, |a| float_json(f64::from(*a))),
+        AttrValue::F64(x) => list_or_scalar(x, |a| float_json(*a)),
+        AttrValue::Text(s) => json!(s),
+        AttrValue::Strings(x) => list_or_scalar(x, |a| json!(a)),
+    }
+}
+
+/// The source `_FillValue` of `var` as raw little-endian bytes of its type.
+pub fn fill_bytes(var: &Var) -> Option<Vec<u8>> {
+    let v = var.attr("_FillValue")?;
+    let f = v.first_f64();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = match (var.dtype, v) {
+        (DType::I8, AttrValue::I8(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::U8, AttrValue::U8(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::I16, AttrValue::I16(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::U16, AttrValue::U16(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::I32, AttrValue::I32(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::U32, AttrValue::U32(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::I64, AttrValue::I64(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::U64, AttrValue::U64(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::F32, AttrValue::F32(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::F64, AttrValue::F64(x)) => x.first()?.to_le_bytes().to_vec(),
+        (DType::Char, AttrValue::Text(s)) => vec![s.as_bytes().first().copied().unwrap_or(0)],
+        // A _FillValue whose type differs from the variable's (netCDF-C
+        // refuses to write these, other writers may not): convert.
+        (DType::I8, _) => (f? as i8).to_le_bytes().to_vec(),
+        (DType::U8, _) => (f? as u8).to_le_bytes().to_vec(),
+        (DType::I16, _) => (f? as i16).to_le_bytes().to_vec(),
+        (DType::U16, _) => (f? as u16).to_le_bytes().to_vec(),
+        (DType::I32, _) => (f? as i32).to_le_bytes().to_vec(),
+        (DType::U32, _) => (f? as u32).to_le_bytes().to_vec(),
+        (DType::I64, _) => (f? as i64).to_le_bytes().to_vec(),
+        (DType::U64, _) => (f? as u64).to_le_bytes().to_vec(),
+        (DType::F32, _) => (f? as f32).to_le_bytes().to_vec(),
+        (DType::F64, _) => f?.to_le_bytes().to_vec(),
+        (DType::Char | DType::String, _) => return None,
+    };
+    Some(bytes)
+}
+
+/// Fill value bytes used for padding edge chunks: the source `_FillValue`,
+/// else NaN for floats and zero for the other types.
+pub fn pad_bytes(var: &Var) -> Vec<u8> {
+    fill_bytes(var).unwrap_or_else(|| match var.dtype {
+        DType::F32 => f32::NAN.to_le_bytes().to_vec(),
+        DType::F64 => f64::NAN.to_le_bytes().to_vec(),
+        other => vec![0; other.size()],
+    })
+}
+
+/// Decodes little-endian fill bytes of `dtype` into its JSON fill value.
+fn fill_json(dtype: DType, b: &[u8], v2: bool) -> Value {
+    macro_rules! int {
+        ($t:ty) => {{
+            let mut a = [0u8; std::mem::size_of::<$t>()];
+            a.copy_from_slice(&b[..std::mem::size_of::<$t>()]);
+            json!(<$t>::from_le_bytes(a))
+        }};
+    }
+    match dtype {
+        DType::I8 => int!(i8),
+        DType::U8 => int!(u8),
+        DType::I16 => int!(i16),
+        DType::U16 => int!(u16),
+        DType::I32 => int!(i32),
+        DType::U32 => int!(u32),
+        DType::I64 => int!(i64),
+        DType::U64 => int!(u64),
+        DType::F32 => {
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            float_json(f64::from(x))
+        }
+        DType::F64 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[..8]);
+            float_json(f64::from_le_bytes(a))
+        }
+        DType::Char => {
+            if b.first().copied().unwrap_or(0) == 0 {
+                json!("")
+            } else {
+                json!(base64::engine::general_purpose::STANDARD.encode(&b[..1]))
+            }
+        }
+        DType::String => {
+            if v2 {
+                Value::Null
+            } else {
+                json!("")
+            }
+        }
+    }
+}
+
+/// The attributes of a variable as a JSON object for `format`.
+///
+/// v3: `_FillValue` as xarray writes it (base64 float64 for floats, base64
+/// bytes for chars). v2: `_FillValue` lives in the array's `fill_value` and is
+/// left out here; `_ARRAY_DIMENSIONS` carries the dimension names.
+pub fn var_attributes(var: &Var, format: ZarrFormat) -> Map<String, Value> {
+    let mut m = Map::new();
+    for Attr { name, value } in &var.attrs {
+        if name == "_FillValue" {
+            if format == ZarrFormat::V2 {
+                continue;
+            }
+            if let Some(b) = fill_bytes(var) {
+                let enc = base64::engine::general_purpose::STANDARD;
+                let j = match var.dtype {
+                    DType::F32 => {
+                        let x = f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                        json!(enc.encode(x.to_le_bytes()))
+                    }
+                    DType::F64 => json!(enc.encode(&b)),
+                    DType::Char => json!(enc.encode(&b)),
+                    other => fill_json(other, &b, false),
+                };
+                m.insert(name.clone(), j);
+                continue;
+            }
+        }
+        m.insert(name.clone(), attr_json(value));
+    }
+    if format == ZarrFormat::V2 {
+        m.insert("_ARRAY_DIMENSIONS".into(), json!(var.dims));
+    }
+    m
+}
+
+/// Group attributes as a JSON object.
+pub fn group_attributes(g: &Group) -> Map<String, Value> {
+    g.attrs
+        .iter()
+        .map(|a| (a.name.clone(), attr_json(&a.value)))
+        .collect()
+}
+
+fn typesize(dtype: DType) -> usize {
+    match dtype {
+        DType::String => 1,
+        d => d.size(),
+    }
+}
+
+/// The v3 compressor codec, if any.
+pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
+    Some(match codec {
+        Codec::None => return None,
+        Codec::Zstd(l) => json!({"name": "zstd", "configuration": {"level": l, "checksum": false}}),
+        Codec::Gzip(l) => json!({"name": "gzip", "configuration": {"level": l}}),
+        Codec::Zlib(l) => json!({"name": "numcodecs.zlib", "configuration": {"level": l}}),
+        Codec::Blosc {
+            cname,
+            clevel,
+            shuffle,
+        } => {
+            let s = match shuffle {
+                BloscShuffle::None => "noshuffle",
+                BloscShuffle::Byte => "shuffle",
+                BloscShuffle::Bit => "bitshuffle",
+            };
+            json!({"name": "blosc", "configuration": {
+                "cname": cname, "clevel": clevel, "shuffle": s,
+                "typesize": typesize(dtype), "blocksize": 0}})
+        }
+    })
+}
+
+/// The v2 compressor (`null` for none).
+pub fn compressor_v2(codec: &Codec) -> Value {
+    match codec {
+        Codec::None => Value::Null,
+        Codec::Zstd(l) => json!({"id": "zstd", "level": l}),
+        Codec::Gzip(l) => json!({"id": "gzip", "level": l}),
+        Codec::Zlib(l) => json!({"id": "zlib", "level": l}),
+        Codec::Blosc {
+            cname,
+            clevel,
+            shuffle,
+        } => {
+            let s = match shuffle {
+                BloscShuffle::None => 0,
+                BloscShuffle::Byte => 1,
+                BloscShuffle::Bit => 2,
+            };
+            json!({"id": "blosc", "cname": cname, "clevel": clevel, "shuffle": s, "blocksize": 0})
+        }
+    }
+}
+
+fn serializer_v3(dtype: DType) -> Value {
+    match dtype {
+        DType::String => json!({"name": "vlen-utf8"}),
+        d if d.size() == 1 => json!({"name": "bytes"}),
+        _ => json!({"name": "bytes", "configuration": {"endian": "little"}}),
+    }
+}
+
+/// v3 codec list for one array (with the sharding codec when sharded).
+pub fn codecs_v3(a: &ArrayPlan, codec: &Codec) -> Vec<Value> {
+    let mut inner = vec![serializer_v3(a.dtype)];
+    inner.extend(compressor_v3(codec, a.dtype));
+    match &a.shards {
+        None => inner,
+        Some(_) => vec![json!({"name": "sharding_indexed", "configuration": {
+            "chunk_shape": a.chunks,
+            "codecs": inner,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": "end"}})],
+    }
+}
+
+/// The v3 `zarr.json` of an array. With `for_encoding`, chars are `uint8`
+/// and there are no attributes (the form zarrs builds its codec chain from).
+pub fn array_v3(var: &Var, a: &ArrayPlan, codec: &Codec, for_encoding: bool) -> Value {
+    let fill = fill_bytes(var).unwrap_or_else(|| pad_bytes(var));
+    let mut m = Map::new();
+    m.insert("zarr_format".into(), json!(3));
+    m.insert("node_type".into(), json!("array"));
+    m.insert("shape".into(), json!(a.shape));
+    let data_type = if var.dtype == DType::Char && !for_encoding {
+        json!({"name": "null_terminated_bytes", "configuration": {"length_bytes": 1}})
+    } else {
+        json!(var.dtype.v3_name())
+    };
+    m.insert("data_type".into(), data_type);
+    m.insert(
+        "chunk_grid".into(),
+        json!({"name": "regular", "configuration": {"chunk_shape": a.unit_shape()}}),
+    );
+    m.insert(
+        "chunk_key_encoding".into(),
+        json!({"name": "default", "configuration": {"separator": "/"}}),
+    );
+    let fill_value = if var.dtype == DType::Char && for_encoding {
+        json!(fill[0])
+    } else {
+        fill_json(var.dtype, &fill, false)
+    };
+    m.insert("fill_value".into(), fill_value);
+    m.insert("codecs".into(), json!(codecs_v3(a, codec)));
+    let attrs = if for_encoding {
+        Map::new()
+    } else {
+        var_attributes(var, ZarrFormat::V3)
+    };
+    m.insert("attributes".into(), Value::Object(attrs));
+    if !var.dims.is_empty() {
+        m.insert("dimension_names".into(), json!(var.dims));
+    }
+    Value::Object(m)
+}
+
+/// The v2 `.zarray` of an array.
+pub fn array_v2(var: &Var, a: &ArrayPlan, codec: &Codec) -> Value {
+    let fill_value = match fill_bytes(var) {
+        Some(b) => fill_json(var.dtype, &b, true),
+        None => Value::Null,
+    };
+    let filters = if var.dtype == DType::String {
+        json!([{"id": "vlen-utf8"}])
+    } else {
+        Value::Null
+    };
+    json!({
+        "zarr_format": 2,
+        "shape": a.shape,
+        "chunks": a.chunks,
+        "dtype": var.dtype.v2_name(),
+        "fill_value": fill_value,
+        "order": "C",
+        "filters": filters,
+        "dimension_separator": ".",
+        "compressor": compressor_v2(codec),
+    })
+}
+
+/// The v3 `zarr.json` of a group.
+pub fn group_v3(g: &Group) -> Value {
+    json!({"zarr_format": 3, "node_type": "group", "attributes": group_attributes(g)})
+}
+
+/// The store key of a chunk (or shard) relative to the array directory.
+pub fn chunk_key(format: ZarrFormat, indices: &[u64]) -> String {
+    let parts: Vec<String> = indices.iter().map(u64::to_string).collect();
+    match format {
+        ZarrFormat::V3 if parts.is_empty() => "c".into(),
+        ZarrFormat::V3 => format!("c/{}", parts.join("/")),
+        ZarrFormat::V2 if parts.is_empty() => "0".into(),
+        ZarrFormat::V2 => parts.join("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(dtype: DType, attrs: Vec<Attr>) -> Var {
+        Var {
+            name: "v".into(),
+            path: "v".into(),
+            dtype,
+            dims: vec!["time".into(), "x".into()],
+            shape: vec![2, 3],
+            source_chunks: None,
+            filters: vec![],
+            big_endian: false,
+            attrs,
+        }
+    }
+
+    #[test]
+    fn float_fill_value_is_encoded_as_xarray_does() {
+        let v = var(
+            DType::F32,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::F32(vec![1e20]),
+            }],
+        );
+        let a = var_attributes(&v, ZarrFormat::V3);
+        assert_eq!(a["_FillValue"], json!("AAAAgB2vFUQ="));
+        let a2 = var_attributes(&v, ZarrFormat::V2);
+        assert!(!a2.contains_key("_FillValue"));
+        assert_eq!(a2["_ARRAY_DIMENSIONS"], json!(["time", "x"]));
+    }
+
+    #[test]
+    fn int_fill_value_and_attribute_shapes() {
+        let v = var(
+            DType::I16,
+            vec![
+                Attr {
+                    name: "_FillValue".into(),
+                    value: AttrValue::I16(vec![-32767]),
+                },
+                Attr {
+                    name: "valid_range".into(),
+                    value: AttrValue::I16(vec![0, 100]),
+                },
+                Attr {
+                    name: "scale_factor".into(),
+                    value: AttrValue::F32(vec![0.1]),
+                },
+            ],
+        );
+        let a = var_attributes(&v, ZarrFormat::V3);
+        assert_eq!(a["_FillValue"], json!(-32767));
+        assert_eq!(a["valid_range"], json!([0, 100]));
+        assert_eq!(a["scale_factor"], json!(f64::from(0.1f32)));
+    }
+
+    #[test]
+    fn chunk_keys() {
+        assert_eq!(chunk_key(ZarrFormat::V3, &[0, 1, 2]), "c/0/1/2");
+        assert_eq!(chunk_key(ZarrFormat::V3, &[]), "c");
+        assert_eq!(chunk_key(ZarrFormat::V2, &[3, 4]), "3.4");
+        assert_eq!(chunk_key(ZarrFormat::V2, &[]), "0");
+    }
+
+    #[test]
+    fn non_finite_floats() {
+        assert_eq!(float_json(f64::NAN), json!("NaN"));
+        assert_eq!(
+            attr_json(&AttrValue::F64(vec![1.0, f64::INFINITY])),
+            json!([1.0, "Infinity"])
+        );
+    }
+}

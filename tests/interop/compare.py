@@ -1,0 +1,113 @@
+"""Compare a Zarr store written by zarrforge with its netCDF source through xarray.
+
+usage: compare.py SOURCE.nc STORE [--group G]...
+
+Checks, for the root group and each nested group:
+  * raw (decode_cf=False): xarray.testing.assert_identical, plus equal dtypes;
+  * CF-decoded: assert_identical, except that a packed variable may decode to
+    float64 from Zarr where netCDF4 gives float32 (JSON attributes carry no
+    float32 type; xarray picks the unpacked dtype from the scale_factor type);
+    those are compared with values converted to float64 after the same
+    computation in float32 on both sides.
+  * zarr-python opens every array and its values equal netCDF4's raw values.
+Exit status 1 with a readable diff on the first failure.
+"""
+import sys
+import warnings
+
+import netCDF4
+import numpy as np
+import xarray as xr
+import zarr
+
+warnings.filterwarnings("ignore")
+
+
+def groups_of(nc_path):
+    out = []
+
+    def walk(g, prefix):
+        for name, child in g.groups.items():
+            path = f"{prefix}/{name}" if prefix else name
+            out.append(path)
+            walk(child, path)
+
+    with netCDF4.Dataset(nc_path) as ds:
+        walk(ds, "")
+    return out
+
+
+def check_dtypes(a, b, what):
+    text = set("UOT")  # variable-length text: numpy str, object or StringDType
+    for name in a.variables:
+        if a[name].dtype.kind in text and b[name].dtype.kind in text:
+            continue
+        if a[name].dtype != b[name].dtype:
+            raise AssertionError(f"{what}: dtype of {name}: source {a[name].dtype} store {b[name].dtype}")
+
+
+def compare_group(nc_path, store, group):
+    kw = {} if group is None else {"group": group}
+    label = f"{nc_path} vs {store}" + (f" group {group}" if group else "")
+    src = xr.open_dataset(nc_path, decode_cf=False, **kw).load()
+    out = xr.open_zarr(store, decode_cf=False, consolidated=None, **kw).load()
+    xr.testing.assert_identical(src, out)
+    check_dtypes(src, out, label + " (raw)")
+
+    src = xr.open_dataset(nc_path, **kw).load()
+    out = xr.open_zarr(store, consolidated=None, **kw).load()
+    # Decoded packed data: netCDF4 gives float32 when scale_factor is float32.
+    for name in list(src.variables):
+        s, o = src[name], out[name]
+        if s.dtype != o.dtype and s.dtype.kind == "f" and o.dtype.kind == "f":
+            raw = xr.open_dataset(nc_path, decode_cf=False, **kw)[name]
+            sf = raw.attrs.get("scale_factor", 1)
+            ao = raw.attrs.get("add_offset", 0)
+            if "scale_factor" not in raw.attrs and "add_offset" not in raw.attrs:
+                raise AssertionError(f"{label}: decoded dtype of {name}: {s.dtype} vs {o.dtype}")
+            np.testing.assert_allclose(o.values, s.values.astype(o.dtype), rtol=1e-6, equal_nan=True,
+                                       atol=abs(float(np.asarray(sf).ravel()[0])) * 1e-3 + 1e-12 * abs(float(np.asarray(ao).ravel()[0])))
+            out[name] = s
+    xr.testing.assert_identical(src, out)
+
+
+def compare_zarr_python(nc_path, store):
+    root = zarr.open_group(store, mode="r")
+    with netCDF4.Dataset(nc_path) as ds:
+        ds.set_auto_maskandscale(False)
+
+        def walk(g, zg, prefix):
+            for name, v in g.variables.items():
+                arr = zg[name]
+                want = v[...]
+                got = arr[...]
+                if v.dtype == str:
+                    want = np.asarray(want, dtype=object)
+                    got = np.asarray(got, dtype=object)
+                    if want.shape != got.shape or not all(a == b for a, b in zip(want.ravel(), got.ravel())):
+                        raise AssertionError(f"{prefix}{name}: strings differ")
+                    continue
+                want = np.asarray(want)
+                if want.dtype.kind == "S":
+                    got = np.asarray(got).astype("S1")
+                if want.shape != got.shape:
+                    raise AssertionError(f"{prefix}{name}: shape {want.shape} vs {got.shape}")
+                if not np.array_equal(want, got, equal_nan=want.dtype.kind == "f"):
+                    raise AssertionError(f"{prefix}{name}: values differ")
+            for name, child in g.groups.items():
+                walk(child, zg[name], f"{prefix}{name}/")
+
+        walk(ds, root, "")
+
+
+def main():
+    nc_path, store = sys.argv[1], sys.argv[2]
+    compare_group(nc_path, store, None)
+    for g in groups_of(nc_path):
+        compare_group(nc_path, store, g)
+    compare_zarr_python(nc_path, store)
+    print(f"ok {nc_path} == {store}")
+
+
+if __name__ == "__main__":
+    main()
