@@ -29,6 +29,30 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Show which rank writes which chunks, bytes per rank and the imbalance.
     Plan(PlanArgs),
+    /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
+    Generate(GenerateArgs),
+}
+
+/// `generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output netCDF-4 file
+    pub output: PathBuf,
+    /// Time steps
+    #[arg(long, default_value_t = 24)]
+    pub time: usize,
+    /// Latitudes
+    #[arg(long, default_value_t = 361)]
+    pub lat: usize,
+    /// Longitudes
+    #[arg(long, default_value_t = 720)]
+    pub lon: usize,
+    /// First time value, in days since 2000-01-01
+    #[arg(long, default_value_t = 0.0)]
+    pub t0: f64,
+    /// Deflate level of the source chunks (0: uncompressed)
+    #[arg(long, default_value_t = 4)]
+    pub deflate: i32,
 }
 
 /// Zarr format.

@@ -41,5 +41,6 @@ pub mod plan;
 pub mod progress;
 pub mod read;
 pub mod schema;
+pub mod synth;
 pub mod topology;
 pub mod write;

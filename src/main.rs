@@ -7,7 +7,7 @@ use zarrforge::cli::{Cli, Command};
 use zarrforge::error::{chain, Error};
 use zarrforge::mpi_ctx::MpiCtx;
 use zarrforge::topology::Topology;
-use zarrforge::{convert, inspect, plan, schema};
+use zarrforge::{convert, inspect, plan, schema, synth};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -95,6 +95,19 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
             } else {
                 print!("{}", inspect::describe(&s));
+            }
+            Ok(())
+        }
+        Command::Generate(a) => {
+            if ctx.is_root() {
+                let spec = synth::SynthSpec {
+                    time: a.time,
+                    lat: a.lat,
+                    lon: a.lon,
+                    t0: a.t0,
+                    deflate: a.deflate,
+                };
+                synth::write(&a.output, &spec)?;
             }
             Ok(())
         }

@@ -378,13 +378,24 @@ pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, Schema
         what: "cannot open as netCDF".into(),
         source,
     })?;
-    let root = file.root().ok_or_else(|| SchemaError::Netcdf {
-        path: path.to_path_buf(),
-        what: "cannot open root group".into(),
-        source: netcdf::Error::NotFound("root group".into()),
-    })?;
     let mut skipped = Vec::new();
-    let root = read_group(path, &root, "", skip_unsupported, &mut skipped)?;
+    let root = match file.root() {
+        Some(root) => read_group(path, &root, "", skip_unsupported, &mut skipped)?,
+        // netCDF-3 files have no group API: read the file-level items.
+        None => {
+            let dims = file.dimensions().map(|d| dim_of(&d)).collect();
+            let attrs = read_attrs(path, file.attributes(), "")?;
+            let vars = read_vars(path, file.variables(), "", skip_unsupported, &mut skipped)?;
+            Group {
+                name: String::new(),
+                path: String::new(),
+                dims,
+                attrs,
+                vars,
+                groups: Vec::new(),
+            }
+        }
+    };
     Ok(Schema {
         source: path.to_path_buf(),
         format,
@@ -438,32 +449,9 @@ fn read_group(
     skip_unsupported: bool,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Group, SchemaError> {
-    let dims = g
-        .dimensions()
-        .map(|d| Dim {
-            name: d.name(),
-            len: d.len() as u64,
-            unlimited: d.is_unlimited(),
-        })
-        .collect();
+    let dims = g.dimensions().map(|d| dim_of(&d)).collect();
     let attrs = read_attrs(path, g.attributes(), gpath)?;
-    let mut vars = Vec::new();
-    for v in g.variables() {
-        let name = v.name();
-        let vpath = join(gpath, &name);
-        check_name(path, &name)?;
-        match read_var(path, &v, &vpath)? {
-            Ok(var) => vars.push(var),
-            Err(kind) if skip_unsupported => skipped.push(Skipped { path: vpath, kind }),
-            Err(kind) => {
-                return Err(SchemaError::Unsupported {
-                    path: path.to_path_buf(),
-                    var: vpath,
-                    kind,
-                })
-            }
-        }
-    }
+    let vars = read_vars(path, g.variables(), gpath, skip_unsupported, skipped)?;
     let mut groups = Vec::new();
     for child in g.groups() {
         let name = child.name();
@@ -479,6 +467,41 @@ fn read_group(
         vars,
         groups,
     })
+}
+
+fn dim_of(d: &netcdf::Dimension<'_>) -> Dim {
+    Dim {
+        name: d.name(),
+        len: d.len() as u64,
+        unlimited: d.is_unlimited(),
+    }
+}
+
+fn read_vars<'a>(
+    path: &Path,
+    vars: impl Iterator<Item = netcdf::Variable<'a>>,
+    gpath: &str,
+    skip_unsupported: bool,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Var>, SchemaError> {
+    let mut out = Vec::new();
+    for v in vars {
+        let name = v.name();
+        let vpath = join(gpath, &name);
+        check_name(path, &name)?;
+        match read_var(path, &v, &vpath)? {
+            Ok(var) => out.push(var),
+            Err(kind) if skip_unsupported => skipped.push(Skipped { path: vpath, kind }),
+            Err(kind) => {
+                return Err(SchemaError::Unsupported {
+                    path: path.to_path_buf(),
+                    var: vpath,
+                    kind,
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `parent/name`, or `name` at the root.

@@ -1,0 +1,25 @@
+# Shared environment for zarrforge's scripts (sourced, not run).
+# Points the build at Debian's parallel netCDF/HDF5 unless already set, and
+# lets OpenMPI run as root and with more ranks than cores (CI containers).
+export NETCDF_DIR="${NETCDF_DIR:-/usr/lib/x86_64-linux-gnu/netcdf/mpi}"
+export HDF5_DIR="${HDF5_DIR:-/usr/lib/x86_64-linux-gnu/hdf5/openmpi}"
+if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OMPI_MCA_rmaps_base_oversubscribe="${OMPI_MCA_rmaps_base_oversubscribe:-1}"
+# Quiet OpenMPI's transport probing in containers without high-speed networks.
+export OMPI_MCA_btl="${OMPI_MCA_btl:-self,vader,tcp}"
+export OMPI_MCA_btl_vader_single_copy_mechanism="${OMPI_MCA_btl_vader_single_copy_mechanism:-none}"
+
+ZF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ZF_VENV="${ZF_VENV:-$ZF_ROOT/.venv-test}"
+
+# Creates the Python venv used by the interop tests (idempotent).
+zf_venv() {
+    if [ ! -x "$ZF_VENV/bin/python" ] || ! "$ZF_VENV/bin/python" -c "import xarray, zarr, netCDF4" 2>/dev/null; then
+        echo "==> creating Python venv $ZF_VENV (xarray, zarr>=3, netCDF4)" >&2
+        python3 -m venv "$ZF_VENV"
+        "$ZF_VENV/bin/pip" install -q --upgrade pip
+        "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy
+    fi
+}

@@ -1,0 +1,9 @@
+//! Integration tests: they build netCDF inputs, run the real `zarrforge`
+//! binary (as a singleton and under `mpirun` with 1, 2 and 3 ranks), and read
+//! the stores back with zarrs to compare every value with netCDF-C's.
+
+mod common;
+
+mod bad_input;
+mod cli_docs;
+mod convert;
