@@ -125,14 +125,17 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     cfg.validate()?;
     let schema = shared_schema(ctx, &cfg.input, cfg.skip_unsupported)?;
     let plan = Plan::new(&schema, cfg, ctx.size())?;
-    let threads = cfg.threads.unwrap_or_else(|| topo.encoder_threads()).max(1);
+    let threads = cfg
+        .threads
+        .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
+        .max(1);
 
     // Rank 0 prepares the store; nobody writes before it is ready.
     let prepared = if ctx.is_root() {
         guarded(|| {
             Ok(store::prepare(
                 &cfg.output,
-                &[cfg.input.clone()],
+                std::slice::from_ref(&cfg.input),
                 cfg.overwrite,
             )?)
         })

@@ -104,6 +104,25 @@ impl DType {
         }
     }
 
+    /// netCDF's default fill value (`NC_FILL_*`) as little-endian bytes: what
+    /// netCDF-C returns for elements never written when a variable has no
+    /// `_FillValue`.
+    pub fn netcdf_default_fill(self) -> Vec<u8> {
+        match self {
+            Self::I8 => (-127i8).to_le_bytes().to_vec(),
+            Self::U8 => 255u8.to_le_bytes().to_vec(),
+            Self::I16 => (-32767i16).to_le_bytes().to_vec(),
+            Self::U16 => 65535u16.to_le_bytes().to_vec(),
+            Self::I32 => (-2_147_483_647i32).to_le_bytes().to_vec(),
+            Self::U32 => 4_294_967_295u32.to_le_bytes().to_vec(),
+            Self::I64 => (-9_223_372_036_854_775_806i64).to_le_bytes().to_vec(),
+            Self::U64 => 18_446_744_073_709_551_614u64.to_le_bytes().to_vec(),
+            Self::F32 => 9.969_21e36_f32.to_le_bytes().to_vec(),
+            Self::F64 => 9.969_209_968_386_869e36_f64.to_le_bytes().to_vec(),
+            Self::Char | Self::String => vec![0],
+        }
+    }
+
     /// Whether the type is a floating-point type.
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F64)

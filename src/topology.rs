@@ -52,8 +52,11 @@ impl Topology {
         }
     }
 
-    /// Encoder threads for this rank: one per PU of its cpuset.
-    pub fn encoder_threads(&self) -> usize {
-        self.cpuset_pus.max(1)
+    /// Encoder threads for this rank: one per PU of its cpuset, but no more
+    /// than its share of the node when `ranks_on_node` ranks share the same
+    /// PUs (unbound or oversubscribed launches).
+    pub fn encoder_threads(&self, ranks_on_node: usize) -> usize {
+        let share = (self.node_pus / ranks_on_node.max(1)).max(1);
+        self.cpuset_pus.min(share).max(1)
     }
 }

@@ -87,9 +87,59 @@ impl Hdf5Reader {
 
     /// Reads the hyperslab `start`/`count` of `var` as native bytes.
     ///
+    /// In netCDF-4 a variable along an unlimited dimension may hold fewer
+    /// records than the dimension: the part beyond the dataset's extent
+    /// reads as the fill value, as netCDF-C returns it.
+    ///
     /// # Errors
     /// [`ReadError::Hdf5`] naming the file and variable.
     pub fn read(&mut self, var: &Var, start: &[u64], count: &[u64]) -> Result<Vec<u8>, ReadError> {
+        let extent = self.extent(var)?;
+        let inside: Vec<u64> = start
+            .iter()
+            .zip(count)
+            .zip(&extent)
+            .map(|((&s, &c), &e)| c.min(e.saturating_sub(s)))
+            .collect();
+        if inside.len() != count.len() || inside == count {
+            return self.read_inside(var, start, count);
+        }
+        let fill = crate::write::metadata::fill_bytes(var)
+            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        let part = if inside.contains(&0) {
+            Vec::new()
+        } else {
+            self.read_inside(var, start, &inside)?
+        };
+        Ok(crate::write::chunks::pad_region(
+            &part,
+            &inside,
+            count,
+            &fill,
+            var.dtype.size(),
+        ))
+    }
+
+    /// Current dimensions of `var`'s dataset.
+    fn extent(&mut self, var: &Var) -> Result<Vec<u64>, ReadError> {
+        let path = self.path.clone();
+        let ds = self.dataset(var)?;
+        ds.space()
+            .map(|s| s.shape().into_iter().map(|x| x as u64).collect())
+            .map_err(|e| ReadError::Hdf5 {
+                path,
+                var: var.path.clone(),
+                what: "dataspace",
+                msg: e.to_string(),
+            })
+    }
+
+    fn read_inside(
+        &mut self,
+        var: &Var,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Vec<u8>, ReadError> {
         let path = self.path.clone();
         let fail = |what: &'static str| ReadError::Hdf5 {
             path: path.clone(),

@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn pads_three_dimensions_with_wide_elements() {
-        let region: Vec<u8> = (0..(2 * 1 * 2 * 2)).collect();
+        let region: Vec<u8> = (0..8).collect(); // 2 x 1 x 2 elements of 2 bytes
         let out = pad_region(&region, &[2, 1, 2], &[2, 2, 3], &[0xff, 0xff], 2);
         assert_eq!(out.len(), 2 * 2 * 3 * 2);
         assert_eq!(&out[0..4], &[0, 1, 2, 3]);

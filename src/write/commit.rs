@@ -21,6 +21,14 @@ fn write_json(store: &Path, key: &str, v: &Value) -> Result<(), WriteError> {
     write_atomic(&store.join(key), &bytes)
 }
 
+/// Consolidated entries sorted by key: readers (zarr-python) group the
+/// entries of one parent by runs of equal prefixes, so siblings must be
+/// adjacent.
+fn sorted(m: Map<String, Value>) -> Map<String, Value> {
+    let sorted: std::collections::BTreeMap<String, Value> = m.into_iter().collect();
+    sorted.into_iter().collect()
+}
+
 fn key(path: &str, name: &str) -> String {
     crate::schema::join(path, name)
 }
@@ -54,7 +62,7 @@ pub fn commit(
             root["consolidated_metadata"] = json!({
                 "kind": "inline",
                 "must_understand": false,
-                "metadata": consolidated,
+                "metadata": sorted(consolidated),
             });
             write_json(store, "zarr.json", &root)
         }
@@ -84,7 +92,7 @@ pub fn commit(
             write_json(
                 store,
                 ".zmetadata",
-                &json!({"metadata": consolidated, "zarr_consolidated_format": 1}),
+                &json!({"metadata": sorted(consolidated), "zarr_consolidated_format": 1}),
             )?;
             write_json(store, ".zgroup", &zgroup)
         }
