@@ -100,6 +100,11 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         }
         Command::Generate(a) => {
             if ctx.is_root() {
+                if a.output.exists() {
+                    return Err(
+                        zarrforge::error::ConfigError::OutputExists(a.output.clone()).into(),
+                    );
+                }
                 let spec = synth::SynthSpec {
                     time: a.time,
                     lat: a.lat,

@@ -41,6 +41,8 @@ pub fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run 
         // the descriptor (and HDF5's flock) of a fixture another thread is
         // still writing. Readers must not trip over those stray locks.
         .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        // --help wraps at the terminal width: keep it fixed.
+        .env_remove("COLUMNS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn zarrforge");

@@ -64,7 +64,9 @@ pub fn commit(
                 "must_understand": false,
                 "metadata": sorted(consolidated),
             });
-            write_json(store, "zarr.json", &root)
+            super::store::sync_filesystem(store)?;
+            write_json(store, "zarr.json", &root)?;
+            super::store::sync_filesystem(store)
         }
         ZarrFormat::V2 => {
             let mut consolidated = Map::new();
@@ -94,7 +96,9 @@ pub fn commit(
                 ".zmetadata",
                 &json!({"metadata": sorted(consolidated), "zarr_consolidated_format": 1}),
             )?;
-            write_json(store, ".zgroup", &zgroup)
+            super::store::sync_filesystem(store)?;
+            write_json(store, ".zgroup", &zgroup)?;
+            super::store::sync_filesystem(store)
         }
     }
 }

@@ -145,13 +145,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// [`WriteError::Io`].
 pub fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {
     let f = std::fs::File::open(dir).map_err(|e| WriteError::io(dir, "open for sync", e))?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: syncfs on a valid, open file descriptor.
-    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-    if rc != 0 {
-        return Err(WriteError::io(dir, "sync", std::io::Error::last_os_error()));
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a valid, open file descriptor.
+        let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+        if rc != 0 {
+            return Err(WriteError::io(dir, "sync", std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
-    Ok(())
+    #[cfg(not(target_os = "linux"))]
+    {
+        // No syncfs: flush everything (sync) and the directory itself.
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        f.sync_all().map_err(|e| WriteError::io(dir, "sync", e))
+    }
 }
 
 #[cfg(test)]
