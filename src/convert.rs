@@ -81,24 +81,55 @@ pub fn shared_schema(
     path: &std::path::Path,
     skip_unsupported: bool,
 ) -> Result<Schema, Error> {
-    let local = if ctx.is_root() {
-        Some(read_schema(path, skip_unsupported))
+    // Binary (bincode) rather than JSON: attribute values may be NaN or
+    // infinite, which JSON cannot carry.
+    let config = bincode::config::standard();
+    let exchange = |e: String| Error::Schema(SchemaError::Exchange(e));
+    let local: Result<Schema, Error> = if ctx.is_root() {
+        let read = read_schema(path, skip_unsupported).map_err(Error::from);
+        let payload = match &read {
+            Ok(s) => bincode::serde::encode_to_vec(s, config).map_err(|e| exchange(e.to_string())),
+            Err(_) => Ok(Vec::new()),
+        };
+        match payload {
+            Ok(bytes) => {
+                ctx.bcast_bytes(bytes);
+                read
+            }
+            Err(e) => {
+                ctx.bcast_bytes(Vec::new());
+                Err(e)
+            }
+        }
     } else {
-        None
+        let bytes = ctx.bcast_bytes(Vec::new());
+        if bytes.is_empty() {
+            // Rank 0 failed; its message arrives through the agreement.
+            Err(exchange("no schema from rank 0".into()))
+        } else {
+            bincode::serde::decode_from_slice::<Schema, _>(&bytes, config)
+                .map(|(s, _)| s)
+                .map_err(|e| exchange(e.to_string()))
+        }
     };
-    let payload = match &local {
-        Some(Ok(s)) => serde_json::to_vec(&Ok::<&Schema, String>(s)),
-        Some(Err(e)) => serde_json::to_vec(&Err::<&Schema, String>(crate::error::chain(e))),
-        None => Ok(Vec::new()),
+    // Every rank learns whether every rank has the schema: no rank goes on
+    // to a collective that another rank will never reach.
+    let ok = local.is_ok();
+    let failures = ctx.gather_failures(local.as_ref().err().map(|e| crate::error::chain(e)));
+    if failures.is_empty() {
+        return local;
     }
-    .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
-    let bytes = ctx.bcast_bytes(payload);
-    if let Some(r) = local {
-        return r.map_err(Error::from);
+    if ok || !ctx.is_root() {
+        // Report rank 0's own message when it has one, else every rank's.
+        let root_failed: Vec<(i32, String)> =
+            failures.iter().filter(|(r, _)| *r == 0).cloned().collect();
+        return Err(Error::Ranks(if root_failed.is_empty() {
+            failures
+        } else {
+            root_failed
+        }));
     }
-    let got: Result<Schema, String> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
-    got.map_err(|m| Error::Ranks(vec![(0, m)]))
+    local
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {

@@ -132,6 +132,8 @@ pub fn rich_fixture(path: &Path) {
     {
         let mut v = f.add_variable::<f64>("bigend", &["lat", "lon"]).unwrap();
         v.set_endianness(netcdf::Endianness::Big).unwrap();
+        // A NaN attribute must survive the schema broadcast to other ranks.
+        v.set_fill_value(f64::NAN).unwrap();
         let d: Vec<f64> = (0..91).map(|i| val(i, 3)).collect();
         v.put_values(&d, Extents::from([0..13, 0..7])).unwrap();
     }
