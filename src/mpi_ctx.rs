@@ -79,7 +79,11 @@ impl MpiCtx {
         } else {
             vec![0u8; usize::try_from(len).unwrap_or(0)]
         };
-        root.broadcast_into(&mut buf[..]);
+        // Every rank knows the length now; an empty buffer is not sent
+        // (MPI refuses the dangling pointer of an empty Vec).
+        if !buf.is_empty() {
+            root.broadcast_into(&mut buf[..]);
+        }
         buf
     }
 
