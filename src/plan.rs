@@ -331,9 +331,11 @@ pub fn choose_shards(
     let mut s = Vec::with_capacity(chunks.len());
     for (d, dim) in v.dims.iter().enumerate() {
         let c = chunks[d];
-        let shard = match given.get(dim) {
+        // A shard never needs to reach past the (chunk-rounded) dimension.
+        let limit = v.shape[d].max(1).div_ceil(c) * c;
+        let shard = match given.get(dim).map(|g| g.min(limit)) {
             Some(g) if g <= c => c,
-            Some(g) if g % c == 0 => g.min(v.shape[d].max(1).div_ceil(c) * c),
+            Some(g) if g % c == 0 => g,
             Some(g) => {
                 return Err(ConfigError::ShardNotMultiple {
                     var: v.path.clone(),

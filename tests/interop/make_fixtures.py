@@ -685,9 +685,7 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     for name, make in FIXTURES.items():
         path = os.path.join(outdir, name)
-        if os.path.exists(path):
-            os.remove(path)  # netCDF4 "w" mode would clobber anyway; be explicit
-        make(path)
+        make(path)  # mode "w" replaces an existing file
         print(path)
 
 
