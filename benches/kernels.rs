@@ -7,20 +7,15 @@ use zarrforge::schema::DType;
 use zarrforge::write::chunks::pad_region;
 
 fn array(shape: &[u64], chunks: &[u64]) -> ArrayPlan {
-    ArrayPlan {
-        var: 0,
-        path: "v".into(),
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        chunks: chunks.to_vec(),
-        shards: None,
-        grid: shape
-            .iter()
-            .zip(chunks)
-            .map(|(n, c)| n.div_ceil(*c))
-            .collect(),
-        first_unit: 0,
-    }
+    ArrayPlan::new(
+        0,
+        "v".into(),
+        DType::F32,
+        shape.to_vec(),
+        chunks.to_vec(),
+        None,
+        0,
+    )
 }
 
 fn planning(c: &mut Criterion) {

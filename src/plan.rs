@@ -43,6 +43,35 @@ pub struct ArrayPlan {
 }
 
 impl ArrayPlan {
+    /// An array plan with its unit grid derived from `shape` and the unit
+    /// shape (`shards`, else `chunks`).
+    pub fn new(
+        var: usize,
+        path: String,
+        dtype: DType,
+        shape: Vec<u64>,
+        chunks: Vec<u64>,
+        shards: Option<Vec<u64>>,
+        first_unit: u64,
+    ) -> Self {
+        let unit = shards.as_deref().unwrap_or(&chunks);
+        let grid = shape
+            .iter()
+            .zip(unit)
+            .map(|(n, u)| n.div_ceil(*u))
+            .collect();
+        Self {
+            var,
+            path,
+            dtype,
+            shape,
+            chunks,
+            shards,
+            grid,
+            first_unit,
+        }
+    }
+
     /// Shape of one work unit (shard, or chunk).
     pub fn unit_shape(&self) -> &[u64] {
         self.shards.as_deref().unwrap_or(&self.chunks)
@@ -133,23 +162,15 @@ impl Plan {
         for (i, v) in vars.iter().enumerate() {
             let chunks = choose_chunks(v, &cfg.chunks, cfg.target_chunk_bytes);
             let shards = choose_shards(v, &chunks, &cfg.shards)?;
-            let unit = shards.as_deref().unwrap_or(&chunks);
-            let grid: Vec<u64> = v
-                .shape
-                .iter()
-                .zip(unit)
-                .map(|(n, u)| n.div_ceil(*u))
-                .collect();
-            let a = ArrayPlan {
-                var: i,
-                path: v.path.clone(),
-                dtype: v.dtype,
-                shape: v.shape.clone(),
-                chunks: chunks.clone(),
+            let a = ArrayPlan::new(
+                i,
+                v.path.clone(),
+                v.dtype,
+                v.shape.clone(),
+                chunks,
                 shards,
-                grid,
                 first_unit,
-            };
+            );
             first_unit += a.num_units();
             arrays.push(a);
         }
@@ -371,20 +392,15 @@ mod tests {
     }
 
     fn array(shape: &[u64], chunks: &[u64], first_unit: u64) -> ArrayPlan {
-        ArrayPlan {
-            var: 0,
-            path: "a".into(),
-            dtype: DType::F32,
-            shape: shape.to_vec(),
-            chunks: chunks.to_vec(),
-            shards: None,
-            grid: shape
-                .iter()
-                .zip(chunks)
-                .map(|(n, c)| n.div_ceil(*c))
-                .collect(),
+        ArrayPlan::new(
+            0,
+            "a".into(),
+            DType::F32,
+            shape.to_vec(),
+            chunks.to_vec(),
+            None,
             first_unit,
-        }
+        )
     }
 
     #[test]
