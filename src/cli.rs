@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Codec, ConvertConfig, DimSizes, ZarrFormat};
+use crate::config::{AppendMode, Codec, ConvertConfig, DimSizes, ZarrFormat};
 use crate::error::ConfigError;
-use crate::plan::DEFAULT_TARGET_CHUNK_BYTES;
 
 /// MPI-parallel netCDF to Zarr converter.
 ///
@@ -23,7 +22,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Convert a netCDF file into a Zarr store.
+    /// Convert netCDF files into one Zarr store (concatenated and merged), or append to one.
     Convert(ConvertArgs),
     /// Show the structure of a netCDF file: dims, variables, dtypes, chunking, filters, attributes.
     Inspect(InspectArgs),
@@ -31,6 +30,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
     Generate(GenerateArgs),
+    /// Work with recipe files.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
 }
 
 /// `generate` options.
@@ -70,36 +72,84 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 pub struct LayoutArgs {
     /// Chunk sizes by dimension, e.g. `time=24,lat=181,lon=360`; other dimensions use the heuristic
-    #[arg(long, value_name = "DIM=N,...", default_value = "")]
-    pub chunks: String,
+    #[arg(long, value_name = "DIM=N,...")]
+    pub chunks: Option<String>,
     /// Shard sizes by dimension (Zarr v3); one rank writes each whole shard
-    #[arg(long, value_name = "DIM=N,...", default_value = "")]
-    pub shards: String,
-    /// Target uncompressed MiB per chunk for dimensions not given in --chunks
-    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_TARGET_CHUNK_BYTES >> 20)]
-    pub target_chunk_mib: u64,
+    #[arg(long, value_name = "DIM=N,...")]
+    pub shards: Option<String>,
+    /// Target uncompressed MiB per chunk for dimensions not given in --chunks [default: 4]
+    #[arg(long, value_name = "MIB")]
+    pub target_chunk_mib: Option<u64>,
     /// Leave out variables whose type Zarr cannot hold (compound, opaque, enum, vlen), with a warning
     #[arg(long)]
     pub skip_unsupported: bool,
 }
 
+/// Which files, and how they combine (shared by `convert` and `plan`).
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input netCDF files or globs (quoted globs are expanded by zarrforge, sorted naturally)
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// A file listing input paths, one per line (relative to the list's directory)
+    #[arg(long, value_name = "FILE")]
+    pub file_list: Option<PathBuf>,
+    /// A recipe file (TOML, see docs/recipes.md); flags given here override it
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Dimension to concatenate the files along [default: their common unlimited dimension]
+    #[arg(long, value_name = "DIM")]
+    pub concat_dim: Option<String>,
+    /// Units of the time coordinate in the output, e.g. "hours since 2000-01-01" [default: the first file's]
+    #[arg(long, value_name = "UNITS")]
+    pub time_units: Option<String>,
+    /// Allow gaps between files along the concatenation dimension
+    #[arg(long)]
+    pub allow_gaps: bool,
+    /// Allow files that overlap or repeat coordinate values along the concatenation dimension
+    #[arg(long)]
+    pub allow_overlaps: bool,
+    /// Check that variables without the concatenation dimension have equal values in every file
+    #[arg(long)]
+    pub check_static_values: bool,
+}
+
+/// What `--append` does with files whose steps the store already holds.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AppendModeArg {
+    /// Refuse the append
+    Error,
+    /// Leave those files out (an append that already ran does nothing)
+    SkipExisting,
+}
+
 /// `convert` options.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Input netCDF file (netCDF-4/HDF5 or netCDF-3)
-    pub input: PathBuf,
+    /// Inputs and how they combine.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Output Zarr store (a directory)
     #[arg(short, long)]
-    pub output: PathBuf,
-    /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none
-    #[arg(long, default_value = "zstd:3")]
-    pub codec: String,
-    /// Zarr format of the output
-    #[arg(long, value_enum, default_value = "3")]
-    pub zarr_format: FormatArg,
+    pub output: Option<PathBuf>,
+    /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Zarr format of the output [default: 3]
+    #[arg(long, value_enum)]
+    pub zarr_format: Option<FormatArg>,
     /// Replace an existing store, only if zarrforge wrote it
     #[arg(long)]
     pub overwrite: bool,
+    /// Add the inputs' steps along the concatenation dimension to an existing store written by zarrforge (creates it when missing)
+    #[arg(long)]
+    pub append: bool,
+    /// With --append: what to do with inputs whose steps the store already holds [default: error]
+    #[arg(long, value_enum)]
+    pub append_mode: Option<AppendModeArg>,
+    /// Do not add a provenance line to the global `history` attribute
+    #[arg(long)]
+    pub no_history: bool,
     /// Encoder threads per rank (default: the PUs of the rank's cpuset)
     #[arg(long)]
     pub threads: Option<usize>,
@@ -127,14 +177,15 @@ pub struct InspectArgs {
 /// `plan` options.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Input netCDF file
-    pub input: PathBuf,
+    /// Inputs and how they combine.
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Number of ranks to plan for (default: the ranks of this run)
     #[arg(long)]
     pub ranks: Option<usize>,
-    /// Compression (recorded in the plan)
-    #[arg(long, default_value = "zstd:3")]
-    pub codec: String,
+    /// Compression (recorded in the plan) [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
     /// List every unit with its rank
     #[arg(long)]
     pub units: bool,
@@ -146,45 +197,116 @@ pub struct PlanArgs {
     pub layout: LayoutArgs,
 }
 
+/// `recipe` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Validate a recipe: parse it, scan its inputs and combine them, without converting
+    Check(RecipeCheckArgs),
+}
+
+/// `recipe check` options.
+#[derive(Debug, Args)]
+pub struct RecipeCheckArgs {
+    /// The recipe file
+    pub recipe: PathBuf,
+}
+
+/// The command line as one string, for the provenance line.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$*?[]".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl LayoutArgs {
     fn apply(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
-        cfg.chunks = DimSizes::parse("--chunks", &self.chunks)?;
-        cfg.shards = DimSizes::parse("--shards", &self.shards)?;
-        cfg.target_chunk_bytes = self.target_chunk_mib.max(1) << 20;
-        cfg.skip_unsupported = self.skip_unsupported;
+        if let Some(c) = &self.chunks {
+            cfg.chunks = DimSizes::parse("--chunks", c)?;
+        }
+        if let Some(s) = &self.shards {
+            cfg.shards = DimSizes::parse("--shards", s)?;
+        }
+        if let Some(m) = self.target_chunk_mib {
+            cfg.target_chunk_bytes = m.max(1) << 20;
+        }
+        cfg.skip_unsupported |= self.skip_unsupported;
         Ok(())
     }
 }
 
-fn base_config(input: PathBuf, output: PathBuf, codec: &str) -> Result<ConvertConfig, ConfigError> {
-    Ok(ConvertConfig {
-        input,
-        output,
-        chunks: DimSizes::default(),
-        shards: DimSizes::default(),
-        codec: Codec::parse(codec)?,
-        format: ZarrFormat::V3,
-        overwrite: false,
-        skip_unsupported: false,
-        target_chunk_bytes: DEFAULT_TARGET_CHUNK_BYTES,
-        threads: None,
-        progress: true,
-    })
+impl InputArgs {
+    /// A configuration from the recipe (if any) with these flags applied.
+    fn base(&self) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = ConvertConfig::new(Vec::new(), PathBuf::new());
+        cfg.history = Some(format!(
+            "{}: zarrforge {}: {}",
+            crate::select::utc_now(),
+            env!("CARGO_PKG_VERSION"),
+            command_line()
+        ));
+        if let Some(path) = &self.recipe {
+            crate::recipe::Recipe::load(path)?.apply(path, &mut cfg)?;
+        }
+        if !self.inputs.is_empty() {
+            cfg.inputs.clone_from(&self.inputs);
+        }
+        if let Some(f) = &self.file_list {
+            cfg.file_list = Some(f.clone());
+        }
+        if let Some(d) = &self.concat_dim {
+            cfg.combine.concat_dim = Some(d.clone());
+        }
+        if let Some(u) = &self.time_units {
+            cfg.combine.time_units = Some(u.clone());
+        }
+        cfg.combine.allow_gaps |= self.allow_gaps;
+        cfg.combine.allow_overlaps |= self.allow_overlaps;
+        cfg.combine.check_static_values |= self.check_static_values;
+        Ok(cfg)
+    }
 }
 
 impl ConvertArgs {
     /// The validated configuration.
     ///
     /// # Errors
-    /// [`ConfigError`] for a bad `--chunks`, `--shards` or `--codec`.
+    /// [`ConfigError`] for a bad option or recipe.
     pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
-        let mut cfg = base_config(self.input.clone(), self.output.clone(), &self.codec)?;
+        let mut cfg = self.input.base()?;
         self.layout.apply(&mut cfg)?;
-        cfg.format = match self.zarr_format {
-            FormatArg::V2 => ZarrFormat::V2,
-            FormatArg::V3 => ZarrFormat::V3,
-        };
+        if let Some(o) = &self.output {
+            cfg.output.clone_from(o);
+        }
+        if cfg.output.as_os_str().is_empty() {
+            return Err(ConfigError::NoOutput);
+        }
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        if let Some(f) = self.zarr_format {
+            cfg.format = match f {
+                FormatArg::V2 => ZarrFormat::V2,
+                FormatArg::V3 => ZarrFormat::V3,
+            };
+        }
         cfg.overwrite = self.overwrite;
+        cfg.append = self.append;
+        if let Some(m) = self.append_mode {
+            cfg.append_mode = match m {
+                AppendModeArg::Error => AppendMode::Error,
+                AppendModeArg::SkipExisting => AppendMode::SkipExisting,
+            };
+        }
+        if self.no_history {
+            cfg.history = None;
+        }
         cfg.threads = self.threads.filter(|&t| t > 0);
         cfg.progress = !self.quiet;
         cfg.validate()?;
@@ -198,8 +320,12 @@ impl PlanArgs {
     /// # Errors
     /// [`ConfigError`] for a bad option.
     pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
-        let mut cfg = base_config(self.input.clone(), PathBuf::new(), &self.codec)?;
+        let mut cfg = self.input.base()?;
         self.layout.apply(&mut cfg)?;
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        cfg.progress = false;
         Ok(cfg)
     }
 }

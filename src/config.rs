@@ -198,11 +198,58 @@ pub enum ZarrFormat {
     V3,
 }
 
+/// What `--append` does with input files whose coordinate values the store
+/// already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppendMode {
+    /// Refuse the append (default): it has probably run before.
+    #[default]
+    Error,
+    /// Leave those files out; an append of nothing new does nothing.
+    SkipExisting,
+}
+
+/// How input files are combined.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CombineSettings {
+    /// Dimension to concatenate along (default: the common unlimited one).
+    pub concat_dim: Option<String>,
+    /// Output units of the time coordinate (default: the first file's).
+    pub time_units: Option<String>,
+    /// Allow gaps along the concatenation dimension.
+    pub allow_gaps: bool,
+    /// Allow overlapping or repeated coordinate values.
+    pub allow_overlaps: bool,
+    /// Compare the values of static variables across files, not only their
+    /// shape, type and attributes.
+    pub check_static_values: bool,
+    /// Explicit merge groups: each a list of paths or globs.
+    pub merge: Vec<Vec<String>>,
+}
+
+/// Per-variable settings (recipe `[variables.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VarSettings {
+    /// Chunk sizes by dimension for this variable.
+    pub chunks: DimSizes,
+    /// Shard sizes by dimension for this variable.
+    pub shards: DimSizes,
+    /// Compression of this variable.
+    pub codec: Option<Codec>,
+    /// Attributes to set (added or replaced).
+    pub attributes: Vec<crate::schema::Attr>,
+    /// Attributes to remove.
+    pub remove_attributes: Vec<String>,
+}
+
 /// Everything `convert` needs, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConvertConfig {
-    /// Source netCDF file.
-    pub input: PathBuf,
+    /// Input paths and globs.
+    pub inputs: Vec<String>,
+    /// A file listing more inputs, one per line.
+    pub file_list: Option<PathBuf>,
     /// Output store directory.
     pub output: PathBuf,
     /// Target chunk sizes by dimension name.
@@ -223,18 +270,83 @@ pub struct ConvertConfig {
     pub threads: Option<usize>,
     /// Print progress on rank 0.
     pub progress: bool,
+    /// How files are combined.
+    pub combine: CombineSettings,
+    /// Variables to keep (empty: all).
+    pub include: Vec<String>,
+    /// Variables to leave out.
+    pub exclude: Vec<String>,
+    /// New names of variables and dimensions.
+    pub rename: Vec<(String, String)>,
+    /// Per-variable settings, by source variable path.
+    pub variables: Vec<(String, VarSettings)>,
+    /// Global attributes to set.
+    pub attributes: Vec<crate::schema::Attr>,
+    /// Global attributes to remove.
+    pub remove_attributes: Vec<String>,
+    /// Add to an existing store along the concatenation dimension.
+    pub append: bool,
+    /// What an append does with steps the store already holds.
+    pub append_mode: AppendMode,
+    /// The provenance line added to the global `history` attribute (`None`:
+    /// none).
+    pub history: Option<String>,
 }
 
 impl ConvertConfig {
+    /// A configuration with the defaults of the command line.
+    pub fn new(inputs: Vec<String>, output: PathBuf) -> Self {
+        Self {
+            inputs,
+            file_list: None,
+            output,
+            chunks: DimSizes::default(),
+            shards: DimSizes::default(),
+            codec: Codec::Zstd(3),
+            format: ZarrFormat::V3,
+            overwrite: false,
+            skip_unsupported: false,
+            target_chunk_bytes: crate::plan::DEFAULT_TARGET_CHUNK_BYTES,
+            threads: None,
+            progress: true,
+            combine: CombineSettings::default(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            rename: Vec::new(),
+            variables: Vec::new(),
+            attributes: Vec::new(),
+            remove_attributes: Vec::new(),
+            append: false,
+            append_mode: AppendMode::Error,
+            history: None,
+        }
+    }
+
     /// Cross-option checks that need no input file.
     ///
     /// # Errors
-    /// [`ConfigError::ShardsNeedV3`].
+    /// [`ConfigError::ShardsNeedV3`], [`ConfigError::Conflict`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.shards.is_empty() && self.format == ZarrFormat::V2 {
+        let sharded =
+            !self.shards.is_empty() || self.variables.iter().any(|(_, v)| !v.shards.is_empty());
+        if sharded && self.format == ZarrFormat::V2 {
             return Err(ConfigError::ShardsNeedV3);
         }
+        if self.append && self.overwrite {
+            return Err(ConfigError::Conflict("--append and --overwrite".into()));
+        }
+        if self.inputs.is_empty() && self.file_list.is_none() {
+            return Err(ConfigError::NoInputs);
+        }
         Ok(())
+    }
+
+    /// The settings of variable `path`, if any.
+    pub fn var_settings(&self, path: &str) -> Option<&VarSettings> {
+        self.variables
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v)
     }
 }
 

@@ -9,15 +9,18 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+use crate::append::{self, StoreState};
 use crate::config::ConvertConfig;
+use crate::dataset::{combine, CombineOptions, Dataset};
 use crate::error::{Error, SchemaError, WriteError};
 use crate::mpi_ctx::MpiCtx;
-use crate::plan::Plan;
+use crate::plan::{ArrayPlan, Plan};
 use crate::progress::{Progress, RankStats};
 use crate::read::{Reader, Values};
-use crate::schema::{read_schema, Schema};
+use crate::scan::{scan_file, FileScan, ScanOptions};
 use crate::topology::Topology;
 use crate::write::chunks::ArrayEncoder;
 use crate::write::{commit, store};
@@ -43,6 +46,16 @@ pub struct Report {
     pub seconds: f64,
     /// Variables left out (`--skip-unsupported`).
     pub skipped: Vec<String>,
+    /// Input files used.
+    pub files: usize,
+    /// Input files left out by `--append-mode skip-existing`.
+    pub skipped_files: Vec<PathBuf>,
+    /// Seconds of the metadata scan of the inputs (all ranks, gathered).
+    pub scan_seconds: f64,
+    /// Length of the concatenation dimension before an append.
+    pub appended_from: Option<u64>,
+    /// Length of the concatenation dimension after the run.
+    pub concat_len: Option<u64>,
     /// Rank 0's own counters.
     pub rank0: RankStats,
 }
@@ -53,10 +66,13 @@ impl Report {
         #[allow(clippy::cast_precision_loss)]
         let gb = self.bytes_read as f64 / 1e9;
         format!(
-            "zarrforge: wrote {} ({} arrays, {} chunks) from {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
+            "zarrforge: {} {} ({} arrays, {} {}) from {} file(s), {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
+            if self.appended_from.is_some() { "appended to" } else { "wrote" },
             self.output.display(),
             self.arrays,
             self.units,
+            if self.rank0.sharded { "shards" } else { "chunks" },
+            self.files,
             gb,
             self.seconds,
             gb / self.seconds.max(1e-9),
@@ -72,29 +88,29 @@ impl Report {
     }
 }
 
-/// Rank 0 reads the schema and broadcasts it; every rank gets it or the error.
+/// Rank 0 computes a value and broadcasts it; every rank gets it, or every
+/// rank fails (rank 0's error is reported once).
 ///
 /// # Errors
-/// The schema error on rank 0; [`Error::Ranks`] elsewhere.
-pub fn shared_schema(
+/// `f`'s error on rank 0; [`Error::Ranks`] elsewhere.
+pub fn from_root<T: Serialize + DeserializeOwned>(
     ctx: &MpiCtx,
-    path: &std::path::Path,
-    skip_unsupported: bool,
-) -> Result<Schema, Error> {
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
     // Binary (bincode) rather than JSON: attribute values may be NaN or
     // infinite, which JSON cannot carry.
     let config = bincode::config::standard();
     let exchange = |e: String| Error::Schema(SchemaError::Exchange(e));
-    let local: Result<Schema, Error> = if ctx.is_root() {
-        let read = read_schema(path, skip_unsupported).map_err(Error::from);
-        let payload = match &read {
-            Ok(s) => bincode::serde::encode_to_vec(s, config).map_err(|e| exchange(e.to_string())),
+    let local: Result<T, Error> = if ctx.is_root() {
+        let value = guarded(f);
+        let payload = match &value {
+            Ok(v) => bincode::serde::encode_to_vec(v, config).map_err(|e| exchange(e.to_string())),
             Err(_) => Ok(Vec::new()),
         };
         match payload {
             Ok(bytes) => {
                 ctx.bcast_bytes(bytes);
-                read
+                value
             }
             Err(e) => {
                 ctx.bcast_bytes(Vec::new());
@@ -105,14 +121,14 @@ pub fn shared_schema(
         let bytes = ctx.bcast_bytes(Vec::new());
         if bytes.is_empty() {
             // Rank 0 failed; its message arrives through the agreement.
-            Err(exchange("no schema from rank 0".into()))
+            Err(exchange("no data from rank 0".into()))
         } else {
-            bincode::serde::decode_from_slice::<Schema, _>(&bytes, config)
+            bincode::serde::decode_from_slice::<T, _>(&bytes, config)
                 .map(|(s, _)| s)
                 .map_err(|e| exchange(e.to_string()))
         }
     };
-    // Every rank learns whether every rank has the schema: no rank goes on
+    // Every rank learns whether every rank has the value: no rank goes on
     // to a collective that another rank will never reach.
     let ok = local.is_ok();
     let failures = ctx.gather_failures(local.as_ref().err().map(|e| crate::error::chain(e)));
@@ -132,6 +148,242 @@ pub fn shared_schema(
     local
 }
 
+/// The result of the preparation on rank 0, shared with every rank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The combined dataset.
+    pub ds: Dataset,
+    /// Files scanned.
+    pub files: usize,
+    /// Seconds spent scanning.
+    pub scan_seconds: f64,
+    /// The store's length before an append.
+    pub append_from: Option<u64>,
+    /// The arrays of an append (the store's layouts).
+    pub arrays: Option<Vec<ArrayPlan>>,
+    /// Files left out (already in the store).
+    pub skipped_files: Vec<PathBuf>,
+}
+
+/// Scans the input files on all ranks and combines them on rank 0; every
+/// rank gets the [`Job`].
+///
+/// # Errors
+/// Any scan, combination, selection or append-check error.
+pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
+    let t0 = Instant::now();
+    // Rank 0 expands the inputs (one directory scan) and reads the store's
+    // state for an append.
+    let (files, state): (Vec<PathBuf>, Option<StoreState>) = from_root(ctx, || {
+        let files = crate::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+        let state = if cfg.append && cfg.output.exists() {
+            Some(append::load(&cfg.output)?)
+        } else {
+            None
+        };
+        Ok((files, state))
+    })?;
+    let concat_dim = cfg.combine.concat_dim.clone().or_else(|| {
+        state
+            .as_ref()
+            .and_then(|s| s.concat.as_ref().map(|c| source_dim(cfg, &c.dim)))
+    });
+    let opts = ScanOptions {
+        concat_dim: concat_dim.clone(),
+        skip_unsupported: cfg.skip_unsupported,
+        digest_static: cfg.combine.check_static_values,
+    };
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
+    let (lo, hi) = crate::scan::share(files.len(), rank, ctx.size());
+    let mine = guarded(|| {
+        files[lo..hi]
+            .iter()
+            .map(|p| scan_file(p, &opts).map_err(Error::from))
+            .collect::<Result<Vec<FileScan>, Error>>()
+    });
+    let mine = ctx.agree(mine)?;
+    let payload = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
+        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())));
+    let payload = ctx.agree(payload)?;
+    let gathered = ctx.gather_bytes(payload);
+    let scan_seconds = ctx.max_f64(t0.elapsed().as_secs_f64());
+    from_root(ctx, move || {
+        let mut scans: Vec<FileScan> = Vec::with_capacity(files.len());
+        for part in gathered.unwrap_or_default() {
+            let (v, _): (Vec<FileScan>, usize) =
+                bincode::serde::decode_from_slice(&part, bincode::config::standard())
+                    .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
+            scans.extend(v);
+        }
+        build_job(cfg, scans, state, concat_dim, scan_seconds)
+    })
+}
+
+/// The source name of an output dimension (undoing a rename).
+fn source_dim(cfg: &ConvertConfig, out: &str) -> String {
+    cfg.rename
+        .iter()
+        .find(|(_, to)| to == out)
+        .map_or_else(|| out.to_string(), |(from, _)| from.clone())
+}
+
+fn combine_options(
+    cfg: &ConvertConfig,
+    scans: &[FileScan],
+    concat_dim: Option<String>,
+    time_units: Option<String>,
+) -> Result<CombineOptions, Error> {
+    let merge_groups = if cfg.combine.merge.is_empty() {
+        None
+    } else {
+        let mut groups = Vec::new();
+        for specs in &cfg.combine.merge {
+            let paths = crate::inputs::expand(specs, None)?;
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                a == b || (std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok())
+            };
+            groups.push(
+                scans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| paths.iter().any(|p| same(p, &s.path)))
+                    .map(|(i, _)| i)
+                    .collect::<Vec<usize>>(),
+            );
+        }
+        Some(groups)
+    };
+    Ok(CombineOptions {
+        concat_dim,
+        time_units,
+        allow_gaps: cfg.combine.allow_gaps,
+        allow_overlaps: cfg.combine.allow_overlaps,
+        merge_groups,
+    })
+}
+
+fn build_job(
+    cfg: &ConvertConfig,
+    scans: Vec<FileScan>,
+    state: Option<StoreState>,
+    concat_dim: Option<String>,
+    scan_seconds: f64,
+) -> Result<Job, Error> {
+    let files = scans.len();
+    let time_units = cfg.combine.time_units.clone().or_else(|| {
+        state
+            .as_ref()
+            .and_then(|s| s.concat.as_ref().and_then(|c| c.time_units.clone()))
+    });
+    let opts = combine_options(cfg, &scans, concat_dim.clone(), time_units.clone())?;
+    let mut ds = combine(&scans, &opts)?;
+    let Some(state) = state else {
+        crate::select::apply(&mut ds, cfg)?;
+        return Ok(Job {
+            ds,
+            files,
+            scan_seconds,
+            append_from: None,
+            arrays: None,
+            skipped_files: Vec::new(),
+        });
+    };
+    let mut no_history = cfg.clone();
+    no_history.history = None;
+    crate::select::apply(&mut ds, &no_history)?;
+    let mut skipped_files = Vec::new();
+    match append::select(
+        &cfg.output,
+        &state,
+        &ds,
+        cfg.append_mode,
+        cfg.combine.allow_gaps,
+    )? {
+        append::Selection::All => {}
+        append::Selection::Skip(skip) => {
+            skipped_files = skip.iter().map(|&i| scans[i].path.clone()).collect();
+            let kept: Vec<FileScan> = scans
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !skip.contains(i))
+                .map(|(_, s)| s)
+                .collect();
+            if kept.is_empty() || kept.iter().all(|s| s.coords.iter().all(|c| c.len == 0)) {
+                // Nothing new: an append that already ran.
+                let mut ds = append::extend(&cfg.output, &state, &empty_like(&state))?.0;
+                ds.files.clear();
+                let arrays =
+                    append::arrays(&ds, &state, state.concat.as_ref().map_or(0, |c| c.len));
+                return Ok(Job {
+                    ds,
+                    files,
+                    scan_seconds,
+                    append_from: state.concat.as_ref().map(|c| c.len),
+                    arrays: Some(
+                        arrays
+                            .into_iter()
+                            .map(|mut a| {
+                                a.restrict(None, 0);
+                                a
+                            })
+                            .collect(),
+                    ),
+                    skipped_files,
+                });
+            }
+            let opts = combine_options(cfg, &kept, concat_dim, time_units)?;
+            ds = combine(&kept, &opts)?;
+            crate::select::apply(&mut ds, &no_history)?;
+            append::select(
+                &cfg.output,
+                &state,
+                &ds,
+                crate::config::AppendMode::Error,
+                cfg.combine.allow_gaps,
+            )?;
+        }
+    }
+    let (mut ds, old_len) = append::extend(&cfg.output, &state, &ds)?;
+    if let Some(line) = &cfg.history {
+        crate::select::add_history(&mut ds.schema.root, line);
+    }
+    let arrays = append::arrays(&ds, &state, old_len);
+    Ok(Job {
+        ds,
+        files,
+        scan_seconds,
+        append_from: Some(old_len),
+        arrays: Some(arrays),
+        skipped_files,
+    })
+}
+
+/// A dataset with the store's structure and nothing new along the axis.
+fn empty_like(state: &StoreState) -> Dataset {
+    Dataset {
+        files: Vec::new(),
+        schema: state.schema.clone(),
+        sources: state
+            .schema
+            .vars()
+            .iter()
+            .map(|v| crate::dataset::VarSource {
+                var: (*v).clone(),
+                axis: state
+                    .concat
+                    .as_ref()
+                    .and_then(|c| v.dims.iter().position(|d| *d == c.dim)),
+                segments: Vec::new(),
+            })
+            .collect(),
+        concat: state.concat.clone().map(|mut c| {
+            c.len = 0;
+            c.values = c.values.map(|_| Vec::new());
+            c
+        }),
+    }
+}
+
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -146,41 +398,58 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         .unwrap_or_else(|p| Err(WriteError::Panic(panic_text(p.as_ref())).into()))
 }
 
-/// Converts one netCDF file into a Zarr store on all ranks of `ctx`.
+/// Converts netCDF files into a Zarr store (or appends them to one) on all
+/// ranks of `ctx`.
 ///
 /// # Errors
 /// Any stage's error; when several ranks fail, [`Error::Ranks`] with each
-/// rank's message. The store is then left without root metadata.
+/// rank's message. The store is then left without root metadata (or, for an
+/// append, with its previous metadata).
 pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Report, Error> {
     let t0 = Instant::now();
     cfg.validate()?;
-    let schema = shared_schema(ctx, &cfg.input, cfg.skip_unsupported)?;
-    let plan = Plan::new(&schema, cfg, ctx.size())?;
+    let job = prepare_job(ctx, cfg)?;
+    let ds = &job.ds;
+    let plan = match &job.arrays {
+        Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
+        None => Plan::new(ds, cfg, ctx.size())?,
+    };
     let threads = cfg
         .threads
         .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
         .max(1);
+    let format = job.arrays.as_ref().map_or(cfg.format, |_| {
+        store_format(&cfg.output).unwrap_or(cfg.format)
+    });
 
     // Rank 0 prepares the store; nobody writes before it is ready.
-    let prepared = if ctx.is_root() {
-        guarded(|| {
-            Ok(store::prepare(
-                &cfg.output,
-                std::slice::from_ref(&cfg.input),
-                cfg.overwrite,
-            )?)
-        })
+    let prepared = if ctx.is_root() && job.append_from.is_none() {
+        let inputs: Vec<PathBuf> = ds.files.iter().map(|f| f.path.clone()).collect();
+        guarded(|| Ok(store::prepare(&cfg.output, &inputs, cfg.overwrite)?))
     } else {
         Ok(())
     };
     ctx.agree(prepared)?;
 
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
-    let stats = guarded(|| write_units(ctx, cfg, &schema, &plan, rank, threads));
-    let stats = ctx.agree(stats)?;
+    let nothing_new = job.append_from.is_some()
+        && plan.total_units == 0
+        && ds.concat.as_ref().map(|c| c.len) == job.append_from;
+    let stats = guarded(|| write_units(ctx, cfg, &job, &plan, format, rank, threads));
+    let mut stats = ctx.agree(stats)?;
+    stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
-    let committed = if ctx.is_root() {
-        guarded(|| Ok(commit::commit(&cfg.output, &schema, &plan, cfg)?))
+    let committed = if ctx.is_root() && !nothing_new {
+        guarded(|| {
+            let state = StoreState::new(ds, &plan.arrays, format).to_bytes(&cfg.output)?;
+            Ok(commit::commit(
+                &cfg.output,
+                &ds.schema,
+                &plan,
+                format,
+                &state,
+            )?)
+        })
     } else {
         Ok(())
     };
@@ -199,13 +468,31 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         bytes_read,
         bytes_written,
         seconds,
-        skipped: schema
+        skipped: ds
+            .schema
             .skipped
             .iter()
             .map(|s| format!("{} ({})", s.path, s.kind))
             .collect(),
+        files: job.files,
+        skipped_files: job.skipped_files.clone(),
+        scan_seconds: job.scan_seconds,
+        appended_from: job.append_from,
+        concat_len: ds.concat.as_ref().map(|c| c.len),
         rank0: stats,
     })
+}
+
+/// The format of an existing store, from its root document.
+fn store_format(path: &std::path::Path) -> Option<crate::config::ZarrFormat> {
+    use crate::config::ZarrFormat;
+    if path.join("zarr.json").is_file() {
+        Some(ZarrFormat::V3)
+    } else if path.join(".zgroup").is_file() {
+        Some(ZarrFormat::V2)
+    } else {
+        None
+    }
 }
 
 /// Reads, encodes and stores the units of `rank`; reads on this thread,
@@ -214,21 +501,17 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
 fn write_units(
     ctx: &MpiCtx,
     cfg: &ConvertConfig,
-    schema: &Schema,
+    job: &Job,
     plan: &Plan,
+    format: crate::config::ZarrFormat,
     rank: usize,
     threads: usize,
 ) -> Result<RankStats, Error> {
-    let vars = schema.vars();
+    let ds = &job.ds;
+    let vars = ds.schema.vars();
     let mut encoders = Vec::with_capacity(plan.arrays.len());
     for a in &plan.arrays {
-        encoders.push(ArrayEncoder::new(
-            &cfg.output,
-            vars[a.var],
-            a,
-            &cfg.codec,
-            cfg.format,
-        )?);
+        encoders.push(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -243,7 +526,7 @@ fn write_units(
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let shared = Mutex::new(RankStats::default());
     let mut stats = RankStats::default();
-    let mut reader = Reader::new(schema);
+    let mut reader = Reader::new(ds);
     let mut progress = Progress::new(
         cfg.progress && ctx.is_root(),
         plan.units_count(rank),
@@ -257,14 +540,23 @@ fn write_units(
                 break;
             }
             let a = &plan.arrays[unit.array];
-            let var = vars[a.var];
             let (start, count) = a.unit_region(&unit.indices);
             let t = Instant::now();
-            let values = match reader.read(var, &start, &count) {
+            let axis = ds.sources.get(a.var).and_then(|s| s.axis);
+            let read = match (job.append_from, axis) {
+                (Some(old), Some(k)) if start[k] < old => {
+                    complete_unit(&mut reader, &encoders[unit.array], a, &unit.indices, k, old)
+                }
+                _ => reader
+                    .read(a.var, &start, &count)
+                    .map(|v| (count, v))
+                    .map_err(Error::from),
+            };
+            let (count, values) = match read {
                 Ok(v) => v,
                 Err(e) => {
                     if let Ok(mut g) = failure.lock() {
-                        g.get_or_insert(e.into());
+                        g.get_or_insert(e);
                     }
                     break;
                 }
@@ -315,7 +607,7 @@ fn write_units(
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(e);
     }
-    if stats.bytes_read > 0 || plan.units_count(rank) > 0 {
+    if plan.units_count(rank) > 0 {
         store::sync_filesystem(&cfg.output)?;
     }
     let shared = shared.into_inner().unwrap_or_default();
@@ -324,4 +616,63 @@ fn write_units(
     stats.encode_s = shared.encode_s;
     stats.write_s = shared.write_s;
     Ok(stats)
+}
+
+/// The unit at `indices` of an append whose part before `old` (along axis
+/// `k`) an earlier run wrote: the stored unit is read back and the new part
+/// is read from the input files into it. Returns the whole unit.
+fn complete_unit(
+    reader: &mut Reader<'_>,
+    enc: &ArrayEncoder,
+    a: &ArrayPlan,
+    indices: &[u64],
+    k: usize,
+    old: u64,
+) -> Result<(Vec<u64>, Values), Error> {
+    let (start, count) = a.unit_region(indices);
+    let full = enc.unit_shape().to_vec();
+    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
+    let mut unit = match enc.load(indices)? {
+        Some(v) => v,
+        None if a.dtype == crate::schema::DType::String => {
+            Values::Strings(vec![String::new(); total])
+        }
+        None => Values::Fixed(enc.pad().repeat(total)),
+    };
+    // Anything after `old` (left by a run that did not commit) is reset.
+    let mut tail = full.clone();
+    tail[k] = full[k].saturating_sub(old - start[k]);
+    let mut origin = vec![0u64; full.len()];
+    origin[k] = old - start[k];
+    let n_tail = usize::try_from(tail.iter().product::<u64>()).unwrap_or(0);
+    match &mut unit {
+        Values::Fixed(dst) => {
+            let pad = enc.pad().repeat(n_tail);
+            crate::block::place(dst, &full, &pad, &tail, &origin, a.dtype.size());
+        }
+        Values::Strings(dst) => {
+            crate::block::place_items(dst, &full, &vec![String::new(); n_tail], &tail, &origin);
+        }
+    }
+    let mut s = start.clone();
+    s[k] = old;
+    let mut c = count.clone();
+    c[k] = (start[k] + count[k]).saturating_sub(old);
+    let new = reader.read(a.var, &s, &c)?;
+    match (&mut unit, new) {
+        (Values::Fixed(dst), Values::Fixed(p)) => {
+            crate::block::place(dst, &full, &p, &c, &origin, a.dtype.size());
+        }
+        (Values::Strings(dst), Values::Strings(p)) => {
+            crate::block::place_items(dst, &full, &p, &c, &origin);
+        }
+        _ => {
+            return Err(WriteError::Array {
+                var: a.path.clone(),
+                msg: "stored unit and new values differ in kind".into(),
+            }
+            .into())
+        }
+    }
+    Ok((full, unit))
 }

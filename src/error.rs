@@ -18,6 +18,12 @@ pub enum Error {
     /// The source could not be read or understood.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The input files do not fit together.
+    #[error(transparent)]
+    Combine(Box<crate::dataset::CombineError>),
+    /// An append does not fit the existing store.
+    #[error(transparent)]
+    Append(Box<AppendError>),
     /// Reading variable data failed.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -30,6 +36,18 @@ pub enum Error {
     /// An MPI-level failure (message exchange).
     #[error("mpi: {0}")]
     Mpi(String),
+}
+
+impl From<crate::dataset::CombineError> for Error {
+    fn from(e: crate::dataset::CombineError) -> Self {
+        Self::Combine(Box::new(e))
+    }
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Self {
+        Self::Append(Box::new(e))
+    }
 }
 
 /// Errors in options (`--chunks`, `--codec`, paths).
@@ -108,6 +126,50 @@ pub enum ConfigError {
         /// Input path.
         input: PathBuf,
     },
+    /// A glob pattern is malformed or cannot be read.
+    #[error("input pattern '{pattern}': {msg}")]
+    Glob {
+        /// Pattern.
+        pattern: String,
+        /// Cause.
+        msg: String,
+    },
+    /// A glob matched no file.
+    #[error("input pattern '{0}' matches no file")]
+    NoMatch(String),
+    /// No input given.
+    #[error("no input files given")]
+    NoInputs,
+    /// `--file-list` cannot be read.
+    #[error("{path}: cannot read file list: {source}")]
+    FileList {
+        /// The list file.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// No output path given.
+    #[error("no output store given (use -o/--output, or 'output' in the recipe)")]
+    NoOutput,
+    /// Options that cannot be used together.
+    #[error("{0} cannot be used together")]
+    Conflict(String),
+    /// A recipe file is invalid.
+    #[error("{path}: {msg}")]
+    Recipe {
+        /// Recipe file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A variable named in the options is in no input file.
+    #[error("{what} names variable '{var}', which is in none of the input files")]
+    UnknownVar {
+        /// The option.
+        what: String,
+        /// The name.
+        var: String,
+    },
     /// The output directory could not be created or prepared.
     #[error("cannot create output {path}: {source}")]
     Output {
@@ -115,6 +177,53 @@ pub enum ConfigError {
         path: PathBuf,
         /// OS error.
         source: std::io::Error,
+    },
+}
+
+/// An append that does not fit the existing store.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The store is missing or was not written by zarrforge.
+    #[error("cannot append to {path}: {reason}")]
+    NotAppendable {
+        /// Store.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The new files differ from the store.
+    #[error("cannot append to {store}: {what}")]
+    Mismatch {
+        /// Store.
+        store: PathBuf,
+        /// What differs (with file and variable).
+        what: String,
+    },
+    /// The new files hold coordinate values the store already has.
+    #[error("{store} already holds '{dim}' = {value} from {file}: this append has probably run before (use --append-mode skip-existing to skip such files)")]
+    AlreadyThere {
+        /// Store.
+        store: PathBuf,
+        /// Dimension.
+        dim: String,
+        /// First value already there.
+        value: f64,
+        /// The file.
+        file: PathBuf,
+    },
+    /// New values do not come after the store's last one.
+    #[error("{file}: '{dim}' starts at {first}, before the end of {store} ({last}); appended steps must come after the existing ones")]
+    NotAfter {
+        /// Store.
+        store: PathBuf,
+        /// Dimension.
+        dim: String,
+        /// The file.
+        file: PathBuf,
+        /// Its first value.
+        first: f64,
+        /// Last value in the store.
+        last: f64,
     },
 }
 

@@ -143,3 +143,59 @@ pub fn describe_plan(plan: &Plan, units: bool) -> String {
     }
     out
 }
+
+/// Human-readable summary of a combined dataset (for `recipe check`).
+pub fn describe_job(job: &crate::convert::Job, plan: &Plan) -> String {
+    let ds = &job.ds;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} input file(s) scanned in {:.3} s",
+        job.files, job.scan_seconds
+    );
+    match &ds.concat {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "concatenated along '{}': {} steps{}{}",
+                c.dim,
+                c.len,
+                c.time_units
+                    .as_ref()
+                    .map(|u| format!(", units '{u}'"))
+                    .unwrap_or_default(),
+                c.calendar
+                    .as_ref()
+                    .map(|u| format!(", calendar '{u}'"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "no concatenation dimension");
+        }
+    }
+    for (v, s) in ds.schema.vars().iter().zip(&ds.sources) {
+        let from = if s.var.path == v.path {
+            String::new()
+        } else {
+            format!(" (from '{}')", s.var.path)
+        };
+        let recoded = s.segments.iter().filter(|g| g.recode.is_some()).count();
+        let _ = writeln!(
+            out,
+            "  {} {} {:?} {:?}{from}: {} file(s){}",
+            v.path,
+            v.dtype.nc_name(),
+            v.dims,
+            v.shape,
+            s.segments.len(),
+            if recoded > 0 {
+                format!(", time re-encoded in {recoded}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out.push_str(&describe_plan(plan, false));
+    out
+}

@@ -1,7 +1,9 @@
 //! zarrforge: an MPI-parallel converter from netCDF to Zarr.
 //!
 //! The pipeline has one module per stage:
-//! [`schema`] (rank 0 reads the source's structure and broadcasts it) →
+//! [`inputs`] (paths and globs) → [`scan`] (each rank reads the structure of
+//! its share of the files) → [`dataset`] (rank 0 combines the files into one
+//! structure and broadcasts it) → [`select`] (variables, names, attributes) →
 //! [`plan`] (pure: chunk grid → one writer rank per chunk or shard) →
 //! [`read`] (parallel HDF5 hyperslab reads, or netCDF-C for netCDF-3) →
 //! [`write`] (zarrs encoding, atomic chunk files) → [`write::commit`]
@@ -11,19 +13,11 @@
 //! # fn main() -> Result<(), zarrforge::error::Error> {
 //! use zarrforge::{config::*, mpi_ctx::MpiCtx, topology::Topology};
 //! let ctx = MpiCtx::init()?;
-//! let cfg = ConvertConfig {
-//!     input: "run.nc".into(),
-//!     output: "out.zarr".into(),
-//!     chunks: DimSizes::parse("--chunks", "time=24")?,
-//!     shards: DimSizes::default(),
-//!     codec: Codec::parse("zstd:3")?,
-//!     format: ZarrFormat::V3,
-//!     overwrite: false,
-//!     skip_unsupported: false,
-//!     target_chunk_bytes: 4 << 20,
-//!     threads: None,
-//!     progress: false,
-//! };
+//! // Inputs may be paths or globs: files are concatenated along their
+//! // common unlimited dimension, ordered by its coordinate values.
+//! let mut cfg = ConvertConfig::new(vec!["run_*.nc".into()], "out.zarr".into());
+//! cfg.chunks = DimSizes::parse("--chunks", "time=24")?;
+//! cfg.codec = Codec::parse("zstd:3")?;
 //! let report = zarrforge::convert::convert(&ctx, &cfg, &Topology::detect())?;
 //! println!("{}", report.summary());
 //! # Ok(()) }
@@ -31,16 +25,24 @@
 
 #![warn(missing_docs)]
 
+pub mod append;
+pub mod block;
+pub mod cftime;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod dataset;
 pub mod error;
+pub mod inputs;
 pub mod inspect;
 pub mod mpi_ctx;
 pub mod plan;
 pub mod progress;
 pub mod read;
+pub mod recipe;
+pub mod scan;
 pub mod schema;
+pub mod select;
 pub mod synth;
 pub mod topology;
 pub mod write;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zarrforge::cli::{Cli, Command};
+use zarrforge::cli::{Cli, Command, RecipeCommand};
 use zarrforge::error::{chain, Error};
 use zarrforge::mpi_ctx::MpiCtx;
 use zarrforge::topology::Topology;
@@ -116,10 +116,23 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Recipe(RecipeCommand::Check(a)) => {
+            let recipe = zarrforge::recipe::Recipe::load(&a.recipe)?;
+            let mut cfg = zarrforge::config::ConvertConfig::new(Vec::new(), Default::default());
+            recipe.apply(&a.recipe, &mut cfg)?;
+            cfg.validate()?;
+            let job = convert::prepare_job(ctx, &cfg)?;
+            let p = plan::Plan::new(&job.ds, &cfg, ctx.size())?;
+            if ctx.is_root() {
+                print!("{}", inspect::describe_job(&job, &p));
+                println!("{}: ok", a.recipe.display());
+            }
+            Ok(())
+        }
         Command::Plan(args) => {
             let cfg = args.to_config()?;
-            let s = convert::shared_schema(ctx, &args.input, cfg.skip_unsupported)?;
-            let p = plan::Plan::new(&s, &cfg, args.ranks.unwrap_or(ctx.size()))?;
+            let job = convert::prepare_job(ctx, &cfg)?;
+            let p = plan::Plan::new(&job.ds, &cfg, args.ranks.unwrap_or(ctx.size()))?;
             if ctx.is_root() {
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());

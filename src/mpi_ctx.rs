@@ -87,6 +87,51 @@ impl MpiCtx {
         buf
     }
 
+    /// Gathers each rank's bytes on rank 0 (`None` on the other ranks).
+    pub fn gather_bytes(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        // A leading byte, so no rank sends an empty buffer.
+        let mut bytes = Vec::with_capacity(data.len() + 1);
+        bytes.push(1u8);
+        bytes.extend(data);
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        let root = self.world.process_at_rank(0);
+        if !self.is_root() {
+            root.gather_into(&len);
+            root.gather_varcount_into(&bytes[..]);
+            return None;
+        }
+        let mut lens = vec![0i32; self.size()];
+        root.gather_into_root(&len, &mut lens[..]);
+        let displs: Vec<i32> = lens
+            .iter()
+            .scan(0i32, |acc, &l| {
+                let d = *acc;
+                *acc = acc.saturating_add(l);
+                Some(d)
+            })
+            .collect();
+        let total: usize = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+        let mut all = vec![0u8; total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+            root.gather_varcount_into_root(&bytes[..], &mut part);
+        }
+        Some(
+            lens.iter()
+                .zip(&displs)
+                .map(|(&l, &d)| {
+                    let (d, l) = (
+                        usize::try_from(d).unwrap_or(0),
+                        usize::try_from(l).unwrap_or(0),
+                    );
+                    all.get(d + 1..d + l)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default()
+                })
+                .collect(),
+        )
+    }
+
     /// Exchanges each rank's status; every rank gets the failures of all
     /// ranks as `(rank, message)`, in rank order.
     pub fn gather_failures(&self, local: Option<String>) -> Vec<(i32, String)> {

@@ -9,11 +9,12 @@
 //! source chunks, on the same rank. Every rank computes the same plan from
 //! the same schema and options; nothing here does I/O.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ConvertConfig, DimSizes};
+use crate::config::{Codec, ConvertConfig, DimSizes};
+use crate::dataset::Dataset;
 use crate::error::ConfigError;
-use crate::schema::{DType, Schema, Var};
+use crate::schema::{DType, Var};
 
 /// Default target of uncompressed bytes per chunk for the chunk heuristic.
 pub const DEFAULT_TARGET_CHUNK_BYTES: u64 = 4 << 20;
@@ -21,8 +22,12 @@ pub const DEFAULT_TARGET_CHUNK_BYTES: u64 = 4 << 20;
 /// 1-D coordinate variables up to this size are stored as one chunk.
 pub const SINGLE_CHUNK_COORD_BYTES: u64 = 16 << 20;
 
+/// Chunk size in bytes of the coordinate variable of the concatenation
+/// dimension (1 MiB: 131072 float64 time steps per chunk).
+pub const GROWABLE_COORD_CHUNK_BYTES: u64 = 1 << 20;
+
 /// One output array and its unit grid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArrayPlan {
     /// Index of the variable in [`Schema::vars`].
     pub var: usize,
@@ -40,6 +45,11 @@ pub struct ArrayPlan {
     pub grid: Vec<u64>,
     /// Sequence number of this array's first unit.
     pub first_unit: u64,
+    /// Grid index of the first unit to write, per dimension (all zero
+    /// except when appending: only the units from the old end on).
+    pub lo: Vec<u64>,
+    /// Output compression of this array.
+    pub codec: Codec,
 }
 
 impl ArrayPlan {
@@ -55,7 +65,7 @@ impl ArrayPlan {
         first_unit: u64,
     ) -> Self {
         let unit = shards.as_deref().unwrap_or(&chunks);
-        let grid = shape
+        let grid: Vec<u64> = shape
             .iter()
             .zip(unit)
             .map(|(n, u)| n.div_ceil(*u))
@@ -64,12 +74,38 @@ impl ArrayPlan {
             var,
             path,
             dtype,
+            lo: vec![0; grid.len()],
             shape,
             chunks,
             shards,
             grid,
             first_unit,
+            codec: Codec::None,
         }
+    }
+
+    /// The same plan with output compression `codec`.
+    #[must_use]
+    pub fn with_codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Restricts the units to write to those at or beyond element `from`
+    /// along dimension `axis` (an append: earlier units are complete), or to
+    /// none when `axis` is `None` (a variable an append leaves unchanged).
+    pub fn restrict(&mut self, axis: Option<usize>, from: u64) {
+        let Some(k) = axis else {
+            self.grid = vec![0; self.grid.len().max(1)];
+            if self.lo.is_empty() {
+                self.lo = vec![0];
+            }
+            return;
+        };
+        let u = self.unit_shape()[k];
+        let total = self.shape[k].div_ceil(u);
+        self.lo[k] = (from / u).min(total);
+        self.grid[k] = total - self.lo[k];
     }
 
     /// Shape of one work unit (shard, or chunk).
@@ -84,9 +120,10 @@ impl ArrayPlan {
 
     /// Grid indices of the `k`-th unit (C order).
     pub fn unit_indices(&self, mut k: u64) -> Vec<u64> {
-        let mut idx = vec![0; self.grid.len()];
-        for d in (0..self.grid.len()).rev() {
-            idx[d] = k % self.grid[d];
+        let n = self.shape.len();
+        let mut idx = vec![0; n];
+        for d in (0..n).rev() {
+            idx[d] = self.lo[d] + k % self.grid[d];
             k /= self.grid[d];
         }
         idx
@@ -144,15 +181,15 @@ impl Plan {
     /// # Errors
     /// [`ConfigError`] for a `--chunks`/`--shards` dimension that no variable
     /// has, or a shard size that is not a multiple of the chunk size.
-    pub fn new(schema: &Schema, cfg: &ConvertConfig, ranks: usize) -> Result<Self, ConfigError> {
-        let vars = schema.vars();
+    pub fn new(ds: &Dataset, cfg: &ConvertConfig, ranks: usize) -> Result<Self, ConfigError> {
+        let vars = ds.schema.vars();
         for (flag, sizes) in [("--chunks", &cfg.chunks), ("--shards", &cfg.shards)] {
             for (dim, _) in &sizes.0 {
                 if !vars.iter().any(|v| v.dims.contains(dim)) {
                     return Err(ConfigError::UnknownDim {
                         flag,
                         dim: dim.clone(),
-                        path: schema.source.clone(),
+                        path: ds.schema.source.clone(),
                     });
                 }
             }
@@ -160,8 +197,38 @@ impl Plan {
         let mut arrays = Vec::with_capacity(vars.len());
         let mut first_unit = 0u64;
         for (i, v) in vars.iter().enumerate() {
-            let chunks = choose_chunks(v, &cfg.chunks, cfg.target_chunk_bytes);
-            let shards = choose_shards(v, &chunks, &cfg.shards)?;
+            let own = ds
+                .sources
+                .get(i)
+                .and_then(|s| cfg.var_settings(&s.var.path));
+            let merged = |global: &DimSizes, local: Option<&DimSizes>| -> DimSizes {
+                let mut out = local.cloned().unwrap_or_default();
+                for (d, n) in &global.0 {
+                    if out.get(d).is_none() {
+                        out.0.push((d.clone(), *n));
+                    }
+                }
+                out
+            };
+            let chunk_sizes = merged(&cfg.chunks, own.map(|o| &o.chunks));
+            let shard_sizes = merged(&cfg.shards, own.map(|o| &o.shards));
+            let growable = ds
+                .concat
+                .as_ref()
+                .is_some_and(|c| v.is_coordinate() && v.dims[0] == c.dim);
+            let chunks = if growable {
+                // The coordinate of the concatenation dimension: a fixed
+                // chunk that does not depend on the current length, so
+                // appends extend it and a store built in steps equals one
+                // built at once.
+                vec![(GROWABLE_COORD_CHUNK_BYTES / v.dtype.size() as u64).max(1)]
+            } else {
+                choose_chunks(v, &chunk_sizes, cfg.target_chunk_bytes)
+            };
+            let shards = choose_shards(v, &chunks, &shard_sizes)?;
+            let codec = own
+                .and_then(|o| o.codec.clone())
+                .unwrap_or_else(|| cfg.codec.clone());
             let a = ArrayPlan::new(
                 i,
                 v.path.clone(),
@@ -170,11 +237,23 @@ impl Plan {
                 chunks,
                 shards,
                 first_unit,
-            );
+            )
+            .with_codec(codec);
             first_unit += a.num_units();
             arrays.push(a);
         }
         Ok(Self::partition(arrays, ranks.max(1)))
+    }
+
+    /// Re-numbers the units of `arrays` after a [`ArrayPlan::restrict`] and
+    /// partitions them.
+    pub fn renumber(mut arrays: Vec<ArrayPlan>, ranks: usize) -> Self {
+        let mut first = 0;
+        for a in &mut arrays {
+            a.first_unit = first;
+            first += a.num_units();
+        }
+        Self::partition(arrays, ranks.max(1))
     }
 
     /// Cuts the unit sequence of `arrays` into `ranks` contiguous ranges of

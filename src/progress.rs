@@ -23,6 +23,8 @@ pub struct RankStats {
     pub write_s: f64,
     /// Seconds waiting for a free encoder slot.
     pub wait_s: f64,
+    /// Whether the units are shards.
+    pub sharded: bool,
 }
 
 /// Progress display on rank 0 (only when stderr is a terminal).

@@ -7,10 +7,11 @@
 pub mod hdf5;
 pub mod netcdf3;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use crate::dataset::{Dataset, Segment};
 use crate::error::ReadError;
-use crate::schema::{DType, Schema, SourceFormat, Var};
+use crate::schema::{DType, SourceFormat, Var};
 
 /// Values of one hyperslab, in C order.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,21 +23,21 @@ pub enum Values {
 }
 
 /// Reads hyperslabs of one source file.
-pub struct Reader {
+pub struct FileReader {
     hdf5: Option<hdf5::Hdf5Reader>,
     netcdf: Option<netcdf3::NetcdfReader>,
     format: SourceFormat,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
-impl Reader {
-    /// Opens the source for this rank. Nothing is opened until the first read.
-    pub fn new(schema: &Schema) -> Self {
+impl FileReader {
+    /// A reader of `path`. Nothing is opened until the first read.
+    pub fn new(path: &Path, format: SourceFormat) -> Self {
         Self {
             hdf5: None,
             netcdf: None,
-            format: schema.format,
-            path: schema.source.clone(),
+            format,
+            path: path.to_path_buf(),
         }
     }
 
@@ -52,10 +53,7 @@ impl Reader {
     pub fn read(&mut self, var: &Var, start: &[u64], count: &[u64]) -> Result<Values, ReadError> {
         let n: u64 = count.iter().product();
         if n == 0 {
-            return Ok(match var.dtype {
-                DType::String => Values::Strings(Vec::new()),
-                _ => Values::Fixed(Vec::new()),
-            });
+            return Ok(empty(var.dtype));
         }
         if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String {
             if self.hdf5.is_none() {
@@ -76,4 +74,186 @@ impl Reader {
             }),
         }
     }
+}
+
+fn empty(dtype: DType) -> Values {
+    match dtype {
+        DType::String => Values::Strings(Vec::new()),
+        _ => Values::Fixed(Vec::new()),
+    }
+}
+
+/// Files kept open at once per rank: a rank's units are contiguous along the
+/// concatenation axis, so it moves through the files in order.
+pub const MAX_OPEN_FILES: usize = 32;
+
+/// Reads output regions of a [`Dataset`]: finds the files that hold each
+/// part along the concatenation axis, reads them, re-encodes time values
+/// and assembles one C-order block.
+pub struct Reader<'a> {
+    ds: &'a Dataset,
+    open: Vec<(u32, FileReader)>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of `ds`; files are opened on first use.
+    pub fn new(ds: &'a Dataset) -> Self {
+        Self {
+            ds,
+            open: Vec::new(),
+        }
+    }
+
+    fn file(&mut self, index: u32) -> Result<&mut FileReader, ReadError> {
+        if let Some(k) = self.open.iter().position(|(i, _)| *i == index) {
+            let item = self.open.remove(k);
+            self.open.push(item);
+        } else {
+            let f = self
+                .ds
+                .files
+                .get(usize::try_from(index).unwrap_or(usize::MAX))
+                .ok_or_else(|| ReadError::Hdf5Open {
+                    path: PathBuf::from(format!("input #{index}")),
+                    msg: "no such input".into(),
+                })?;
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.open.remove(0);
+            }
+            self.open.push((index, FileReader::new(&f.path, f.format)));
+        }
+        self.open
+            .last_mut()
+            .map(|(_, r)| r)
+            .ok_or_else(|| ReadError::Hdf5Open {
+                path: PathBuf::from(format!("input #{index}")),
+                msg: "no reader".into(),
+            })
+    }
+
+    /// Reads the output region `start`/`count` of variable `index` (in
+    /// [`crate::schema::Schema::vars`] order).
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn read(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Values, ReadError> {
+        let ds = self.ds;
+        let src = &ds.sources[index];
+        let Some(k) = src.axis else {
+            let file = src.segments.first().map_or(0, |s| s.file);
+            return self.file(file)?.read(&src.var, start, count);
+        };
+        let n: u64 = count.iter().product();
+        if n == 0 {
+            return Ok(empty(src.var.dtype));
+        }
+        let (lo, hi) = (start[k], start[k] + count[k]);
+        let segments: Vec<&Segment> = src.segments_in(lo, hi).collect();
+        // The common case: one file holds the whole region.
+        if let [seg] = segments.as_slice() {
+            if seg.start <= lo && hi <= seg.start + seg.len {
+                let mut s = start.to_vec();
+                s[k] = lo - seg.start;
+                let v = self.file(seg.file)?.read(&src.var, &s, count)?;
+                return recode(v, &src.var, seg, self.path_of(seg.file));
+            }
+        }
+        let size = src.var.dtype.size();
+        let total = usize::try_from(n).unwrap_or(0);
+        let mut out = if src.var.dtype == DType::String {
+            Values::Strings(vec![String::new(); total])
+        } else {
+            let fill = crate::write::metadata::fill_bytes(&src.var)
+                .unwrap_or_else(|| src.var.dtype.netcdf_default_fill());
+            Values::Fixed(fill.repeat(total))
+        };
+        for seg in segments {
+            let a = lo.max(seg.start);
+            let b = hi.min(seg.start + seg.len);
+            if a >= b {
+                continue;
+            }
+            let mut s = start.to_vec();
+            s[k] = a - seg.start;
+            let mut c = count.to_vec();
+            c[k] = b - a;
+            let mut origin = vec![0u64; count.len()];
+            origin[k] = a - lo;
+            let part = self.file(seg.file)?.read(&src.var, &s, &c)?;
+            let part = recode(part, &src.var, seg, self.path_of(seg.file))?;
+            match (&mut out, part) {
+                (Values::Fixed(dst), Values::Fixed(p)) => {
+                    crate::block::place(dst, count, &p, &c, &origin, size);
+                }
+                (Values::Strings(dst), Values::Strings(p)) => {
+                    crate::block::place_items(dst, count, &p, &c, &origin);
+                }
+                _ => {
+                    return Err(ReadError::Hdf5 {
+                        path: self.path_of(seg.file),
+                        var: src.var.path.clone(),
+                        what: "assemble",
+                        msg: "mixed value kinds".into(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn path_of(&self, file: u32) -> PathBuf {
+        self.ds
+            .files
+            .get(usize::try_from(file).unwrap_or(usize::MAX))
+            .map(|f| f.path.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Applies a segment's time re-encoding to the values read from its file.
+/// Fill values are left as they are.
+fn recode(values: Values, var: &Var, seg: &Segment, path: PathBuf) -> Result<Values, ReadError> {
+    let Some(r) = seg.recode else {
+        return Ok(values);
+    };
+    let Values::Fixed(mut b) = values else {
+        return Ok(values);
+    };
+    let fill = crate::write::metadata::fill_bytes(var);
+    let inexact = |x: String| {
+        ReadError::Hdf5 {
+        path: path.clone(),
+        var: var.path.clone(),
+        what: "time re-encoding",
+        msg: format!("value {x} is not a whole number in the output units (pass --time-units with a finer unit)"),
+    }
+    };
+    macro_rules! each {
+        ($t:ty, $f:expr) => {{
+            let w = std::mem::size_of::<$t>();
+            for chunk in b.chunks_exact_mut(w) {
+                if fill.as_deref() == Some(&*chunk) {
+                    continue;
+                }
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(chunk);
+                let x = <$t>::from_le_bytes(a);
+                let y: $t = $f(x).ok_or_else(|| inexact(x.to_string()))?;
+                chunk.copy_from_slice(&y.to_le_bytes());
+            }
+        }};
+    }
+    match var.dtype {
+        DType::I32 => each!(i32, |x| r.apply_i32(x)),
+        DType::I64 => each!(i64, |x| r.apply_i64(x)),
+        DType::F32 => each!(f32, |x| Some(r.apply_f32(x))),
+        DType::F64 => each!(f64, |x| Some(r.apply_f64(x))),
+        _ => return Err(inexact("(unsupported type)".into())),
+    }
+    Ok(Values::Fixed(b))
 }

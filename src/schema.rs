@@ -397,6 +397,19 @@ pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, Schema
         what: "cannot open as netCDF".into(),
         source,
     })?;
+    read_schema_from(&file, path, format, skip_unsupported)
+}
+
+/// Reads the structure of an open file (see [`read_schema`]).
+///
+/// # Errors
+/// As [`read_schema`].
+pub fn read_schema_from(
+    file: &netcdf::File,
+    path: &Path,
+    format: SourceFormat,
+    skip_unsupported: bool,
+) -> Result<Schema, SchemaError> {
     let mut skipped = Vec::new();
     let root = match file.root() {
         Some(root) => read_group(path, &root, "", skip_unsupported, &mut skipped)?,

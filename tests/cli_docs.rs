@@ -13,6 +13,10 @@ fn cli_reference_matches_help() {
         ("## zarrforge inspect\n", vec!["inspect", "--help"]),
         ("## zarrforge plan\n", vec!["plan", "--help"]),
         ("## zarrforge generate\n", vec!["generate", "--help"]),
+        (
+            "## zarrforge recipe check\n",
+            vec!["recipe", "check", "--help"],
+        ),
     ] {
         let run = zarrforge(None, &args, MINUTE);
         assert!(run.ok(), "{}", run.stderr);

@@ -7,3 +7,4 @@ mod common;
 mod bad_input;
 mod cli_docs;
 mod convert;
+mod multifile;

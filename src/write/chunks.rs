@@ -14,7 +14,7 @@ use zarrs::array::{
 use zarrs::storage::store::MemoryStore;
 
 use super::metadata;
-use crate::config::{Codec, ZarrFormat};
+use crate::config::ZarrFormat;
 use crate::error::WriteError;
 use crate::plan::ArrayPlan;
 use crate::read::Values;
@@ -41,9 +41,9 @@ impl ArrayEncoder {
         store: &Path,
         var: &Var,
         a: &ArrayPlan,
-        codec: &Codec,
         format: ZarrFormat,
     ) -> Result<Self, WriteError> {
+        let codec = &a.codec;
         let err = |msg: String| WriteError::Array {
             var: var.path.clone(),
             msg,
@@ -118,6 +118,67 @@ impl ArrayEncoder {
         Ok(encoded.into_owned())
     }
 
+    /// Reads back and decodes the stored unit at `indices` (whole unit
+    /// shape, C order); `None` when the unit was never written.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`] when the file cannot be read,
+    /// [`WriteError::Encode`] when it cannot be decoded.
+    pub fn load(&self, indices: &[u64]) -> Result<Option<Values>, WriteError> {
+        let path = self.unit_path(indices);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(WriteError::io(path, "read back", e)),
+        };
+        let err = |msg: String| WriteError::Encode {
+            var: self.path.clone(),
+            chunk: indices.to_vec(),
+            msg: format!("decode stored unit: {msg}"),
+        };
+        let shape = self
+            .array
+            .chunk_shape(indices)
+            .map_err(|e| err(e.to_string()))?;
+        let decoded = self
+            .array
+            .codecs()
+            .decode(
+                bytes.into(),
+                &shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Some(match decoded {
+            ArrayBytes::Variable(v) => {
+                let (data, offsets) = v.into_parts();
+                let mut out = Vec::with_capacity(offsets.len().saturating_sub(1));
+                for w in offsets.windows(2) {
+                    out.push(String::from_utf8_lossy(&data[w[0]..w[1]]).into_owned());
+                }
+                Values::Strings(out)
+            }
+            other => Values::Fixed(
+                other
+                    .into_fixed()
+                    .map_err(|e| err(e.to_string()))?
+                    .into_owned(),
+            ),
+        }))
+    }
+
+    /// The unit shape.
+    pub fn unit_shape(&self) -> &[u64] {
+        &self.unit_shape
+    }
+
+    /// The element used for padding, as bytes.
+    pub fn pad(&self) -> &[u8] {
+        &self.pad
+    }
+
     /// Path of the unit's file.
     pub fn unit_path(&self, indices: &[u64]) -> PathBuf {
         self.dir.join(metadata::chunk_key(self.format, indices))
@@ -162,36 +223,8 @@ fn pad_region_items(region: Vec<String>, count: &[u64], full: &[u64]) -> Vec<Str
     out
 }
 
-/// Calls `f(src_offset, dst_offset, len)` (in elements) for every innermost
-/// row of a `count` region placed at the origin of a `full` block.
-fn copy_rows(count: &[u64], full: &[u64], mut f: impl FnMut(usize, usize, usize)) {
-    let n = count.len();
-    if n == 0 {
-        f(0, 0, 1);
-        return;
-    }
-    if count.contains(&0) {
-        return;
-    }
-    let to = |x: u64| usize::try_from(x).unwrap_or(0);
-    let row = to(count[n - 1]);
-    let rows: u64 = count[..n - 1].iter().product();
-    let mut idx = vec![0u64; n - 1];
-    for r in 0..rows {
-        let mut dst = 0u64;
-        for d in 0..n - 1 {
-            dst = dst * full[d] + idx[d];
-        }
-        dst *= full[n - 1];
-        f(to(r) * row, to(dst), row);
-        for d in (0..n - 1).rev() {
-            idx[d] += 1;
-            if idx[d] < count[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
+fn copy_rows(count: &[u64], full: &[u64], f: impl FnMut(usize, usize, usize)) {
+    crate::block::for_each_row(count, full, &vec![0; count.len()], f);
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::metadata;
 use super::store::write_atomic;
-use crate::config::{ConvertConfig, ZarrFormat};
+use crate::config::ZarrFormat;
 use crate::error::WriteError;
 use crate::plan::Plan;
 use crate::schema::Schema;
@@ -29,6 +29,16 @@ fn sorted(m: Map<String, Value>) -> Map<String, Value> {
     sorted.into_iter().collect()
 }
 
+/// The state an append needs, saved before the commit point.
+fn save_state(store: &Path, state: &[u8]) -> Result<(), WriteError> {
+    write_atomic(
+        &store
+            .join(super::store::MARKER_DIR)
+            .join(crate::append::STATE_FILE),
+        state,
+    )
+}
+
 fn key(path: &str, name: &str) -> String {
     crate::schema::join(path, name)
 }
@@ -41,15 +51,16 @@ pub fn commit(
     store: &Path,
     schema: &Schema,
     plan: &Plan,
-    cfg: &ConvertConfig,
+    format: ZarrFormat,
+    state: &[u8],
 ) -> Result<(), WriteError> {
     let vars = schema.vars();
     let groups = schema.root.all_groups();
-    match cfg.format {
+    match format {
         ZarrFormat::V3 => {
             let mut consolidated = Map::new();
             for a in &plan.arrays {
-                let doc = metadata::array_v3(vars[a.var], a, &cfg.codec, false);
+                let doc = metadata::array_v3(vars[a.var], a, &a.codec, false);
                 write_json(store, &key(&a.path, "zarr.json"), &doc)?;
                 consolidated.insert(a.path.clone(), doc);
             }
@@ -64,6 +75,7 @@ pub fn commit(
                 "must_understand": false,
                 "metadata": sorted(consolidated),
             });
+            save_state(store, state)?;
             super::store::sync_filesystem(store)?;
             write_json(store, "zarr.json", &root)?;
             super::store::sync_filesystem(store)
@@ -72,7 +84,7 @@ pub fn commit(
             let mut consolidated = Map::new();
             for a in &plan.arrays {
                 let var = vars[a.var];
-                let zarray = metadata::array_v2(var, a, &cfg.codec);
+                let zarray = metadata::array_v2(var, a, &a.codec);
                 let zattrs = Value::Object(metadata::var_attributes(var, ZarrFormat::V2));
                 write_json(store, &key(&a.path, ".zarray"), &zarray)?;
                 write_json(store, &key(&a.path, ".zattrs"), &zattrs)?;
@@ -96,6 +108,7 @@ pub fn commit(
                 ".zmetadata",
                 &json!({"metadata": sorted(consolidated), "zarr_consolidated_format": 1}),
             )?;
+            save_state(store, state)?;
             super::store::sync_filesystem(store)?;
             write_json(store, ".zgroup", &zgroup)?;
             super::store::sync_filesystem(store)

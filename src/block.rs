@@ -1,0 +1,73 @@
+//! C-order block copies: placing a sub-block inside a larger block.
+
+/// Calls `f(src_offset, dst_offset, len)` (in elements) for every innermost
+/// row of a C-order block of shape `sub` placed at `origin` inside a C-order
+/// block of shape `full`.
+pub fn for_each_row(
+    sub: &[u64],
+    full: &[u64],
+    origin: &[u64],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let n = sub.len();
+    if n == 0 {
+        f(0, 0, 1);
+        return;
+    }
+    if sub.contains(&0) {
+        return;
+    }
+    let to = |x: u64| usize::try_from(x).unwrap_or(0);
+    let row = to(sub[n - 1]);
+    let rows: u64 = sub[..n - 1].iter().product();
+    let mut idx = vec![0u64; n - 1];
+    for r in 0..rows {
+        let mut dst = 0u64;
+        for d in 0..n - 1 {
+            dst = dst * full[d] + origin[d] + idx[d];
+        }
+        dst = dst * full[n - 1] + origin[n - 1];
+        f(to(r) * row, to(dst), row);
+        for d in (0..n - 1).rev() {
+            idx[d] += 1;
+            if idx[d] < sub[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Copies a C-order block `src` of shape `sub` (elements of `size` bytes)
+/// into `dst` of shape `full` at `origin`.
+pub fn place(dst: &mut [u8], full: &[u64], src: &[u8], sub: &[u64], origin: &[u64], size: usize) {
+    for_each_row(sub, full, origin, |s, d, n| {
+        dst[d * size..(d + n) * size].copy_from_slice(&src[s * size..(s + n) * size]);
+    });
+}
+
+/// [`place`] for items (strings).
+pub fn place_items<T: Clone>(dst: &mut [T], full: &[u64], src: &[T], sub: &[u64], origin: &[u64]) {
+    for_each_row(sub, full, origin, |s, d, n| {
+        dst[d..d + n].clone_from_slice(&src[s..s + n]);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_at_an_offset() {
+        // 2x2 block at (1, 1) of a 3x4 block.
+        let mut dst = vec![0u8; 12];
+        place(&mut dst, &[3, 4], &[1, 2, 3, 4], &[2, 2], &[1, 1], 1);
+        assert_eq!(dst, vec![0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0]);
+        let mut items = vec![String::new(); 3];
+        place_items(&mut items, &[3], &["a".to_string()], &[1], &[2]);
+        assert_eq!(items, ["", "", "a"]);
+        let mut scalar = vec![0u8; 2];
+        place(&mut scalar, &[], &[7, 8], &[], &[], 2);
+        assert_eq!(scalar, [7, 8]);
+    }
+}

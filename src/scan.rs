@@ -1,0 +1,214 @@
+//! The metadata scan: each rank reads the structure of its share of the
+//! input files (and the values of the concatenation coordinate), and rank 0
+//! gathers the results.
+//!
+//! Files are split into contiguous blocks, one per rank, so thousands of
+//! files cost `files / ranks` opens per rank rather than all on rank 0.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SchemaError;
+use crate::schema::{read_schema_from, Schema};
+
+/// What one input file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileScan {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its structure.
+    pub schema: Schema,
+    /// Values of the coordinate variables of candidate concatenation
+    /// dimensions (the given one, else the root group's unlimited ones).
+    pub coords: Vec<ScanCoord>,
+    /// Digests of the values of variables without the concatenation
+    /// dimension (only with the full static check).
+    pub digests: Vec<(String, u64)>,
+}
+
+/// One file's coordinate along a candidate concatenation dimension.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanCoord {
+    /// Dimension name.
+    pub dim: String,
+    /// Length of the dimension in this file.
+    pub len: u64,
+    /// Values of the coordinate variable (named as the dimension), if any.
+    pub values: Option<Vec<f64>>,
+    /// The same values as integers, for integer coordinates.
+    pub ints: Option<Vec<i64>>,
+}
+
+/// Options of the scan.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// The concatenation dimension, when given.
+    pub concat_dim: Option<String>,
+    /// Leave out variables of unsupported types.
+    pub skip_unsupported: bool,
+    /// Compute value digests of static variables.
+    pub digest_static: bool,
+}
+
+/// Scans one file.
+///
+/// # Errors
+/// [`SchemaError`] naming the file (and variable).
+pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaError> {
+    let format = crate::schema::detect_format(path)?;
+    let file = netcdf::open(path).map_err(|source| SchemaError::Netcdf {
+        path: path.to_path_buf(),
+        what: "cannot open as netCDF".into(),
+        source,
+    })?;
+    let schema = read_schema_from(&file, path, format, opts.skip_unsupported)?;
+    let dims: Vec<String> = match &opts.concat_dim {
+        Some(d) => vec![d.clone()],
+        None => schema
+            .root
+            .dims
+            .iter()
+            .filter(|d| d.unlimited)
+            .map(|d| d.name.clone())
+            .collect(),
+    };
+    let mut coords = Vec::new();
+    for dim in dims {
+        let len = schema
+            .root
+            .dims
+            .iter()
+            .find(|d| d.name == dim)
+            .map(|d| d.len)
+            .or_else(|| {
+                schema
+                    .vars()
+                    .iter()
+                    .find_map(|v| v.dims.iter().position(|d| *d == dim).map(|k| v.shape[k]))
+            });
+        let Some(len) = len else { continue };
+        let coord = schema
+            .root
+            .vars
+            .iter()
+            .find(|v| v.name == dim && v.dims.len() == 1 && v.dims[0] == dim);
+        let (values, ints) = match coord {
+            Some(v)
+                if v.dtype != crate::schema::DType::String
+                    && v.dtype != crate::schema::DType::Char =>
+            {
+                let err = |source| SchemaError::Netcdf {
+                    path: path.to_path_buf(),
+                    what: format!("coordinate variable '{dim}'"),
+                    source,
+                };
+                let nv = file
+                    .variable(&v.path)
+                    .ok_or_else(|| err(netcdf::Error::NotFound(v.path.clone())))?;
+                let values: Vec<f64> = nv.get_values::<f64, _>(..).map_err(err)?;
+                let ints = if v.dtype.is_float() {
+                    None
+                } else {
+                    Some(nv.get_values::<i64, _>(..).map_err(err)?)
+                };
+                (Some(values), ints)
+            }
+            _ => (None, None),
+        };
+        coords.push(ScanCoord {
+            dim,
+            len,
+            values,
+            ints,
+        });
+    }
+    let mut digests = Vec::new();
+    if opts.digest_static {
+        let concat: Vec<&str> = coords.iter().map(|c| c.dim.as_str()).collect();
+        for v in schema.vars() {
+            if v.dims.iter().any(|d| concat.contains(&d.as_str())) {
+                continue;
+            }
+            let nv = file.variable(&v.path).ok_or_else(|| SchemaError::Netcdf {
+                path: path.to_path_buf(),
+                what: format!("variable '{}'", v.path),
+                source: netcdf::Error::NotFound(v.path.clone()),
+            })?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            if v.dtype == crate::schema::DType::String {
+                let n = usize::try_from(v.len()).unwrap_or(0);
+                for i in 0..n {
+                    let idx = unravel(i as u64, &v.shape);
+                    let ext: Vec<netcdf::Extent> = idx
+                        .iter()
+                        .map(|&x| netcdf::Extent::from(usize::try_from(x).unwrap_or(0)))
+                        .collect();
+                    let s = nv
+                        .get_string(netcdf::Extents::from(ext))
+                        .map_err(|source| SchemaError::Netcdf {
+                            path: path.to_path_buf(),
+                            what: format!("variable '{}'", v.path),
+                            source,
+                        })?;
+                    h.write(s.as_bytes());
+                    h.write_u8(0);
+                }
+            } else if !v.is_empty() {
+                let bytes = nv
+                    .get_raw_values(..)
+                    .map_err(|source| SchemaError::Netcdf {
+                        path: path.to_path_buf(),
+                        what: format!("variable '{}'", v.path),
+                        source,
+                    })?;
+                h.write(&bytes);
+            }
+            digests.push((v.path.clone(), h.finish()));
+        }
+    }
+    Ok(FileScan {
+        path: path.to_path_buf(),
+        schema,
+        coords,
+        digests,
+    })
+}
+
+fn unravel(mut k: u64, shape: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        let n = shape[d].max(1);
+        idx[d] = k % n;
+        k /= n;
+    }
+    idx
+}
+
+/// The block of files `rank` of `ranks` scans: `[lo, hi)`.
+pub fn share(files: usize, rank: usize, ranks: usize) -> (usize, usize) {
+    let ranks = ranks.max(1);
+    (files * rank / ranks, files * (rank + 1) / ranks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_file_once() {
+        for files in [0, 1, 5, 200, 1001] {
+            for ranks in [1, 2, 3, 7, 512] {
+                let mut next = 0;
+                for r in 0..ranks {
+                    let (lo, hi) = share(files, r, ranks);
+                    assert_eq!(lo, next);
+                    assert!(hi >= lo);
+                    next = hi;
+                }
+                assert_eq!(next, files);
+            }
+        }
+    }
+}
