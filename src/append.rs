@@ -12,7 +12,7 @@
 //! committed root metadata, so a run killed between saving the state and the
 //! commit cannot make the state run ahead of what readers see.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -512,12 +512,48 @@ pub fn arrays(ds: &Dataset, state: &StoreState, old_len: u64) -> Vec<ArrayPlan> 
         .collect()
 }
 
-/// Paths of the files an append keeps.
-pub fn kept_paths(files: &[PathBuf], skip: &[usize]) -> Vec<PathBuf> {
-    files
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !skip.contains(i))
-        .map(|(_, p)| p.clone())
-        .collect()
+/// Checks chunk and shard sizes given for an append against the store's:
+/// an append keeps the store's layout, so a different request is an error
+/// rather than silently ignored.
+///
+/// # Errors
+/// [`AppendError::Mismatch`] naming the array and dimension.
+pub fn check_layout(
+    store: &Path,
+    state: &StoreState,
+    chunks: &crate::config::DimSizes,
+    shards: &crate::config::DimSizes,
+) -> Result<(), AppendError> {
+    let growable = state.concat.as_ref().map(|c| c.dim.as_str());
+    for (v, l) in state.schema.vars().iter().zip(&state.arrays) {
+        if v.is_coordinate() && Some(v.dims[0].as_str()) == growable {
+            continue;
+        }
+        for (k, d) in v.dims.iter().enumerate() {
+            let asked = [
+                ("--chunks", chunks.get(d), l.chunks.get(k).copied()),
+                (
+                    "--shards",
+                    shards.get(d),
+                    l.shards.as_ref().and_then(|s| s.get(k).copied()),
+                ),
+            ];
+            for (flag, want, have) in asked {
+                let Some(want) = want else { continue };
+                // Sizes beyond the dimension were clamped when the store was made.
+                let clamped = have.is_some_and(|h| h < want && h >= v.shape[k]);
+                if have != Some(want) && !clamped {
+                    return Err(AppendError::Mismatch {
+                        store: store.to_path_buf(),
+                        what: format!(
+                            "{flag} asks {d}={want} but array '{}' has {}; an append keeps the store's layout",
+                            v.path,
+                            have.map_or_else(|| "no shards".to_string(), |h| format!("{d}={h}"))
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }

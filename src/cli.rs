@@ -147,9 +147,9 @@ pub struct ConvertArgs {
     /// With --append: what to do with inputs whose steps the store already holds [default: error]
     #[arg(long, value_enum)]
     pub append_mode: Option<AppendModeArg>,
-    /// Do not add a provenance line to the global `history` attribute
+    /// Put a provenance line (time, zarrforge version, command) first in the global `history` attribute
     #[arg(long)]
-    pub no_history: bool,
+    pub history: bool,
     /// Encoder threads per rank (default: the PUs of the rank's cpuset)
     #[arg(long)]
     pub threads: Option<usize>,
@@ -245,12 +245,6 @@ impl InputArgs {
     /// A configuration from the recipe (if any) with these flags applied.
     fn base(&self) -> Result<ConvertConfig, ConfigError> {
         let mut cfg = ConvertConfig::new(Vec::new(), PathBuf::new());
-        cfg.history = Some(format!(
-            "{}: zarrforge {}: {}",
-            crate::select::utc_now(),
-            env!("CARGO_PKG_VERSION"),
-            command_line()
-        ));
         if let Some(path) = &self.recipe {
             crate::recipe::Recipe::load(path)?.apply(path, &mut cfg)?;
         }
@@ -304,8 +298,13 @@ impl ConvertArgs {
                 AppendModeArg::SkipExisting => AppendMode::SkipExisting,
             };
         }
-        if self.no_history {
-            cfg.history = None;
+        if self.history || cfg.history.is_some() {
+            cfg.history = Some(format!(
+                "{}: zarrforge {}: {}",
+                crate::select::utc_now(),
+                env!("CARGO_PKG_VERSION"),
+                command_line()
+            ));
         }
         cfg.threads = self.threads.filter(|&t| t > 0);
         cfg.progress = !self.quiet;

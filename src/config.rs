@@ -288,8 +288,8 @@ pub struct ConvertConfig {
     pub append: bool,
     /// What an append does with steps the store already holds.
     pub append_mode: AppendMode,
-    /// The provenance line added to the global `history` attribute (`None`:
-    /// none).
+    /// The provenance line put first in the global `history` attribute
+    /// (`None`: the attribute is left as the source has it).
     pub history: Option<String>,
 }
 

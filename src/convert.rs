@@ -343,6 +343,7 @@ fn build_job(
             )?;
         }
     }
+    append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards)?;
     let (mut ds, old_len) = append::extend(&cfg.output, &state, &ds)?;
     if let Some(line) = &cfg.history {
         crate::select::add_history(&mut ds.schema.root, line);

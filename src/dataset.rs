@@ -1083,7 +1083,7 @@ fn check_digest(a: &FileScan, b: &FileScan, path: &str) -> Result<(), CombineErr
     match (get(a), get(b)) {
         (Some(x), Some(y)) if x != y => Err(CombineError::Mismatch {
             var: path.to_string(),
-            what: "values".into(),
+            what: "data".into(),
             a: a.path.clone(),
             va: format!("digest {x:016x}"),
             b: b.path.clone(),

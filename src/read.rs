@@ -85,7 +85,7 @@ fn empty(dtype: DType) -> Values {
 
 /// Files kept open at once per rank: a rank's units are contiguous along the
 /// concatenation axis, so it moves through the files in order.
-pub const MAX_OPEN_FILES: usize = 32;
+pub const MAX_OPEN_FILES: usize = 4;
 
 /// Reads output regions of a [`Dataset`]: finds the files that hold each
 /// part along the concatenation axis, reads them, re-encodes time values

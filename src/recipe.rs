@@ -133,7 +133,8 @@ pub struct Recipe {
     /// Per-variable settings.
     #[serde(default)]
     pub variables: BTreeMap<String, VarRecipe>,
-    /// Add the provenance line to `history` (default true).
+    /// Put a provenance line first in the global `history` attribute
+    /// (default false: the attributes are the source's).
     pub history: Option<bool>,
     /// Append mode for `--append`: "error" or "skip-existing".
     pub append_mode: Option<AppendMode>,
@@ -257,9 +258,8 @@ impl Recipe {
             };
             cfg.variables.push((name.clone(), settings));
         }
-        if self.history == Some(false) {
-            cfg.history = None;
-        }
+        // The line itself (time, version, command) is made by the caller.
+        cfg.history = (self.history == Some(true)).then(String::new);
         if let Some(m) = self.append_mode {
             cfg.append_mode = m;
         }
@@ -350,7 +350,7 @@ include = ["t2m", "u10"]
 rename = { t2m = "tas" }
 attributes = { title = "test", version = 2, levels = [1, 2, 3] }
 remove_attributes = ["date_created"]
-history = false
+history = true
 append_mode = "skip-existing"
 
 [[merge]]
@@ -369,7 +369,6 @@ attributes = { long_name = "2 m temperature" }
         assert_eq!(r.inputs[0], "/recipes/data/t2m_*.nc");
         assert_eq!(r.inputs[1], "/abs/u10_*.nc");
         let mut cfg = ConvertConfig::new(Vec::new(), PathBuf::new());
-        cfg.history = Some("h".into());
         r.apply(path, &mut cfg).unwrap();
         assert_eq!(cfg.output, PathBuf::from("/recipes/out.zarr"));
         assert_eq!(cfg.codec, Codec::Zstd(5));
@@ -379,7 +378,7 @@ attributes = { long_name = "2 m temperature" }
         assert!(cfg.combine.allow_gaps);
         assert_eq!(cfg.combine.merge.len(), 1);
         assert_eq!(cfg.rename, vec![("t2m".to_string(), "tas".to_string())]);
-        assert_eq!(cfg.history, None);
+        assert_eq!(cfg.history.as_deref(), Some(""));
         assert_eq!(cfg.append_mode, AppendMode::SkipExisting);
         let t2m = cfg.var_settings("t2m").unwrap();
         assert_eq!(t2m.chunks.get("time"), Some(48));

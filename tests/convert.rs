@@ -176,7 +176,6 @@ fn rank_count_does_not_change_the_store() {
             &[
                 "convert",
                 "--quiet",
-                "--no-history",
                 "--chunks",
                 "time=3,lat=4",
                 "-o",

@@ -282,7 +282,6 @@ fn concatenates_in_time_order_on_1_2_3_ranks() {
             &[
                 "convert",
                 "--quiet",
-                "--no-history",
                 "--chunks",
                 "time=4",
                 "-o",
@@ -324,17 +323,10 @@ fn shuffled_inputs_give_the_identical_store() {
     let mut files = series(&dir.path().join("in"), "f", &LENS, |_, _| {});
     let a = dir.path().join("a.zarr");
     let b = dir.path().join("b.zarr");
-    let mut args: Vec<String> = [
-        "convert",
-        "--quiet",
-        "--no-history",
-        "--chunks",
-        "time=3",
-        "-o",
-    ]
-    .iter()
-    .map(|x| (*x).to_string())
-    .collect();
+    let mut args: Vec<String> = ["convert", "--quiet", "--chunks", "time=3", "-o"]
+        .iter()
+        .map(|x| (*x).to_string())
+        .collect();
     let run = |out: &Path, files: &[PathBuf]| {
         let mut v = args.clone();
         v.push(s(out).into());
@@ -364,17 +356,24 @@ fn append_equals_one_conversion() {
     ] {
         let whole = dir.path().join(format!("whole-{label}.zarr"));
         let parts = dir.path().join(format!("parts-{label}.zarr"));
-        let mut args = vec!["convert", "--quiet", "-o", s(&whole)];
+        let mut args = vec!["convert", "--quiet", "--history", "-o", s(&whole)];
         args.extend(&extra);
         args.extend(files.iter().map(|p| s(p)));
         let r = zarrforge(Some(3), &args, MINUTE);
         assert!(r.ok(), "{label}: {}", r.stderr);
-        let mut args = vec!["convert", "--quiet", "-o", s(&parts)];
+        let mut args = vec!["convert", "--quiet", "--history", "-o", s(&parts)];
         args.extend(&extra);
         args.extend(files[..6].iter().map(|p| s(p)));
         let r = zarrforge(Some(2), &args, MINUTE);
         assert!(r.ok(), "{label}: {}", r.stderr);
-        let mut args = vec!["convert", "--quiet", "--append", "-o", s(&parts)];
+        let mut args = vec![
+            "convert",
+            "--quiet",
+            "--history",
+            "--append",
+            "-o",
+            s(&parts),
+        ];
         args.extend(files[6..].iter().map(|p| s(p)));
         let r = zarrforge(Some(3), &args, MINUTE);
         assert!(r.ok(), "{label} append: {}", r.stderr);
@@ -538,6 +537,27 @@ fn append_creates_a_missing_store_and_refuses_foreign_ones() {
     assert_eq!(r.code, Some(1));
     assert!(
         r.stderr.contains("'p' is missing from the new files"),
+        "{}",
+        r.stderr
+    );
+    // A layout other than the store's.
+    let r = zarrforge(
+        None,
+        &[
+            "convert",
+            "--quiet",
+            "--append",
+            "--chunks",
+            "lat=2",
+            "-o",
+            s(&out),
+            s(&files[1]),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("keeps the store's layout"),
         "{}",
         r.stderr
     );
@@ -767,6 +787,7 @@ chunks = { time = 4 }
 include = ["t2m"]
 rename = { t2m = "tas", lat = "latitude" }
 attributes = { title = "renamed", project = "test" }
+history = true
 
 [variables.t2m]
 codec = "blosc:lz4:5:shuffle"
@@ -833,4 +854,51 @@ attributes = { long_name = "2 m temperature" }
     );
     assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("matches no file"), "{}", r.stderr);
+}
+
+#[test]
+fn static_values_are_compared_on_request_and_file_lists_work() {
+    let dir = tmp();
+    let files = series(&dir.path().join("in"), "s", &[1, 1, 1], |_, _| {});
+    // Change one value of `orog` in the last file.
+    {
+        let mut f = netcdf::append(&files[2]).unwrap();
+        let mut v = f.variable_mut("orog").unwrap();
+        v.put_value(99.0f64, Extents::from([1, 1])).unwrap();
+    }
+    let list = dir.path().join("in/files.txt");
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    std::fs::write(&list, format!("# inputs\n{}\n", names.join("\n"))).unwrap();
+    let out = dir.path().join("cheap.zarr");
+    let r = zarrforge(
+        Some(2),
+        &["convert", "--quiet", "--file-list", s(&list), "-o", s(&out)],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("from 3 file(s)"), "{}", r.stderr);
+    let full = dir.path().join("full.zarr");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--check-static-values",
+            "--file-list",
+            s(&list),
+            "-o",
+            s(&full),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("variable 'orog': data differs between"),
+        "{}",
+        r.stderr
+    );
+    assert!(!full.exists());
 }

@@ -46,21 +46,29 @@ def check_dtypes(a, b, what):
             raise AssertionError(f"{what}: dtype of {name}: source {a[name].dtype} store {b[name].dtype}")
 
 
+def load(ds):
+    """Loads every value and closes the file."""
+    with ds:
+        return ds.load()
+
+
 def compare_group(nc_path, store, group):
     kw = {} if group is None else {"group": group}
     label = f"{nc_path} vs {store}" + (f" group {group}" if group else "")
-    src = xr.open_dataset(nc_path, decode_cf=False, **kw).load()
-    out = xr.open_zarr(store, decode_cf=False, consolidated=None, **kw).load()
+    # Each source is loaded and closed at once: netCDF4 is opened again below,
+    # and HDF5 must not see a handle that xarray's file cache still holds.
+    src = load(xr.open_dataset(nc_path, decode_cf=False, **kw))
+    out = load(xr.open_zarr(store, decode_cf=False, consolidated=None, chunks=None, **kw))
     xr.testing.assert_identical(src, out)
     check_dtypes(src, out, label + " (raw)")
 
-    src = xr.open_dataset(nc_path, **kw).load()
-    out = xr.open_zarr(store, consolidated=None, **kw).load()
+    src = load(xr.open_dataset(nc_path, **kw))
+    out = load(xr.open_zarr(store, consolidated=None, chunks=None, **kw))
     # Decoded packed data: netCDF4 gives float32 when scale_factor is float32.
     for name in list(src.variables):
         s, o = src[name], out[name]
         if s.dtype != o.dtype and s.dtype.kind == "f" and o.dtype.kind == "f":
-            raw = xr.open_dataset(nc_path, decode_cf=False, **kw)[name]
+            raw = load(xr.open_dataset(nc_path, decode_cf=False, **kw))[name]
             sf = raw.attrs.get("scale_factor", 1)
             ao = raw.attrs.get("add_offset", 0)
             if "scale_factor" not in raw.attrs and "add_offset" not in raw.attrs:
