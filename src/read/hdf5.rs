@@ -29,9 +29,13 @@ const CHUNK_CACHE_SLOTS: usize = 12_421;
 
 /// An open netCDF-4 file.
 pub struct Hdf5Reader {
+    // Fields drop in order: the datasets must be closed before the file.
+    // With the MPI-IO driver HDF5 closes files with H5F_CLOSE_SEMI, which
+    // refuses to close a file that still has open objects: the file (and its
+    // chunk caches) would stay open for the rest of the run.
+    datasets: HashMap<String, hdf5::Dataset>,
     file: hdf5::File,
     path: PathBuf,
-    datasets: HashMap<String, hdf5::Dataset>,
 }
 
 impl Hdf5Reader {
