@@ -705,7 +705,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
             len: axis_len,
             values,
             time_units: time.output_units.clone(),
-            calendar: time.calendar.map(|c| c.name().to_string()),
+            calendar: time.calendar_name.clone(),
         }),
     })
 }
@@ -1062,7 +1062,8 @@ fn check_var(
         n
     };
     for name in names {
-        if recoded && name == "units" {
+        // The time axis checks its own units and calendar.
+        if recoded && (name == "units" || name == "calendar") {
             continue;
         }
         let (va, vb) = (base.attr(name), x.attr(name));
@@ -1095,7 +1096,8 @@ fn check_digest(a: &FileScan, b: &FileScan, path: &str) -> Result<(), CombineErr
 
 /// The time axis: calendar, output units and each file's recode.
 struct TimeAxis {
-    calendar: Option<Calendar>,
+    /// The calendar attribute as the first file writes it.
+    calendar_name: Option<String>,
     output_units: Option<String>,
     recodes: Vec<Option<Recode>>,
 }
@@ -1112,11 +1114,50 @@ impl TimeAxis {
             .collect();
         let Some(first) = is_time.iter().position(|&t| t) else {
             return Ok(Self {
-                calendar: None,
+                calendar_name: None,
                 output_units: None,
                 recodes: vec![None; scans.len()],
             });
         };
+        let reference = units[first].clone().unwrap_or_default();
+        let all_same = units
+            .iter()
+            .zip(&is_time)
+            .all(|(u, &t)| !t || u.as_deref() == Some(reference.as_str()));
+        let given = opts.time_units.as_ref().map(|s| s.trim().to_string());
+        let raw_cal = |i: usize| -> String {
+            coord_var(&scans[i].schema, dim)
+                .and_then(|c| text_attr(c, "calendar"))
+                .unwrap_or_else(|| "standard".into())
+                .to_ascii_lowercase()
+        };
+        if all_same && given.as_ref().is_none_or(|g| *g == reference) {
+            // Nothing to re-encode: the calendar need not be one zarrforge
+            // knows, only the same everywhere.
+            for i in 0..scans.len() {
+                let (a, b) = (raw_cal(first), raw_cal(i));
+                let same = match (Calendar::parse(Some(&a)), Calendar::parse(Some(&b))) {
+                    (Ok(x), Ok(y)) => x == y,
+                    _ => a == b,
+                };
+                if coord_var(&scans[i].schema, dim).is_some() && !same {
+                    return Err(CombineError::Mismatch {
+                        var: dim.to_string(),
+                        what: "calendar".into(),
+                        a: scans[first].path.clone(),
+                        va: raw_cal(first),
+                        b: scans[i].path.clone(),
+                        vb: raw_cal(i),
+                    });
+                }
+            }
+            return Ok(Self {
+                calendar_name: coord_var(&scans[first].schema, dim)
+                    .and_then(|c| text_attr(c, "calendar")),
+                output_units: Some(reference),
+                recodes: vec![None; scans.len()],
+            });
+        }
         let cal_of = |i: usize| -> Result<Calendar, CombineError> {
             let c = coord_var(&scans[i].schema, dim).and_then(|c| text_attr(c, "calendar"));
             Calendar::parse(c.as_deref()).map_err(|source| CombineError::Time {
@@ -1152,12 +1193,6 @@ impl TimeAxis {
                 });
             }
         }
-        let reference = units[first].clone().unwrap_or_default();
-        let all_same = units
-            .iter()
-            .zip(&is_time)
-            .all(|(u, &t)| !t || u.as_deref() == Some(reference.as_str()));
-        let given = opts.time_units.as_ref().map(|s| s.trim().to_string());
         if let Some(g) = &given {
             cftime::parse_units(g).map_err(|source| CombineError::Time {
                 file: PathBuf::from("--time-units"),
@@ -1247,7 +1282,8 @@ impl TimeAxis {
             recodes[i] = Some(r);
         }
         Ok(Self {
-            calendar: Some(calendar),
+            calendar_name: coord_var(&scans[first].schema, dim)
+                .and_then(|c| text_attr(c, "calendar")),
             output_units: Some(output),
             recodes,
         })

@@ -282,3 +282,23 @@ fn files_without_a_common_axis_must_not_share_variables() {
     let e = err(&[a, b]);
     assert!(e.contains("--concat-dim"), "{e}");
 }
+
+#[test]
+fn calendars_unknown_to_zarrforge_pass_when_nothing_is_reencoded() {
+    let mut a = file("a.nc", &[0.0, 1.0], H, &["t2m"]);
+    let mut b = file("b.nc", &[2.0], H, &["t2m"]);
+    a.schema.root.vars[0].attrs[1] = text("calendar", "gregorian_tp");
+    b.schema.root.vars[0].attrs[1] = text("calendar", "gregorian_tp");
+    let ds = combine(&[a.clone(), b.clone()], &CombineOptions::default()).unwrap();
+    assert_eq!(ds.concat.unwrap().calendar.as_deref(), Some("gregorian_tp"));
+    // Equivalent names are the same calendar.
+    let mut c = file("c.nc", &[2.0], H, &["t2m"]);
+    c.schema.root.vars[0].attrs[1] = text("calendar", "gregorian");
+    let d = file("d.nc", &[0.0, 1.0], H, &["t2m"]);
+    assert!(combine(&[d, c], &CombineOptions::default()).is_ok());
+    // Re-encoding needs a calendar zarrforge knows.
+    b.schema.root.vars[0].attrs[0] = text("units", "hours since 2000-01-01 02:00");
+    b.coords[0].values = Some(vec![0.0]);
+    let e = err(&[a, b]);
+    assert!(e.contains("calendar"), "{e}");
+}
