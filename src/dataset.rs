@@ -1208,10 +1208,20 @@ impl TimeAxis {
             }
             cftime::recode(&u, &reference, calendar)
                 .map(Some)
-                .map_err(|source| CombineError::Time {
-                    file: scans[i].path.clone(),
-                    var: dim.to_string(),
-                    source,
+                .map_err(|source| {
+                    // Name the file whose units are the problem.
+                    let culprit = match &source {
+                        cftime::TimeError::Ambiguous(t) => units
+                            .iter()
+                            .position(|x| x.as_deref().map(str::trim) == Some(t.trim()))
+                            .unwrap_or(i),
+                        _ => i,
+                    };
+                    CombineError::Time {
+                        file: scans[culprit].path.clone(),
+                        var: dim.to_string(),
+                        source,
+                    }
                 })
         };
         let mut first_time: Option<(f64, usize)> = None;

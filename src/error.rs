@@ -151,6 +151,16 @@ pub enum ConfigError {
     /// No output path given.
     #[error("no output store given (use -o/--output, or 'output' in the recipe)")]
     NoOutput,
+    /// A recipe sets an attribute that defines the stored values.
+    #[error(
+        "attribute '{attr}' of '{var}' cannot be set: it defines how the stored values decode"
+    )]
+    FixedAttr {
+        /// Variable.
+        var: String,
+        /// Attribute.
+        attr: String,
+    },
     /// Options that cannot be used together.
     #[error("{0} cannot be used together")]
     Conflict(String),

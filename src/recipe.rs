@@ -159,9 +159,17 @@ impl Recipe {
     /// # Errors
     /// [`ConfigError::Recipe`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let mut r: Self = toml::from_str(text).map_err(|e| ConfigError::Recipe {
-            path: path.to_path_buf(),
-            msg: e.to_string().replace('\n', " ").trim().to_string(),
+        let mut r: Self = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError::Recipe {
+                path: path.to_path_buf(),
+                msg: match line {
+                    Some(l) => format!("line {l}: {}", e.message().trim()),
+                    None => e.message().trim().to_string(),
+                },
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
         let rel = |s: &str| -> String {

@@ -27,7 +27,7 @@ const FIXED_ATTRS: [&str; 3] = ["_FillValue", "scale_factor", "add_offset"];
 ///
 /// # Errors
 /// [`ConfigError::UnknownVar`] for a name that no input has;
-/// [`ConfigError::Conflict`] for an edit of a packing attribute.
+/// [`ConfigError::FixedAttr`] for an edit of a packing attribute.
 pub fn apply(ds: &mut Dataset, cfg: &ConvertConfig) -> Result<(), ConfigError> {
     let names: Vec<String> = ds.schema.vars().iter().map(|v| v.path.clone()).collect();
     let dims: Vec<String> = ds
@@ -59,10 +59,10 @@ pub fn apply(ds: &mut Dataset, cfg: &ConvertConfig) -> Result<(), ConfigError> {
         known(&format!("[variables.{n}]"), n, false)?;
         for a in &s.attributes {
             if FIXED_ATTRS.contains(&a.name.as_str()) {
-                return Err(ConfigError::Conflict(format!(
-                    "setting attribute '{}' of '{n}' (it defines the stored values)",
-                    a.name
-                )));
+                return Err(ConfigError::FixedAttr {
+                    var: n.clone(),
+                    attr: a.name.clone(),
+                });
             }
         }
     }
