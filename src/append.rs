@@ -55,6 +55,8 @@ pub struct StoreState {
     pub source_paths: Vec<String>,
     /// The concatenation axis.
     pub concat: Option<Concat>,
+    /// The print of the plan that wrote the store last.
+    pub print: Option<crate::journal::PlanPrint>,
 }
 
 impl StoreState {
@@ -75,6 +77,7 @@ impl StoreState {
                 .collect(),
             source_paths: ds.sources.iter().map(|s| s.var.path.clone()).collect(),
             concat: ds.concat.clone(),
+            print: None,
         }
     }
 

@@ -30,6 +30,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
     Generate(GenerateArgs),
+    /// Compare a store with its sources: every value (bitwise, NaN-aware), the structure and the metadata.
+    Verify(VerifyArgs),
     /// Work with recipe files.
     #[command(subcommand)]
     Recipe(RecipeCommand),
@@ -147,6 +149,18 @@ pub struct ConvertArgs {
     /// With --append: what to do with inputs whose steps the store already holds [default: error]
     #[arg(long, value_enum)]
     pub append_mode: Option<AppendModeArg>,
+    /// Finish an interrupted conversion with the same arguments: units its journal records are skipped (any number of ranks)
+    #[arg(long)]
+    pub resume: bool,
+    /// Keep the journal (.zarrforge/journal) after the commit
+    #[arg(long)]
+    pub keep_journal: bool,
+    /// Remove the lock of another run on the output (only when that run is gone)
+    #[arg(long)]
+    pub break_lock: bool,
+    /// After the commit, compare every value of the store with the sources (as `zarrforge verify`)
+    #[arg(long)]
+    pub verify: bool,
     /// Put a provenance line (time, zarrforge version, command) first in the global `history` attribute
     #[arg(long)]
     pub history: bool,
@@ -195,6 +209,67 @@ pub struct PlanArgs {
     /// Output layout.
     #[command(flatten)]
     pub layout: LayoutArgs,
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The source files (or globs), then the store: `SOURCE... STORE`
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<String>,
+    /// A file listing source paths, one per line
+    #[arg(long, value_name = "FILE")]
+    pub file_list: Option<PathBuf>,
+    /// The recipe the store was converted with (its inputs and options)
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Dimension the sources were concatenated along (as for convert)
+    #[arg(long, value_name = "DIM")]
+    pub concat_dim: Option<String>,
+    /// Time units of the store, when convert was given --time-units
+    #[arg(long, value_name = "UNITS")]
+    pub time_units: Option<String>,
+    /// As for convert
+    #[arg(long)]
+    pub allow_gaps: bool,
+    /// As for convert
+    #[arg(long)]
+    pub allow_overlaps: bool,
+    /// Write the verification report as JSON to this file (rank 0)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    /// The configuration: sources and options as `convert` had them, the
+    /// store as output.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad recipe or missing store.
+    pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
+        let (store, sources) = match self.paths.split_last() {
+            Some((s, rest)) => (PathBuf::from(s), rest.to_vec()),
+            None => return Err(ConfigError::NoOutput),
+        };
+        let input = InputArgs {
+            inputs: sources,
+            file_list: self.file_list.clone(),
+            recipe: self.recipe.clone(),
+            concat_dim: self.concat_dim.clone(),
+            time_units: self.time_units.clone(),
+            allow_gaps: self.allow_gaps,
+            allow_overlaps: self.allow_overlaps,
+            check_static_values: false,
+        };
+        let mut cfg = input.base()?;
+        cfg.output = store;
+        cfg.history = None;
+        cfg.progress = false;
+        if cfg.inputs.is_empty() && cfg.file_list.is_none() {
+            return Err(ConfigError::NoInputs);
+        }
+        Ok(cfg)
+    }
 }
 
 /// `recipe` subcommands.
@@ -292,6 +367,10 @@ impl ConvertArgs {
         }
         cfg.overwrite = self.overwrite;
         cfg.append = self.append;
+        cfg.resume = self.resume;
+        cfg.keep_journal = self.keep_journal;
+        cfg.break_lock = self.break_lock;
+        cfg.verify = self.verify;
         if let Some(m) = self.append_mode {
             cfg.append_mode = match m {
                 AppendModeArg::Error => AppendMode::Error,

@@ -288,6 +288,14 @@ pub struct ConvertConfig {
     pub append: bool,
     /// What an append does with steps the store already holds.
     pub append_mode: AppendMode,
+    /// Finish an interrupted conversion: skip the units its journal records.
+    pub resume: bool,
+    /// Keep the journal after the commit.
+    pub keep_journal: bool,
+    /// Remove another run's lock.
+    pub break_lock: bool,
+    /// Verify every value against the sources after the commit.
+    pub verify: bool,
     /// The provenance line put first in the global `history` attribute
     /// (`None`: the attribute is left as the source has it).
     pub history: Option<String>,
@@ -318,6 +326,10 @@ impl ConvertConfig {
             remove_attributes: Vec::new(),
             append: false,
             append_mode: AppendMode::Error,
+            resume: false,
+            keep_journal: false,
+            break_lock: false,
+            verify: false,
             history: None,
         }
     }
@@ -334,6 +346,9 @@ impl ConvertConfig {
         }
         if self.append && self.overwrite {
             return Err(ConfigError::Conflict("--append and --overwrite".into()));
+        }
+        if self.resume && self.overwrite {
+            return Err(ConfigError::Conflict("--resume and --overwrite".into()));
         }
         if self.inputs.is_empty() && self.file_list.is_none() {
             return Err(ConfigError::NoInputs);

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::append::{self, StoreState};
 use crate::config::ConvertConfig;
 use crate::dataset::{combine, CombineOptions, Dataset};
-use crate::error::{Error, SchemaError, WriteError};
+use crate::error::{ConfigError, Error, SchemaError, WriteError};
+use crate::journal;
 use crate::mpi_ctx::MpiCtx;
 use crate::plan::{ArrayPlan, Plan};
 use crate::progress::{Progress, RankStats};
@@ -36,8 +37,14 @@ pub struct Report {
     pub threads: usize,
     /// Arrays written.
     pub arrays: usize,
-    /// Units (chunks or shards) written.
+    /// Units (chunks or shards) written by this run.
     pub units: u64,
+    /// Units an interrupted run had finished (skipped by `--resume`).
+    pub units_resumed: u64,
+    /// Units of the plan.
+    pub total_units: u64,
+    /// `--resume` found the store already complete.
+    pub already_complete: bool,
     /// Uncompressed bytes.
     pub bytes_read: u64,
     /// Encoded bytes written.
@@ -65,7 +72,21 @@ impl Report {
     pub fn summary(&self) -> String {
         #[allow(clippy::cast_precision_loss)]
         let gb = self.bytes_read as f64 / 1e9;
-        format!(
+        if self.already_complete {
+            return format!(
+                "zarrforge: {} is already complete (nothing to resume)",
+                self.output.display()
+            );
+        }
+        let resumed = if self.units_resumed > 0 {
+            format!(
+                "; resumed: {} of {} units were done before",
+                self.units_resumed, self.total_units
+            )
+        } else {
+            String::new()
+        };
+        let line = format!(
             "zarrforge: {} {} ({} arrays, {} {}) from {} file(s), {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
             if self.appended_from.is_some() { "appended to" } else { "wrote" },
             self.output.display(),
@@ -84,7 +105,8 @@ impl Report {
             },
             self.ranks,
             self.threads
-        )
+        );
+        line + &resumed
     }
 }
 
@@ -394,7 +416,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `f`, turning a panic into an error, so the rank still reaches the
 /// next collective instead of leaving the others waiting.
-fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     std::panic::catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|p| Err(WriteError::Panic(panic_text(p.as_ref())).into()))
 }
@@ -409,6 +431,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
 pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Report, Error> {
     let t0 = Instant::now();
     cfg.validate()?;
+    crate::signals::install();
     let job = prepare_job(ctx, cfg)?;
     let ds = &job.ds;
     let plan = match &job.arrays {
@@ -422,39 +445,54 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
     });
+    let print = plan_print(&job, &plan, format);
 
-    // Rank 0 prepares the store; nobody writes before it is ready.
-    let prepared = if ctx.is_root() && job.append_from.is_none() {
-        let inputs: Vec<PathBuf> = ds.files.iter().map(|f| f.path.clone()).collect();
-        guarded(|| Ok(store::prepare(&cfg.output, &inputs, cfg.overwrite)?))
+    // Rank 0 prepares (or reopens) the store, takes its lock and reads the
+    // journal; nobody writes before it is ready.
+    let mut lock: Option<journal::Lock> = None;
+    let opened: Opened = from_root(ctx, || {
+        let (l, o) = open_store(cfg, &job, &print, format)?;
+        lock = l;
+        Ok(o)
+    })?;
+    let plan = if opened.resumed > 0 {
+        Plan::partition_skipping(plan.arrays, ctx.size(), |seq| {
+            journal::is_done(&opened.done, seq)
+        })
     } else {
-        Ok(())
+        plan
     };
-    ctx.agree(prepared)?;
 
-    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
-    let nothing_new = job.append_from.is_some()
-        && plan.total_units == 0
-        && ds.concat.as_ref().map(|c| c.len) == job.append_from;
-    let stats = guarded(|| write_units(ctx, cfg, &job, &plan, format, rank, threads));
+    let nothing_new = opened.complete
+        || (job.append_from.is_some()
+            && plan.total_units == 0
+            && ds.concat.as_ref().map(|c| c.len) == job.append_from);
+    let stats = if opened.complete {
+        Ok(RankStats::default())
+    } else {
+        guarded(|| write_units(ctx, cfg, &job, &plan, format, threads, &opened))
+    };
     let mut stats = ctx.agree(stats)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
     let committed = if ctx.is_root() && !nothing_new {
         guarded(|| {
-            let state = StoreState::new(ds, &plan.arrays, format).to_bytes(&cfg.output)?;
-            Ok(commit::commit(
-                &cfg.output,
-                &ds.schema,
-                &plan,
-                format,
-                &state,
-            )?)
+            let mut state = StoreState::new(ds, &plan.arrays, format);
+            state.print = Some(print.clone());
+            let state = state.to_bytes(&cfg.output)?;
+            commit::commit(&cfg.output, &ds.schema, &plan, format, &state)?;
+            if !cfg.keep_journal {
+                journal::remove(&cfg.output)?;
+            }
+            Ok(())
         })
+    } else if ctx.is_root() && nothing_new && !cfg.keep_journal {
+        guarded(|| Ok(journal::remove(&cfg.output)?))
     } else {
         Ok(())
     };
     ctx.agree(committed)?;
+    drop(lock);
 
     let units = ctx.sum_u64(stats.units);
     let bytes_read = ctx.sum_u64(stats.bytes_read);
@@ -466,6 +504,9 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         threads,
         arrays: plan.arrays.len(),
         units,
+        units_resumed: opened.resumed,
+        total_units: plan.total_units,
+        already_complete: opened.complete,
         bytes_read,
         bytes_written,
         seconds,
@@ -482,6 +523,188 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         concat_len: ds.concat.as_ref().map(|c| c.len),
         rank0: stats,
     })
+}
+
+/// What rank 0 found when it opened the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Opened {
+    /// Units recorded by the journal (bitmap over the unit sequence).
+    pub done: Vec<u8>,
+    /// How many.
+    pub resumed: u64,
+    /// The store is already complete for this plan (`--resume` after a
+    /// commit): nothing to do.
+    pub complete: bool,
+    /// This run's name in the journal.
+    pub run: String,
+}
+
+/// The print of a plan: what must not change between a run and its resume.
+fn plan_print(job: &Job, plan: &Plan, format: crate::config::ZarrFormat) -> journal::PlanPrint {
+    journal::PlanPrint {
+        inputs: job
+            .ds
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.size, f.mtime_ns))
+            .collect(),
+        arrays: plan
+            .arrays
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} shape {:?} chunks {:?} shards {:?} codec {} units {:?}+{:?}",
+                    a.path,
+                    a.dtype.v3_name(),
+                    a.shape,
+                    a.chunks,
+                    a.shards,
+                    a.codec,
+                    a.lo,
+                    a.grid
+                )
+            })
+            .collect(),
+        format: format!("{format:?}"),
+        append_from: job.append_from,
+        total_units: plan.total_units,
+    }
+}
+
+/// Rank 0: prepares a new store or reopens an existing one, takes the lock
+/// and reads the journal.
+fn open_store(
+    cfg: &ConvertConfig,
+    job: &Job,
+    print: &journal::PlanPrint,
+    format: crate::config::ZarrFormat,
+) -> Result<(Option<journal::Lock>, Opened), Error> {
+    use journal::Takeover;
+    let out = &cfg.output;
+    let takeover = if cfg.break_lock {
+        Takeover::Always
+    } else if cfg.resume {
+        Takeover::Stale
+    } else {
+        Takeover::Never
+    };
+    let run = format!(
+        "{:x}-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        std::process::id()
+    );
+    let resume_from =
+        |lock: journal::Lock, run: String| -> Result<(Option<journal::Lock>, Opened), Error> {
+            match journal::saved_print(out)? {
+                Some(saved) if saved == *print => {
+                    let done = journal::done_units(out, print.total_units)?;
+                    let resumed = journal::count(&done);
+                    Ok((
+                        Some(lock),
+                        Opened {
+                            done,
+                            resumed,
+                            complete: false,
+                            run,
+                        },
+                    ))
+                }
+                Some(saved) => Err(ConfigError::PlanChanged {
+                    store: out.clone(),
+                    what: print
+                        .difference(&saved)
+                        .unwrap_or_else(|| "the plan differs".into()),
+                }
+                .into()),
+                None => {
+                    journal::start(out, print)?;
+                    Ok((
+                        Some(lock),
+                        Opened {
+                            run,
+                            ..Opened::default()
+                        },
+                    ))
+                }
+            }
+        };
+    let fresh = |run: String| -> Result<(Option<journal::Lock>, Opened), Error> {
+        let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
+        store::prepare(out, &inputs, cfg.overwrite)?;
+        let lock = journal::Lock::acquire(out, Takeover::Never)?;
+        journal::start(out, print)?;
+        Ok((
+            Some(lock),
+            Opened {
+                run,
+                ..Opened::default()
+            },
+        ))
+    };
+    if job.append_from.is_some() {
+        // An append to a committed store.
+        let lock = journal::Lock::acquire(out, takeover)?;
+        if cfg.resume {
+            return resume_from(lock, run);
+        }
+        journal::remove(out)?;
+        journal::start(out, print)?;
+        return Ok((
+            Some(lock),
+            Opened {
+                run,
+                ..Opened::default()
+            },
+        ));
+    }
+    let exists = std::fs::symlink_metadata(out).is_ok();
+    if !exists {
+        return fresh(run);
+    }
+    let ours = store::is_our_store(out);
+    let committed = out.join(store::root_key(format)).is_file();
+    if cfg.resume && ours {
+        let lock = journal::Lock::acquire(out, takeover)?;
+        if committed {
+            let state = append::load(out).ok();
+            let same = state
+                .as_ref()
+                .and_then(|s| s.print.as_ref())
+                .is_some_and(|p| p == print);
+            if same {
+                return Ok((
+                    Some(lock),
+                    Opened {
+                        complete: true,
+                        run,
+                        ..Opened::default()
+                    },
+                ));
+            }
+            return Err(ConfigError::PlanChanged {
+                store: out.clone(),
+                what: state
+                    .and_then(|s| s.print)
+                    .and_then(|p| print.difference(&p))
+                    .unwrap_or_else(|| {
+                        "the store is complete and was written by another plan".into()
+                    }),
+            }
+            .into());
+        }
+        return resume_from(lock, run);
+    }
+    if cfg.overwrite && ours {
+        // Do not delete a store another run is writing.
+        drop(journal::Lock::acquire(out, takeover)?);
+        return fresh(run);
+    }
+    if ours && !committed && !cfg.overwrite {
+        return Err(ConfigError::Unfinished(out.clone()).into());
+    }
+    fresh(run)
 }
 
 /// The format of an existing store, from its root document.
@@ -505,10 +728,13 @@ fn write_units(
     job: &Job,
     plan: &Plan,
     format: crate::config::ZarrFormat,
-    rank: usize,
     threads: usize,
+    opened: &Opened,
 ) -> Result<RankStats, Error> {
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let ds = &job.ds;
+    let mut journal = journal::Journal::open(&cfg.output, &opened.run, ctx.rank())?;
+    let finished: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let vars = ds.schema.vars();
     let mut encoders = Vec::with_capacity(plan.arrays.len());
     for a in &plan.arrays {
@@ -534,11 +760,43 @@ fn write_units(
         ctx.size(),
     );
     let failed = |f: &Mutex<Option<Error>>| f.lock().map(|g| g.is_some()).unwrap_or(true);
+    let fail = |f: &Mutex<Option<Error>>, e: Error| {
+        if let Ok(mut g) = f.lock() {
+            g.get_or_insert(e);
+        }
+    };
+    let drain = |f: &Mutex<Vec<u64>>| {
+        f.lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    };
+    // Another rank's failure stops this rank's work early (it meets the
+    // failing rank at the agreement); so does SIGTERM/SIGINT.
+    let mut stopped_by_peer = false;
 
     pool.in_place_scope(|s| {
         for (done, unit) in plan.units_of(rank).enumerate() {
             if failed(&failure) {
                 break;
+            }
+            if ctx.failure_pending() {
+                stopped_by_peer = true;
+                break;
+            }
+            if let Some(sig) = crate::signals::received() {
+                fail(
+                    &failure,
+                    WriteError::Interrupted(crate::signals::name(sig)).into(),
+                );
+                break;
+            }
+            if let Err(e) = journal.add(drain(&finished)) {
+                fail(&failure, e.into());
+                break;
+            }
+            if journal::is_done(&opened.done, unit.seq) {
+                stats.units_resumed += 1;
+                continue;
             }
             let a = &plan.arrays[unit.array];
             let (start, count) = a.unit_region(&unit.indices);
@@ -573,7 +831,9 @@ fn write_units(
             }
             stats.wait_s += t.elapsed().as_secs_f64();
             let enc = &encoders[unit.array];
-            let (failure, shared, tok_tx) = (&failure, &shared, tok_tx.clone());
+            let seq = unit.seq;
+            let (failure, shared, finished, tok_tx) =
+                (&failure, &shared, &finished, tok_tx.clone());
             s.spawn(move |_| {
                 let t = Instant::now();
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -592,6 +852,9 @@ fn write_units(
                             st.encode_s += te;
                             st.write_s += tw;
                         }
+                        if let Ok(mut f) = finished.lock() {
+                            f.push(seq);
+                        }
                     }
                     Err(e) => {
                         if let Ok(mut g) = failure.lock() {
@@ -605,8 +868,17 @@ fn write_units(
         }
     });
     progress.finish();
-    if let Some(e) = failure.into_inner().ok().flatten() {
+    // Record what finished, also on failure: a resumed run skips it.
+    let recorded = journal.add(drain(&finished)).and_then(|()| journal.flush());
+    let failure = failure.into_inner().ok().flatten();
+    if let Some(e) = failure {
+        // Tell the other ranks now rather than at the end of their work.
+        ctx.notify_failure();
         return Err(e);
+    }
+    recorded?;
+    if stopped_by_peer {
+        return Ok(stats);
     }
     if plan.units_count(rank) > 0 {
         store::sync_filesystem(&cfg.output)?;

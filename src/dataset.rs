@@ -40,6 +40,10 @@ pub struct SourceFile {
     pub path: PathBuf,
     /// Format.
     pub format: SourceFormat,
+    /// Size in bytes when scanned.
+    pub size: u64,
+    /// Modification time when scanned (ns since the epoch).
+    pub mtime_ns: i128,
 }
 
 /// One file's share of a variable along the concatenation dimension.
@@ -344,6 +348,8 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
         .map(|s| SourceFile {
             path: s.path.clone(),
             format: s.schema.format,
+            size: s.size,
+            mtime_ns: s.mtime_ns,
         })
         .collect();
     let Some(dim) = dim else {

@@ -33,6 +33,9 @@ pub enum Error {
     /// One or more ranks failed; the messages are collected per rank.
     #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|(r, m)| format!("[rank {r}] {m}")).collect::<Vec<_>>().join("; "))]
     Ranks(Vec<(i32, String)>),
+    /// `verify` found differences.
+    #[error("{0}")]
+    Verify(String),
     /// An MPI-level failure (message exchange).
     #[error("mpi: {0}")]
     Mpi(String),
@@ -151,6 +154,27 @@ pub enum ConfigError {
     /// No output path given.
     #[error("no output store given (use -o/--output, or 'output' in the recipe)")]
     NoOutput,
+    /// Another run holds the store's lock.
+    #[error("{store} is locked by another zarrforge run ({holder}); {hint}")]
+    Locked {
+        /// Store.
+        store: PathBuf,
+        /// Who holds it.
+        holder: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// `--resume` found a journal of a different plan.
+    #[error("cannot resume {store}: {what}; convert again without --resume (with --overwrite) to start over")]
+    PlanChanged {
+        /// Store.
+        store: PathBuf,
+        /// What differs.
+        what: String,
+    },
+    /// The output is an interrupted conversion.
+    #[error("output {0} is an unfinished conversion: use --resume to finish it, or --overwrite to start over")]
+    Unfinished(PathBuf),
     /// A recipe sets an attribute that defines the stored values.
     #[error(
         "attribute '{attr}' of '{var}' cannot be set: it defines how the stored values decode"
@@ -366,6 +390,9 @@ pub enum WriteError {
     /// A worker thread panicked.
     #[error("internal error (panic) while writing: {0}")]
     Panic(String),
+    /// The run was interrupted by a signal.
+    #[error("interrupted by {0}: finished units are recorded; run the same command with --resume to finish")]
+    Interrupted(&'static str),
 }
 
 impl WriteError {

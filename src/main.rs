@@ -83,6 +83,10 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 }
                 eprintln!("{}", report.summary());
             }
+            if cfg.verify {
+                let v = zarrforge::verify::verify(ctx, &cfg)?;
+                return finish_verify(ctx, &v, None);
+            }
             Ok(())
         }
         Command::Inspect(args) => {
@@ -116,6 +120,11 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Verify(args) => {
+            let cfg = args.to_config()?;
+            let report = zarrforge::verify::verify(ctx, &cfg)?;
+            finish_verify(ctx, &report, args.report.as_deref())
+        }
         Command::Recipe(RecipeCommand::Check(a)) => {
             let recipe = zarrforge::recipe::Recipe::load(&a.recipe)?;
             let mut cfg = zarrforge::config::ConvertConfig::new(Vec::new(), Default::default());
@@ -142,5 +151,31 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+    }
+}
+
+/// Prints a verification (rank 0) and fails when it found differences.
+fn finish_verify(
+    ctx: &MpiCtx,
+    report: &zarrforge::verify::VerifyReport,
+    json: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    if ctx.is_root() {
+        println!("{}", report.text());
+        if let Some(path) = json {
+            let bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
+            std::fs::write(path, bytes)
+                .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+        }
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Error::Verify(format!(
+            "{} differs from its sources: {} value(s), {} metadata difference(s)",
+            report.store.display(),
+            report.mismatches,
+            report.metadata.len()
+        )))
     }
 }

@@ -5,10 +5,14 @@
 
 use mpi::collective::CommunicatorCollectives;
 use mpi::datatype::PartitionMut;
+use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 
 use crate::error::Error;
+
+/// Message tag of the early failure notice.
+const FAILURE_TAG: i32 = 4077;
 
 /// Owns the MPI universe and the world communicator.
 pub struct MpiCtx {
@@ -130,6 +134,35 @@ impl MpiCtx {
                 })
                 .collect(),
         )
+    }
+
+    /// Tells every other rank that this rank failed, so that they stop
+    /// their work early and meet it at the next agreement. One byte per rank
+    /// (sent eagerly by MPI implementations; nobody has to receive it).
+    pub fn notify_failure(&self) {
+        let me = self.rank();
+        for r in 0..self.world.size() {
+            if r != me {
+                self.world
+                    .process_at_rank(r)
+                    .send_with_tag(&1u8, FAILURE_TAG);
+            }
+        }
+    }
+
+    /// Whether another rank has reported a failure (see
+    /// [`MpiCtx::notify_failure`]). Never blocks.
+    pub fn failure_pending(&self) -> bool {
+        let mut seen = false;
+        while let Some((msg, _)) = self
+            .world
+            .any_process()
+            .immediate_matched_probe_with_tag(FAILURE_TAG)
+        {
+            let (_, _): (u8, _) = msg.matched_receive();
+            seen = true;
+        }
+        seen
     }
 
     /// Exchanges each rank's status; every rank gets the failures of all

@@ -260,14 +260,29 @@ impl Plan {
     /// equal bytes: a unit goes to the rank whose share contains the midpoint
     /// of its byte range.
     pub fn partition(arrays: Vec<ArrayPlan>, ranks: usize) -> Self {
+        Self::partition_skipping(arrays, ranks, |_| false)
+    }
+
+    /// [`Plan::partition`] balanced on the units not `skipped` (a resumed
+    /// run: finished units weigh nothing, so the remaining work is spread
+    /// evenly; the sequence and its numbers are unchanged).
+    pub fn partition_skipping(
+        arrays: Vec<ArrayPlan>,
+        ranks: usize,
+        skipped: impl Fn(u64) -> bool,
+    ) -> Self {
+        let ranks = ranks.max(1);
         let total_units: u64 = arrays.iter().map(ArrayPlan::num_units).sum();
+        let weight = |a: &ArrayPlan, k: u64| -> u128 {
+            if skipped(a.first_unit + k) {
+                0
+            } else {
+                u128::from(a.unit_bytes(&a.unit_indices(k)))
+            }
+        };
         let total_bytes: u128 = arrays
             .iter()
-            .map(|a| {
-                (0..a.num_units())
-                    .map(|k| u128::from(a.unit_bytes(&a.unit_indices(k))))
-                    .sum::<u128>()
-            })
+            .map(|a| (0..a.num_units()).map(|k| weight(a, k)).sum::<u128>())
             .sum();
         let mut bounds = vec![total_units; ranks + 1];
         bounds[0] = 0;
@@ -278,7 +293,7 @@ impl Plan {
         let r128 = ranks as u128;
         for a in &arrays {
             for k in 0..a.num_units() {
-                let w = u128::from(a.unit_bytes(&a.unit_indices(k)));
+                let w = weight(a, k);
                 let owner = if total_bytes == 0 {
                     // No bytes at all: spread units by count.
                     usize::try_from(u128::from(seq) * r128 / u128::from(total_units.max(1)))

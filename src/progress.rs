@@ -25,6 +25,8 @@ pub struct RankStats {
     pub wait_s: f64,
     /// Whether the units are shards.
     pub sharded: bool,
+    /// Units skipped because an interrupted run had finished them.
+    pub units_resumed: u64,
 }
 
 /// Progress display on rank 0 (only when stderr is a terminal).

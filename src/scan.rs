@@ -18,6 +18,10 @@ use crate::schema::{read_schema_from, Schema};
 pub struct FileScan {
     /// Its path.
     pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its modification time, ns since the epoch.
+    pub mtime_ns: i128,
     /// Its structure.
     pub schema: Schema,
     /// Values of the coordinate variables of candidate concatenation
@@ -58,6 +62,19 @@ pub struct ScanOptions {
 /// [`SchemaError`] naming the file (and variable).
 pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaError> {
     let format = crate::schema::detect_format(path)?;
+    let (size, mtime_ns) = std::fs::metadata(path)
+        .map(|m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+            (m.len(), t)
+        })
+        .map_err(|source| SchemaError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let file = netcdf::open(path).map_err(|source| SchemaError::Netcdf {
         path: path.to_path_buf(),
         what: "cannot open as netCDF".into(),
@@ -170,6 +187,8 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
     }
     Ok(FileScan {
         path: path.to_path_buf(),
+        size,
+        mtime_ns,
         schema,
         coords,
         digests,

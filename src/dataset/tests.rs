@@ -54,6 +54,8 @@ fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileScan {
     ));
     FileScan {
         path: PathBuf::from(path),
+        size: 0,
+        mtime_ns: 0,
         schema: Schema {
             source: PathBuf::from(path),
             format: SourceFormat::Netcdf4,

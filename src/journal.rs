@@ -1,0 +1,498 @@
+//! The journal of a conversion in progress, and the store lock.
+//!
+//! Layout inside the store:
+//!
+//! ```text
+//! .zarrforge/lock                    who is writing: host, PID, Slurm job, start time
+//! .zarrforge/journal/plan.json       the plan's fingerprint (inputs, arrays, layout, codecs)
+//! .zarrforge/journal/units-RUN-RANK  finished unit numbers (u64 LE), append-only
+//! ```
+//!
+//! A rank records a unit only after the unit's file is durable: it collects
+//! finished units, and every second (or every [`BATCH_UNITS`] units) syncs
+//! the filesystem, appends their numbers to its own journal file and syncs
+//! that file. Unit numbers are positions in the plan's unit sequence, which
+//! depends on the dataset and the layout but not on the number of ranks, so
+//! a run can be resumed with any number of ranks: every journal file of every
+//! earlier run is read and its units are skipped. A torn last record (a rank
+//! killed while appending) is ignored, and its unit is simply redone.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, WriteError};
+use crate::write::store::MARKER_DIR;
+
+/// Directory of the journal inside the store.
+pub const JOURNAL_DIR: &str = "journal";
+/// Lock file inside [`MARKER_DIR`].
+pub const LOCK_FILE: &str = "lock";
+/// Units recorded per batch at most.
+pub const BATCH_UNITS: usize = 512;
+/// Longest time between two batches.
+pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The journal directory of `store`.
+pub fn dir(store: &Path) -> PathBuf {
+    store.join(MARKER_DIR).join(JOURNAL_DIR)
+}
+
+/// What identifies a plan: two runs with the same print write the same
+/// units to the same files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPrint {
+    /// Inputs: path, size in bytes, modification time (ns since the epoch).
+    pub inputs: Vec<(PathBuf, u64, i128)>,
+    /// Arrays: path, type, shape, chunks, shards, codec, first unit, unit grid.
+    pub arrays: Vec<String>,
+    /// Zarr format.
+    pub format: String,
+    /// Length before an append.
+    pub append_from: Option<u64>,
+    /// Total units.
+    pub total_units: u64,
+}
+
+impl PlanPrint {
+    /// The first difference from `other`, in words.
+    pub fn difference(&self, other: &Self) -> Option<String> {
+        if self.inputs.len() != other.inputs.len() {
+            return Some(format!(
+                "{} input files now, {} in the interrupted run",
+                self.inputs.len(),
+                other.inputs.len()
+            ));
+        }
+        for (a, b) in self.inputs.iter().zip(&other.inputs) {
+            if a.0 != b.0 {
+                return Some(format!("input {} is now {}", b.0.display(), a.0.display()));
+            }
+            if a.1 != b.1 || a.2 != b.2 {
+                return Some(format!(
+                    "input {} changed since the interrupted run (size or modification time)",
+                    a.0.display()
+                ));
+            }
+        }
+        if self.format != other.format {
+            return Some(format!(
+                "Zarr format {} now, {} in the interrupted run",
+                self.format, other.format
+            ));
+        }
+        if self.append_from != other.append_from {
+            return Some("the store's length changed since the interrupted append".into());
+        }
+        if self.arrays != other.arrays {
+            let pos = self
+                .arrays
+                .iter()
+                .zip(&other.arrays)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.arrays.len().min(other.arrays.len()));
+            return Some(format!(
+                "arrays or their layout differ (now: {}; interrupted run: {})",
+                self.arrays.get(pos).map_or("none", String::as_str),
+                other.arrays.get(pos).map_or("none", String::as_str)
+            ));
+        }
+        (self.total_units != other.total_units).then(|| "the unit count differs".into())
+    }
+}
+
+/// Writes the plan's print into a new journal directory.
+///
+/// # Errors
+/// [`WriteError::Io`].
+pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
+    let d = dir(store);
+    std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+    let bytes = serde_json::to_vec_pretty(print)
+        .map_err(|e| WriteError::io(d.join("plan.json"), "encode", std::io::Error::other(e)))?;
+    crate::write::store::write_atomic(&d.join("plan.json"), &bytes)
+}
+
+/// The print saved by the run that started the journal, if any.
+///
+/// # Errors
+/// [`WriteError::Io`] when it exists but cannot be read.
+pub fn saved_print(store: &Path) -> Result<Option<PlanPrint>, WriteError> {
+    let p = dir(store).join("plan.json");
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| WriteError::io(&p, "parse", std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WriteError::io(&p, "read", e)),
+    }
+}
+
+/// Every unit recorded by every journal file, as a bitmap of `total` bits.
+///
+/// # Errors
+/// [`WriteError::Io`] when a journal file cannot be read.
+pub fn done_units(store: &Path, total: u64) -> Result<Vec<u8>, WriteError> {
+    let mut bits = vec![0u8; usize::try_from(total.div_ceil(8)).unwrap_or(0)];
+    let d = dir(store);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bits),
+        Err(e) => return Err(WriteError::io(&d, "read journal", e)),
+    };
+    for e in entries {
+        let e = e.map_err(|e| WriteError::io(&d, "read journal", e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("units-") {
+            continue;
+        }
+        let bytes = std::fs::read(e.path()).map_err(|err| WriteError::io(e.path(), "read", err))?;
+        // A torn last record is ignored.
+        for rec in bytes.chunks_exact(8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(rec);
+            let seq = u64::from_le_bytes(a);
+            if seq < total {
+                if let Some(b) = bits.get_mut(usize::try_from(seq / 8).unwrap_or(usize::MAX)) {
+                    *b |= 1 << (seq % 8);
+                }
+            }
+        }
+    }
+    Ok(bits)
+}
+
+/// Whether unit `seq` is set in `bits`.
+pub fn is_done(bits: &[u8], seq: u64) -> bool {
+    usize::try_from(seq / 8)
+        .ok()
+        .and_then(|i| bits.get(i))
+        .is_some_and(|b| b & (1 << (seq % 8)) != 0)
+}
+
+/// Number of units set in `bits`.
+pub fn count(bits: &[u8]) -> u64 {
+    bits.iter().map(|b| u64::from(b.count_ones())).sum()
+}
+
+/// Removes the journal (after the commit).
+///
+/// # Errors
+/// [`WriteError::Io`].
+pub fn remove(store: &Path) -> Result<(), WriteError> {
+    let d = dir(store);
+    match std::fs::remove_dir_all(&d) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WriteError::io(&d, "remove journal", e)),
+    }
+}
+
+/// One rank's journal file, written in batches.
+pub struct Journal {
+    store: PathBuf,
+    file: std::fs::File,
+    path: PathBuf,
+    pending: Vec<u64>,
+    last: Instant,
+    recorded: u64,
+}
+
+impl Journal {
+    /// Opens this rank's journal file for run `run`.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn open(store: &Path, run: &str, rank: i32) -> Result<Self, WriteError> {
+        let d = dir(store);
+        std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+        let path = d.join(format!("units-{run}-{rank}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| WriteError::io(&path, "open journal", e))?;
+        Ok(Self {
+            store: store.to_path_buf(),
+            file,
+            path,
+            pending: Vec::new(),
+            last: Instant::now(),
+            recorded: 0,
+        })
+    }
+
+    /// Queues finished units; writes a batch when it is due.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn add(&mut self, units: impl IntoIterator<Item = u64>) -> Result<(), WriteError> {
+        self.pending.extend(units);
+        if self.pending.len() >= BATCH_UNITS || self.last.elapsed() >= BATCH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the queued units' files durable, then records them.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.last = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        crate::write::store::sync_filesystem(&self.store)?;
+        let mut buf = Vec::with_capacity(self.pending.len() * 8);
+        for s in &self.pending {
+            buf.extend_from_slice(&s.to_le_bytes());
+        }
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| WriteError::io(&self.path, "write journal", e))?;
+        self.recorded += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Units recorded by this journal so far.
+    pub fn recorded(&self) -> u64 {
+        self.recorded
+    }
+}
+
+/// Who holds a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Host name.
+    pub host: String,
+    /// Process id of rank 0.
+    pub pid: u32,
+    /// Slurm job id, if any.
+    pub job: Option<String>,
+    /// Start time (UTC).
+    pub since: String,
+}
+
+impl LockInfo {
+    /// This process.
+    pub fn current() -> Self {
+        Self {
+            host: hostname(),
+            pid: std::process::id(),
+            job: std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty()),
+            since: crate::select::utc_now(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "host {}, pid {}{}, since {}",
+            self.host,
+            self.pid,
+            self.job
+                .as_ref()
+                .map(|j| format!(", Slurm job {j}"))
+                .unwrap_or_default(),
+            self.since
+        )
+    }
+
+    /// Whether the holder is provably gone: same host and the process no
+    /// longer exists, or the same Slurm job (a requeued job).
+    pub fn is_stale(&self) -> bool {
+        let me = Self::current();
+        if self.job.is_some() && self.job == me.job {
+            return true;
+        }
+        self.host == me.host && !pid_alive(self.pid)
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for the process.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // when the name fits.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// How to treat an existing lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Refuse any existing lock.
+    Never,
+    /// Take over a stale lock (`--resume`).
+    Stale,
+    /// Remove any lock (`--break-lock`).
+    Always,
+}
+
+/// The lock of a store, held by rank 0 and released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of `store`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Locked`] when another run holds it (or a stale run, without takeover).
+    pub fn acquire(store: &Path, takeover: Takeover) -> Result<Self, ConfigError> {
+        let path = store.join(MARKER_DIR).join(LOCK_FILE);
+        let io = |e: std::io::Error| ConfigError::Output {
+            path: path.clone(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let me = serde_json::to_vec_pretty(&LockInfo::current()).unwrap_or_default();
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(&me).and_then(|()| f.sync_all()).map_err(io)?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<LockInfo> = std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let stale = holder.as_ref().is_none_or(LockInfo::is_stale);
+                    let take = match takeover {
+                        Takeover::Always => true,
+                        Takeover::Stale => stale,
+                        Takeover::Never => false,
+                    };
+                    if !take {
+                        let who =
+                            holder.map_or_else(|| "an unreadable lock".into(), |h| h.describe());
+                        return Err(ConfigError::Locked {
+                            store: store.to_path_buf(),
+                            holder: who,
+                            hint: if stale {
+                                "that run is gone: use --resume to finish its work, or --break-lock"
+                            } else {
+                                "if that run is gone (another host or a killed job), use --break-lock"
+                            },
+                        });
+                    }
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(io(std::io::Error::other(
+            "lock taken by another run while breaking it",
+        )))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trip_ignores_torn_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let mut j = Journal::open(store, "r1", 0).unwrap();
+        j.add([3, 5, 64]).unwrap();
+        j.flush().unwrap();
+        assert_eq!(j.recorded(), 3);
+        // A second run with another rank, and a torn record.
+        let mut k = Journal::open(store, "r2", 2).unwrap();
+        k.add([7]).unwrap();
+        k.flush().unwrap();
+        let torn = super::dir(store).join("units-r2-2");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&torn)
+            .unwrap();
+        f.write_all(&[1, 2, 3]).unwrap();
+        let bits = done_units(store, 65).unwrap();
+        assert_eq!(count(&bits), 4);
+        for s in [3, 5, 7, 64] {
+            assert!(is_done(&bits, s), "{s}");
+        }
+        assert!(!is_done(&bits, 4));
+        remove(store).unwrap();
+        assert_eq!(count(&done_units(store, 65).unwrap()), 0);
+    }
+
+    #[test]
+    fn locks_exclude_and_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let held = Lock::acquire(store, Takeover::Never).unwrap();
+        let e = Lock::acquire(store, Takeover::Stale)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is locked") && e.contains(&hostname()), "{e}");
+        let broken = Lock::acquire(store, Takeover::Always).unwrap();
+        drop(held);
+        drop(broken);
+        // A lock of a process that is gone is stale.
+        let info = LockInfo {
+            pid: u32::MAX - 1,
+            ..LockInfo::current()
+        };
+        std::fs::write(
+            store.join(MARKER_DIR).join(LOCK_FILE),
+            serde_json::to_vec(&info).unwrap(),
+        )
+        .unwrap();
+        let e = Lock::acquire(store, Takeover::Never)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--resume"), "{e}");
+        assert!(Lock::acquire(store, Takeover::Stale).is_ok());
+    }
+
+    #[test]
+    fn prints_name_their_differences() {
+        let a = PlanPrint {
+            inputs: vec![("a.nc".into(), 10, 5)],
+            arrays: vec!["t [4]".into()],
+            format: "3".into(),
+            append_from: None,
+            total_units: 4,
+        };
+        assert_eq!(a.difference(&a.clone()), None);
+        let mut b = a.clone();
+        b.inputs[0].1 = 11;
+        assert!(a.difference(&b).unwrap().contains("a.nc changed"));
+        let mut c = a.clone();
+        c.arrays[0] = "t [8]".into();
+        assert!(a.difference(&c).unwrap().contains("layout"));
+    }
+}
