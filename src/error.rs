@@ -369,6 +369,18 @@ pub enum WriteError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The filesystem is full or the quota is exhausted.
+    #[error("{path}: {what}: {kind} ({source}); the store is resumable: free space, then run the same command with --resume")]
+    NoSpace {
+        /// Path in the store.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// Disk full or quota.
+        kind: &'static str,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// zarrs refused the array metadata zarrforge built.
     #[error("array '{var}': {msg}")]
     Array {
@@ -398,10 +410,24 @@ pub enum WriteError {
 impl WriteError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            what,
-            source,
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) => Self::NoSpace {
+                path: path.into(),
+                what,
+                kind: "disk full",
+                source,
+            },
+            Some(libc::EDQUOT) => Self::NoSpace {
+                path: path.into(),
+                what,
+                kind: "quota exceeded",
+                source,
+            },
+            _ => Self::Io {
+                path: path.into(),
+                what,
+                source,
+            },
         }
     }
 }

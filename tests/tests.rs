@@ -8,3 +8,4 @@ mod bad_input;
 mod cli_docs;
 mod convert;
 mod multifile;
+mod reliability;

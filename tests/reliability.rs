@@ -1,0 +1,551 @@
+//! Fault tolerance: a rank killed mid-run and the job resumed with another
+//! rank count, SIGTERM, failure on one rank, the lock, verify, disk full.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const CHUNKS: &str = "time=4,lat=181,lon=360";
+
+/// A synthetic dataset of `steps` time steps (3 float32 fields of 361 x 720,
+/// deflated): 96 steps are 300 MB uncompressed.
+fn dataset(dir: &Path, steps: usize) -> PathBuf {
+    let path = dir.join("big.nc");
+    let r = zarrforge(
+        None,
+        &["generate", "--time", &steps.to_string(), s(&path)],
+        2 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    path
+}
+
+/// `mpirun -np N zarrforge ARGS` in the background.
+fn spawn(ranks: usize, args: &[&str]) -> Child {
+    Command::new("mpirun")
+        .args(["-np", &ranks.to_string(), BIN])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mpirun")
+}
+
+/// PIDs of the zarrforge ranks whose command line mentions `marker`.
+fn rank_pids(marker: &str) -> Vec<i32> {
+    let bin = std::fs::canonicalize(BIN).unwrap();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let exe = std::fs::read_link(e.path().join("exe")).ok();
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if exe.as_deref() == Some(bin.as_path()) && String::from_utf8_lossy(&cmd).contains(marker) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Units recorded in the store's journal so far.
+fn journal_units(store: &Path) -> u64 {
+    std::fs::read_dir(store.join(".zarrforge/journal"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("units-"))
+                .map(|e| e.metadata().map_or(0, |m| m.len() / 8))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> (Option<i32>, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let err = child
+                .stderr
+                .take()
+                .map(|p| std::io::read_to_string(p).unwrap_or_default())
+                .unwrap_or_default();
+            return (st.code(), err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("mpirun did not end within {limit:?} (hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: sending a signal to a child process of this test.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    json(path)
+}
+
+/// The kill test: SIGKILL one of two ranks after the journal shows
+/// progress, resume with three ranks: the store equals a clean run's, chunk
+/// for chunk, and no finished unit was redone.
+#[test]
+fn a_killed_run_resumes_with_another_rank_count() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 96);
+    let clean = dir.path().join("clean.zarr");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&clean),
+            s(&src),
+        ],
+        3 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let out = dir.path().join("killed.zarr");
+    let mut child = spawn(
+        2,
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+    );
+    // Wait for about a third of the 291 units to be journaled.
+    let start = Instant::now();
+    while journal_units(&out) < 100 {
+        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids = rank_pids(s(&out));
+    assert_eq!(pids.len(), 2, "ranks: {pids:?}");
+    signal(pids[1], libc::SIGKILL);
+    let (code, _) = wait_for(&mut child, MINUTE);
+    assert_ne!(code, Some(0));
+    assert!(!out.join("zarr.json").exists(), "a killed run committed");
+    let before = journal_units(&out);
+    assert!(before >= 100 && before < 291, "{before}");
+
+    // Without --resume the unfinished store is refused, untouched.
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("unfinished conversion: use --resume"),
+        "{}",
+        r.stderr
+    );
+
+    let rep = dir.path().join("resume.json");
+    let t = Instant::now();
+    let r = zarrforge(
+        Some(3),
+        &[
+            "convert",
+            "--quiet",
+            "--resume",
+            "--report",
+            s(&rep),
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        3 * MINUTE,
+    );
+    let resumed_secs = t.elapsed().as_secs_f64();
+    assert!(r.ok(), "{}", r.stderr);
+    let rep = report(&rep);
+    let total = rep["total_units"].as_u64().unwrap();
+    let skipped = rep["units_resumed"].as_u64().unwrap();
+    let written = rep["units"].as_u64().unwrap();
+    assert_eq!(total, 291);
+    assert!(
+        skipped >= before,
+        "journal had {before}, resume skipped {skipped}"
+    );
+    assert_eq!(skipped + written, total, "units redone or missed");
+    eprintln!(
+        "kill test: {before} units journaled before the kill, {skipped} skipped, {written} written by the resumed run in {resumed_secs:.2} s"
+    );
+    assert_eq!(
+        snapshot(&clean),
+        snapshot(&out),
+        "resumed store differs from a clean run"
+    );
+    // Resuming a complete store does nothing.
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--resume",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("already complete"), "{}", r.stderr);
+    // Resuming with other options is refused.
+    let r = zarrforge(
+        None,
+        &[
+            "convert",
+            "--resume",
+            "--chunks",
+            "time=8",
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("cannot resume"), "{}", r.stderr);
+}
+
+/// SIGTERM (Slurm's warning before the time limit, scancel): every rank
+/// stops at its next unit, records its work and exits non-zero; --resume
+/// finishes.
+#[test]
+fn sigterm_stops_cleanly_and_resume_finishes() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 48);
+    let out = dir.path().join("term.zarr");
+    let mut child = spawn(
+        2,
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+    );
+    let start = Instant::now();
+    while journal_units(&out) < 20 {
+        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for pid in rank_pids(s(&out)) {
+        signal(pid, libc::SIGTERM);
+    }
+    let (code, err) = wait_for(&mut child, MINUTE);
+    assert_ne!(code, Some(0));
+    if !err.contains("finished") {
+        // The run may have ended between the check and the signal.
+        assert!(out.join("zarr.json").exists(), "{err}");
+        return;
+    }
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(!out.join("zarr.json").exists());
+    assert!(!out.join(".zarrforge/lock").exists(), "lock left behind");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--resume",
+            "--verify",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        3 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("identical"), "{}", r.stdout);
+}
+
+/// A read error on one rank stops every rank early; nothing is committed.
+#[test]
+fn a_failure_on_one_rank_stops_all_ranks() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 48);
+    // Corrupt the last part of the file: deflated chunks of the last steps,
+    // which only the last rank reads.
+    let mut bytes = std::fs::read(&src).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - n / 8..n - 4096] {
+        *b ^= 0x5a;
+    }
+    let bad = dir.path().join("bad.nc");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = dir.path().join("o.zarr");
+    let t = Instant::now();
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&bad),
+        ],
+        MINUTE,
+    );
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let ours: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("zarrforge"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{}", r.stderr);
+    assert!(ours[0].contains("bad.nc"), "{}", ours[0]);
+    assert!(!out.join("zarr.json").exists(), "committed after a failure");
+    assert!(!out.join(".zarrforge/lock").exists(), "lock left behind");
+    eprintln!("failure on one rank: all ranks ended in {secs:.2} s");
+}
+
+#[test]
+fn a_second_writer_is_locked_out() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let out = dir.path().join("o.zarr");
+    // A run that died (a lock and a journal, no commit).
+    std::fs::create_dir_all(out.join(".zarrforge")).unwrap();
+    std::fs::write(
+        out.join(".zarrforge/store.json"),
+        br#"{"writer": "zarrforge"}"#,
+    )
+    .unwrap();
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let live = format!(
+        r#"{{"host": "{}", "pid": {}, "job": null, "since": "2026-01-01T00:00:00Z"}}"#,
+        host.trim(),
+        std::process::id()
+    );
+    std::fs::write(out.join(".zarrforge/lock"), &live).unwrap();
+    let r = zarrforge(
+        Some(2),
+        &["convert", "--quiet", "--resume", "-o", s(&out), s(&src)],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("is locked by another zarrforge run"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        r.stderr
+    );
+    let r = zarrforge(
+        Some(2),
+        &["convert", "--quiet", "--overwrite", "-o", s(&out), s(&src)],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1), "overwrote a locked store");
+    assert!(out.join(".zarrforge/lock").exists());
+    // A lock whose process is gone is stale: --resume takes it over.
+    let stale = live.replace(&std::process::id().to_string(), "4194300");
+    std::fs::write(out.join(".zarrforge/lock"), &stale).unwrap();
+    let r = zarrforge(
+        None,
+        &["convert", "--quiet", "-o", s(&out), s(&src)],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1));
+    let r = zarrforge(
+        Some(2),
+        &["convert", "--quiet", "--resume", "-o", s(&out), s(&src)],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(!out.join(".zarrforge/lock").exists());
+    // --break-lock removes a live lock.
+    std::fs::write(out.join(".zarrforge/lock"), &live).unwrap();
+    let r = zarrforge(
+        None,
+        &[
+            "convert",
+            "--quiet",
+            "--overwrite",
+            "--break-lock",
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+}
+
+#[test]
+fn verify_finds_an_altered_chunk() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let out = dir.path().join("o.zarr");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--verify",
+            "--chunks",
+            "time=2,lat=181,lon=360",
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("identical"), "{}", r.stdout);
+    for ranks in [None, Some(3)] {
+        let r = zarrforge(ranks, &["verify", s(&src), s(&out)], MINUTE);
+        assert!(r.ok(), "{}", r.stderr);
+    }
+    // Replace one chunk by another: same size, valid, wrong values.
+    std::fs::copy(out.join("t2m/c/0/0/1"), out.join("t2m/c/1/0/1")).unwrap();
+    let r = zarrforge(Some(2), &["verify", s(&src), s(&out)], MINUTE);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("value(s) differ") && r.stdout.contains("t2m[2, 0, 360]"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("differs from its sources"),
+        "{}",
+        r.stderr
+    );
+    // An attribute changed in the metadata.
+    let meta = out.join("u10/zarr.json");
+    let text = std::fs::read_to_string(&meta)
+        .unwrap()
+        .replace("m s-1", "km/h");
+    std::fs::write(&meta, text).unwrap();
+    let r = zarrforge(None, &["verify", s(&src), s(&out)], MINUTE);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stdout
+            .contains("u10/zarr.json: differs from the expected metadata"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Disk full: a size-limited tmpfs (mounted by the test; root or a user
+/// namespace is needed). The error names the path and says the store is
+/// resumable; after the filesystem grows, --resume finishes.
+#[test]
+fn disk_full_is_reported_and_resumable() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 16);
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs", s(&small)])
+        .status()
+        .is_ok_and(|st| st.success());
+    assert!(
+        mounted,
+        "cannot mount a tmpfs for the disk-full test (needs root or CAP_SYS_ADMIN)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let out = small.join("o.zarr");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("disk full") && r.stderr.contains("No space left on device"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(s(&out)), "no path: {}", r.stderr);
+    assert!(r.stderr.contains("--resume"), "{}", r.stderr);
+    assert!(!out.join("zarr.json").exists());
+    let grow = Command::new("mount")
+        .args(["-o", "remount,size=256m", s(&small)])
+        .status()
+        .unwrap();
+    assert!(grow.success());
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--resume",
+            "--verify",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        2 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("identical"), "{}", r.stdout);
+}
