@@ -308,6 +308,16 @@ pub enum SchemaError {
         /// Why.
         reason: &'static str,
     },
+    /// An HDF5 file that netCDF-C can open but that is not netCDF-4.
+    #[error("{path}: an HDF5 file but not netCDF-4: variable '{var}' has no named dimensions (netCDF-C calls them '{dim}'); write it with netCDF-4 dimensions, or convert it with an HDF5 tool")]
+    NotNetcdf4 {
+        /// Input path.
+        path: PathBuf,
+        /// A variable without dimension scales.
+        var: String,
+        /// The made-up dimension name.
+        dim: String,
+    },
     /// The schema could not be exchanged between ranks.
     #[error("schema exchange: {0}")]
     Exchange(String),

@@ -428,6 +428,20 @@ pub fn read_schema_from(
             }
         }
     };
+    // netCDF-C opens plain HDF5 files too, inventing dimensions named
+    // `phony_dim_N` for datasets without dimension scales: such a file is
+    // not a netCDF dataset and its structure would be made up.
+    if format == SourceFormat::Netcdf4 {
+        for v in root.all_vars() {
+            if let Some(d) = v.dims.iter().find(|d| d.starts_with("phony_dim_")) {
+                return Err(SchemaError::NotNetcdf4 {
+                    path: path.to_path_buf(),
+                    var: v.path.clone(),
+                    dim: d.clone(),
+                });
+            }
+        }
+    }
     Ok(Schema {
         source: path.to_path_buf(),
         format,

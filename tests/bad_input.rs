@@ -211,18 +211,198 @@ fn output_that_cannot_be_created() {
 
 #[test]
 fn unreadable_input() {
-    // Root reads any file whatever its mode: nothing to test there.
-    if unsafe { libc::geteuid() } == 0 {
-        return;
-    }
-    use std::os::unix::fs::PermissionsExt;
+    // Root reads any file whatever its mode: run as an unprivileged user.
     let t = tmp();
+    open_up(t.path(), 0o777);
     let src = t.path().join("secret.nc");
     rich_fixture(&src);
-    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o000)).unwrap();
+    open_up(&src, 0o000);
+    let out = t.path().join("o.zarr");
+    let r = run_unprivileged(&[
+        "convert",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("secret.nc") && line.contains("cannot open"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
+
+/// `zarrforge ARGS` as an unprivileged user when the tests run as root
+/// (permission bits do not stop root), as this user otherwise.
+fn run_unprivileged(args: &[&str]) -> Run {
+    let mut all: Vec<&str> = Vec::new();
+    if unsafe { libc::geteuid() } == 0 {
+        all.extend([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+        ]);
+    } else {
+        all.push(BIN);
+    }
+    all.extend_from_slice(args);
+    let out = std::process::Command::new(all[0])
+        .args(&all[1..])
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .env("TMPDIR", "/tmp")
+        .output()
+        .expect("run zarrforge");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn open_up(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn read_only_output_directory() {
+    let t = tmp();
+    open_up(t.path(), 0o755);
+    let src = t.path().join("rich.nc");
+    rich_fixture(&src);
+    open_up(&src, 0o644);
+    let ro = t.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    open_up(&ro, 0o555);
+    let out = ro.join("o.zarr");
+    let r = run_unprivileged(&[
+        "convert",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("ro/o.zarr") && line.contains("Permission denied"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn hdf5_file_that_is_not_netcdf() {
+    let t = tmp();
+    let path = t.path().join("plain.h5");
+    {
+        let f = hdf5::File::create(&path).unwrap();
+        let data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        f.new_dataset_builder()
+            .with_data(&data)
+            .create("values")
+            .unwrap();
+    }
     let out = t.path().join("o.zarr");
     must_fail(
-        &convert_args(&out, &src, &[]),
-        &["secret.nc", "cannot open"],
+        &convert_args(&out, &path, &[]),
+        &["plain.h5", "not netCDF-4", "'values'"],
     );
+    assert!(!out.exists());
+}
+
+/// Every dimension of length 0 (unlimited, no records): valid netCDF, an
+/// empty store that xarray reads as the source.
+#[test]
+fn dimensions_of_length_zero_everywhere() {
+    let t = tmp();
+    let src = t.path().join("empty.nc");
+    {
+        let mut f = netcdf::create(&src).unwrap();
+        f.add_unlimited_dimension("time").unwrap();
+        f.add_unlimited_dimension("obs").unwrap();
+        let mut v = f.add_variable::<f32>("x", &["time", "obs"]).unwrap();
+        v.put_attribute("units", "K").unwrap();
+        f.add_variable::<f64>("time", &["time"]).unwrap();
+        f.close().unwrap();
+    }
+    let out = t.path().join("o.zarr");
+    let r = zarrforge(Some(2), &convert_args(&out, &src, &[]), MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(store_bytes(&out, "x").0, vec![0, 0]);
+    assert_eq!(store_bytes(&out, "time").0, vec![0]);
+}
+
+/// One element per source chunk (12,000 chunks): slow to read, but correct.
+#[test]
+fn one_element_chunks() {
+    let t = tmp();
+    let src = t.path().join("tiny_chunks.nc");
+    {
+        let mut f = netcdf::create(&src).unwrap();
+        f.add_dimension("a", 10).unwrap();
+        f.add_dimension("b", 30).unwrap();
+        f.add_dimension("c", 40).unwrap();
+        let mut v = f.add_variable::<f64>("v", &["a", "b", "c"]).unwrap();
+        v.set_chunking(&[1, 1, 1]).unwrap();
+        v.set_compression(1, false).unwrap();
+        let d: Vec<f64> = (0..12_000).map(|i| val(i, 7)).collect();
+        v.put_values(&d, netcdf::Extents::from([0..10, 0..30, 0..40]))
+            .unwrap();
+        f.close().unwrap();
+    }
+    let out = t.path().join("o.zarr");
+    let r = zarrforge(
+        Some(3),
+        &convert_args(&out, &src, &["--verify"]),
+        2 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("identical"), "{}", r.stdout);
+    assert_eq!(store_bytes(&out, "v").1, source_bytes(&src, "v").1);
+}
+
+#[test]
+fn overwrite_never_follows_a_symlink() {
+    let t = tmp();
+    let src = t.path().join("rich.nc");
+    rich_fixture(&src);
+    let target = t.path().join("precious");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("data.txt"), "keep").unwrap();
+    let link = t.path().join("link.zarr");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    must_fail(
+        &convert_args(&link, &src, &["--overwrite"]),
+        &["link.zarr", "refusing to overwrite"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("data.txt")).unwrap(),
+        "keep"
+    );
+    // A store written by zarrforge behind the link is not deleted either.
+    let real = t.path().join("real.zarr");
+    let r = zarrforge(Some(2), &convert_args(&real, &src, &[]), MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    let link2 = t.path().join("link2.zarr");
+    std::os::unix::fs::symlink(&real, &link2).unwrap();
+    must_fail(
+        &convert_args(&link2, &src, &["--overwrite"]),
+        &["link2.zarr", "refusing to overwrite"],
+    );
+    assert!(real.join("zarr.json").exists());
 }

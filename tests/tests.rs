@@ -7,5 +7,6 @@ mod common;
 mod bad_input;
 mod cli_docs;
 mod convert;
+mod fuzz;
 mod multifile;
 mod reliability;
