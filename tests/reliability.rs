@@ -254,7 +254,7 @@ fn a_killed_run_resumes_with_another_rank_count() {
 #[test]
 fn sigterm_stops_cleanly_and_resume_finishes() {
     let dir = tmp();
-    let src = dataset(dir.path(), 48);
+    let src = dataset(dir.path(), 96);
     let out = dir.path().join("term.zarr");
     let mut child = spawn(
         2,
@@ -269,7 +269,7 @@ fn sigterm_stops_cleanly_and_resume_finishes() {
         ],
     );
     let start = Instant::now();
-    while journal_units(&out) < 20 {
+    while journal_units(&out) < 1 {
         assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -277,13 +277,16 @@ fn sigterm_stops_cleanly_and_resume_finishes() {
         signal(pid, libc::SIGTERM);
     }
     let (code, err) = wait_for(&mut child, MINUTE);
-    assert_ne!(code, Some(0));
-    if !err.contains("finished") {
-        // The run may have ended between the check and the signal.
+    if code == Some(0) {
+        // The ranks had finished their units when the signal came.
         assert!(out.join("zarr.json").exists(), "{err}");
         return;
     }
     assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    eprintln!(
+        "sigterm: stopped after {} journaled units",
+        journal_units(&out)
+    );
     assert!(!out.join("zarr.json").exists());
     assert!(!out.join(".zarrforge/lock").exists(), "lock left behind");
     let r = zarrforge(
