@@ -20,7 +20,7 @@ use crate::journal;
 use crate::mpi_ctx::MpiCtx;
 use crate::plan::{ArrayPlan, Plan};
 use crate::progress::{Progress, RankStats};
-use crate::read::{Reader, Values};
+use crate::read::{Pending, Reader, Values};
 use crate::scan::{scan_file, FileScan, ScanOptions};
 use crate::topology::Topology;
 use crate::write::chunks::ArrayEncoder;
@@ -805,9 +805,10 @@ fn write_units(
             let read = match (job.append_from, axis) {
                 (Some(old), Some(k)) if start[k] < old => {
                     complete_unit(&mut reader, &encoders[unit.array], a, &unit.indices, k, old)
+                        .map(|(c, v)| (c, Pending::Ready(v)))
                 }
                 _ => reader
-                    .read(a.var, &start, &count)
+                    .prepare(a.var, &start, &count)
                     .map(|v| (count, v))
                     .map_err(Error::from),
             };
@@ -822,8 +823,9 @@ fn write_units(
             };
             stats.read_s += t.elapsed().as_secs_f64();
             stats.bytes_read += match &values {
-                Values::Fixed(b) => b.len() as u64,
-                Values::Strings(v) => v.iter().map(|x| x.len() as u64).sum(),
+                Pending::Ready(Values::Fixed(b)) => b.len() as u64,
+                Pending::Ready(Values::Strings(v)) => v.iter().map(|x| x.len() as u64).sum(),
+                Pending::Raw(_) => count.iter().product::<u64>() * a.dtype.size() as u64,
             };
             let t = Instant::now();
             if tok_rx.recv().is_err() {
@@ -837,6 +839,7 @@ fn write_units(
             s.spawn(move |_| {
                 let t = Instant::now();
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let values = values.finish().map_err(|e| WriteError::Read(Box::new(e)))?;
                     let bytes = enc.encode(&unit.indices, &count, values)?;
                     let t_enc = t.elapsed().as_secs_f64();
                     let t = Instant::now();

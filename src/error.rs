@@ -379,6 +379,9 @@ pub enum WriteError {
         /// OS error.
         source: std::io::Error,
     },
+    /// Reading (decoding source chunks on an encoder thread) failed.
+    #[error(transparent)]
+    Read(Box<ReadError>),
     /// The filesystem is full or the quota is exhausted.
     #[error("{path}: {what}: {kind} ({source}); the store is resumable: free space, then run the same command with --resume")]
     NoSpace {

@@ -6,8 +6,11 @@
 
 pub mod hdf5;
 pub mod netcdf3;
+pub mod raw;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::dataset::{Dataset, Segment};
 use crate::error::ReadError;
@@ -44,6 +47,20 @@ impl FileReader {
     /// The source path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The HDF5 reader of a netCDF-4 file (opened on first use).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5Open`].
+    pub fn hdf5(&mut self) -> Result<Option<&mut hdf5::Hdf5Reader>, ReadError> {
+        if self.format != SourceFormat::Netcdf4 {
+            return Ok(None);
+        }
+        if self.hdf5.is_none() {
+            self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
+        }
+        Ok(self.hdf5.as_mut())
     }
 
     /// Reads `count` elements from `start` of `var`.
@@ -93,6 +110,38 @@ pub const MAX_OPEN_FILES: usize = 4;
 pub struct Reader<'a> {
     ds: &'a Dataset,
     open: Vec<(u32, FileReader)>,
+    layouts: HashMap<(u32, String), Option<Arc<raw::RawLayout>>>,
+    cache: HashMap<ChunkKey, Arc<raw::Entry>>,
+    order: VecDeque<(ChunkKey, usize)>,
+    cached_bytes: usize,
+}
+
+type ChunkKey = (u32, String, Vec<u64>);
+
+/// Decoded source chunks a rank keeps (besides those held by units in
+/// flight): enough for the source chunks that neighbouring output units
+/// share.
+pub const CHUNK_CACHE_BYTES: usize = 192 << 20;
+
+/// A region being read: ready, or raw chunks to decode on a worker thread.
+pub enum Pending {
+    /// Values read already.
+    Ready(Values),
+    /// Raw chunks to decode and assemble ([`raw::RawJob::finish`]).
+    Raw(raw::RawJob),
+}
+
+impl Pending {
+    /// The values (decoding raw chunks on the calling thread).
+    ///
+    /// # Errors
+    /// [`ReadError`] when a chunk cannot be decoded.
+    pub fn finish(self) -> Result<Values, ReadError> {
+        match self {
+            Self::Ready(v) => Ok(v),
+            Self::Raw(job) => job.finish().map(Values::Fixed),
+        }
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -101,6 +150,131 @@ impl<'a> Reader<'a> {
         Self {
             ds,
             open: Vec::new(),
+            layouts: HashMap::new(),
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+            cached_bytes: 0,
+        }
+    }
+
+    /// Starts reading the output region `start`/`count` of variable
+    /// `index`: a region inside one chunked, deflated netCDF-4 dataset is
+    /// returned as raw chunks to decode on a worker thread; anything else is
+    /// read now.
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn prepare(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Pending, ReadError> {
+        if let Some(job) = self.try_raw(index, start, count)? {
+            return Ok(Pending::Raw(job));
+        }
+        self.read(index, start, count).map(Pending::Ready)
+    }
+
+    fn try_raw(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Option<raw::RawJob>, ReadError> {
+        let ds = self.ds;
+        let src = &ds.sources[index];
+        if count.contains(&0) || src.var.dtype == DType::String {
+            return Ok(None);
+        }
+        // One file, no time re-encoding.
+        let (file, local) = match src.axis {
+            None => (src.segments.first().map_or(0, |s| s.file), start.to_vec()),
+            Some(k) => {
+                let (lo, hi) = (start[k], start[k] + count[k]);
+                let segs: Vec<&Segment> = src.segments_in(lo, hi).collect();
+                match segs.as_slice() {
+                    [seg]
+                        if seg.start <= lo && hi <= seg.start + seg.len && seg.recode.is_none() =>
+                    {
+                        let mut s = start.to_vec();
+                        s[k] = lo - seg.start;
+                        (seg.file, s)
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let key = (file, src.var.path.clone());
+        let layout = match self.layouts.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let l = match self.file(file)?.hdf5()? {
+                    Some(h) => h.raw_layout(&src.var)?.map(Arc::new),
+                    None => None,
+                };
+                self.layouts.insert(key.clone(), l.clone());
+                l
+            }
+        };
+        let Some(layout) = layout else {
+            return Ok(None);
+        };
+        let path = self.path_of(file);
+        let Some(h) = self.file(file)?.hdf5()? else {
+            return Ok(None);
+        };
+        // Regions beyond the dataset's extent (short records) take the
+        // H5Dread path, which fills them.
+        let extent = h.extent(&src.var)?;
+        if extent.len() != count.len()
+            || local
+                .iter()
+                .zip(count)
+                .zip(&extent)
+                .any(|((s, c), e)| s + c > *e)
+        {
+            return Ok(None);
+        }
+        let mut chunks = Vec::new();
+        for origin in raw::chunks_of(&layout.chunk, &local, count) {
+            let ck: ChunkKey = (file, src.var.path.clone(), origin.clone());
+            let entry = match self.cache.get(&ck) {
+                Some(e) => e.clone(),
+                None => {
+                    let h = self
+                        .file(file)?
+                        .hdf5()?
+                        .ok_or_else(|| ReadError::Hdf5Open {
+                            path: path.clone(),
+                            msg: "not an HDF5 file".into(),
+                        })?;
+                    let e = Arc::new(raw::Entry::new(h.read_raw(&src.var, &origin)?));
+                    self.insert(ck, e.clone(), layout.chunk_bytes());
+                    e
+                }
+            };
+            chunks.push((origin, entry));
+        }
+        Ok(Some(raw::RawJob {
+            layout,
+            chunks,
+            start: local,
+            count: count.to_vec(),
+            path,
+            var: src.var.path.clone(),
+        }))
+    }
+
+    fn insert(&mut self, key: ChunkKey, entry: Arc<raw::Entry>, bytes: usize) {
+        self.cache.insert(key.clone(), entry);
+        self.order.push_back((key, bytes));
+        self.cached_bytes += bytes;
+        while self.cached_bytes > CHUNK_CACHE_BYTES && self.order.len() > 1 {
+            if let Some((old, b)) = self.order.pop_front() {
+                self.cache.remove(&old);
+                self.cached_bytes -= b;
+            }
         }
     }
 

@@ -124,8 +124,99 @@ impl Hdf5Reader {
         ))
     }
 
+    /// How `var`'s chunks can be read raw, or `None` when they cannot
+    /// (contiguous, other filters, big-endian, a type conversion).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] when the dataset cannot be opened.
+    pub fn raw_layout(&mut self, var: &Var) -> Result<Option<super::raw::RawLayout>, ReadError> {
+        use super::raw::{RawFilter, RawLayout};
+        if var.big_endian || matches!(var.dtype, crate::schema::DType::String) {
+            return Ok(None);
+        }
+        let ds = self.dataset(var)?;
+        let Some(chunk) = ds.chunk() else {
+            return Ok(None);
+        };
+        if ds.dtype().map(|t| t.size()).ok() != Some(var.dtype.size()) {
+            return Ok(None);
+        }
+        let mut filters = Vec::new();
+        for f in ds.filters() {
+            match f {
+                hdf5::filters::Filter::Deflate(_) => filters.push(RawFilter::Deflate),
+                hdf5::filters::Filter::Shuffle => filters.push(RawFilter::Shuffle),
+                _ => return Ok(None),
+            }
+        }
+        let fill = crate::write::metadata::fill_bytes(var)
+            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        Ok(Some(RawLayout {
+            chunk: chunk.iter().map(|&c| c as u64).collect(),
+            filters,
+            elem: var.dtype.size(),
+            fill,
+        }))
+    }
+
+    /// The stored bytes of the chunk at element `origin` of `var` and its
+    /// filter mask; `None` for a chunk never written.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn read_raw(
+        &mut self,
+        var: &Var,
+        origin: &[u64],
+    ) -> Result<super::raw::RawChunk, ReadError> {
+        use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
+        let path = self.path.clone();
+        let fail = |what: &'static str| ReadError::Hdf5 {
+            path: path.clone(),
+            var: var.path.clone(),
+            what,
+            msg: hdf5::Error::query()
+                .ok()
+                .and_then(|e| e.stack())
+                .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
+        };
+        let did = self.dataset(var)?.id();
+        let offset: Vec<hsize_t> = origin.to_vec();
+        hdf5::sync::sync(|| {
+            // SAFETY: plain HDF5 C calls on a dataset id owned by `self`,
+            // under the library lock; the buffer has the size HDF5 reports.
+            unsafe {
+                let mut mask: u32 = 0;
+                let mut addr: hdf5_sys::h5::haddr_t = 0;
+                let mut size: hsize_t = 0;
+                if H5Dget_chunk_info_by_coord(did, offset.as_ptr(), &mut mask, &mut addr, &mut size)
+                    < 0
+                {
+                    return Err(fail("chunk info"));
+                }
+                if size == 0 || addr == hdf5_sys::h5::HADDR_UNDEF {
+                    return Ok(None);
+                }
+                let n = usize::try_from(size).map_err(|_| fail("chunk size"))?;
+                let mut buf = vec![0u8; n];
+                let mut filters: u32 = 0;
+                if H5Dread_chunk(
+                    did,
+                    hdf5_sys::h5p::H5P_DEFAULT,
+                    offset.as_ptr(),
+                    &mut filters,
+                    buf.as_mut_ptr().cast(),
+                ) < 0
+                {
+                    return Err(fail("read chunk"));
+                }
+                Ok(Some((buf, filters)))
+            }
+        })
+    }
+
     /// Current dimensions of `var`'s dataset.
-    fn extent(&mut self, var: &Var) -> Result<Vec<u64>, ReadError> {
+    pub fn extent(&mut self, var: &Var) -> Result<Vec<u64>, ReadError> {
         let path = self.path.clone();
         let ds = self.dataset(var)?;
         ds.space()
