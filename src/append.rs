@@ -410,6 +410,7 @@ pub fn extend(
                 },
                 axis: None,
                 segments: Vec::new(),
+                stored: None,
             },
         };
         sources.push(source);

@@ -134,7 +134,7 @@ pub struct ConvertArgs {
     /// Output Zarr store (a directory)
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none [default: zstd:3]
+    /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none, or source (keep the source's chunks, shuffle and deflate: compressed chunks are copied as stored) [default: zstd:3]
     #[arg(long)]
     pub codec: Option<String>,
     /// Zarr format of the output [default: 3]

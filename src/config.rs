@@ -91,6 +91,18 @@ pub enum Codec {
     Gzip(u32),
     /// zlib stream at a level 0..=9.
     Zlib(u32),
+    /// Keep the source's compression (`source`): the source chunking, and
+    /// the source's HDF5 shuffle and deflate as Zarr codecs, copying the
+    /// compressed chunks. Resolved per variable before planning.
+    Source,
+    /// A source pipeline as Zarr codecs: byte shuffle of `shuffle`-byte
+    /// elements, then a zlib stream of `level` (what `source` resolves to).
+    Stored {
+        /// Element size of the shuffle, if the source shuffles.
+        shuffle: Option<u8>,
+        /// zlib level, if the source deflates.
+        level: Option<u32>,
+    },
 }
 
 impl Codec {
@@ -119,6 +131,7 @@ impl Codec {
             };
         let codec = match parts[0].to_ascii_lowercase().as_str() {
             "none" | "raw" if parts.len() == 1 => Self::None,
+            "source" if parts.len() == 1 => Self::Source,
             "zstd" if parts.len() <= 2 => {
                 let l = level(parts.get(1), 3, -131_072, 22)?;
                 Self::Zstd(i32::try_from(l).map_err(|_| err("level out of range"))?)
@@ -153,12 +166,12 @@ impl Codec {
                     shuffle,
                 }
             }
-            "zstd" | "gzip" | "zlib" | "blosc" | "none" | "raw" => {
+            "zstd" | "gzip" | "zlib" | "blosc" | "none" | "raw" | "source" => {
                 return Err(err("too many ':' fields"))
             }
             other => {
                 return Err(err(&format!(
-                    "unknown codec '{other}' (zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none)"
+                    "unknown codec '{other}' (zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none, source)"
                 )))
             }
         };
@@ -170,6 +183,20 @@ impl std::fmt::Display for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::None => write!(f, "none"),
+            Self::Source => write!(f, "source"),
+            Self::Stored { shuffle, level } => {
+                write!(f, "source(")?;
+                if let Some(s) = shuffle {
+                    write!(f, "shuffle:{s}")?;
+                }
+                if let Some(l) = level {
+                    if shuffle.is_some() {
+                        write!(f, "+")?;
+                    }
+                    write!(f, "zlib:{l}")?;
+                }
+                write!(f, ")")
+            }
             Self::Zstd(l) => write!(f, "zstd:{l}"),
             Self::Gzip(l) => write!(f, "gzip:{l}"),
             Self::Zlib(l) => write!(f, "zlib:{l}"),

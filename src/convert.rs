@@ -301,6 +301,7 @@ fn build_job(
     let mut ds = combine(&scans, &opts)?;
     let Some(state) = state else {
         crate::select::apply(&mut ds, cfg)?;
+        resolve_source_codecs(cfg, &mut ds)?;
         return Ok(Job {
             ds,
             files,
@@ -381,6 +382,50 @@ fn build_job(
     })
 }
 
+/// For variables whose codec is `source`: the source chunking and filters,
+/// when Zarr can express them (chunked; shuffle and/or deflate; little-endian).
+fn resolve_source_codecs(cfg: &ConvertConfig, ds: &mut Dataset) -> Result<(), Error> {
+    use crate::config::Codec;
+    use crate::read::raw::RawFilter;
+    for src in &mut ds.sources {
+        let codec = cfg
+            .var_settings(&src.var.path)
+            .and_then(|o| o.codec.clone())
+            .unwrap_or_else(|| cfg.codec.clone());
+        if codec != Codec::Source {
+            continue;
+        }
+        let Some(file) = src
+            .segments
+            .first()
+            .and_then(|s| ds.files.get(s.file as usize))
+        else {
+            continue;
+        };
+        let mut reader = crate::read::FileReader::new(&file.path, file.format);
+        let layout = match reader.hdf5()? {
+            Some(h) => h.raw_layout(&src.var)?,
+            None => None,
+        };
+        let Some(l) = layout else { continue };
+        let shuffle = match l.filters.as_slice() {
+            [] | [RawFilter::Deflate] => None,
+            [RawFilter::Shuffle] | [RawFilter::Shuffle, RawFilter::Deflate] => {
+                u8::try_from(l.elem).ok()
+            }
+            _ => continue,
+        };
+        src.stored = Some(crate::dataset::StoredChunks {
+            chunks: l.chunk.clone(),
+            codec: Codec::Stored {
+                shuffle,
+                level: l.level,
+            },
+        });
+    }
+    Ok(())
+}
+
 /// A dataset with the store's structure and nothing new along the axis.
 fn empty_like(state: &StoreState) -> Dataset {
     Dataset {
@@ -397,6 +442,7 @@ fn empty_like(state: &StoreState) -> Dataset {
                     .as_ref()
                     .and_then(|c| v.dims.iter().position(|d| *d == c.dim)),
                 segments: Vec::new(),
+                stored: None,
             })
             .collect(),
         concat: state.concat.clone().map(|mut c| {
@@ -802,7 +848,23 @@ fn write_units(
             let (start, count) = a.unit_region(&unit.indices);
             let t = Instant::now();
             let axis = ds.sources.get(a.var).and_then(|s| s.axis);
+            // `--codec source`: a unit that is exactly one stored source
+            // chunk is copied as it is.
+            let copied = if a.shards.is_none() && job.append_from.is_none() {
+                match reader.stored_chunk(a.var, &start, &count, a.unit_shape(), &a.codec) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        fail(&failure, e.into());
+                        break;
+                    }
+                }
+            } else {
+                None
+            };
             let read = match (job.append_from, axis) {
+                _ if copied.is_some() => {
+                    Ok((count.clone(), Pending::Ready(Values::Fixed(Vec::new()))))
+                }
                 (Some(old), Some(k)) if start[k] < old => {
                     complete_unit(&mut reader, &encoders[unit.array], a, &unit.indices, k, old)
                         .map(|(c, v)| (c, Pending::Ready(v)))
@@ -823,6 +885,7 @@ fn write_units(
             };
             stats.read_s += t.elapsed().as_secs_f64();
             stats.bytes_read += match &values {
+                _ if copied.is_some() => count.iter().product::<u64>() * a.dtype.size() as u64,
                 Pending::Ready(Values::Fixed(b)) => b.len() as u64,
                 Pending::Ready(Values::Strings(v)) => v.iter().map(|x| x.len() as u64).sum(),
                 Pending::Raw(_) => count.iter().product::<u64>() * a.dtype.size() as u64,
@@ -839,8 +902,14 @@ fn write_units(
             s.spawn(move |_| {
                 let t = Instant::now();
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    let values = values.finish().map_err(|e| WriteError::Read(Box::new(e)))?;
-                    let bytes = enc.encode(&unit.indices, &count, values)?;
+                    let bytes = match copied {
+                        Some(b) => b,
+                        None => {
+                            let values =
+                                values.finish().map_err(|e| WriteError::Read(Box::new(e)))?;
+                            enc.encode(&unit.indices, &count, values)?
+                        }
+                    };
                     let t_enc = t.elapsed().as_secs_f64();
                     let t = Instant::now();
                     enc.store(&unit.indices, &bytes)?;

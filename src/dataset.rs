@@ -70,6 +70,19 @@ pub struct VarSource {
     /// The segments in output order; one covering everything when `axis` is
     /// `None`.
     pub segments: Vec<Segment>,
+    /// The source's chunking and compression, when the output keeps them
+    /// (`--codec source`).
+    #[serde(default)]
+    pub stored: Option<StoredChunks>,
+}
+
+/// The source chunking and compression of a variable, as Zarr sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChunks {
+    /// The source chunk shape.
+    pub chunks: Vec<u64>,
+    /// The source filters as a [`crate::config::Codec::Stored`].
+    pub codec: crate::config::Codec,
 }
 
 impl VarSource {
@@ -657,6 +670,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
                 var: base,
                 axis: Some(k),
                 segments,
+                stored: None,
             });
         } else {
             // Static: from the first holder in time order.
@@ -688,6 +702,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
                     len: 0,
                     recode: None,
                 }],
+                stored: None,
             });
         }
     }
@@ -901,6 +916,7 @@ fn combine_static_only(
                     len: 0,
                     recode: None,
                 }],
+                stored: None,
             }
         })
         .collect();

@@ -212,11 +212,28 @@ impl Plan {
             };
             let chunk_sizes = merged(&cfg.chunks, own.map(|o| &o.chunks));
             let shard_sizes = merged(&cfg.shards, own.map(|o| &o.shards));
+            let mut codec = own
+                .and_then(|o| o.codec.clone())
+                .unwrap_or_else(|| cfg.codec.clone());
+            // `source`: the source chunks and filters where Zarr can express
+            // them, else zstd:3 with the usual chunking.
+            let stored = ds.sources.get(i).and_then(|s| s.stored.as_ref());
+            if codec == Codec::Source {
+                codec = stored.map_or(Codec::Zstd(3), |st| st.codec.clone());
+            }
+            let stored = stored.filter(|_| matches!(codec, Codec::Stored { .. }));
             let growable = ds
                 .concat
                 .as_ref()
                 .is_some_and(|c| v.is_coordinate() && v.dims[0] == c.dim);
-            let chunks = if growable {
+            let chunks = if let Some(st) = stored {
+                // Explicit sizes win (then chunks are re-encoded, not copied).
+                v.dims
+                    .iter()
+                    .zip(&st.chunks)
+                    .map(|(d, &c)| chunk_sizes.get(d).unwrap_or(c))
+                    .collect()
+            } else if growable {
                 // The coordinate of the concatenation dimension: a fixed
                 // chunk that does not depend on the current length, so
                 // appends extend it and a store built in steps equals one
@@ -226,9 +243,6 @@ impl Plan {
                 choose_chunks(v, &chunk_sizes, cfg.target_chunk_bytes)
             };
             let shards = choose_shards(v, &chunks, &shard_sizes)?;
-            let codec = own
-                .and_then(|o| o.codec.clone())
-                .unwrap_or_else(|| cfg.codec.clone());
             let a = ArrayPlan::new(
                 i,
                 v.path.clone(),

@@ -266,6 +266,44 @@ impl<'a> Reader<'a> {
         }))
     }
 
+    /// The stored bytes of the source chunk that is exactly the output unit
+    /// `start`/`count` of shape `unit`, when they can be copied as they are:
+    /// one file, no time re-encoding, the unit aligned with a written source
+    /// chunk of the same shape, and the source filters equal to `codec` (a
+    /// [`crate::config::Codec::Stored`]) with none skipped for this chunk.
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn stored_chunk(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+        unit: &[u64],
+        codec: &crate::config::Codec,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let crate::config::Codec::Stored { shuffle, level } = codec else {
+            return Ok(None);
+        };
+        let Some(job) = self.try_raw(index, start, count)? else {
+            return Ok(None);
+        };
+        let l = &job.layout;
+        let want: Vec<raw::RawFilter> = shuffle
+            .map(|_| raw::RawFilter::Shuffle)
+            .into_iter()
+            .chain(level.map(|_| raw::RawFilter::Deflate))
+            .collect();
+        let aligned = job.start.iter().zip(&l.chunk).all(|(s, c)| s % c == 0);
+        if l.chunk != unit || l.filters != want || !aligned || job.chunks.len() != 1 {
+            return Ok(None);
+        }
+        Ok(match job.chunks.first().and_then(|(_, e)| e.stored()) {
+            Some(Some((bytes, 0))) => Some(bytes),
+            _ => None,
+        })
+    }
+
     fn insert(&mut self, key: ChunkKey, entry: Arc<raw::Entry>, bytes: usize) {
         self.cache.insert(key.clone(), entry);
         self.order.push_back((key, bytes));

@@ -9,4 +9,5 @@ mod cli_docs;
 mod convert;
 mod fuzz;
 mod multifile;
+mod passthrough;
 mod reliability;

@@ -142,9 +142,13 @@ impl Hdf5Reader {
             return Ok(None);
         }
         let mut filters = Vec::new();
+        let mut level = None;
         for f in ds.filters() {
             match f {
-                hdf5::filters::Filter::Deflate(_) => filters.push(RawFilter::Deflate),
+                hdf5::filters::Filter::Deflate(l) => {
+                    filters.push(RawFilter::Deflate);
+                    level = Some(u32::from(l));
+                }
                 hdf5::filters::Filter::Shuffle => filters.push(RawFilter::Shuffle),
                 _ => return Ok(None),
             }
@@ -156,6 +160,7 @@ impl Hdf5Reader {
             filters,
             elem: var.dtype.size(),
             fill,
+            level,
         }))
     }
 

@@ -37,6 +37,8 @@ pub struct RawLayout {
     pub elem: usize,
     /// The fill value, as little-endian bytes of one element.
     pub fill: Vec<u8>,
+    /// The deflate level, if the source deflates.
+    pub level: Option<u32>,
 }
 
 impl RawLayout {
@@ -64,6 +66,11 @@ impl Entry {
             raw: Mutex::new(Some(raw)),
             decoded: OnceLock::new(),
         }
+    }
+
+    /// A copy of the stored bytes, if nobody decoded them yet.
+    pub fn stored(&self) -> Option<RawChunk> {
+        self.raw.lock().ok().and_then(|g| g.clone())
     }
 
     /// The decoded chunk (decoding it on first use).
@@ -298,6 +305,7 @@ mod tests {
             filters: vec![],
             elem: 1,
             fill: vec![0],
+            level: None,
         });
         let array: Vec<u8> = (0..16).collect();
         let start = vec![1, 1];
@@ -343,6 +351,7 @@ mod tests {
             filters: vec![RawFilter::Shuffle, RawFilter::Deflate],
             elem: 2,
             fill: vec![0, 0],
+            level: Some(4),
         };
         assert_eq!(decode(Some((raw.clone(), 0)), &layout).unwrap(), plain);
         // Deflate skipped for this chunk (mask bit 1).

@@ -190,10 +190,27 @@ fn typesize(dtype: DType) -> usize {
     }
 }
 
+/// The v3 bytes-to-bytes codecs.
+pub fn compressors_v3(codec: &Codec, dtype: DType) -> Vec<Value> {
+    match codec {
+        Codec::Stored { shuffle, level } => {
+            let mut v = Vec::new();
+            if let Some(s) = shuffle {
+                v.push(json!({"name": "numcodecs.shuffle", "configuration": {"elementsize": s}}));
+            }
+            if let Some(l) = level {
+                v.push(json!({"name": "numcodecs.zlib", "configuration": {"level": l}}));
+            }
+            v
+        }
+        other => compressor_v3(other, dtype).into_iter().collect(),
+    }
+}
+
 /// The v3 compressor codec, if any.
 pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
     Some(match codec {
-        Codec::None => return None,
+        Codec::None | Codec::Source | Codec::Stored { .. } => return None,
         Codec::Zstd(l) => json!({"name": "zstd", "configuration": {"level": l, "checksum": false}}),
         Codec::Gzip(l) => json!({"name": "gzip", "configuration": {"level": l}}),
         Codec::Zlib(l) => json!({"name": "numcodecs.zlib", "configuration": {"level": l}}),
@@ -217,7 +234,8 @@ pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
 /// The v2 compressor (`null` for none).
 pub fn compressor_v2(codec: &Codec) -> Value {
     match codec {
-        Codec::None => Value::Null,
+        Codec::None | Codec::Source | Codec::Stored { level: None, .. } => Value::Null,
+        Codec::Stored { level: Some(l), .. } => json!({"id": "zlib", "level": l}),
         Codec::Zstd(l) => json!({"id": "zstd", "level": l}),
         Codec::Gzip(l) => json!({"id": "gzip", "level": l}),
         Codec::Zlib(l) => json!({"id": "zlib", "level": l}),
@@ -247,7 +265,7 @@ fn serializer_v3(dtype: DType) -> Value {
 /// v3 codec list for one array (with the sharding codec when sharded).
 pub fn codecs_v3(a: &ArrayPlan, codec: &Codec) -> Vec<Value> {
     let mut inner = vec![serializer_v3(a.dtype)];
-    inner.extend(compressor_v3(codec, a.dtype));
+    inner.extend(compressors_v3(codec, a.dtype));
     match &a.shards {
         None => inner,
         Some(_) => vec![json!({"name": "sharding_indexed", "configuration": {
@@ -305,10 +323,17 @@ pub fn array_v2(var: &Var, a: &ArrayPlan, codec: &Codec) -> Value {
         Some(b) => fill_json(var.dtype, &b, true),
         None => Value::Null,
     };
-    let filters = if var.dtype == DType::String {
-        json!([{"id": "vlen-utf8"}])
-    } else {
-        Value::Null
+    let filters = match (var.dtype, codec) {
+        (DType::String, _) => json!([{"id": "vlen-utf8"}]),
+        (
+            _,
+            Codec::Stored {
+                shuffle: Some(s), ..
+            },
+        ) => {
+            json!([{"id": "shuffle", "elementsize": s}])
+        }
+        _ => Value::Null,
     };
     json!({
         "zarr_format": 2,

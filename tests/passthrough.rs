@@ -1,0 +1,106 @@
+//! `--codec source`: the source's chunks and compression, copied as stored.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn source_chunks_are_copied_and_read_back_identical() {
+    let dir = tmp();
+    let src = dir.path().join("gen.nc");
+    let r = zarrforge(
+        None,
+        &[
+            "generate",
+            "--time",
+            "6",
+            "--lat",
+            "50",
+            "--lon",
+            "70",
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    for fmt in ["3", "2"] {
+        let out = dir.path().join(format!("o{fmt}.zarr"));
+        let rep = dir.path().join(format!("r{fmt}.json"));
+        let r = zarrforge(
+            Some(2),
+            &[
+                "convert",
+                "--quiet",
+                "--codec",
+                "source",
+                "--zarr-format",
+                fmt,
+                "--verify",
+                "--report",
+                s(&rep),
+                "-o",
+                s(&out),
+                s(&src),
+            ],
+            MINUTE,
+        );
+        assert!(r.ok(), "{}", r.stderr);
+        assert!(r.stdout.contains("identical"), "{}", r.stdout);
+        for var in ["t2m", "u10", "msl"] {
+            assert_eq!(store_bytes(&out, var).1, source_bytes(&src, var).1, "{var}");
+        }
+        if fmt == "3" {
+            let meta = json(&out.join("t2m/zarr.json"));
+            assert_eq!(
+                meta["chunk_grid"]["configuration"]["chunk_shape"],
+                serde_json::json!([1, 50, 70])
+            );
+            assert_eq!(meta["codecs"][1]["name"], "numcodecs.shuffle");
+            assert_eq!(meta["codecs"][2]["name"], "numcodecs.zlib");
+            assert_eq!(meta["codecs"][2]["configuration"]["level"], 4);
+            // The coordinates are contiguous in the source: compressed anew.
+            let lat = json(&out.join("lat/zarr.json"));
+            assert_eq!(lat["codecs"][1]["name"], "zstd");
+        } else {
+            let z = json(&out.join("t2m/.zarray"));
+            assert_eq!(z["compressor"]["id"], "zlib");
+            assert_eq!(z["filters"][0]["id"], "shuffle");
+        }
+        // The stored chunk is the source's compressed chunk, byte for byte:
+        // as small as the source, not recompressed.
+        let written = json(&rep)["bytes_written"].as_u64().unwrap();
+        let source_size = std::fs::metadata(&src).unwrap().len();
+        assert!(written < source_size, "{written} >= {source_size}");
+    }
+    // Explicit chunks that differ from the source: re-encoded with the
+    // source's filters, still identical values.
+    let out = dir.path().join("rechunked.zarr");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--codec",
+            "source",
+            "--chunks",
+            "time=3",
+            "--verify",
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("identical"), "{}", r.stdout);
+    let meta = json(&out.join("t2m/zarr.json"));
+    assert_eq!(
+        meta["chunk_grid"]["configuration"]["chunk_shape"],
+        serde_json::json!([3, 50, 70])
+    );
+    assert_eq!(meta["codecs"][2]["name"], "numcodecs.zlib");
+}
