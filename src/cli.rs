@@ -30,6 +30,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
     Generate(GenerateArgs),
+    /// Benchmark: generate a model-like dataset in parallel (or take given inputs), convert it, report per rank
+    Bench(BenchArgs),
     /// Compare a store with its sources: every value (bitwise, NaN-aware), the structure and the metadata.
     Verify(VerifyArgs),
     /// Work with recipe files.
@@ -209,6 +211,78 @@ pub struct PlanArgs {
     /// Output layout.
     #[command(flatten)]
     pub layout: LayoutArgs,
+}
+
+/// `bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Inputs to convert instead of the generated dataset
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Working directory: generated inputs (DIR/inputs) and the store (DIR/bench.zarr)
+    #[arg(long, value_name = "DIR", default_value = "zarrforge-bench")]
+    pub dir: PathBuf,
+    /// Files to generate
+    #[arg(long, default_value_t = 16)]
+    pub files: usize,
+    /// Time steps per generated file
+    #[arg(long, default_value_t = 24)]
+    pub time: usize,
+    /// Latitudes of the generated fields
+    #[arg(long, default_value_t = 361)]
+    pub lat: usize,
+    /// Longitudes of the generated fields
+    #[arg(long, default_value_t = 720)]
+    pub lon: usize,
+    /// Reuse generated inputs already in DIR (same sizes)
+    #[arg(long)]
+    pub reuse: bool,
+    /// Compression of the output [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Zarr format of the output [default: 3]
+    #[arg(long, value_enum)]
+    pub zarr_format: Option<FormatArg>,
+    /// Encoder threads per rank (default: the PUs of the rank's cpuset)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file (rank 0)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Output layout [default chunks: time=24,lat=181,lon=360 for generated data].
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+impl BenchArgs {
+    /// The conversion the benchmark runs (inputs filled in by the caller).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad option.
+    pub fn to_config(&self, inputs: Vec<String>) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = ConvertConfig::new(inputs, self.dir.join("bench.zarr"));
+        if self.inputs.is_empty() && self.layout.chunks.is_none() {
+            cfg.chunks = DimSizes::parse("--chunks", "time=24,lat=181,lon=360")?;
+        }
+        self.layout.apply(&mut cfg)?;
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        if let Some(f) = self.zarr_format {
+            cfg.format = match f {
+                FormatArg::V2 => ZarrFormat::V2,
+                FormatArg::V3 => ZarrFormat::V3,
+            };
+        }
+        cfg.overwrite = true;
+        cfg.progress = false;
+        cfg.threads = self.threads.filter(|&t| t > 0);
+        cfg.validate()?;
+        Ok(cfg)
+    }
 }
 
 /// `verify` options.

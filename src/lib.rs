@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod append;
+pub mod bench;
 pub mod block;
 pub mod cftime;
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod convert;
 pub mod dataset;
 pub mod error;
+pub mod floor;
 pub mod inputs;
 pub mod inspect;
 pub mod journal;

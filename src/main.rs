@@ -120,6 +120,37 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Bench(args) => {
+            let topo = Topology::detect();
+            let (inputs, generate_s) = if args.inputs.is_empty() {
+                let spec = zarrforge::bench::BenchSpec {
+                    files: args.files.max(1),
+                    time: args.time.max(1),
+                    lat: args.lat.max(1),
+                    lon: args.lon.max(1),
+                    dir: args.dir.clone(),
+                    reuse: args.reuse,
+                };
+                zarrforge::bench::generate(ctx, &spec)?
+            } else {
+                (args.inputs.clone(), 0.0)
+            };
+            let cfg = args.to_config(inputs)?;
+            let report = zarrforge::bench::run(ctx, &cfg, &topo, generate_s)?;
+            if ctx.is_root() {
+                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+                if let Some(path) = &args.report {
+                    std::fs::write(path, &json)
+                        .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+                }
+                if args.json {
+                    println!("{json}");
+                } else {
+                    print!("{}", report.table());
+                }
+            }
+            Ok(())
+        }
         Command::Verify(args) => {
             let cfg = args.to_config()?;
             let report = zarrforge::verify::verify(ctx, &cfg)?;

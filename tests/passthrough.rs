@@ -104,3 +104,77 @@ fn source_chunks_are_copied_and_read_back_identical() {
     );
     assert_eq!(meta["codecs"][2]["name"], "numcodecs.zlib");
 }
+
+#[test]
+fn bench_reports_every_rank() {
+    let dir = tmp();
+    let work = dir.path().join("b");
+    let r = zarrforge(
+        Some(2),
+        &[
+            "bench",
+            "--dir",
+            s(&work),
+            "--files",
+            "3",
+            "--time",
+            "4",
+            "--lat",
+            "40",
+            "--lon",
+            "60",
+            "--chunks",
+            "time=4,lat=20,lon=30",
+            "--json",
+        ],
+        2 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let rep: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rep["convert"]["files"], 3);
+    assert_eq!(rep["convert"]["concat_len"], 12);
+    assert_eq!(rep["ranks"].as_array().unwrap().len(), 2);
+    assert!(rep["floor_s"].as_f64().unwrap() > 0.0, "{rep}");
+    assert!(rep["imbalance"].as_f64().unwrap() >= 1.0);
+    assert!(rep["peak_rss_mib"].as_f64().unwrap() > 1.0);
+    let units: u64 = rep["ranks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["units"].as_u64().unwrap())
+        .sum();
+    assert_eq!(units, rep["convert"]["units"].as_u64().unwrap());
+    // The store it wrote is complete and equals the generated inputs.
+    let inputs = format!("{}/inputs/*.nc", work.display());
+    let r = zarrforge(
+        None,
+        &["verify", &inputs, s(&work.join("bench.zarr"))],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stdout);
+    // Again, reusing the inputs, as a table.
+    let r = zarrforge(
+        None,
+        &[
+            "bench",
+            "--dir",
+            s(&work),
+            "--files",
+            "3",
+            "--time",
+            "4",
+            "--lat",
+            "40",
+            "--lon",
+            "60",
+            "--reuse",
+        ],
+        2 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("x floor") && r.stdout.contains("rank  units"),
+        "{}",
+        r.stdout
+    );
+}
