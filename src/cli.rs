@@ -252,7 +252,7 @@ pub struct BenchArgs {
     /// Also write the JSON report to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Output layout [default chunks: time=24,lat=181,lon=360 for generated data].
+    /// Output layout [default chunks: time=24,lat=181,lon=360 for generated data, except with --codec source].
     #[command(flatten)]
     pub layout: LayoutArgs,
 }
@@ -264,7 +264,8 @@ impl BenchArgs {
     /// [`ConfigError`] for a bad option.
     pub fn to_config(&self, inputs: Vec<String>) -> Result<ConvertConfig, ConfigError> {
         let mut cfg = ConvertConfig::new(inputs, self.dir.join("bench.zarr"));
-        if self.inputs.is_empty() && self.layout.chunks.is_none() {
+        let source = self.codec.as_deref().map(str::trim) == Some("source");
+        if self.inputs.is_empty() && self.layout.chunks.is_none() && !source {
             cfg.chunks = DimSizes::parse("--chunks", "time=24,lat=181,lon=360")?;
         }
         self.layout.apply(&mut cfg)?;

@@ -32,6 +32,8 @@ pub const JOURNAL_DIR: &str = "journal";
 pub const LOCK_FILE: &str = "lock";
 /// Units recorded per batch at most.
 pub const BATCH_UNITS: usize = 512;
+/// How long `--resume` waits for a lock holder on this host to exit.
+pub const STALE_GRACE: Duration = Duration::from_secs(5);
 /// Longest time between two batches.
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -381,7 +383,19 @@ impl Lock {
                     let holder: Option<LockInfo> = std::fs::read(&path)
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
-                    let stale = holder.as_ref().is_none_or(LockInfo::is_stale);
+                    let mut stale = holder.as_ref().is_none_or(LockInfo::is_stale);
+                    // A resumed run may start while the killed job's ranks
+                    // are still being torn down: give a holder on this host
+                    // a moment to exit.
+                    if !stale && takeover == Takeover::Stale {
+                        if let Some(h) = holder.as_ref().filter(|h| h.host == hostname()) {
+                            let until = Instant::now() + STALE_GRACE;
+                            while !stale && Instant::now() < until {
+                                std::thread::sleep(Duration::from_millis(100));
+                                stale = h.is_stale();
+                            }
+                        }
+                    }
                     let take = match takeover {
                         Takeover::Always => true,
                         Takeover::Stale => stale,

@@ -136,9 +136,10 @@ fn a_killed_run_resumes_with_another_rank_count() {
             s(&src),
         ],
     );
-    // Wait for about a third of the 291 units to be journaled.
+    // Wait for the first journal batch (a second's work: a third of the
+    // 291 units or so on two cores).
     let start = Instant::now();
-    while journal_units(&out) < 100 {
+    while journal_units(&out) < 30 {
         assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -152,8 +153,17 @@ fn a_killed_run_resumes_with_another_rank_count() {
     let (code, _) = wait_for(&mut child, MINUTE);
     assert_ne!(code, Some(0));
     assert!(!out.join("zarr.json").exists(), "a killed run committed");
+    // mpirun may return while the other rank is still being torn down.
+    let gone = Instant::now();
+    while !rank_pids(s(&out)).is_empty() {
+        assert!(
+            gone.elapsed() < MINUTE,
+            "ranks of the killed job still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let before = journal_units(&out);
-    assert!((100..291).contains(&before), "{before}");
+    assert!((30..291).contains(&before), "{before}");
 
     // Without --resume the unfinished store is refused, untouched.
     let r = zarrforge(
