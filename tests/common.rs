@@ -247,7 +247,14 @@ pub fn json(path: &Path) -> serde_json::Value {
 }
 
 /// A fresh temporary directory.
+///
+/// Also turns HDF5's file locks off in this test process: a child that
+/// another test thread spawns while this process has a fixture open
+/// inherits the descriptor and its lock, and would make this process's
+/// next open of that file fail.
 pub fn tmp() -> tempfile::TempDir {
+    // SAFETY: every test sets the same value; HDF5 reads it at each open.
+    unsafe { std::env::set_var("HDF5_USE_FILE_LOCKING", "FALSE") };
     tempfile::Builder::new()
         .prefix("zarrforge-test")
         .tempdir()
