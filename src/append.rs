@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{AppendMode, Codec, ZarrFormat};
-use crate::dataset::{same_value, Concat, Dataset, VarSource, MUST_AGREE};
+use crate::dataset::{same_value, set_dim_len, Concat, Dataset, VarSource, MUST_AGREE};
 use crate::error::{AppendError, WriteError};
 use crate::plan::ArrayPlan;
-use crate::schema::{Group, Schema, Var};
+use crate::schema::{Schema, Var};
 use crate::write::store::{root_key, MARKER_DIR};
 
 /// File of the saved state, inside [`MARKER_DIR`].
@@ -184,24 +184,6 @@ fn set_len(state: &mut StoreState, len: u64) {
         }
         let dim = c.dim.clone();
         set_dim_len(&mut state.schema.root, &dim, len);
-    }
-}
-
-fn set_dim_len(g: &mut Group, dim: &str, len: u64) {
-    for d in &mut g.dims {
-        if d.name == dim {
-            d.len = len;
-        }
-    }
-    for v in &mut g.vars {
-        for (k, d) in v.dims.iter().enumerate() {
-            if d == dim {
-                v.shape[k] = len;
-            }
-        }
-    }
-    for c in &mut g.groups {
-        set_dim_len(c, dim, len);
     }
 }
 

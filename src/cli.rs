@@ -72,6 +72,15 @@ pub enum FormatArg {
     V3,
 }
 
+impl From<FormatArg> for ZarrFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::V2 => Self::V2,
+            FormatArg::V3 => Self::V3,
+        }
+    }
+}
+
 /// Options that shape the output (shared by `convert` and `plan`).
 #[derive(Debug, Args)]
 pub struct LayoutArgs {
@@ -273,10 +282,7 @@ impl BenchArgs {
             cfg.codec = Codec::parse(c)?;
         }
         if let Some(f) = self.zarr_format {
-            cfg.format = match f {
-                FormatArg::V2 => ZarrFormat::V2,
-                FormatArg::V3 => ZarrFormat::V3,
-            };
+            cfg.format = f.into();
         }
         cfg.overwrite = true;
         cfg.progress = false;
@@ -435,10 +441,7 @@ impl ConvertArgs {
             cfg.codec = Codec::parse(c)?;
         }
         if let Some(f) = self.zarr_format {
-            cfg.format = match f {
-                FormatArg::V2 => ZarrFormat::V2,
-                FormatArg::V3 => ZarrFormat::V3,
-            };
+            cfg.format = f.into();
         }
         cfg.overwrite = self.overwrite;
         cfg.append = self.append;

@@ -643,6 +643,9 @@ fn open_store(
     );
     let resume_from =
         |lock: journal::Lock, run: String| -> Result<(Option<journal::Lock>, Opened), Error> {
+            // Writes the killed run did not finish (with the lock held, no
+            // one else owns them).
+            store::remove_stale_temps(out)?;
             match journal::saved_print(out)? {
                 Some(saved) if saved == *print => {
                     let done = journal::done_units(out, print.total_units)?;

@@ -953,7 +953,9 @@ fn merge_group(dst: &mut Group, src: &Group) {
     }
 }
 
-fn set_dim_len(g: &mut Group, dim: &str, len: u64) {
+/// Sets the length of dimension `dim` in `g` and below, and the shapes of
+/// the variables that use it.
+pub fn set_dim_len(g: &mut Group, dim: &str, len: u64) {
     for d in &mut g.dims {
         if d.name == dim {
             d.len = len;

@@ -165,6 +165,26 @@ pub fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {
 }
 
 #[cfg(test)]
+mod temp_tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporary_files_are_found_and_removed() {
+        assert!(is_temp_name(".0.tmp1234"));
+        assert!(is_temp_name(".zarr.json.tmp9"));
+        assert!(!is_temp_name("0.tmp1234"));
+        assert!(!is_temp_name(".zattrs"));
+        assert!(!is_temp_name(".x.tmp"));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/c/0")).unwrap();
+        std::fs::write(dir.path().join("t/c/0/.1.tmp77"), b"x").unwrap();
+        std::fs::write(dir.path().join("t/c/0/1"), b"x").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("t/c/0/1").exists());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -208,4 +228,38 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"abc");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
+}
+
+/// Whether `name` is a temporary file of [`write_atomic`]: `.NAME.tmpPID`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temporary files that a killed run left in `store` (a write
+/// interrupted between create and rename). Only called with the store's
+/// lock held, so no other writer can own them. Returns how many.
+///
+/// # Errors
+/// [`WriteError::Io`] when a directory cannot be read.
+pub fn remove_stale_temps(store: &Path) -> Result<u64, WriteError> {
+    let mut removed = 0;
+    let mut dirs = vec![store.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| WriteError::io(&d, "read directory", e))?;
+        for e in entries {
+            let e = e.map_err(|err| WriteError::io(&d, "read directory", err))?;
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                dirs.push(e.path());
+            } else if kind.is_file() && is_temp_name(&e.file_name().to_string_lossy()) {
+                std::fs::remove_file(e.path())
+                    .map_err(|err| WriteError::io(e.path(), "remove", err))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
