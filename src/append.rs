@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{AppendMode, Codec, ZarrFormat};
-use crate::dataset::{same_value, set_dim_len, Concat, Dataset, VarSource, MUST_AGREE};
+use crate::dataset::{
+    same_value, set_dim_len, shape_off_axis, Concat, Dataset, VarSource, MUST_AGREE,
+};
 use crate::error::{AppendError, WriteError};
 use crate::plan::ArrayPlan;
 use crate::schema::{Schema, Var};
@@ -432,15 +434,7 @@ fn check_same(old: &Var, new: &Var, axis: Option<usize>) -> Result<(), String> {
             old.dims, new.dims
         ));
     }
-    let off = |v: &Var| -> Vec<u64> {
-        v.shape
-            .iter()
-            .enumerate()
-            .filter(|(k, _)| Some(*k) != axis)
-            .map(|(_, &n)| n)
-            .collect()
-    };
-    if off(old) != off(new) {
+    if shape_off_axis(old, axis) != shape_off_axis(new, axis) {
         return Err(format!(
             "shape {:?} in the store, {:?} in the new files",
             old.shape, new.shape

@@ -1021,6 +1021,16 @@ fn find_var<'a>(s: &'a Schema, path: &str) -> Option<&'a Var> {
     walk(&s.root, path)
 }
 
+/// The shape of `v` without the concatenation axis.
+pub fn shape_off_axis(v: &Var, axis: Option<usize>) -> Vec<u64> {
+    v.shape
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| Some(*k) != axis)
+        .map(|(_, &n)| n)
+        .collect()
+}
+
 /// Checks that `x` (in file `b`) agrees with `base` (in file `a`).
 fn check_var(
     base: &Var,
@@ -1052,21 +1062,7 @@ fn check_var(
             format!("{:?}", x.dims),
         ));
     }
-    let off: Vec<u64> = base
-        .shape
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| Some(*k) != axis)
-        .map(|(_, &n)| n)
-        .collect();
-    let xoff: Vec<u64> = x
-        .shape
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| Some(*k) != axis)
-        .map(|(_, &n)| n)
-        .collect();
-    if off != xoff {
+    if shape_off_axis(base, axis) != shape_off_axis(x, axis) {
         return Err(mismatch(
             if axis.is_some() {
                 "shape off the concatenation dimension"

@@ -11,6 +11,20 @@ use mpi::traits::Root;
 
 use crate::error::Error;
 
+/// Offsets of consecutive buffers of `lens` bytes, and their total.
+fn displacements(lens: &[i32]) -> (Vec<i32>, usize) {
+    let displs = lens
+        .iter()
+        .scan(0i32, |acc, &l| {
+            let d = *acc;
+            *acc = acc.saturating_add(l);
+            Some(d)
+        })
+        .collect();
+    let total = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+    (displs, total)
+}
+
 /// Message tag of the early failure notice.
 const FAILURE_TAG: i32 = 4077;
 
@@ -106,15 +120,7 @@ impl MpiCtx {
         }
         let mut lens = vec![0i32; self.size()];
         root.gather_into_root(&len, &mut lens[..]);
-        let displs: Vec<i32> = lens
-            .iter()
-            .scan(0i32, |acc, &l| {
-                let d = *acc;
-                *acc = acc.saturating_add(l);
-                Some(d)
-            })
-            .collect();
-        let total: usize = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+        let (displs, total) = displacements(&lens);
         let mut all = vec![0u8; total];
         {
             let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
@@ -176,15 +182,7 @@ impl MpiCtx {
         let bytes = &bytes[..];
         let mut lens = vec![0i32; self.size()];
         self.world.all_gather_into(&len, &mut lens[..]);
-        let displs: Vec<i32> = lens
-            .iter()
-            .scan(0i32, |acc, &l| {
-                let d = *acc;
-                *acc = acc.saturating_add(l);
-                Some(d)
-            })
-            .collect();
-        let total: usize = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+        let (displs, total) = displacements(&lens);
         let mut all = vec![0u8; total];
         {
             let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);

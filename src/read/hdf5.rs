@@ -27,6 +27,19 @@ use crate::schema::Var;
 const CHUNK_CACHE_BYTES: usize = 64 << 20;
 const CHUNK_CACHE_SLOTS: usize = 12_421;
 
+/// The error of the last failed HDF5 call on `var`, from HDF5's error stack.
+fn hdf5_error(path: &Path, var: &Var, what: &'static str) -> ReadError {
+    ReadError::Hdf5 {
+        path: path.to_path_buf(),
+        var: var.path.clone(),
+        what,
+        msg: hdf5::Error::query()
+            .ok()
+            .and_then(|e| e.stack())
+            .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
+    }
+}
+
 /// An open netCDF-4 file.
 pub struct Hdf5Reader {
     // Fields drop in order: the datasets must be closed before the file.
@@ -176,15 +189,7 @@ impl Hdf5Reader {
     ) -> Result<super::raw::RawChunk, ReadError> {
         use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
         let path = self.path.clone();
-        let fail = |what: &'static str| ReadError::Hdf5 {
-            path: path.clone(),
-            var: var.path.clone(),
-            what,
-            msg: hdf5::Error::query()
-                .ok()
-                .and_then(|e| e.stack())
-                .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
-        };
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
         let did = self.dataset(var)?.id();
         let offset: Vec<hsize_t> = origin.to_vec();
         hdf5::sync::sync(|| {
@@ -241,15 +246,7 @@ impl Hdf5Reader {
         count: &[u64],
     ) -> Result<Vec<u8>, ReadError> {
         let path = self.path.clone();
-        let fail = |what: &'static str| ReadError::Hdf5 {
-            path: path.clone(),
-            var: var.path.clone(),
-            what,
-            msg: hdf5::Error::query()
-                .ok()
-                .and_then(|e| e.stack())
-                .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
-        };
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
         let did = self.dataset(var)?.id();
         let n: u64 = count.iter().product();
         let rank = i32::try_from(count.len()).map_err(|_| fail("rank"))?;
