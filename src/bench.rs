@@ -112,6 +112,15 @@ impl BenchReport {
             "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
             c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_ratio, self.imbalance, self.peak_rss_mib
         ));
+        out.push_str(&format!(
+            "  topology: {}\n  versions: zarrforge {}, HDF5 {}, netCDF {}, {}; output on {}\n",
+            c.topology.line(),
+            c.environment.zarrforge,
+            c.environment.hdf5,
+            c.environment.netcdf,
+            c.environment.mpi,
+            c.environment.output_filesystem
+        ));
         out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s   busy s  RSS MiB\n");
         for r in &self.ranks {
             out.push_str(&format!(

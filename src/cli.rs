@@ -246,6 +246,9 @@ pub struct BenchArgs {
     /// Reuse generated inputs already in DIR (same sizes)
     #[arg(long)]
     pub reuse: bool,
+    /// Only generate the inputs (in parallel), do not convert
+    #[arg(long)]
+    pub generate_only: bool,
     /// Compression of the output [default: zstd:3]
     #[arg(long)]
     pub codec: Option<String>,

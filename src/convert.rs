@@ -65,6 +65,10 @@ pub struct Report {
     pub concat_len: Option<u64>,
     /// Rank 0's own counters.
     pub rank0: RankStats,
+    /// Nodes, ranks per node, threads per rank.
+    pub topology: crate::topology::JobTopology,
+    /// Versions, command line, output filesystem.
+    pub environment: crate::environment::RunEnvironment,
 }
 
 impl Report {
@@ -488,6 +492,15 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         .threads
         .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
         .max(1);
+    // Encoder threads of a bound rank are pinned inside its cpuset.
+    let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
+    let topology = ctx.job_topology(topo, threads, !pins.is_empty());
+    let workers = Workers { threads, pins };
+    if ctx.is_root() {
+        if let Some(w) = topology.warning() {
+            eprintln!("{w}");
+        }
+    }
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
     });
@@ -516,7 +529,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     let stats = if opened.complete {
         Ok(RankStats::default())
     } else {
-        guarded(|| write_units(ctx, cfg, &job, &plan, format, threads, &opened))
+        guarded(|| write_units(ctx, cfg, &job, &plan, format, &workers, &opened))
     };
     let mut stats = ctx.agree(stats)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
@@ -568,7 +581,16 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         appended_from: job.append_from,
         concat_len: ds.concat.as_ref().map(|c| c.len),
         rank0: stats,
+        topology,
+        environment: crate::environment::RunEnvironment::detect(&cfg.output),
     })
+}
+
+/// A rank's encoder threads and the PUs they are pinned to (none: not
+/// pinned).
+struct Workers {
+    threads: usize,
+    pins: Vec<u32>,
 }
 
 /// What rank 0 found when it opened the store.
@@ -777,9 +799,10 @@ fn write_units(
     job: &Job,
     plan: &Plan,
     format: crate::config::ZarrFormat,
-    threads: usize,
+    workers: &Workers,
     opened: &Opened,
 ) -> Result<RankStats, Error> {
+    let threads = workers.threads;
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let ds = &job.ds;
     let mut journal = journal::Journal::open(&cfg.output, &opened.run, ctx.rank())?;
@@ -792,6 +815,14 @@ fn write_units(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("zarrforge-encode-{i}"))
+        .start_handler({
+            let pins = workers.pins.clone();
+            move |i| {
+                if let Some(&pu) = pins.get(i) {
+                    crate::topology::bind_current_thread(pu);
+                }
+            }
+        })
         .build()
         .map_err(|e| WriteError::Panic(format!("cannot start encoder threads: {e}")))?;
     let in_flight = threads * 2;

@@ -420,6 +420,28 @@ pub enum WriteError {
     Interrupted(&'static str),
 }
 
+/// Exit status of a run stopped by SIGTERM/SIGINT whose finished units are
+/// recorded (`EX_TEMPFAIL`): the same command with `--resume` finishes it.
+/// Job scripts requeue on it.
+pub const EXIT_INTERRUPTED: u8 = 75;
+
+impl Error {
+    /// Whether this error is an interruption by a signal on every failing
+    /// rank (a run to resume, not a failure to fix).
+    pub fn is_interrupted(&self) -> bool {
+        match self {
+            Error::Write(WriteError::Interrupted(_)) => true,
+            Error::Ranks(list) => {
+                !list.is_empty()
+                    && list
+                        .iter()
+                        .all(|(_, m)| m.starts_with("interrupted by SIG"))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl WriteError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {

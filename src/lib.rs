@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod dataset;
+pub mod environment;
 pub mod error;
 pub mod floor;
 pub mod inputs;

@@ -26,7 +26,11 @@ fn main() -> ExitCode {
             if ctx.is_root() {
                 eprintln!("zarrforge: error: {}", message(&e));
             }
-            ExitCode::FAILURE
+            if e.is_interrupted() {
+                ExitCode::from(zarrforge::error::EXIT_INTERRUPTED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     };
     drop(ctx);
@@ -63,14 +67,6 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         Command::Convert(args) => {
             let cfg = args.to_config()?;
             let topo = Topology::detect();
-            if ctx.is_root() && topo.cpuset_pus * ctx.ranks_on_node() > topo.node_pus {
-                eprintln!(
-                    "zarrforge: warning: {} ranks x {} PUs each exceed the node's {} PUs (oversubscribed): bind ranks to cores (mpirun --bind-to core, srun --cpu-bind=cores) or use fewer ranks",
-                    ctx.ranks_on_node(),
-                    topo.cpuset_pus,
-                    topo.node_pus
-                );
-            }
             let report = convert::convert(ctx, &cfg, &topo)?;
             if ctx.is_root() {
                 for s in &report.skipped {
@@ -135,6 +131,16 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             } else {
                 (args.inputs.clone(), 0.0)
             };
+            if args.generate_only {
+                if ctx.is_root() {
+                    eprintln!(
+                        "zarrforge bench: {} input file(s) in {} ({generate_s:.2} s)",
+                        inputs.len(),
+                        args.dir.join("inputs").display()
+                    );
+                }
+                return Ok(());
+            }
             let cfg = args.to_config(inputs)?;
             let report = zarrforge::bench::run(ctx, &cfg, &topo, generate_s)?;
             if ctx.is_root() {
@@ -173,10 +179,23 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             let cfg = args.to_config()?;
             let job = convert::prepare_job(ctx, &cfg)?;
             let p = plan::Plan::new(&job.ds, &cfg, args.ranks.unwrap_or(ctx.size()))?;
+            // Where this launch's ranks and threads would run.
+            let topo = Topology::detect();
+            let threads = topo.encoder_threads(ctx.ranks_on_node());
+            let bound = topo.thread_pu(0).is_some();
+            let topology = ctx.job_topology(&topo, threads, bound);
             if ctx.is_root() {
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+                    let mut v = serde_json::to_value(&p).unwrap_or_default();
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert(
+                            "topology".into(),
+                            serde_json::to_value(&topology).unwrap_or_default(),
+                        );
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
+                    println!("topology: {}", topology.line());
                     print!("{}", inspect::describe_plan(&p, args.units));
                 }
             }

@@ -87,6 +87,48 @@ impl MpiCtx {
         usize::try_from(n).unwrap_or(1)
     }
 
+    /// The job's topology from every rank's view (collective): nodes, ranks
+    /// per node, encoder threads per rank and the busiest node's load.
+    pub fn job_topology(
+        &self,
+        topo: &crate::topology::Topology,
+        threads: usize,
+        threads_bound: bool,
+    ) -> crate::topology::JobTopology {
+        let op_min = mpi::collective::SystemOperation::min;
+        let op_max = mpi::collective::SystemOperation::max;
+        let reduce = |x: u64, op: mpi::collective::SystemOperation| {
+            let mut out = 0u64;
+            self.world.all_reduce_into(&x, &mut out, op);
+            usize::try_from(out).unwrap_or(usize::MAX)
+        };
+        let on_node = u64::try_from(self.ranks_on_node()).unwrap_or(1);
+        let t = u64::try_from(threads).unwrap_or(1);
+        // Busy threads of this node over its PUs, then the job's maximum.
+        let mut node_threads = 0u64;
+        self.node.all_reduce_into(
+            &t,
+            &mut node_threads,
+            mpi::collective::SystemOperation::sum(),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let load = node_threads as f64 / topo.node_pus.max(1) as f64;
+        crate::topology::JobTopology {
+            nodes: self.nodes(),
+            ranks_per_node_min: reduce(on_node, op_min()),
+            ranks_per_node_max: reduce(on_node, op_max()),
+            threads_per_rank_min: reduce(t, op_min()),
+            threads_per_rank_max: reduce(t, op_max()),
+            host: crate::topology::host_name(),
+            node_cores: topo.node_cores,
+            node_pus: topo.node_pus,
+            numa_nodes: topo.numa_nodes,
+            rank0_cpuset_pus: topo.cpuset_pus,
+            threads_bound,
+            max_node_load: self.max_f64(load),
+        }
+    }
+
     /// Broadcasts bytes from rank 0; `data` is used on rank 0 only.
     pub fn bcast_bytes(&self, data: Vec<u8>) -> Vec<u8> {
         let root = self.world.process_at_rank(0);

@@ -17,6 +17,8 @@ fn cli_reference_matches_help() {
             "## zarrforge recipe check\n",
             vec!["recipe", "check", "--help"],
         ),
+        ("## zarrforge verify\n", vec!["verify", "--help"]),
+        ("## zarrforge bench\n", vec!["bench", "--help"]),
     ] {
         let run = zarrforge(None, &args, MINUTE);
         assert!(run.ok(), "{}", run.stderr);

@@ -278,3 +278,59 @@ fn plan_and_inspect() {
         assert!(run.stdout.contains(&format!("rank {r}:")), "{}", run.stdout);
     }
 }
+
+#[test]
+fn plan_and_report_show_the_topology() {
+    let t = tmp();
+    let src = t.path().join("rich.nc");
+    rich_fixture(&src);
+    let run = zarrforge(Some(2), &["plan", src.to_str().unwrap()], MINUTE);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("topology: 1 node(s), 2 rank(s) per node, "),
+        "{}",
+        run.stdout
+    );
+    let out = t.path().join("o.zarr");
+    let report = t.path().join("r.json");
+    let run = zarrforge(
+        Some(3),
+        &[
+            "convert",
+            "--quiet",
+            "--threads",
+            "2",
+            "--report",
+            report.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+        MINUTE,
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let r = json(&report);
+    let topo = &r["topology"];
+    assert_eq!(topo["nodes"], 1, "{topo}");
+    assert_eq!(topo["ranks_per_node_max"], 3, "{topo}");
+    assert_eq!(topo["threads_per_rank_max"], 2, "{topo}");
+    // 3 ranks x 2 threads on this node: oversubscribed unless it has 6 PUs,
+    // and then said once.
+    let pus = topo["node_pus"].as_f64().unwrap();
+    let load = topo["max_node_load"].as_f64().unwrap();
+    assert!((load - 6.0 / pus).abs() < 1e-9, "{topo}");
+    assert_eq!(
+        run.stderr.matches("oversubscribed").count(),
+        usize::from(load > 1.0),
+        "{}",
+        run.stderr
+    );
+    let env = &r["environment"];
+    for key in ["zarrforge", "hdf5", "netcdf", "mpi", "output_filesystem"] {
+        assert!(
+            env[key].as_str().is_some_and(|s| !s.is_empty()),
+            "{key}: {env}"
+        );
+    }
+}

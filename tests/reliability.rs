@@ -305,6 +305,11 @@ fn sigterm_stops_cleanly_and_resume_finishes() {
         return;
     }
     assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert_eq!(
+        code,
+        Some(75),
+        "an interrupted run exits with EX_TEMPFAIL: {err}"
+    );
     eprintln!(
         "sigterm: stopped after {} journaled units",
         journal_units(&out)

@@ -1,0 +1,133 @@
+//! What a run ran with: versions of zarrforge and its libraries, the
+//! command line and the output's filesystem, so that reports of runs on
+//! different machines can be compared.
+
+use std::ffi::CStr;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Versions, command and filesystem of a run (rank 0's view).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunEnvironment {
+    /// zarrforge's version.
+    pub zarrforge: String,
+    /// HDF5 library version.
+    pub hdf5: String,
+    /// netCDF-C library version.
+    pub netcdf: String,
+    /// MPI library version (its name and version, e.g. `Open MPI v4.1.4`).
+    pub mpi: String,
+    /// The command line.
+    pub command: Vec<String>,
+    /// Filesystem type of the output's directory (`lustre`, `gpfs`,
+    /// `ext4`, ...).
+    pub output_filesystem: String,
+}
+
+impl RunEnvironment {
+    /// The environment of this process for output `output`.
+    pub fn detect(output: &Path) -> Self {
+        let (a, b, c) = hdf5::library_version();
+        Self {
+            zarrforge: env!("CARGO_PKG_VERSION").to_string(),
+            hdf5: format!("{a}.{b}.{c}"),
+            netcdf: netcdf_version(),
+            mpi: mpi::environment::library_version()
+                .map(|v| {
+                    let first = v.lines().next().unwrap_or_default();
+                    let name = first.split(',').next().unwrap_or_default();
+                    name.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            command: std::env::args().collect(),
+            output_filesystem: filesystem_type(output),
+        }
+    }
+}
+
+extern "C" {
+    // netCDF-C's version text (static storage).
+    fn nc_inq_libvers() -> *const std::os::raw::c_char;
+}
+
+fn netcdf_version() -> String {
+    // SAFETY: nc_inq_libvers returns a pointer to a static NUL-terminated
+    // string (or null); it is only read.
+    unsafe {
+        let p = nc_inq_libvers();
+        if p.is_null() {
+            return String::new();
+        }
+        CStr::from_ptr(p)
+            .to_string_lossy()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The type of the filesystem holding `path` (or its nearest existing
+/// ancestor), by its magic number.
+pub fn filesystem_type(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(existing) = abs.ancestors().find(|p| p.exists()) else {
+        return "unknown".into();
+    };
+    let Ok(c) = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()) else {
+        return "unknown".into();
+    };
+    // SAFETY: `buf` is plain data written by statfs; `c` is a valid
+    // NUL-terminated path.
+    let magic = unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut buf) != 0 {
+            return "unknown".into();
+        }
+        #[allow(clippy::cast_sign_loss, clippy::unnecessary_cast)]
+        {
+            buf.f_type as u64
+        }
+    };
+    fs_name(magic)
+}
+
+/// Name of a filesystem magic number (Linux `statfs.f_type`).
+fn fs_name(magic: u64) -> String {
+    match magic {
+        0x0BD0_0BD0 => "lustre",
+        0x4750_4653 => "gpfs",
+        0x1983_0326 => "beegfs",
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x2FC1_2FC1 => "zfs",
+        0x0102_1994 => "tmpfs",
+        0x6969 => "nfs",
+        0x00C3_6400 => "ceph",
+        0x794C_7630 => "overlayfs",
+        0x6573_5546 => "fuse",
+        0xAAD7_AAEA => "panfs",
+        0x0122_1994 => "dax",
+        0x5346_544E => "ntfs",
+        _ => return format!("0x{magic:x}"),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesystems_are_named() {
+        assert_eq!(fs_name(0x0BD0_0BD0), "lustre");
+        assert_eq!(fs_name(0x4750_4653), "gpfs");
+        assert_eq!(fs_name(0x1234), "0x1234");
+        // A path that does not exist yet is on its parent's filesystem.
+        let t = filesystem_type(Path::new("/tmp/zarrforge-does-not-exist/a/b.zarr"));
+        assert_ne!(t, "unknown");
+    }
+}
