@@ -178,6 +178,10 @@ pub struct ConvertArgs {
     /// Encoder threads per rank (default: the PUs of the rank's cpuset)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Memory budget per rank, e.g. 300M or 2G: sizes the caches and the units in flight, and
+    /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
     /// Do not show progress on a terminal
     #[arg(long)]
     pub quiet: bool,
@@ -258,6 +262,9 @@ pub struct BenchArgs {
     /// Encoder threads per rank (default: the PUs of the rank's cpuset)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Memory budget per rank, e.g. 300M or 2G (as for convert)
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -290,6 +297,9 @@ impl BenchArgs {
         cfg.overwrite = true;
         cfg.progress = false;
         cfg.threads = self.threads.filter(|&t| t > 0);
+        if let Some(m) = &self.max_memory {
+            cfg.max_memory = Some(crate::config::parse_memory("--max-memory", m)?);
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -467,6 +477,9 @@ impl ConvertArgs {
             ));
         }
         cfg.threads = self.threads.filter(|&t| t > 0);
+        if let Some(m) = &self.max_memory {
+            cfg.max_memory = Some(crate::config::parse_memory("--max-memory", m)?);
+        }
         cfg.progress = !self.quiet;
         cfg.validate()?;
         Ok(cfg)

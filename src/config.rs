@@ -295,6 +295,8 @@ pub struct ConvertConfig {
     pub target_chunk_bytes: u64,
     /// Encoder threads per rank (`None`: from the rank's cpuset).
     pub threads: Option<usize>,
+    /// Memory budget per rank in bytes (`None`: the default caches).
+    pub max_memory: Option<u64>,
     /// Print progress on rank 0.
     pub progress: bool,
     /// How files are combined.
@@ -343,6 +345,7 @@ impl ConvertConfig {
             skip_unsupported: false,
             target_chunk_bytes: crate::plan::DEFAULT_TARGET_CHUNK_BYTES,
             threads: None,
+            max_memory: None,
             progress: true,
             combine: CombineSettings::default(),
             include: Vec::new(),
@@ -449,6 +452,63 @@ mod tests {
             "",
         ] {
             assert!(Codec::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
+
+/// Parses a memory size: a number with an optional unit (`K`, `M`, `G`,
+/// `T`, with or without `i`/`B`, powers of 1024); a bare number is MiB.
+///
+/// # Errors
+/// [`ConfigError::BadValue`] naming the flag.
+pub fn parse_memory(flag: &str, text: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadValue {
+        flag: flag.to_string(),
+        value: text.to_string(),
+        expected: "a size such as 300M, 2G or 512MiB (a bare number is MiB)".into(),
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.trim_end_matches('B').trim_end_matches('I');
+    let scale: f64 = match unit {
+        "" | "M" => 1024.0 * 1024.0,
+        "K" => 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    if t.to_ascii_uppercase().ends_with('B') && unit.is_empty() && !num.is_empty() {
+        // "300B" would be bytes: too small to mean anything here.
+        return Err(bad());
+    }
+    let bytes = value * scale;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < 1.8e19) {
+        return Err(bad());
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::parse_memory;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        let m = 1u64 << 20;
+        assert_eq!(parse_memory("f", "300").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "300M").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "300MiB").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "2G").unwrap(), 2048 * m);
+        assert_eq!(parse_memory("f", "1.5g").unwrap(), 1536 * m);
+        assert_eq!(parse_memory("f", "512k").unwrap(), m / 2);
+        for bad in ["", "M", "-3M", "3X", "300B", "1e400", "0"] {
+            assert!(parse_memory("f", bad).is_err(), "{bad}");
         }
     }
 }

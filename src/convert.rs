@@ -495,12 +495,18 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     // Encoder threads of a bound rank are pinned inside its cpuset.
     let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
     let topology = ctx.job_topology(topo, threads, !pins.is_empty());
-    let workers = Workers { threads, pins };
     if ctx.is_root() {
         if let Some(w) = topology.warning() {
             eprintln!("{w}");
         }
     }
+    let budget = memory_budget(cfg, &plan, threads)?;
+    crate::read::hdf5::set_chunk_cache_bytes(usize::try_from(budget.hdf5_cache).unwrap_or(0));
+    let workers = Workers {
+        threads,
+        pins,
+        budget,
+    };
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
     });
@@ -591,6 +597,30 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
 struct Workers {
     threads: usize,
     pins: Vec<u32>,
+    budget: crate::budget::Budget,
+}
+
+/// The rank's memory budget for this plan (`--max-memory`).
+fn memory_budget(
+    cfg: &ConvertConfig,
+    plan: &Plan,
+    threads: usize,
+) -> Result<crate::budget::Budget, Error> {
+    let Some(max) = cfg.max_memory else {
+        return Ok(crate::budget::Budget::unlimited(threads));
+    };
+    let largest = plan
+        .arrays
+        .iter()
+        .map(|a| {
+            let n: u64 = a.unit_shape().iter().product();
+            (n.saturating_mul(a.dtype.size() as u64), a.path.as_str())
+        })
+        .max_by_key(|(b, _)| *b)
+        .unwrap_or((0, ""));
+    Ok(crate::budget::Budget::fit(
+        max, threads, largest.0, largest.1,
+    )?)
 }
 
 /// What rank 0 found when it opened the store.
@@ -825,7 +855,7 @@ fn write_units(
         })
         .build()
         .map_err(|e| WriteError::Panic(format!("cannot start encoder threads: {e}")))?;
-    let in_flight = threads * 2;
+    let in_flight = workers.budget.in_flight.max(1);
     let (tok_tx, tok_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
     for _ in 0..in_flight {
         let _ = tok_tx.send(());
@@ -834,6 +864,7 @@ fn write_units(
     let shared = Mutex::new(RankStats::default());
     let mut stats = RankStats::default();
     let mut reader = Reader::new(ds);
+    reader.set_cache_limit(usize::try_from(workers.budget.chunk_cache).unwrap_or(usize::MAX));
     let mut progress = Progress::new(
         cfg.progress && ctx.is_root(),
         plan.units_count(rank),

@@ -56,6 +56,28 @@ impl From<AppendError> for Error {
 /// Errors in options (`--chunks`, `--codec`, paths).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A flag's value that cannot be parsed.
+    #[error("invalid {flag} value '{value}': expected {expected}")]
+    BadValue {
+        /// The flag name.
+        flag: String,
+        /// The offending value.
+        value: String,
+        /// What is expected.
+        expected: String,
+    },
+    /// `--max-memory` cannot hold what one unit needs.
+    #[error("--max-memory {have_mib} MiB is too small: variable '{var}' needs at least {need_mib} MiB per rank for its units of {unit_mib} MiB uncompressed; use smaller --chunks (or --shards), or a larger --max-memory")]
+    MemoryTooSmall {
+        /// The budget, MiB.
+        have_mib: u64,
+        /// The least that works, MiB.
+        need_mib: u64,
+        /// The variable with the largest unit.
+        var: String,
+        /// Its unit, MiB.
+        unit_mib: u64,
+    },
     /// A `--chunks`/`--shards` item is not `dim=size`.
     #[error("invalid {flag} item '{item}': expected DIM=SIZE with SIZE a positive integer")]
     ChunkItem {

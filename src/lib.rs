@@ -28,6 +28,7 @@
 pub mod append;
 pub mod bench;
 pub mod block;
+pub mod budget;
 pub mod cftime;
 pub mod cli;
 pub mod config;

@@ -113,6 +113,8 @@ impl MpiCtx {
         );
         #[allow(clippy::cast_precision_loss)]
         let load = node_threads as f64 / topo.node_pus.max(1) as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let rank_load = threads as f64 / topo.cpuset_pus.max(1) as f64;
         crate::topology::JobTopology {
             nodes: self.nodes(),
             ranks_per_node_min: reduce(on_node, op_min()),
@@ -126,6 +128,7 @@ impl MpiCtx {
             rank0_cpuset_pus: topo.cpuset_pus,
             threads_bound,
             max_node_load: self.max_f64(load),
+            max_rank_load: self.max_f64(rank_load),
         }
     }
 

@@ -114,6 +114,7 @@ pub struct Reader<'a> {
     cache: HashMap<ChunkKey, Arc<raw::Entry>>,
     order: VecDeque<(ChunkKey, usize)>,
     cached_bytes: usize,
+    cache_limit: usize,
 }
 
 type ChunkKey = (u32, String, Vec<u64>);
@@ -154,7 +155,14 @@ impl<'a> Reader<'a> {
             cache: HashMap::new(),
             order: VecDeque::new(),
             cached_bytes: 0,
+            cache_limit: CHUNK_CACHE_BYTES,
         }
+    }
+
+    /// Limits the decoded source chunks kept besides those of units in
+    /// flight (default [`CHUNK_CACHE_BYTES`]).
+    pub fn set_cache_limit(&mut self, bytes: usize) {
+        self.cache_limit = bytes;
     }
 
     /// Starts reading the output region `start`/`count` of variable
@@ -308,7 +316,7 @@ impl<'a> Reader<'a> {
         self.cache.insert(key.clone(), entry);
         self.order.push_back((key, bytes));
         self.cached_bytes += bytes;
-        while self.cached_bytes > CHUNK_CACHE_BYTES && self.order.len() > 1 {
+        while self.cached_bytes > self.cache_limit && self.order.len() > 1 {
             if let Some((old, b)) = self.order.pop_front() {
                 self.cache.remove(&old);
                 self.cached_bytes -= b;

@@ -165,12 +165,15 @@ pub struct JobTopology {
     pub threads_bound: bool,
     /// Most busy threads (ranks × encoder threads) of a node over its PUs.
     pub max_node_load: f64,
+    /// Most encoder threads of a rank over the PUs of its cpuset.
+    pub max_rank_load: f64,
 }
 
 impl JobTopology {
-    /// Whether some node runs more encoder threads than it has PUs.
+    /// Whether some node runs more encoder threads than it has PUs, or
+    /// some rank more than its cpuset has.
     pub fn oversubscribed(&self) -> bool {
-        self.max_node_load > 1.0
+        self.max_node_load > 1.0 || self.max_rank_load > 1.0
     }
 
     /// One line for people.
@@ -198,12 +201,19 @@ impl JobTopology {
 
     /// The warning for an oversubscribed node, with the fix.
     pub fn warning(&self) -> Option<String> {
-        self.oversubscribed().then(|| {
-            format!(
+        if self.max_node_load > 1.0 {
+            Some(format!(
                 "zarrforge: warning: oversubscribed: a node runs {:.1}x as many encoder threads as it has PUs ({} rank(s) per node x {} thread(s)); use fewer ranks per node or --threads, and bind ranks to cores (srun --cpu-bind=cores, mpirun --bind-to core)",
                 self.max_node_load, self.ranks_per_node_max, self.threads_per_rank_max
-            )
-        })
+            ))
+        } else if self.max_rank_load > 1.0 {
+            Some(format!(
+                "zarrforge: warning: oversubscribed: a rank runs {:.1}x as many encoder threads as the PUs it is bound to; give each rank as many cores as threads (srun --cpus-per-task=N, mpirun --map-by slot:PE=N) or lower --threads",
+                self.max_rank_load
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -272,5 +282,8 @@ mod tests {
         assert!(j.line().contains("4 rank(s) per node"));
         j.max_node_load = 1.0;
         assert!(j.warning().is_none());
+        // Two threads on a rank bound to one PU.
+        j.max_rank_load = 2.0;
+        assert!(j.warning().is_some_and(|w| w.contains("bound to")));
     }
 }

@@ -406,3 +406,22 @@ fn overwrite_never_follows_a_symlink() {
     );
     assert!(real.join("zarr.json").exists());
 }
+
+#[test]
+fn memory_budget_too_small_or_unreadable() {
+    let t = tmp();
+    let src = t.path().join("rich.nc");
+    rich_fixture(&src);
+    let out = t.path().join("o.zarr");
+    // 64 MiB is the baseline alone: no unit fits.
+    let line = must_fail(
+        &convert_args(&out, &src, &["--max-memory", "64M"]),
+        &["--max-memory 64 MiB is too small", "variable '"],
+    );
+    assert!(line.contains("smaller --chunks"), "{line}");
+    must_fail(
+        &convert_args(&out, &src, &["--max-memory", "lots"]),
+        &["invalid --max-memory value 'lots'"],
+    );
+    assert!(!out.exists(), "a refused budget created the store");
+}

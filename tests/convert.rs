@@ -148,6 +148,15 @@ fn three_ranks_sharded() {
 }
 
 #[test]
+fn two_ranks_small_memory_budget() {
+    convert_and_check(
+        Some(2),
+        &["--max-memory", "70M", "--chunks", "time=1"],
+        false,
+    );
+}
+
+#[test]
 fn two_ranks_zarr_v2_gzip() {
     convert_and_check(
         Some(2),

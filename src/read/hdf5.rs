@@ -25,6 +25,16 @@ use crate::schema::Var;
 /// Per-file chunk cache: large enough to hold the source chunks that
 /// neighbouring output chunks share.
 const CHUNK_CACHE_BYTES: usize = 64 << 20;
+
+/// HDF5 chunk cache per dataset for files opened from now on (the memory
+/// budget lowers it; see [`crate::budget`]).
+static CHUNK_CACHE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(CHUNK_CACHE_BYTES);
+
+/// Sets the HDF5 chunk cache per dataset of files opened from now on.
+pub fn set_chunk_cache_bytes(bytes: usize) {
+    CHUNK_CACHE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
 const CHUNK_CACHE_SLOTS: usize = 12_421;
 
 /// The error of the last failed HDF5 call on `var`, from HDF5's error stack.
@@ -60,8 +70,11 @@ impl Hdf5Reader {
         let comm = mpi::topology::SimpleCommunicator::self_comm();
         let file = hdf5::File::with_options()
             .with_fapl(|p| {
-                p.mpio(comm.as_raw(), None)
-                    .chunk_cache(CHUNK_CACHE_SLOTS, CHUNK_CACHE_BYTES, 1.0)
+                p.mpio(comm.as_raw(), None).chunk_cache(
+                    CHUNK_CACHE_SLOTS,
+                    CHUNK_CACHE.load(std::sync::atomic::Ordering::Relaxed),
+                    1.0,
+                )
             })
             .open(path)
             .map_err(|e| ReadError::Hdf5Open {

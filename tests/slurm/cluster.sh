@@ -10,8 +10,10 @@
 # munge already running on the machine is neither used nor disturbed. The
 # daemons are stopped only by the pids in DIR's pid files (checked against
 # their command lines), never by name. Both subcommands print nothing but
-# errors; stop is idempotent. Needs root (slurmd runs jobs as their user) and
-# Debian's slurmctld, slurmd, slurm-client and munge (scripts/install-deps --slurm).
+# errors; stop is idempotent. The daemons run as the caller (not root: only
+# the caller's jobs run). Needs Debian's slurmctld, slurmd, slurm-client and
+# munge (scripts/install-deps --slurm), and DIR's parent directories
+# searchable by all (munged checks its socket's path).
 set -euo pipefail
 
 usage() {
@@ -114,16 +116,22 @@ stop() {
 }
 
 start() {
-    local ports ctld_port slurmd_port cpus line i state
+    local ctld_port slurmd_port cpus line i state="" user
     for cmdname in munged mungekey slurmctld slurmd sinfo; do
         command -v "$cmdname" >/dev/null 2>&1 ||
             PATH="$PATH:/usr/sbin:/sbin" command -v "$cmdname" >/dev/null 2>&1 ||
             die "$cmdname not found (scripts/install-deps --slurm)"
     done
     export PATH="$PATH:/usr/sbin:/sbin"
-    [ "$(id -u)" -eq 0 ] || die "must run as root (slurmd launches the jobs)"
     # Unix sockets have a 108-byte path limit.
     [ ${#socket} -lt 100 ] || die "DIR too long for a unix socket path: $socket"
+
+    # munged wants every directory above its socket searchable by all.
+    local up="$dir"
+    while up="$(dirname "$up")" && [ "$up" != / ]; do
+        [ "$(( $(stat -c %#a "$up") & 1 ))" = 1 ] ||
+            die "$up is not searchable by others (chmod o+x): munged refuses a socket below it"
+    done
 
     # Already running here: nothing to do.
     if live_pid "$dir/run/slurmctld.pid" >/dev/null && live_pid "$dir/run/slurmd.pid" >/dev/null &&
@@ -166,14 +174,17 @@ start() {
         line="$(grep -o 'CPUs=.*ThreadsPerCore=[0-9]*' <<<"$line")"
     fi
     read -r ctld_port slurmd_port < <(free_ports 2)
+    # The daemons run as the caller: as root they run anyone's jobs, as
+    # another user only that user's.
+    user="$(id -un)"
     cat >"$conf" <<EOF
 # Private single-node test cluster written by tests/slurm/cluster.sh.
 ClusterName=zftest
 SlurmctldHost=localhost
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
-SlurmUser=root
-SlurmdUser=root
+SlurmUser=$user
+SlurmdUser=$user
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$socket
@@ -193,12 +204,16 @@ MpiDefault=pmix
 EnforcePartLimits=ALL
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
+# No slurmdbd, so no sacct: finished jobs (state, exit code, times) are
+# written to log/jobcomp.txt.
+JobCompType=jobcomp/filetxt
+JobCompLoc=$dir/log/jobcomp.txt
 SwitchType=switch/none
 MailProg=/bin/true
 ReturnToService=2
-# Keep finished jobs' records (no slurmdbd, so no sacct): scontrol show job.
-MinJobAge=3600
+# sbatch --wait polls every 2 s only while MinJobAge/2 <= 2 (it backs off to
+# 8 and 32 s otherwise); finished jobs leave scontrol after it.
+MinJobAge=4
 KillWait=5
 SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 $line State=UNKNOWN
@@ -207,8 +222,9 @@ EOF
     export SLURM_CONF="$conf"
     slurmctld -f "$conf" >"$dir/log/slurmctld.out" 2>&1 || die "slurmctld failed to start"
     slurmd -f "$conf" -N localhost >"$dir/log/slurmd.out" 2>&1 || die "slurmd failed to start"
-    for ((i = 0; i < 300; i++)); do
-        state="$(sinfo -h -N -o %T 2>/dev/null || true)"
+    local deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        state="$(timeout 10 sinfo -h -N -o %T 2>/dev/null || true)"
         [ "$state" = idle ] && return 0
         sleep 0.1
     done
