@@ -487,7 +487,7 @@ pub fn parse_memory(flag: &str, text: &str) -> Result<u64, ConfigError> {
         return Err(bad());
     }
     let bytes = value * scale;
-    if !(bytes.is_finite() && bytes >= 1.0 && bytes < 1.8e19) {
+    if !(1.0..1.8e19).contains(&bytes) {
         return Err(bad());
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
