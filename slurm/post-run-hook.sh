@@ -16,7 +16,8 @@
 # creates it. An append that was interrupted is resumed by the next job (see convert.sbatch).
 #
 # Adapt it:
-#   - MODEL_JOB: the job to wait for (default: $SLURM_JOB_ID, the calling job; none: no wait);
+#   - MODEL_JOB: the job to wait for (default: $SLURM_JOB_ID, the calling job; empty: no wait);
+#     it must be known to Slurm (running, pending or recently ended), else the hook refuses;
 #   - ZARRFORGE_SBATCH_ARGS: options for the append job, e.g. "-n 8 -t 00:30:00 -p io
 #     -o /scratch/logs/append-%j.log" (the report goes next to that log);
 #   - ZARRFORGE_SBATCH_SCRIPT: the job script (default: convert.sbatch next to this file);
@@ -26,7 +27,7 @@ set -euo pipefail
 
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 script=${ZARRFORGE_SBATCH_SCRIPT:-$here/convert.sbatch}
-model=${MODEL_JOB:-${SLURM_JOB_ID:-}}
+model=${MODEL_JOB-${SLURM_JOB_ID:-}}
 
 output=""
 args=("$@")
@@ -52,6 +53,12 @@ name="zarrforge-append-$(printf '%s' "$abs" | cksum | cut -d ' ' -f 1)"
 
 dependency="singleton"
 if [ -n "$model" ]; then
+    # Slurm treats `afterok` on a job it does not know (mistyped, or ended more than MinJobAge
+    # ago) as satisfied: the append would start at once, whatever became of the model run.
+    if ! scontrol show job "$model" >/dev/null 2>&1; then
+        echo "post-run-hook.sh: job $model is not known to Slurm (mistyped, or ended long ago): check the model run, then call the hook with MODEL_JOB= to append now" >&2
+        exit 1
+    fi
     dependency="afterok:$model,singleton"
 fi
 

@@ -35,7 +35,8 @@ live_pid() {
     local pid
     [ -s "$1" ] || return 1
     pid="$(tr -dc 0-9 <"$1")"
-    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+    [ -n "$pid" ] || return 1
+    [ -r "/proc/$pid/cmdline" ] || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir/" || return 1
     echo "$pid"
 }
