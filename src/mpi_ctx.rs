@@ -25,6 +25,23 @@ fn displacements(lens: &[i32]) -> (Vec<i32>, usize) {
     (displs, total)
 }
 
+/// The task count a launcher announced in the environment when it is more
+/// than one: a singleton world then means the launcher and the MPI library
+/// do not speak the same process-management interface.
+fn launched_as_many() -> Option<(&'static str, u64)> {
+    [
+        "SLURM_STEP_NUM_TASKS",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "OMPI_COMM_WORLD_SIZE",
+    ]
+    .into_iter()
+    .find_map(|var| {
+        let n: u64 = std::env::var(var).ok()?.trim().parse().ok()?;
+        (n > 1).then_some((var, n))
+    })
+}
+
 /// Message tag of the early failure notice.
 const FAILURE_TAG: i32 = 4077;
 
@@ -45,6 +62,13 @@ impl MpiCtx {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| Error::Mpi("MPI is already initialised".into()))?;
         let world = universe.world();
+        if world.size() == 1 {
+            if let Some((var, n)) = launched_as_many() {
+                return Err(Error::Mpi(format!(
+                    "the launcher started {n} tasks ({var}={n}) but MPI sees a single rank: each task would convert alone; the launcher's MPI plugin does not match this MPI library (with Slurm: srun --mpi=pmix, see srun --mpi=list; or use this MPI's mpirun)"
+                )));
+            }
+        }
         let node = world.split_shared(world.rank());
         Ok(Self {
             world,

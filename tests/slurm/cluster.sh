@@ -201,7 +201,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-MpiDefault=pmix
+# No default MPI plugin, as on many sites: the slurm/ scripts must pick PMIx
+# themselves (srun --mpi=list) for OpenMPI's ranks to find each other.
+MpiDefault=none
 EnforcePartLimits=ALL
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
