@@ -425,3 +425,27 @@ fn memory_budget_too_small_or_unreadable() {
     );
     assert!(!out.exists(), "a refused budget created the store");
 }
+
+#[test]
+fn tasks_launched_as_singletons_are_refused() {
+    // srun with an MPI plugin this MPI does not speak starts N singletons:
+    // each would convert alone into the same store.
+    let t = tmp();
+    let src = t.path().join("rich.nc");
+    rich_fixture(&src);
+    let out = t.path().join("o.zarr");
+    let run = std::process::Command::new(BIN)
+        .args(convert_args(&out, &src, &[]))
+        .env("SLURM_STEP_NUM_TASKS", "2")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("MPI sees a single rank") && err.contains("srun --mpi=pmix"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
