@@ -142,7 +142,7 @@ impl Hdf5Reader {
             self.read_inside(var, start, &inside)?
         };
         Ok(crate::write::chunks::pad_region(
-            &part,
+            part,
             &inside,
             count,
             &fill,

@@ -122,6 +122,17 @@ pub fn decode(raw: RawChunk, layout: &RawLayout) -> Result<Vec<u8>, String> {
     Ok(data)
 }
 
+/// Gathers byte `b` of element `i` from `planes[b * n + i]` into
+/// `out[i * E + b]`, for `n` elements of `E` bytes.
+fn interleave<const E: usize>(planes: &[u8], out: &mut [u8], n: usize) {
+    let p: [&[u8]; E] = std::array::from_fn(|b| &planes[b * n..(b + 1) * n]);
+    for (i, o) in out.chunks_exact_mut(E).enumerate() {
+        for b in 0..E {
+            o[b] = p[b][i];
+        }
+    }
+}
+
 /// Undoes HDF5's byte shuffle: byte `b` of element `i` is at `b * n + i`.
 pub fn unshuffle(data: &[u8], elem: usize) -> Vec<u8> {
     if elem <= 1 {
@@ -129,10 +140,19 @@ pub fn unshuffle(data: &[u8], elem: usize) -> Vec<u8> {
     }
     let n = data.len() / elem;
     let mut out = vec![0u8; data.len()];
-    for b in 0..elem {
-        let plane = &data[b * n..(b + 1) * n];
-        for (i, &x) in plane.iter().enumerate() {
-            out[i * elem + b] = x;
+    match elem {
+        // Element by element, writing each output element whole: sequential
+        // writes, `elem` sequential read streams.
+        4 => interleave::<4>(data, &mut out[..n * 4], n),
+        8 => interleave::<8>(data, &mut out[..n * 8], n),
+        2 => interleave::<2>(data, &mut out[..n * 2], n),
+        _ => {
+            for b in 0..elem {
+                let plane = &data[b * n..(b + 1) * n];
+                for (i, &x) in plane.iter().enumerate() {
+                    out[i * elem + b] = x;
+                }
+            }
         }
     }
     // Trailing bytes (a size not a multiple of the element) stay in place.
@@ -287,6 +307,28 @@ mod tests {
         // Elements 0x0102, 0x0304 (LE: 02 01, 04 03) shuffled: 02 04 01 03.
         assert_eq!(unshuffle(&[2, 4, 1, 3], 2), vec![2, 1, 4, 3]);
         assert_eq!(unshuffle(&[1, 2, 3], 1), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn unshuffle_inverts_shuffle_for_every_element_size() {
+        // HDF5's shuffle: byte b of element i goes to b * n + i; trailing
+        // bytes (a length not a multiple of the element) stay in place.
+        fn shuffle(data: &[u8], elem: usize) -> Vec<u8> {
+            let n = data.len() / elem;
+            let mut out = data.to_vec();
+            for i in 0..n {
+                for b in 0..elem {
+                    out[b * n + i] = data[i * elem + b];
+                }
+            }
+            out
+        }
+        for elem in [2, 3, 4, 8, 16] {
+            for len in [0, 1, elem, 7 * elem, 7 * elem + 1, 1000 * elem + elem - 1] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                assert_eq!(unshuffle(&shuffle(&data, elem), elem), data, "{elem} {len}");
+            }
+        }
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl ArrayEncoder {
         };
         let bytes = match values {
             Values::Fixed(b) => {
-                let full = pad_region(&b, count, &self.unit_shape, &self.pad, self.dtype.size());
+                let full = pad_region(b, count, &self.unit_shape, &self.pad, self.dtype.size());
                 ArrayBytes::new_flen(full)
             }
             Values::Strings(s) => {
@@ -195,16 +195,23 @@ impl ArrayEncoder {
 
 /// Places a C-order region of `count` elements at the origin of a C-order
 /// block of `full` elements, filling the rest with the `pad` element.
-pub fn pad_region(region: &[u8], count: &[u64], full: &[u64], pad: &[u8], size: usize) -> Vec<u8> {
+pub fn pad_region(
+    region: Vec<u8>,
+    count: &[u64],
+    full: &[u64],
+    pad: &[u8],
+    size: usize,
+) -> Vec<u8> {
     if count == full {
-        return region.to_vec();
+        return region;
     }
     let total: u64 = full.iter().product();
     let total = usize::try_from(total).unwrap_or(0);
-    let mut out = Vec::with_capacity(total * size);
-    for _ in 0..total {
-        out.extend_from_slice(pad);
-    }
+    let mut out = if pad.iter().all(|&b| b == 0) {
+        vec![0u8; total * size]
+    } else {
+        pad.repeat(total)
+    };
     copy_rows(count, full, |src, dst, n| {
         out[dst * size..(dst + n) * size].copy_from_slice(&region[src * size..(src + n) * size]);
     });
@@ -234,18 +241,18 @@ mod tests {
     #[test]
     fn pads_edge_region() {
         // 2x2 region into a 3x3 block, element size 1, pad 9.
-        let out = pad_region(&[1, 2, 3, 4], &[2, 2], &[3, 3], &[9], 1);
+        let out = pad_region(vec![1, 2, 3, 4], &[2, 2], &[3, 3], &[9], 1);
         assert_eq!(out, vec![1, 2, 9, 3, 4, 9, 9, 9, 9]);
-        let same = pad_region(&[1, 2], &[2], &[2], &[0], 1);
+        let same = pad_region(vec![1, 2], &[2], &[2], &[0], 1);
         assert_eq!(same, vec![1, 2]);
-        let scalar = pad_region(&[5, 6], &[], &[], &[0, 0], 2);
+        let scalar = pad_region(vec![5, 6], &[], &[], &[0, 0], 2);
         assert_eq!(scalar, vec![5, 6]);
     }
 
     #[test]
     fn pads_three_dimensions_with_wide_elements() {
         let region: Vec<u8> = (0..8).collect(); // 2 x 1 x 2 elements of 2 bytes
-        let out = pad_region(&region, &[2, 1, 2], &[2, 2, 3], &[0xff, 0xff], 2);
+        let out = pad_region(region.clone(), &[2, 1, 2], &[2, 2, 3], &[0xff, 0xff], 2);
         assert_eq!(out.len(), 2 * 2 * 3 * 2);
         assert_eq!(&out[0..4], &[0, 1, 2, 3]);
         assert_eq!(&out[4..6], &[0xff, 0xff]);
