@@ -2,7 +2,7 @@
 //! assembling source chunks, and the codec pipeline on a model-like
 //! float32 unit.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use zarrforge::plan::{ArrayPlan, Plan};
 use zarrforge::schema::DType;
 use zarrforge::write::chunks::pad_region;
@@ -37,7 +37,11 @@ fn padding(c: &mut Criterion) {
     let mut g = c.benchmark_group("assemble");
     g.throughput(Throughput::Bytes((24 * 181 * 360 * 4) as u64));
     g.bench_function("pad_edge_chunk_24x181x360_f32", |b| {
-        b.iter(|| pad_region(&region, &count, &full, &f32::NAN.to_le_bytes(), 4));
+        b.iter_batched(
+            || region.clone(),
+            |r| pad_region(r, &count, &full, &f32::NAN.to_le_bytes(), 4),
+            BatchSize::LargeInput,
+        );
     });
     g.finish();
 }
