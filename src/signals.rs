@@ -1,7 +1,9 @@
-//! SIGTERM and SIGINT: stop at the next unit, leave the store resumable.
+//! SIGTERM, SIGINT and SIGUSR1: stop at the next unit, leave the store
+//! resumable.
 //!
 //! Slurm sends SIGTERM before a job's time limit (and `scancel` sends it);
-//! `mpirun` forwards it to the ranks. A handler only records the signal; the
+//! `mpirun` forwards SIGUSR1 (and SIGTERM, though it kills the ranks soon
+//! after) to the ranks. A handler only records the signal; the
 //! write loop checks it between units, so every rank stops within one unit,
 //! records its finished units in the journal, and fails at the next
 //! agreement with a message that says how to resume.
@@ -18,13 +20,14 @@ extern "C" fn record(sig: libc::c_int) {
     }
 }
 
-/// Installs the handlers for SIGTERM and SIGINT.
+/// Installs the handlers for SIGTERM, SIGINT and SIGUSR1.
 pub fn install() {
     let handler = record as extern "C" fn(libc::c_int);
     // SAFETY: the handler only stores into an atomic (async-signal-safe).
     unsafe {
         libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
         libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, handler as libc::sighandler_t);
     }
 }
 
@@ -41,6 +44,7 @@ pub fn name(sig: i32) -> &'static str {
     match sig {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
+        libc::SIGUSR1 => "SIGUSR1",
         _ => "a signal",
     }
 }
