@@ -195,7 +195,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                     }
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 } else {
-                    println!("topology: {}", topology.line());
+                    println!("topology of this launch: {}", topology.line());
                     print!("{}", inspect::describe_plan(&p, args.units));
                 }
             }

@@ -297,7 +297,7 @@ fn plan_and_report_show_the_topology() {
     assert!(run.ok(), "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("topology: 1 node(s), 2 rank(s) per node, "),
+            .contains("topology of this launch: 1 node(s), 2 rank(s) per node, "),
         "{}",
         run.stdout
     );
