@@ -175,13 +175,9 @@ pub struct ConvertArgs {
     /// Put a provenance line (time, zarrforge version, command) first in the global `history` attribute
     #[arg(long)]
     pub history: bool,
-    /// Encoder threads per rank (default: the PUs of the rank's cpuset)
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory budget per rank, e.g. 300M or 2G: sizes the caches and the units in flight, and
-    /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
+    /// Encoder threads and memory of each rank.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Do not show progress on a terminal
     #[arg(long)]
     pub quiet: bool,
@@ -191,6 +187,32 @@ pub struct ConvertArgs {
     /// Output layout.
     #[command(flatten)]
     pub layout: LayoutArgs,
+}
+
+/// Encoder threads and memory budget of each rank (`convert`, `bench`).
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Encoder threads per rank (default: the PUs of the rank's cpuset)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Memory budget per rank, e.g. 300M or 2G: sizes the caches and the units in flight, and
+    /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+}
+
+impl WorkerArgs {
+    /// Sets `cfg.threads` and `cfg.max_memory`.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] for a `--max-memory` that is not a size.
+    pub fn apply(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
+        cfg.threads = self.threads.filter(|&t| t > 0);
+        if let Some(m) = &self.max_memory {
+            cfg.max_memory = Some(crate::config::parse_memory("--max-memory", m)?);
+        }
+        Ok(())
+    }
 }
 
 /// `inspect` options.
@@ -259,12 +281,9 @@ pub struct BenchArgs {
     /// Zarr format of the output [default: 3]
     #[arg(long, value_enum)]
     pub zarr_format: Option<FormatArg>,
-    /// Encoder threads per rank (default: the PUs of the rank's cpuset)
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory budget per rank, e.g. 300M or 2G (as for convert)
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<String>,
+    /// Encoder threads and memory of each rank.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -296,10 +315,7 @@ impl BenchArgs {
         }
         cfg.overwrite = true;
         cfg.progress = false;
-        cfg.threads = self.threads.filter(|&t| t > 0);
-        if let Some(m) = &self.max_memory {
-            cfg.max_memory = Some(crate::config::parse_memory("--max-memory", m)?);
-        }
+        self.workers.apply(&mut cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -476,10 +492,7 @@ impl ConvertArgs {
                 command_line()
             ));
         }
-        cfg.threads = self.threads.filter(|&t| t > 0);
-        if let Some(m) = &self.max_memory {
-            cfg.max_memory = Some(crate::config::parse_memory("--max-memory", m)?);
-        }
+        self.workers.apply(&mut cfg)?;
         cfg.progress = !self.quiet;
         cfg.validate()?;
         Ok(cfg)

@@ -473,19 +473,13 @@ pub fn parse_memory(flag: &str, text: &str) -> Result<u64, ConfigError> {
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num.parse().map_err(|_| bad())?;
-    let unit = unit.trim().to_ascii_uppercase();
-    let unit = unit.trim_end_matches('B').trim_end_matches('I');
-    let scale: f64 = match unit {
-        "" | "M" => 1024.0 * 1024.0,
-        "K" => 1024.0,
-        "G" => 1024.0 * 1024.0 * 1024.0,
-        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "M" | "MI" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "K" | "KI" | "KB" | "KIB" => 1024.0,
+        "G" | "GI" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TI" | "TB" | "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return Err(bad()),
     };
-    if t.to_ascii_uppercase().ends_with('B') && unit.is_empty() && !num.is_empty() {
-        // "300B" would be bytes: too small to mean anything here.
-        return Err(bad());
-    }
     let bytes = value * scale;
     if !(1.0..1.8e19).contains(&bytes) {
         return Err(bad());

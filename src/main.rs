@@ -182,8 +182,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             // Where this launch's ranks and threads would run.
             let topo = Topology::detect();
             let threads = topo.encoder_threads(ctx.ranks_on_node());
-            let bound = topo.thread_pu(0).is_some();
-            let topology = ctx.job_topology(&topo, threads, bound);
+            let topology = ctx.job_topology(&topo, threads, topo.is_bound());
             if ctx.is_root() {
                 if args.json {
                     let mut v = serde_json::to_value(&p).unwrap_or_default();
