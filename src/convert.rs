@@ -53,6 +53,8 @@ pub struct Report {
     pub seconds: f64,
     /// Variables left out (`--skip-unsupported`).
     pub skipped: Vec<String>,
+    /// What was changed or left out on the way to Zarr, one line each.
+    pub warnings: Vec<String>,
     /// Input files used.
     pub files: usize,
     /// Input files left out by `--append-mode skip-existing`.
@@ -581,6 +583,14 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
             .iter()
             .map(|s| format!("{} ({})", s.path, s.kind))
             .collect(),
+        warnings: {
+            let mut w = ds.schema.warnings.clone();
+            w.extend(crate::write::metadata::format_warnings(
+                &ds.schema.vars(),
+                cfg.format,
+            ));
+            w
+        },
         files: job.files,
         skipped_files: job.skipped_files.clone(),
         scan_seconds: job.scan_seconds,

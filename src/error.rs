@@ -307,8 +307,36 @@ pub enum SchemaError {
         path: PathBuf,
         /// What was being done.
         what: String,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
+    },
+    /// netCDF-C could not create or write a file (`generate`, `bench`).
+    #[error("{path}: {what}: {source}")]
+    Create {
+        /// Output path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
         /// netCDF error.
         source: netcdf::Error,
+    },
+    /// A netCDF-3 header that is corrupt or promises more than the file holds.
+    #[error("{path}: {source}")]
+    Header {
+        /// Input path.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::read::cdf_header::HeaderError,
+    },
+    /// An attribute whose type Zarr attributes cannot hold.
+    #[error("{path}: {attr} has unsupported type {kind} (use --skip-unsupported to leave it out)")]
+    UnsupportedAttr {
+        /// Input path.
+        path: PathBuf,
+        /// Which attribute of what.
+        attr: String,
+        /// The type's class.
+        kind: String,
     },
     /// A variable whose type zarrforge cannot represent in Zarr.
     #[error("{path}: variable '{var}' has unsupported type {kind} (use --skip-unsupported to leave it out)")]
@@ -375,16 +403,29 @@ pub enum ReadError {
         path: PathBuf,
         /// Variable path.
         var: String,
-        /// netCDF error.
-        source: netcdf::Error,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
     },
     /// netCDF-C failed to open the file.
     #[error("{path}: cannot open: {source}")]
     NetcdfOpen {
         /// Input path.
         path: PathBuf,
-        /// netCDF error.
-        source: netcdf::Error,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
+    },
+    /// A netCDF-3 file no longer holds what its header describes (it was
+    /// truncated after the scan, or is being rewritten).
+    #[error("{path}: variable '{var}': the file shrank to {have} bytes while being read; its header needs {need} (truncated or being rewritten)")]
+    Shrunk {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// Bytes the header needs.
+        need: u64,
+        /// Bytes the file has now.
+        have: u64,
     },
 }
 

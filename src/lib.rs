@@ -41,6 +41,7 @@ pub mod inputs;
 pub mod inspect;
 pub mod journal;
 pub mod mpi_ctx;
+pub mod netcdf_c;
 pub mod plan;
 pub mod progress;
 pub mod read;

@@ -37,6 +37,20 @@ fn main() -> ExitCode {
     code
 }
 
+/// Prints warnings, the first few in full (many files can repeat one).
+fn print_warnings(warnings: &[String]) {
+    const SHOWN: usize = 20;
+    for w in warnings.iter().take(SHOWN) {
+        eprintln!("zarrforge: warning: {w}");
+    }
+    if warnings.len() > SHOWN {
+        eprintln!(
+            "zarrforge: warning: ... and {} more (all in the --report JSON)",
+            warnings.len() - SHOWN
+        );
+    }
+}
+
 /// The error as one line; identical messages from several ranks are merged.
 fn message(e: &Error) -> String {
     match e {
@@ -72,6 +86,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 for s in &report.skipped {
                     eprintln!("zarrforge: warning: skipped unsupported variable {s}");
                 }
+                print_warnings(&report.warnings);
                 if let Some(path) = &args.report {
                     let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
                     std::fs::write(path, json)

@@ -496,6 +496,7 @@ mod tests {
             filters: vec![],
             big_endian: false,
             attrs: vec![],
+            via_netcdf: false,
         }
     }
 

@@ -4,6 +4,7 @@
 //! independent transfers, see [`hdf5`]); netCDF-3 files and variable-length
 //! strings through netCDF-C ([`netcdf3`]).
 
+pub mod cdf_header;
 pub mod hdf5;
 pub mod netcdf3;
 pub mod raw;
@@ -72,7 +73,7 @@ impl FileReader {
         if n == 0 {
             return Ok(empty(var.dtype));
         }
-        if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String {
+        if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String && !var.via_netcdf {
             if self.hdf5.is_none() {
                 self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
             }
@@ -81,13 +82,13 @@ impl FileReader {
             }
         }
         if self.netcdf.is_none() {
-            self.netcdf = Some(netcdf3::NetcdfReader::open(&self.path)?);
+            self.netcdf = Some(netcdf3::NetcdfReader::open(&self.path, self.format)?);
         }
         match self.netcdf.as_ref() {
             Some(r) => r.read(var, start, count),
             None => Err(ReadError::NetcdfOpen {
                 path: self.path.clone(),
-                source: netcdf::Error::NotFound("file".into()),
+                source: crate::netcdf_c::NcError::invalid("not open"),
             }),
         }
     }
@@ -192,7 +193,7 @@ impl<'a> Reader<'a> {
     ) -> Result<Option<raw::RawJob>, ReadError> {
         let ds = self.ds;
         let src = &ds.sources[index];
-        if count.contains(&0) || src.var.dtype == DType::String {
+        if count.contains(&0) || src.var.dtype == DType::String || src.var.via_netcdf {
             return Ok(None);
         }
         // One file, no time re-encoding.

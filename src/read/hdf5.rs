@@ -90,20 +90,23 @@ impl Hdf5Reader {
 
     fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
         if !self.datasets.contains_key(&var.path) {
-            let ds = match self.file.dataset(&var.path) {
+            // netCDF-4 stores a variable that has a dimension's name without
+            // being its coordinate variable as `_nc4_non_coord_NAME`; the
+            // dataset `NAME` is then the dimension scale, so the renamed
+            // dataset must win whenever it exists.
+            let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
+            let alt = crate::schema::join(parent, &format!("_nc4_non_coord_{name}"));
+            let ds = match self.file.dataset(&alt) {
                 Ok(ds) => ds,
-                Err(first) => {
-                    // netCDF-4 renames a variable that has a dimension's name
-                    // without being its coordinate variable.
-                    let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
-                    let alt = crate::schema::join(parent, &format!("_nc4_non_coord_{name}"));
-                    self.file.dataset(&alt).map_err(|_| ReadError::Hdf5 {
+                Err(_) => self
+                    .file
+                    .dataset(&var.path)
+                    .map_err(|first| ReadError::Hdf5 {
                         path: self.path.clone(),
                         var: var.path.clone(),
                         what: "open dataset",
                         msg: first.to_string(),
-                    })?
-                }
+                    })?,
             };
             self.datasets.insert(var.path.clone(), ds);
         }
@@ -157,7 +160,7 @@ impl Hdf5Reader {
     /// [`ReadError::Hdf5`] when the dataset cannot be opened.
     pub fn raw_layout(&mut self, var: &Var) -> Result<Option<super::raw::RawLayout>, ReadError> {
         use super::raw::{RawFilter, RawLayout};
-        if var.big_endian || matches!(var.dtype, crate::schema::DType::String) {
+        if var.big_endian || var.via_netcdf || matches!(var.dtype, crate::schema::DType::String) {
             return Ok(None);
         }
         let ds = self.dataset(var)?;
