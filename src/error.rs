@@ -31,14 +31,37 @@ pub enum Error {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// One or more ranks failed; the messages are collected per rank.
-    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|(r, m)| format!("[rank {r}] {m}")).collect::<Vec<_>>().join("; "))]
-    Ranks(Vec<(i32, String)>),
+    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|f| format!("[rank {}] {}", f.rank, f.message)).collect::<Vec<_>>().join("; "))]
+    Ranks(Vec<RankFailure>),
+    /// A panic caught on this rank.
+    #[error(transparent)]
+    Panic(#[from] crate::stage::Panicked),
     /// `verify` found differences.
     #[error("{0}")]
     Verify(String),
     /// An MPI-level failure (message exchange).
     #[error("mpi: {0}")]
     Mpi(String),
+}
+
+/// How a rank failed, as the ranks tell each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An error to fix.
+    Failed,
+    /// Stopped by a signal with its finished units recorded: resumable.
+    Interrupted,
+}
+
+/// One rank's failure, gathered from every rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankFailure {
+    /// The rank.
+    pub rank: i32,
+    /// Its kind.
+    pub kind: FailureKind,
+    /// The error chain on one line.
+    pub message: String,
 }
 
 impl From<crate::dataset::CombineError> for Error {
@@ -65,6 +88,18 @@ pub enum ConfigError {
         value: String,
         /// What is expected.
         expected: String,
+    },
+    /// A layout with more stored objects than a plan may hold.
+    #[error("{path}: variable '{var}' would need {units} chunks or shards, and a store may hold at most {max}: use larger --chunks (or --shards), or convert only other variables (recipe include list)")]
+    TooManyUnits {
+        /// A source file holding it.
+        path: PathBuf,
+        /// The variable.
+        var: String,
+        /// Its units.
+        units: u64,
+        /// The bound.
+        max: u64,
     },
     /// `--max-memory` cannot hold what one unit needs.
     #[error("--max-memory {have_mib} MiB is too small: variable '{var}' needs at least {need_mib} MiB per rank for its units of {unit_mib} MiB uncompressed; use smaller --chunks (or --shards), or a larger --max-memory")]
@@ -476,8 +511,11 @@ pub enum WriteError {
         msg: String,
     },
     /// A worker thread panicked.
-    #[error("internal error (panic) while writing: {0}")]
-    Panic(String),
+    #[error(transparent)]
+    Panic(#[from] crate::stage::Panicked),
+    /// The encoder threads could not be started.
+    #[error("cannot start encoder threads: {0}")]
+    Threads(String),
     /// The run was interrupted by a signal.
     #[error("interrupted by {0}: finished units are recorded; run the same command with --resume to finish")]
     Interrupted(&'static str),
@@ -495,13 +533,20 @@ impl Error {
         match self {
             Error::Write(WriteError::Interrupted(_)) => true,
             Error::Ranks(list) => {
-                !list.is_empty()
-                    && list
-                        .iter()
-                        .all(|(_, m)| m.starts_with("interrupted by SIG"))
+                !list.is_empty() && list.iter().all(|f| f.kind == FailureKind::Interrupted)
             }
             _ => false,
         }
+    }
+
+    /// This rank's failure as the other ranks are told of it.
+    pub fn failure(&self) -> (FailureKind, String) {
+        let kind = if self.is_interrupted() {
+            FailureKind::Interrupted
+        } else {
+            FailureKind::Failed
+        };
+        (kind, chain(self))
     }
 }
 

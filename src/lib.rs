@@ -50,6 +50,7 @@ pub mod scan;
 pub mod schema;
 pub mod select;
 pub mod signals;
+pub mod stage;
 pub mod synth;
 pub mod topology;
 pub mod verify;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    zarrforge::stage::install_panic_hook(ctx.rank());
     let result = run(&ctx, &cli);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,10 +57,10 @@ fn message(e: &Error) -> String {
     match e {
         Error::Ranks(list) => {
             let mut merged: Vec<(Vec<i32>, &str)> = Vec::new();
-            for (r, m) in list {
-                match merged.iter_mut().find(|(_, x)| *x == m.as_str()) {
-                    Some((ranks, _)) => ranks.push(*r),
-                    None => merged.push((vec![*r], m.as_str())),
+            for f in list {
+                match merged.iter_mut().find(|(_, x)| *x == f.message.as_str()) {
+                    Some((ranks, _)) => ranks.push(f.rank),
+                    None => merged.push((vec![f.rank], f.message.as_str())),
                 }
             }
             merged
