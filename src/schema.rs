@@ -860,7 +860,7 @@ pub fn normalize_fill(var: &mut Var) -> Option<String> {
             let shown = value.display();
             var.attrs.remove(pos);
             Some(format!(
-                "_FillValue {shown} {why}; left out of the store (xarray masks no value with it either)"
+                "_FillValue {shown} left out of the store ({why}); xarray masks no value with it either"
             ))
         }
     }
@@ -872,9 +872,9 @@ fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, Stri
     let tname = dtype.nc_name();
     match (dtype, value) {
         (DType::Char, AttrValue::Text(t)) if t.len() <= 1 => return Ok(None),
-        (DType::Char, _) => return Err("is not one character like its char variable".into()),
+        (DType::Char, _) => return Err("not one character, as a char variable needs".into()),
         (DType::String, AttrValue::Text(_)) => return Ok(None),
-        (DType::String, _) => return Err("is not a string like its variable".into()),
+        (DType::String, _) => return Err("not a string, as a string variable needs".into()),
         _ => {}
     }
     let n = match value {
@@ -889,11 +889,11 @@ fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, Stri
         AttrValue::F32(v) => v.len(),
         AttrValue::F64(v) => v.len(),
         AttrValue::Text(_) | AttrValue::Strings(_) | AttrValue::Json(_) => {
-            return Err(format!("is text, the variable is {tname}"))
+            return Err(format!("text, but the variable is {tname}"))
         }
     };
     if n != 1 {
-        return Err(format!("holds {n} values, not one"));
+        return Err(format!("{n} values, not one"));
     }
     // Every numeric attribute value is exactly an i128 or an f64.
     let as_int: Option<i128> = match value {
@@ -915,16 +915,16 @@ fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, Stri
     let int = |lo: i128, hi: i128| -> Result<i128, String> {
         let x = match as_int {
             Some(x) => x,
-            None if as_float.is_nan() => return Err(format!("is NaN, which {tname} cannot hold")),
+            None if as_float.is_nan() => return Err(format!("a NaN cannot be stored in {tname}")),
             None if as_float.fract() != 0.0 || as_float.is_infinite() => {
-                return Err(format!("is not a whole number, which {tname} cannot hold"))
+                return Err(format!("a fraction cannot be stored in {tname}"))
             }
             #[allow(clippy::cast_possible_truncation)]
             None if as_float.abs() < 1.8e19 => as_float as i128,
-            None => return Err(format!("is outside the range of {tname}")),
+            None => return Err(format!("outside the range of {tname}")),
         };
         if x < lo || x > hi {
-            return Err(format!("is outside the range of {tname}"));
+            return Err(format!("outside the range of {tname}"));
         }
         Ok(x)
     };
@@ -948,7 +948,7 @@ fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, Stri
                 None => f64::from(y) == as_float || (y.is_nan() && as_float.is_nan()),
             };
             if !exact {
-                return Err(format!("cannot be represented exactly in {tname}"));
+                return Err(format!("not exactly representable in {tname}"));
             }
             AttrValue::F32(vec![y])
         }
@@ -958,7 +958,7 @@ fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, Stri
                 None => as_float,
             };
             if as_int.is_some_and(|i| x as i128 != i) {
-                return Err(format!("cannot be represented exactly in {tname}"));
+                return Err(format!("not exactly representable in {tname}"));
             }
             AttrValue::F64(vec![x])
         }

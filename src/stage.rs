@@ -52,9 +52,10 @@ pub fn current() -> &'static str {
 pub fn install_panic_hook(rank: i32) {
     RANK.store(rank, Ordering::Relaxed);
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map_or_else(|| "unknown place".into(), |l| format!("{}:{}", l.file(), l.line()));
+        let location = info.location().map_or_else(
+            || "unknown place".into(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
         let _ = LAST.try_with(|l| l.replace(Some(location.clone())));
         if GUARDS.try_with(Cell::get).unwrap_or(0) > 0 {
             return;
@@ -132,7 +133,9 @@ mod tests {
         let e = catch(|| -> u32 { panic!("boom") }).unwrap_err();
         assert_eq!(e.stage, "scan");
         assert_eq!(e.message, "boom");
-        assert!(e.to_string().starts_with("internal error (panic) during scan"));
+        assert!(e
+            .to_string()
+            .starts_with("internal error (panic) during scan"));
         assert_eq!(catch(|| 3).ok(), Some(3));
     }
 }

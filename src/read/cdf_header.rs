@@ -188,13 +188,19 @@ impl<B: Bytes> Cursor<'_, B> {
         if self.wide {
             let x = self.u64()?;
             if x > i64::MAX as u64 {
-                return Err(self.corrupt(format!("negative count {}", i64::from_ne_bytes(x.to_ne_bytes()))));
+                return Err(self.corrupt(format!(
+                    "negative count {}",
+                    i64::from_ne_bytes(x.to_ne_bytes())
+                )));
             }
             Ok(x)
         } else {
             let x = self.u32()?;
             if x > i32::MAX as u32 {
-                return Err(self.corrupt(format!("negative count {}", i32::from_ne_bytes(x.to_ne_bytes()))));
+                return Err(self.corrupt(format!(
+                    "negative count {}",
+                    i32::from_ne_bytes(x.to_ne_bytes())
+                )));
             }
             Ok(u64::from(x))
         }
