@@ -10,4 +10,5 @@ mod convert;
 mod fuzz;
 mod multifile;
 mod passthrough;
+mod real_files;
 mod reliability;
