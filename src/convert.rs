@@ -1079,9 +1079,8 @@ fn complete_unit(
             crate::block::place_items(dst, &full, &p, &c, &origin);
         }
         _ => {
-            return Err(WriteError::Array {
+            return Err(WriteError::KindMismatch {
                 var: a.path.clone(),
-                msg: "stored unit and new values differ in kind".into(),
             }
             .into())
         }

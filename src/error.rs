@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+/// A boxed error from a library (zarrs, serde) kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -449,6 +452,36 @@ pub enum ReadError {
         /// netCDF-C's status.
         source: crate::netcdf_c::NcError,
     },
+    /// A stored source chunk could not be decoded (inflate, unshuffle).
+    #[error("{path}: variable '{var}': cannot decode the stored chunk at {origin:?}: {msg}")]
+    Decode {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// Element origin of the chunk.
+        origin: Vec<u64>,
+        /// The decoder's message.
+        msg: String,
+    },
+    /// A time value that the output units cannot hold exactly.
+    #[error("{path}: variable '{var}': time value {value} is not a whole number in the output units (pass --time-units with a finer unit)")]
+    Recode {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// The value.
+        value: String,
+    },
+    /// Parts of one region read as different kinds of values.
+    #[error("{path}: variable '{var}': parts of one region read as strings and as numbers")]
+    KindMismatch {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+    },
     /// A netCDF-3 file no longer holds what its header describes (it was
     /// truncated after the scan, or is being rewritten).
     #[error("{path}: variable '{var}': the file shrank to {have} bytes while being read; its header needs {need} (truncated or being rewritten)")]
@@ -493,22 +526,33 @@ pub enum WriteError {
         source: std::io::Error,
     },
     /// zarrs refused the array metadata zarrforge built.
-    #[error("array '{var}': {msg}")]
+    #[error("array '{var}': zarrs refused the array metadata")]
     Array {
         /// Variable path.
         var: String,
-        /// zarrs error text.
-        msg: String,
+        /// zarrs' (or serde's) error.
+        source: BoxError,
     },
-    /// A chunk could not be encoded.
-    #[error("array '{var}' chunk {chunk:?}: encode: {msg}")]
+    /// A chunk could not be encoded (or a stored one decoded).
+    #[error("array '{var}' chunk {chunk:?}: {what}")]
     Encode {
         /// Variable path.
         var: String,
         /// Chunk indices.
         chunk: Vec<u64>,
-        /// zarrs error text.
-        msg: String,
+        /// What was being done.
+        what: &'static str,
+        /// zarrs' error.
+        source: BoxError,
+    },
+    /// A stored unit and the values appended to it are of different kinds
+    /// (strings and numbers).
+    #[error(
+        "array '{var}': the stored unit and the new values differ in kind (strings and numbers)"
+    )]
+    KindMismatch {
+        /// Variable path.
+        var: String,
     },
     /// A worker thread panicked.
     #[error(transparent)]

@@ -415,11 +415,9 @@ impl<'a> Reader<'a> {
                     crate::block::place_items(dst, count, &p, &c, &origin);
                 }
                 _ => {
-                    return Err(ReadError::Hdf5 {
+                    return Err(ReadError::KindMismatch {
                         path: self.path_of(seg.file),
                         var: src.var.path.clone(),
-                        what: "assemble",
-                        msg: "mixed value kinds".into(),
                     })
                 }
             }
@@ -446,13 +444,10 @@ fn recode(values: Values, var: &Var, seg: &Segment, path: PathBuf) -> Result<Val
         return Ok(values);
     };
     let fill = crate::write::metadata::fill_bytes(var);
-    let inexact = |x: String| {
-        ReadError::Hdf5 {
+    let inexact = |value: String| ReadError::Recode {
         path: path.clone(),
         var: var.path.clone(),
-        what: "time re-encoding",
-        msg: format!("value {x} is not a whole number in the output units (pass --time-units with a finer unit)"),
-    }
+        value,
     };
     macro_rules! each {
         ($t:ty, $f:expr) => {{
