@@ -218,6 +218,7 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     let opts = ScanOptions {
         concat_dim: concat_dim.clone(),
         skip_unsupported: cfg.skip_unsupported,
+        phony_dims: cfg.phony_dims,
         digest_static: cfg.combine.check_static_values,
     };
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);

@@ -397,7 +397,7 @@ pub enum SchemaError {
         reason: &'static str,
     },
     /// An HDF5 file that netCDF-C can open but that is not netCDF-4.
-    #[error("{path}: an HDF5 file but not netCDF-4: variable '{var}' has no named dimensions (netCDF-C calls them '{dim}'); write it with netCDF-4 dimensions, or convert it with an HDF5 tool")]
+    #[error("{path}: an HDF5 file but not netCDF-4: variable '{var}' has no named dimensions (netCDF-C calls them '{dim}'); pass --phony-dims to convert it with those names (as xarray's netCDF4 engine shows them)")]
     NotNetcdf4 {
         /// Input path.
         path: PathBuf,

@@ -59,6 +59,8 @@ pub struct ScanOptions {
     pub concat_dim: Option<String>,
     /// Leave out variables of unsupported types.
     pub skip_unsupported: bool,
+    /// Accept plain HDF5 files with netCDF-C's phony dimension names.
+    pub phony_dims: bool,
     /// Compute value digests of static variables.
     pub digest_static: bool,
 }
@@ -83,7 +85,7 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
             source,
         })?;
     let file = crate::schema::open_checked(path, format)?;
-    let schema = read_schema_from(&file, path, format, opts.skip_unsupported)?;
+    let schema = read_schema_from(&file, path, format, opts.skip_unsupported, opts.phony_dims)?;
     let nc_err = |what: String| {
         move |source| SchemaError::Netcdf {
             path: path.to_path_buf(),

@@ -410,7 +410,8 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, SchemaError> {
     let format = detect_format(path)?;
     let file = open_checked(path, format)?;
-    read_schema_from(&file, path, format, skip_unsupported)
+    // Describing a file (inspect, bench) shows phony dimensions as they are.
+    read_schema_from(&file, path, format, skip_unsupported, true)
 }
 
 /// Opens `path` with netCDF-C, after checking a netCDF-3 header against the
@@ -441,6 +442,7 @@ pub fn read_schema_from(
     path: &Path,
     format: SourceFormat,
     skip_unsupported: bool,
+    phony_dims: bool,
 ) -> Result<Schema, SchemaError> {
     let mut walk = Walk {
         file,
@@ -455,7 +457,7 @@ pub fn read_schema_from(
     // netCDF-C opens plain HDF5 files too, inventing dimensions named
     // `phony_dim_N` for datasets without dimension scales: such a file is
     // not a netCDF dataset and its structure would be made up.
-    if format == SourceFormat::Netcdf4 {
+    if format == SourceFormat::Netcdf4 && !phony_dims {
         for v in root.all_vars() {
             if let Some(d) = v.dims.iter().find(|d| d.starts_with("phony_dim_")) {
                 return Err(SchemaError::NotNetcdf4 {
