@@ -458,7 +458,9 @@ impl NcFile {
             checked(|| unsafe {
                 sys::nc_get_att_string(grp, varid, cname.as_ptr(), ptrs.as_mut_ptr())
             })?;
-            return Ok(NcAttr::Strings(take_strings(ptrs)));
+            // Attribute text is read as netCDF4-python reads it: invalid
+            // UTF-8 replaced.
+            return Ok(NcAttr::Strings(take_strings(ptrs, false)?));
         }
         // An enum-typed attribute (an enum variable's _FillValue) holds
         // values of the enum's base type.
@@ -607,7 +609,7 @@ impl NcFile {
                 ptrs.as_mut_ptr(),
             )
         })?;
-        Ok(take_strings(ptrs))
+        take_strings(ptrs, true)
     }
 
     /// The group id of `path` (`a/b`), the root for an empty path.
@@ -658,17 +660,27 @@ fn ids(f: impl Fn(*mut c_int, *mut c_int) -> c_int) -> Result<Vec<c_int>, NcErro
     Ok(out)
 }
 
-/// Copies strings returned by netCDF-C and frees them.
-fn take_strings(mut ptrs: Vec<*mut c_char>) -> Vec<String> {
+/// Copies strings returned by netCDF-C and frees them. With `strict`, a
+/// value that is not UTF-8 is an error (netCDF4-python, hence xarray,
+/// refuses to decode it); otherwise it is replaced.
+fn take_strings(mut ptrs: Vec<*mut c_char>, strict: bool) -> Result<Vec<String>, NcError> {
     let out = ptrs
         .iter()
-        .map(|&p| {
+        .enumerate()
+        .map(|(k, &p)| {
             if p.is_null() {
-                String::new()
-            } else {
-                // SAFETY: a non-NULL pointer from netCDF-C points to a
-                // NUL-terminated string it allocated.
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                return Ok(String::new());
+            }
+            // SAFETY: a non-NULL pointer from netCDF-C points to a
+            // NUL-terminated string it allocated.
+            let c = unsafe { CStr::from_ptr(p) };
+            match c.to_str() {
+                Ok(s) => Ok(s.to_string()),
+                Err(_) if !strict => Ok(c.to_string_lossy().into_owned()),
+                Err(_) => Err(NcError::invalid(format!(
+                    "string value #{k} of the read is not valid UTF-8 ({:?})",
+                    c.to_string_lossy()
+                ))),
             }
         })
         .collect();

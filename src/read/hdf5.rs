@@ -167,8 +167,22 @@ impl Hdf5Reader {
         let Some(chunk) = ds.chunk() else {
             return Ok(None);
         };
-        if ds.dtype().map(|t| t.size()).ok() != Some(var.dtype.size()) {
+        // Raw bytes skip HDF5's type conversion: only a stored type equal
+        // to the native one (IEEE floats, two's-complement integers of the
+        // same size and order) may be copied as it is.
+        if !ds.dtype().is_ok_and(|t| stored_as_native(var.dtype, &t)) {
             return Ok(None);
+        }
+        let chunk_bytes = chunk
+            .iter()
+            .try_fold(var.dtype.size() as u64, |a, &c| a.checked_mul(c as u64));
+        if chunk_bytes.is_none_or(|b| b > u64::from(u32::MAX)) {
+            return Err(ReadError::Hdf5 {
+                path: self.path.clone(),
+                var: var.path.clone(),
+                what: "chunk shape",
+                msg: format!("chunks of {chunk:?} elements exceed HDF5's 4 GiB chunk limit: the file is damaged"),
+            });
         }
         let mut filters = Vec::new();
         let mut level = None;
@@ -206,7 +220,17 @@ impl Hdf5Reader {
         use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
-        let did = self.dataset(var)?.id();
+        let ds = self.dataset(var)?;
+        let did = ds.id();
+        // An unfiltered chunk is read whole (its size from the chunk shape,
+        // not from the index): the buffer must hold that much.
+        let unfiltered = ds.filters().is_empty();
+        let whole = ds
+            .chunk()
+            .unwrap_or_default()
+            .iter()
+            .try_fold(var.dtype.size() as u64, |a, &c| a.checked_mul(c as u64))
+            .unwrap_or(u64::MAX);
         let file_len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
         let offset: Vec<hsize_t> = origin.to_vec();
         hdf5::sync::sync(|| {
@@ -221,8 +245,13 @@ impl Hdf5Reader {
                 {
                     return Err(fail("chunk info"));
                 }
-                if size == 0 || addr == hdf5_sys::h5::HADDR_UNDEF {
+                if addr == hdf5_sys::h5::HADDR_UNDEF {
                     return Ok(None);
+                }
+                if size == 0 || (unfiltered && size != whole) {
+                    return Err(fail(
+                        "a chunk index entry whose size does not match the chunk",
+                    ));
                 }
                 // A stored chunk lies inside the file: a larger size comes
                 // from a damaged index and must not size an allocation.
@@ -230,7 +259,12 @@ impl Hdf5Reader {
                     return Err(fail("chunk size beyond the end of the file"));
                 }
                 let n = usize::try_from(size).map_err(|_| fail("chunk size"))?;
-                let mut buf = vec![0u8; n];
+                // HDF5 1.10 can read more than the index reported for a
+                // damaged file (an edited chunk shape): leave room for the
+                // whole chunk, never more than the file holds, so its read
+                // cannot run past the buffer.
+                let room = size.max(whole.min(file_len));
+                let mut buf = vec![0u8; usize::try_from(room).map_err(|_| fail("chunk size"))?];
                 let mut filters: u32 = 0;
                 if H5Dread_chunk(
                     did,
@@ -241,6 +275,10 @@ impl Hdf5Reader {
                 ) < 0
                 {
                     return Err(fail("read chunk"));
+                }
+                if buf.len() > n {
+                    buf.truncate(n);
+                    buf.shrink_to_fit();
                 }
                 Ok(Some((buf, filters)))
             }
@@ -344,4 +382,27 @@ impl Hdf5Reader {
             .map(|ds| ds.filters().iter().map(|f| format!("{f:?}")).collect())
             .unwrap_or_default()
     }
+}
+
+/// Whether HDF5 stores `dtype` exactly as the native little-endian type
+/// zarrforge writes (so raw chunk bytes need no conversion).
+fn stored_as_native(dtype: crate::schema::DType, t: &hdf5::Datatype) -> bool {
+    use crate::schema::DType as D;
+    use hdf5::Datatype as T;
+    let native = match dtype {
+        D::I8 => T::from_type::<i8>(),
+        D::U8 => T::from_type::<u8>(),
+        D::I16 => T::from_type::<i16>(),
+        D::U16 => T::from_type::<u16>(),
+        D::I32 => T::from_type::<i32>(),
+        D::U32 => T::from_type::<u32>(),
+        D::I64 => T::from_type::<i64>(),
+        D::U64 => T::from_type::<u64>(),
+        D::F32 => T::from_type::<f32>(),
+        D::F64 => T::from_type::<f64>(),
+        // netCDF chars: one-byte strings, copied as bytes.
+        D::Char => return t.size() == 1,
+        D::String => return false,
+    };
+    native.is_ok_and(|n| &n == t)
 }
