@@ -11,3 +11,4 @@ mod fuzz;
 mod multifile;
 mod passthrough;
 mod reliability;
+mod verify;
