@@ -184,7 +184,7 @@ fn first_f64(a: &NcAttr) -> Option<f64> {
         NcAttr::U64(v) => v.first().map(|&x| x as f64),
         NcAttr::F32(v) => v.first().map(|&x| f64::from(x)),
         NcAttr::F64(v) => v.first().copied(),
-        NcAttr::Text(_) | NcAttr::Strings(_) => None,
+        NcAttr::Text(_) | NcAttr::Strings(_) | NcAttr::Members(_) => None,
     }
 }
 
@@ -486,6 +486,10 @@ fn same_bytes(t: NcType, a: &[u8], b: &[u8]) -> bool {
 
 /// The fill value as a reader of the store takes it (v3: the `_FillValue`
 /// attribute; v2: the array's `fill_value`), compared with the source's.
+///
+/// Chars and strings in v3 may keep their fill in the array's
+/// `fill_value` only (xarray cannot decode a v3 `_FillValue` attribute on
+/// bytes or strings): that is not a difference when it is the source's.
 fn compare_fill(
     arr: &StoreArray,
     format: Format,
@@ -494,22 +498,35 @@ fn compare_fill(
     diffs: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
     let owner = format!("'{}'", arr.path);
-    let want = src.and_then(|a| json::src_bytes(a, t).into_iter().next());
     let show_src = || src.map_or_else(|| "none".to_string(), NcAttr::show);
+    if format == Format::V2 {
+        if let Some(v) = arr.attrs.get("_FillValue") {
+            diffs.push(format!(
+                "{owner} attribute '_FillValue' is in .zattrs ({}): Zarr v2 readers take the fill from fill_value",
+                json::show(v)
+            ));
+        }
+    }
+    if t == NcType::Str {
+        compare_text_fill(arr, format, src, &owner, diffs);
+        return None;
+    }
+    let want = src.and_then(|a| json::src_fill(a, t));
+    let attr = arr.attrs.get("_FillValue");
     let (have, what) = match format {
-        Format::V3 => (
-            arr.attrs
-                .get("_FillValue")
-                .map(|v| (v, json::fill_attr_v3(v, t))),
-            "attribute '_FillValue'",
-        ),
-        Format::V2 => {
-            if let Some(v) = arr.attrs.get("_FillValue") {
-                diffs.push(format!(
-                    "{owner} attribute '_FillValue' is in .zattrs ({}): Zarr v2 readers take the fill from fill_value",
-                    json::show(v)
-                ));
+        Format::V3 => match attr {
+            Some(v) => (
+                Some((v, json::fill_attr_v3(v, t))),
+                "attribute '_FillValue'",
+            ),
+            None if t == NcType::Char && want.is_some() => {
+                let v = arr.fill_value();
+                let decoded = json::fill_value_v2(v, t).map(Option::unwrap_or_default);
+                (Some((v, decoded)), "fill_value")
             }
+            None => (None, "attribute '_FillValue'"),
+        },
+        Format::V2 => {
             let v = arr.fill_value();
             (
                 (!v.is_null())
@@ -518,9 +535,6 @@ fn compare_fill(
             )
         }
     };
-    if t == NcType::Str {
-        return None;
-    }
     match (want, have) {
         (None, None) => None,
         (Some(_), None) => {
@@ -532,8 +546,9 @@ fn compare_fill(
         }
         (None, Some((v, decoded))) => {
             diffs.push(format!(
-                "{owner} {what} {} is only in the store: readers mask values the sources do not",
-                json::show(v)
+                "{owner} {what} {} is only in the store (sources: _FillValue {}): readers mask values the sources do not",
+                json::show(v),
+                show_src()
             ));
             decoded.ok()
         }
@@ -556,6 +571,42 @@ fn compare_fill(
                 None
             }
         },
+    }
+}
+
+/// The fill of a string array: v3 the `_FillValue` attribute or else the
+/// array's `fill_value`; v2 the `fill_value` (`null`: none).
+fn compare_text_fill(
+    arr: &StoreArray,
+    format: Format,
+    src: Option<&NcAttr>,
+    owner: &str,
+    diffs: &mut Vec<String>,
+) {
+    let want = src.and_then(NcAttr::text);
+    let attr = arr.attrs.get("_FillValue");
+    let (have, what) = match (format, attr) {
+        (Format::V3, Some(v)) => (Some(v), "attribute '_FillValue'"),
+        (Format::V3, None) if want.is_some() => (Some(arr.fill_value()), "fill_value"),
+        (Format::V3, None) => (None, "attribute '_FillValue'"),
+        (Format::V2, _) => (
+            Some(arr.fill_value()).filter(|v| !v.is_null()),
+            "fill_value",
+        ),
+    };
+    let show_src = || src.map_or_else(|| "none".to_string(), NcAttr::show);
+    match (want, have) {
+        (None, None) => {}
+        (Some(w), Some(v)) if v.as_str() == Some(w) && json::token(v).is_none() => {}
+        (Some(_), None) => diffs.push(format!(
+            "{owner} {what} is missing from the store (sources: _FillValue {})",
+            show_src()
+        )),
+        (_, Some(v)) => diffs.push(format!(
+            "{owner} {what}: store {}, sources _FillValue {}",
+            json::show(v),
+            show_src()
+        )),
     }
 }
 
@@ -700,6 +751,18 @@ pub(crate) fn expect(
                 add_candidates(&mut cands, &x.attrs);
             }
         }
+        if let Some(e) = &v.enumeration {
+            // An enum is stored as its base integers; the mapping is kept
+            // as xarray keeps it (`enum`, `enum_name`).
+            for (n, a) in [
+                ("enum", NcAttr::Members(e.members.clone())),
+                ("enum_name", NcAttr::Text(e.name.clone())),
+            ] {
+                if !cands.iter().any(|(x, _)| x == n) {
+                    cands.push((n.to_string(), vec![a]));
+                }
+            }
+        }
         if let Some(edit) = opts.var_edits.iter().find(|e| e.var == p) {
             cands.retain(|(n, _)| !edit.remove.contains(n));
             for (n, a) in &edit.set {
@@ -804,8 +867,9 @@ pub(crate) fn expect(
             let mut src_cf = Cf {
                 masked: v
                     .attr("_FillValue")
-                    .map(|a| json::src_bytes(a, t))
-                    .unwrap_or_default(),
+                    .and_then(|a| json::src_fill(a, t))
+                    .into_iter()
+                    .collect(),
                 scale: v.attr("scale_factor").and_then(first_f64),
                 offset: v.attr("add_offset").and_then(first_f64),
             };
@@ -905,6 +969,7 @@ mod tests {
         SrcVar {
             path: path.into(),
             dtype: VarType::Nc(NcType::F64),
+            enumeration: None,
             dims: dims.iter().map(|d| (*d).to_string()).collect(),
             shape: shape.to_vec(),
             attrs,

@@ -203,6 +203,14 @@ pub(crate) fn attr_problem(src: &NcAttr, store: &Value) -> Option<String> {
         NcAttr::U32(v) => ints(store, v.len(), |k| i128::from(v[k])),
         NcAttr::I64(v) => ints(store, v.len(), |k| i128::from(v[k])),
         NcAttr::U64(v) => ints(store, v.len(), |k| i128::from(v[k])),
+        NcAttr::Members(m) => {
+            let Value::Object(o) = store else {
+                return wrong_kind("enum members", store);
+            };
+            let same =
+                o.len() == m.len() && m.iter().all(|(k, v)| o.get(k).and_then(int_of) == Some(*v));
+            (!same).then(|| "members differ".into())
+        }
     }
 }
 
@@ -375,12 +383,38 @@ pub(crate) fn fill_value_v2(v: &Value, dtype: NcType) -> Result<Option<Vec<u8>>,
     }
 }
 
-/// A source attribute's first value as little-endian bytes of `dtype` (a
-/// fill or missing value of another type is converted, as netCDF readers
-/// do).
+/// `x` as `dtype` bytes when it is exactly a value of that type (source
+/// values: a fill or missing value that the type cannot hold exactly masks
+/// nothing).
+fn exact_bytes(x: f64, dtype: NcType) -> Option<Vec<u8>> {
+    #[allow(clippy::cast_possible_truncation)]
+    if dtype == NcType::F32 {
+        let y = x as f32;
+        return (f64::from(y) == x || x.is_nan()).then(|| y.to_le_bytes().to_vec());
+    }
+    f64_bytes(x, dtype)
+}
+
+/// `x` as `dtype` bytes when exactly representable.
+fn exact_int_bytes(x: i128, dtype: NcType) -> Option<Vec<u8>> {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+    match dtype {
+        NcType::F32 => {
+            let y = x as f32;
+            (y.is_finite() && f64::from(y) as i128 == x).then(|| y.to_le_bytes().to_vec())
+        }
+        NcType::F64 => {
+            let y = x as f64;
+            (y as i128 == x).then(|| y.to_le_bytes().to_vec())
+        }
+        _ => int_bytes(x, dtype),
+    }
+}
+
+/// A source attribute's values as little-endian bytes of `dtype`, those
+/// the type holds exactly (for `missing_value`).
 pub(crate) fn src_bytes(a: &NcAttr, dtype: NcType) -> Vec<Vec<u8>> {
-    let one = |x: f64| f64_bytes(x, dtype);
-    let int = |x: i128| int_bytes(x, dtype);
+    let int = |x: i128| exact_int_bytes(x, dtype);
     match a {
         NcAttr::I8(v) => v.iter().filter_map(|&x| int(x.into())).collect(),
         NcAttr::U8(v) => v.iter().filter_map(|&x| int(x.into())).collect(),
@@ -393,13 +427,39 @@ pub(crate) fn src_bytes(a: &NcAttr, dtype: NcType) -> Vec<Vec<u8>> {
         NcAttr::F32(v) if dtype == NcType::F32 => {
             v.iter().map(|x| x.to_le_bytes().to_vec()).collect()
         }
-        NcAttr::F32(v) => v.iter().filter_map(|&x| one(x.into())).collect(),
-        NcAttr::F64(v) => v.iter().filter_map(|&x| one(x)).collect(),
-        NcAttr::Text(s) if dtype == NcType::Char => {
+        NcAttr::F32(v) => v
+            .iter()
+            .filter_map(|&x| exact_bytes(x.into(), dtype))
+            .collect(),
+        NcAttr::F64(v) => v.iter().filter_map(|&x| exact_bytes(x, dtype)).collect(),
+        NcAttr::Text(s) if dtype == NcType::Char && s.len() <= 1 => {
             vec![vec![s.as_bytes().first().copied().unwrap_or(0)]]
         }
-        NcAttr::Text(_) | NcAttr::Strings(_) => Vec::new(),
+        NcAttr::Text(_) | NcAttr::Strings(_) | NcAttr::Members(_) => Vec::new(),
     }
+}
+
+/// A source `_FillValue` as little-endian bytes of `dtype`: one value the
+/// type holds exactly; otherwise readers mask nothing with it (`None`).
+pub(crate) fn src_fill(a: &NcAttr, dtype: NcType) -> Option<Vec<u8>> {
+    let n = match a {
+        NcAttr::I8(v) => v.len(),
+        NcAttr::U8(v) => v.len(),
+        NcAttr::I16(v) => v.len(),
+        NcAttr::U16(v) => v.len(),
+        NcAttr::I32(v) => v.len(),
+        NcAttr::U32(v) => v.len(),
+        NcAttr::I64(v) => v.len(),
+        NcAttr::U64(v) => v.len(),
+        NcAttr::F32(v) => v.len(),
+        NcAttr::F64(v) => v.len(),
+        NcAttr::Text(_) => 1,
+        NcAttr::Strings(_) | NcAttr::Members(_) => 0,
+    };
+    if n != 1 {
+        return None;
+    }
+    src_bytes(a, dtype).into_iter().next()
 }
 
 /// A stored attribute's values as little-endian bytes of `dtype` (for
@@ -535,11 +595,27 @@ mod tests {
     }
 
     #[test]
-    fn source_fill_values_convert_to_the_variable_type() {
+    fn source_fill_values_convert_to_the_variable_type_when_exact() {
         assert_eq!(
             src_bytes(&NcAttr::F64(vec![-32767.0]), NcType::I16),
             vec![(-32767i16).to_le_bytes().to_vec()]
         );
+        assert_eq!(src_fill(&NcAttr::F64(vec![0.1]), NcType::F32), None);
+        assert_eq!(
+            src_fill(&NcAttr::F64(vec![0.5]), NcType::F32),
+            Some(0.5f32.to_le_bytes().to_vec())
+        );
+        assert_eq!(src_fill(&NcAttr::F64(vec![f64::NAN]), NcType::I16), None);
+        assert_eq!(src_fill(&NcAttr::I32(vec![70000]), NcType::I16), None);
+        assert_eq!(src_fill(&NcAttr::I16(vec![1, 2]), NcType::I16), None);
+        assert_eq!(
+            src_fill(&NcAttr::Text(String::new()), NcType::Char),
+            Some(vec![0])
+        );
+        let m = NcAttr::Members(vec![("clear".into(), 0), ("cloudy".into(), 1)]);
+        assert_eq!(attr_problem(&m, &json!({"cloudy": 1, "clear": 0})), None);
+        assert!(attr_problem(&m, &json!({"clear": 0})).is_some());
+        assert!(attr_problem(&m, &json!("clear")).is_some());
         assert_eq!(src_bytes(&NcAttr::I16(vec![1, 2]), NcType::I16).len(), 2);
         assert_eq!(store_f64(&json!([0.5])), Some(0.5));
         assert_eq!(

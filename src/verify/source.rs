@@ -91,6 +91,9 @@ pub(crate) enum NcAttr {
     Text(String),
     /// `string` values.
     Strings(Vec<String>),
+    /// An enum's members (name, value), which a store keeps as a JSON
+    /// object attribute (`enum`, as xarray does).
+    Members(Vec<(String, i128)>),
 }
 
 impl NcAttr {
@@ -125,6 +128,13 @@ impl NcAttr {
             Self::F64(v) => list(v, "double"),
             Self::Text(s) => format!("{s:?} (char)"),
             Self::Strings(v) => list(v, "string"),
+            Self::Members(m) => format!(
+                "{{{}}} (enum members)",
+                m.iter()
+                    .map(|(k, v)| format!("{k:?}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -138,13 +148,24 @@ pub(crate) enum VarType {
     Unsupported(String),
 }
 
+/// An enum type: its name and members (name, value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Enumeration {
+    /// Type name.
+    pub(crate) name: String,
+    /// Members in netCDF-C's order.
+    pub(crate) members: Vec<(String, i128)>,
+}
+
 /// A variable of one source file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SrcVar {
     /// Path from the root group: `name` or `group/sub/name`.
     pub(crate) path: String,
-    /// Element type.
+    /// Element type (an enum's base type).
     pub(crate) dtype: VarType,
+    /// The enum type, for an enum variable.
+    pub(crate) enumeration: Option<Enumeration>,
     /// Dimension names, outermost first.
     pub(crate) dims: Vec<String>,
     /// Shape.
@@ -210,9 +231,11 @@ fn join(parent: &str, name: &str) -> String {
     }
 }
 
-fn map_type(t: &netcdf::types::NcVariableType) -> VarType {
-    use netcdf::types::{FloatType, IntType, NcVariableType as T};
-    VarType::Nc(match t {
+/// The type of a variable, and for an enum (stored as its base integers)
+/// its name and members.
+fn map_type(t: &netcdf::types::NcVariableType) -> (VarType, Option<Enumeration>) {
+    use netcdf::types::{EnumTypeValues as E, FloatType, IntType, NcVariableType as T};
+    let nc = match t {
         T::Int(IntType::I8) => NcType::I8,
         T::Int(IntType::U8) => NcType::U8,
         T::Int(IntType::I16) => NcType::I16,
@@ -225,11 +248,34 @@ fn map_type(t: &netcdf::types::NcVariableType) -> VarType {
         T::Float(FloatType::F64) => NcType::F64,
         T::Char => NcType::Char,
         T::String => NcType::Str,
-        T::Compound(_) => return VarType::Unsupported("compound".into()),
-        T::Opaque(_) => return VarType::Unsupported("opaque".into()),
-        T::Enum(_) => return VarType::Unsupported("enum".into()),
-        T::Vlen(_) => return VarType::Unsupported("vlen".into()),
-    })
+        T::Enum(e) => {
+            fn wide<T: Copy + Into<i128>>(v: &[T]) -> Vec<i128> {
+                v.iter().map(|&x| x.into()).collect()
+            }
+            let (base, values) = match &e.fieldvalues {
+                E::I8(v) => (NcType::I8, wide(v)),
+                E::U8(v) => (NcType::U8, wide(v)),
+                E::I16(v) => (NcType::I16, wide(v)),
+                E::U16(v) => (NcType::U16, wide(v)),
+                E::I32(v) => (NcType::I32, wide(v)),
+                E::U32(v) => (NcType::U32, wide(v)),
+                E::I64(v) => (NcType::I64, wide(v)),
+                E::U64(v) => (NcType::U64, wide(v)),
+            };
+            let members = e.fieldnames.iter().cloned().zip(values).collect();
+            return (
+                VarType::Nc(base),
+                Some(Enumeration {
+                    name: e.name.clone(),
+                    members,
+                }),
+            );
+        }
+        T::Compound(_) => return (VarType::Unsupported("compound".into()), None),
+        T::Opaque(_) => return (VarType::Unsupported("opaque".into()), None),
+        T::Vlen(_) => return (VarType::Unsupported("vlen".into()), None),
+    };
+    (VarType::Nc(nc), None)
 }
 
 fn read_attrs<'a>(
@@ -241,9 +287,13 @@ fn read_attrs<'a>(
     let mut out = Vec::new();
     for a in attrs {
         let name = a.name().to_string();
-        let value = a
-            .value()
-            .map_err(nc_err(path, format!("attribute '{name}' of '{owner}'")))?;
+        let value = match a.value() {
+            Ok(v) => v,
+            // A user-defined type (compound, enum, opaque, vlen): Zarr
+            // attributes cannot hold it, the store has no such attribute.
+            Err(netcdf::Error::TypeUnknown(_)) => continue,
+            Err(e) => return Err(nc_err(path, format!("attribute '{name}' of '{owner}'"))(e)),
+        };
         out.push((
             name,
             match value {
@@ -284,8 +334,10 @@ fn read_vars<'a>(
     for v in vars {
         let vpath = join(gpath, &v.name());
         let attrs = read_attrs(path, &vpath, v.attributes())?;
+        let (dtype, enumeration) = map_type(&v.vartype());
         out.push(SrcVar {
-            dtype: map_type(&v.vartype()),
+            dtype,
+            enumeration,
             dims: v.dimensions().iter().map(netcdf::Dimension::name).collect(),
             shape: v.dimensions().iter().map(|d| d.len() as u64).collect(),
             attrs,
