@@ -124,6 +124,7 @@ fn encoding(c: &mut Criterion) {
         filters: vec![],
         big_endian: false,
         attrs: vec![],
+        via_netcdf: false,
     };
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Bytes(data.len() as u64));

@@ -93,9 +93,12 @@ pub struct LayoutArgs {
     /// Target uncompressed MiB per chunk for dimensions not given in --chunks [default: 4]
     #[arg(long, value_name = "MIB")]
     pub target_chunk_mib: Option<u64>,
-    /// Leave out variables whose type Zarr cannot hold (compound, opaque, enum, vlen), with a warning
+    /// Leave out variables whose type Zarr cannot hold (compound, opaque, vlen), and attributes of such types, with a warning
     #[arg(long)]
     pub skip_unsupported: bool,
+    /// Convert plain HDF5 files whose datasets have no netCDF dimensions, naming the dimensions as netCDF-C does (phony_dim_0, phony_dim_1, ...; what xarray's netCDF4 engine shows)
+    #[arg(long)]
+    pub phony_dims: bool,
 }
 
 /// Which files, and how they combine (shared by `convert` and `plan`).
@@ -422,6 +425,7 @@ impl LayoutArgs {
             cfg.target_chunk_bytes = m.max(1) << 20;
         }
         cfg.skip_unsupported |= self.skip_unsupported;
+        cfg.phony_dims |= self.phony_dims;
         Ok(())
     }
 }

@@ -291,6 +291,8 @@ pub struct ConvertConfig {
     pub overwrite: bool,
     /// Leave out variables of unsupported types, with a warning.
     pub skip_unsupported: bool,
+    /// Accept plain HDF5 files, with netCDF-C's phony dimension names.
+    pub phony_dims: bool,
     /// Target uncompressed bytes per chunk for the default chunk heuristic.
     pub target_chunk_bytes: u64,
     /// Encoder threads per rank (`None`: from the rank's cpuset).
@@ -343,6 +345,7 @@ impl ConvertConfig {
             format: ZarrFormat::V3,
             overwrite: false,
             skip_unsupported: false,
+            phony_dims: false,
             target_chunk_bytes: crate::plan::DEFAULT_TARGET_CHUNK_BYTES,
             threads: None,
             max_memory: None,

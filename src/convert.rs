@@ -4,7 +4,6 @@
 //! ([`MpiCtx::agree`]), so a failure anywhere makes every rank stop at the
 //! same point with the same error and nothing is committed.
 
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -15,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::append::{self, StoreState};
 use crate::config::ConvertConfig;
 use crate::dataset::{combine, CombineOptions, Dataset};
-use crate::error::{ConfigError, Error, SchemaError, WriteError};
+use crate::error::{ConfigError, Error, RankFailure, SchemaError, WriteError};
 use crate::journal;
 use crate::mpi_ctx::MpiCtx;
 use crate::plan::{ArrayPlan, Plan};
@@ -53,6 +52,8 @@ pub struct Report {
     pub seconds: f64,
     /// Variables left out (`--skip-unsupported`).
     pub skipped: Vec<String>,
+    /// What was changed or left out on the way to Zarr, one line each.
+    pub warnings: Vec<String>,
     /// Input files used.
     pub files: usize,
     /// Input files left out by `--append-mode skip-existing`.
@@ -157,14 +158,14 @@ pub fn from_root<T: Serialize + DeserializeOwned>(
     // Every rank learns whether every rank has the value: no rank goes on
     // to a collective that another rank will never reach.
     let ok = local.is_ok();
-    let failures = ctx.gather_failures(local.as_ref().err().map(|e| crate::error::chain(e)));
+    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
     if failures.is_empty() {
         return local;
     }
     if ok || !ctx.is_root() {
         // Report rank 0's own message when it has one, else every rank's.
-        let root_failed: Vec<(i32, String)> =
-            failures.iter().filter(|(r, _)| *r == 0).cloned().collect();
+        let root_failed: Vec<RankFailure> =
+            failures.iter().filter(|f| f.rank == 0).cloned().collect();
         return Err(Error::Ranks(if root_failed.is_empty() {
             failures
         } else {
@@ -217,10 +218,12 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     let opts = ScanOptions {
         concat_dim: concat_dim.clone(),
         skip_unsupported: cfg.skip_unsupported,
+        phony_dims: cfg.phony_dims,
         digest_static: cfg.combine.check_static_values,
     };
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let (lo, hi) = crate::scan::share(files.len(), rank, ctx.size());
+    crate::stage::enter("scan");
     let mine = guarded(|| {
         files[lo..hi]
             .iter()
@@ -301,6 +304,7 @@ fn build_job(
             .as_ref()
             .and_then(|s| s.concat.as_ref().and_then(|c| c.time_units.clone()))
     });
+    crate::stage::enter("combine");
     let opts = combine_options(cfg, &scans, concat_dim.clone(), time_units.clone())?;
     let mut ds = combine(&scans, &opts)?;
     let Some(state) = state else {
@@ -457,19 +461,7 @@ fn empty_like(state: &StoreState) -> Dataset {
     }
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// Runs `f`, turning a panic into an error, so the rank still reaches the
-/// next collective instead of leaving the others waiting.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-    std::panic::catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|p| Err(WriteError::Panic(panic_text(p.as_ref())).into()))
-}
+pub(crate) use crate::stage::guarded;
 
 /// Converts netCDF files into a Zarr store (or appends them to one) on all
 /// ranks of `ctx`.
@@ -484,6 +476,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     crate::signals::install();
     let job = prepare_job(ctx, cfg)?;
     let ds = &job.ds;
+    crate::stage::enter("plan");
     let plan = match &job.arrays {
         Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
         None => Plan::new(ds, cfg, ctx.size())?,
@@ -532,6 +525,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         || (job.append_from.is_some()
             && plan.total_units == 0
             && ds.concat.as_ref().map(|c| c.len) == job.append_from);
+    crate::stage::enter("write");
     let stats = if opened.complete {
         Ok(RankStats::default())
     } else {
@@ -540,6 +534,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     let mut stats = ctx.agree(stats)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
+    crate::stage::enter("commit");
     let committed = if ctx.is_root() && !nothing_new {
         guarded(|| {
             let mut state = StoreState::new(ds, &plan.arrays, format);
@@ -581,6 +576,14 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
             .iter()
             .map(|s| format!("{} ({})", s.path, s.kind))
             .collect(),
+        warnings: {
+            let mut w = ds.schema.warnings.clone();
+            w.extend(crate::write::metadata::format_warnings(
+                &ds.schema.vars(),
+                cfg.format,
+            ));
+            w
+        },
         files: job.files,
         skipped_files: job.skipped_files.clone(),
         scan_seconds: job.scan_seconds,
@@ -854,7 +857,7 @@ fn write_units(
             }
         })
         .build()
-        .map_err(|e| WriteError::Panic(format!("cannot start encoder threads: {e}")))?;
+        .map_err(|e| WriteError::Threads(e.to_string()))?;
     let in_flight = workers.budget.in_flight.max(1);
     let (tok_tx, tok_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
     for _ in 0..in_flight {
@@ -966,7 +969,7 @@ fn write_units(
                 (&failure, &shared, &finished, tok_tx.clone());
             s.spawn(move |_| {
                 let t = Instant::now();
-                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let result = crate::stage::catch(|| {
                     let bytes = match copied {
                         Some(b) => b,
                         None => {
@@ -979,8 +982,8 @@ fn write_units(
                     let t = Instant::now();
                     enc.store(&unit.indices, &bytes)?;
                     Ok::<_, WriteError>((bytes.len() as u64, t_enc, t.elapsed().as_secs_f64()))
-                }))
-                .unwrap_or_else(|p| Err(WriteError::Panic(panic_text(p.as_ref()))));
+                })
+                .unwrap_or_else(|p| Err(WriteError::Panic(p)));
                 match result {
                     Ok((n, te, tw)) => {
                         if let Ok(mut st) = shared.lock() {
@@ -1077,9 +1080,8 @@ fn complete_unit(
             crate::block::place_items(dst, &full, &p, &c, &origin);
         }
         _ => {
-            return Err(WriteError::Array {
+            return Err(WriteError::KindMismatch {
                 var: a.path.clone(),
-                msg: "stored unit and new values differ in kind".into(),
             }
             .into())
         }

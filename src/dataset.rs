@@ -355,7 +355,13 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
     if scans.is_empty() {
         return Err(CombineError::NoInputs);
     }
-    let dim = concat_dim(scans, opts)?;
+    // A concatenation dimension no variable uses (an unlimited dimension
+    // left empty, or whose variables were skipped) concatenates nothing.
+    let dim = concat_dim(scans, opts)?.filter(|d| {
+        scans
+            .iter()
+            .any(|s| s.schema.vars().iter().any(|v| v.dims.contains(d)))
+    });
     let files: Vec<SourceFile> = scans
         .iter()
         .map(|s| SourceFile {
@@ -602,6 +608,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
         format: scans[reps[0]].schema.format,
         root,
         skipped,
+        warnings: warnings_of(scans),
     };
 
     // Files holding each variable, in output order.
@@ -901,6 +908,7 @@ fn combine_static_only(
             .iter()
             .flat_map(|s| s.schema.skipped.clone())
             .collect(),
+        warnings: warnings_of(scans),
     };
     let sources = schema
         .vars()
@@ -1342,3 +1350,14 @@ impl TimeAxis {
 
 #[cfg(test)]
 mod tests;
+
+/// The scans' warnings, each once, in file order.
+fn warnings_of(scans: &[FileScan]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in scans.iter().flat_map(|s| &s.schema.warnings) {
+        if !out.contains(w) {
+            out.push(w.clone());
+        }
+    }
+    out
+}

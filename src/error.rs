@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+/// A boxed error from a library (zarrs, serde) kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -31,8 +34,11 @@ pub enum Error {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// One or more ranks failed; the messages are collected per rank.
-    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|(r, m)| format!("[rank {r}] {m}")).collect::<Vec<_>>().join("; "))]
-    Ranks(Vec<(i32, String)>),
+    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|f| format!("[rank {}] {}", f.rank, f.message)).collect::<Vec<_>>().join("; "))]
+    Ranks(Vec<RankFailure>),
+    /// A panic caught on this rank.
+    #[error(transparent)]
+    Panic(#[from] crate::stage::Panicked),
     /// `verify` found differences.
     #[error("{0}")]
     Verify(String),
@@ -42,6 +48,26 @@ pub enum Error {
     /// An MPI-level failure (message exchange).
     #[error("mpi: {0}")]
     Mpi(String),
+}
+
+/// How a rank failed, as the ranks tell each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An error to fix.
+    Failed,
+    /// Stopped by a signal with its finished units recorded: resumable.
+    Interrupted,
+}
+
+/// One rank's failure, gathered from every rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankFailure {
+    /// The rank.
+    pub rank: i32,
+    /// Its kind.
+    pub kind: FailureKind,
+    /// The error chain on one line.
+    pub message: String,
 }
 
 impl From<crate::dataset::CombineError> for Error {
@@ -68,6 +94,18 @@ pub enum ConfigError {
         value: String,
         /// What is expected.
         expected: String,
+    },
+    /// A layout with more stored objects than a plan may hold.
+    #[error("{path}: variable '{var}' would need {units} chunks or shards, and a store may hold at most {max}: use larger --chunks (or --shards), or convert only other variables (recipe include list)")]
+    TooManyUnits {
+        /// A source file holding it.
+        path: PathBuf,
+        /// The variable.
+        var: String,
+        /// Its units.
+        units: u64,
+        /// The bound.
+        max: u64,
     },
     /// `--max-memory` cannot hold what one unit needs.
     #[error("--max-memory {have_mib} MiB is too small: variable '{var}' needs at least {need_mib} MiB per rank for its units of {unit_mib} MiB uncompressed; use smaller --chunks (or --shards), or a larger --max-memory")]
@@ -310,8 +348,36 @@ pub enum SchemaError {
         path: PathBuf,
         /// What was being done.
         what: String,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
+    },
+    /// netCDF-C could not create or write a file (`generate`, `bench`).
+    #[error("{path}: {what}: {source}")]
+    Create {
+        /// Output path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
         /// netCDF error.
         source: netcdf::Error,
+    },
+    /// A netCDF-3 header that is corrupt or promises more than the file holds.
+    #[error("{path}: {source}")]
+    Header {
+        /// Input path.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::read::cdf_header::HeaderError,
+    },
+    /// An attribute whose type Zarr attributes cannot hold.
+    #[error("{path}: {attr} has unsupported type {kind} (use --skip-unsupported to leave it out)")]
+    UnsupportedAttr {
+        /// Input path.
+        path: PathBuf,
+        /// Which attribute of what.
+        attr: String,
+        /// The type's class.
+        kind: String,
     },
     /// A variable whose type zarrforge cannot represent in Zarr.
     #[error("{path}: variable '{var}' has unsupported type {kind} (use --skip-unsupported to leave it out)")]
@@ -334,7 +400,7 @@ pub enum SchemaError {
         reason: &'static str,
     },
     /// An HDF5 file that netCDF-C can open but that is not netCDF-4.
-    #[error("{path}: an HDF5 file but not netCDF-4: variable '{var}' has no named dimensions (netCDF-C calls them '{dim}'); write it with netCDF-4 dimensions, or convert it with an HDF5 tool")]
+    #[error("{path}: an HDF5 file but not netCDF-4: variable '{var}' has no named dimensions (netCDF-C calls them '{dim}'); pass --phony-dims to convert it with those names (as xarray's netCDF4 engine shows them)")]
     NotNetcdf4 {
         /// Input path.
         path: PathBuf,
@@ -378,16 +444,59 @@ pub enum ReadError {
         path: PathBuf,
         /// Variable path.
         var: String,
-        /// netCDF error.
-        source: netcdf::Error,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
     },
     /// netCDF-C failed to open the file.
     #[error("{path}: cannot open: {source}")]
     NetcdfOpen {
         /// Input path.
         path: PathBuf,
-        /// netCDF error.
-        source: netcdf::Error,
+        /// netCDF-C's status.
+        source: crate::netcdf_c::NcError,
+    },
+    /// A stored source chunk could not be decoded (inflate, unshuffle).
+    #[error("{path}: variable '{var}': cannot decode the stored chunk at {origin:?}: {msg}")]
+    Decode {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// Element origin of the chunk.
+        origin: Vec<u64>,
+        /// The decoder's message.
+        msg: String,
+    },
+    /// A time value that the output units cannot hold exactly.
+    #[error("{path}: variable '{var}': time value {value} is not a whole number in the output units (pass --time-units with a finer unit)")]
+    Recode {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// The value.
+        value: String,
+    },
+    /// Parts of one region read as different kinds of values.
+    #[error("{path}: variable '{var}': parts of one region read as strings and as numbers")]
+    KindMismatch {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+    },
+    /// A netCDF-3 file no longer holds what its header describes (it was
+    /// truncated after the scan, or is being rewritten).
+    #[error("{path}: variable '{var}': the file shrank to {have} bytes while being read; its header needs {need} (truncated or being rewritten)")]
+    Shrunk {
+        /// Input path.
+        path: PathBuf,
+        /// Variable path.
+        var: String,
+        /// Bytes the header needs.
+        need: u64,
+        /// Bytes the file has now.
+        have: u64,
     },
 }
 
@@ -420,26 +529,40 @@ pub enum WriteError {
         source: std::io::Error,
     },
     /// zarrs refused the array metadata zarrforge built.
-    #[error("array '{var}': {msg}")]
+    #[error("array '{var}': zarrs refused the array metadata")]
     Array {
         /// Variable path.
         var: String,
-        /// zarrs error text.
-        msg: String,
+        /// zarrs' (or serde's) error.
+        source: BoxError,
     },
-    /// A chunk could not be encoded.
-    #[error("array '{var}' chunk {chunk:?}: encode: {msg}")]
+    /// A chunk could not be encoded (or a stored one decoded).
+    #[error("array '{var}' chunk {chunk:?}: {what}")]
     Encode {
         /// Variable path.
         var: String,
         /// Chunk indices.
         chunk: Vec<u64>,
-        /// zarrs error text.
-        msg: String,
+        /// What was being done.
+        what: &'static str,
+        /// zarrs' error.
+        source: BoxError,
+    },
+    /// A stored unit and the values appended to it are of different kinds
+    /// (strings and numbers).
+    #[error(
+        "array '{var}': the stored unit and the new values differ in kind (strings and numbers)"
+    )]
+    KindMismatch {
+        /// Variable path.
+        var: String,
     },
     /// A worker thread panicked.
-    #[error("internal error (panic) while writing: {0}")]
-    Panic(String),
+    #[error(transparent)]
+    Panic(#[from] crate::stage::Panicked),
+    /// The encoder threads could not be started.
+    #[error("cannot start encoder threads: {0}")]
+    Threads(String),
     /// The run was interrupted by a signal.
     #[error("interrupted by {0}: finished units are recorded; run the same command with --resume to finish")]
     Interrupted(&'static str),
@@ -457,13 +580,20 @@ impl Error {
         match self {
             Error::Write(WriteError::Interrupted(_)) => true,
             Error::Ranks(list) => {
-                !list.is_empty()
-                    && list
-                        .iter()
-                        .all(|(_, m)| m.starts_with("interrupted by SIG"))
+                !list.is_empty() && list.iter().all(|f| f.kind == FailureKind::Interrupted)
             }
             _ => false,
         }
+    }
+
+    /// This rank's failure as the other ranks are told of it.
+    pub fn failure(&self) -> (FailureKind, String) {
+        let kind = if self.is_interrupted() {
+            FailureKind::Interrupted
+        } else {
+            FailureKind::Failed
+        };
+        (kind, chain(self))
     }
 }
 

@@ -54,10 +54,10 @@ pub fn one_thread_seconds(cfg: &ConvertConfig, report: &Report) -> Result<f64, E
             let raw = h.read_raw(v, &origin)?;
             let t = Instant::now();
             let data = crate::read::raw::decode(raw, &layout).map_err(|msg| {
-                crate::error::ReadError::Hdf5 {
+                crate::error::ReadError::Decode {
                     path: first.clone(),
                     var: v.path.clone(),
-                    what: "decode chunk",
+                    origin: origin.clone(),
                     msg,
                 }
             })?;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    zarrforge::stage::install_panic_hook(ctx.rank());
     let result = run(&ctx, &cli);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,15 +38,29 @@ fn main() -> ExitCode {
     code
 }
 
+/// Prints warnings, the first few in full (many files can repeat one).
+fn print_warnings(warnings: &[String]) {
+    const SHOWN: usize = 20;
+    for w in warnings.iter().take(SHOWN) {
+        eprintln!("zarrforge: warning: {w}");
+    }
+    if warnings.len() > SHOWN {
+        eprintln!(
+            "zarrforge: warning: ... and {} more (all in the --report JSON)",
+            warnings.len() - SHOWN
+        );
+    }
+}
+
 /// The error as one line; identical messages from several ranks are merged.
 fn message(e: &Error) -> String {
     match e {
         Error::Ranks(list) => {
             let mut merged: Vec<(Vec<i32>, &str)> = Vec::new();
-            for (r, m) in list {
-                match merged.iter_mut().find(|(_, x)| *x == m.as_str()) {
-                    Some((ranks, _)) => ranks.push(*r),
-                    None => merged.push((vec![*r], m.as_str())),
+            for f in list {
+                match merged.iter_mut().find(|(_, x)| *x == f.message.as_str()) {
+                    Some((ranks, _)) => ranks.push(f.rank),
+                    None => merged.push((vec![f.rank], f.message.as_str())),
                 }
             }
             merged
@@ -72,6 +87,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 for s in &report.skipped {
                     eprintln!("zarrforge: warning: skipped unsupported variable {s}");
                 }
+                print_warnings(&report.warnings);
                 if let Some(path) = &args.report {
                     let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
                     std::fs::write(path, json)

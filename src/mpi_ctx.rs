@@ -9,7 +9,7 @@ use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::Root;
 
-use crate::error::Error;
+use crate::error::{Error, FailureKind, RankFailure};
 
 /// Offsets of consecutive buffers of `lens` bytes, and their total.
 fn displacements(lens: &[i32]) -> (Vec<i32>, usize) {
@@ -242,10 +242,16 @@ impl MpiCtx {
 
     /// Exchanges each rank's status; every rank gets the failures of all
     /// ranks as `(rank, message)`, in rank order.
-    pub fn gather_failures(&self, local: Option<String>) -> Vec<(i32, String)> {
-        // One status byte first, so no rank sends an empty buffer.
-        let mut bytes = vec![u8::from(local.is_some())];
-        bytes.extend(local.map(String::into_bytes).unwrap_or_default());
+    pub fn gather_failures(&self, local: Option<(FailureKind, String)>) -> Vec<RankFailure> {
+        // One status byte first (0 ok, 1 failed, 2 interrupted), so no rank
+        // sends an empty buffer.
+        let status = match &local {
+            None => 0u8,
+            Some((FailureKind::Failed, _)) => 1,
+            Some((FailureKind::Interrupted, _)) => 2,
+        };
+        let mut bytes = vec![status];
+        bytes.extend(local.map(|(_, m)| m.into_bytes()).unwrap_or_default());
         bytes.truncate(1 << 20);
         let len = i32::try_from(bytes.len()).unwrap_or(1);
         let bytes = &bytes[..];
@@ -266,11 +272,15 @@ impl MpiCtx {
                     usize::try_from(l).unwrap_or(0),
                 );
                 let msg = all.get(d..d + l)?;
-                (msg.first() == Some(&1)).then(|| {
-                    (
-                        i32::try_from(r).unwrap_or(i32::MAX),
-                        String::from_utf8_lossy(&msg[1..]).into_owned(),
-                    )
+                let kind = match msg.first() {
+                    Some(1) => FailureKind::Failed,
+                    Some(2) => FailureKind::Interrupted,
+                    _ => return None,
+                };
+                Some(RankFailure {
+                    rank: i32::try_from(r).unwrap_or(i32::MAX),
+                    kind,
+                    message: String::from_utf8_lossy(&msg[1..]).into_owned(),
                 })
             })
             .collect()
@@ -281,8 +291,7 @@ impl MpiCtx {
     /// # Errors
     /// [`Error::Ranks`] with the message of each failing rank.
     pub fn agree<T>(&self, local: Result<T, Error>) -> Result<T, Error> {
-        let msg = local.as_ref().err().map(|e| crate::error::chain(e));
-        let failures = self.gather_failures(msg);
+        let failures = self.gather_failures(local.as_ref().err().map(Error::failure));
         match local {
             Ok(v) if failures.is_empty() => Ok(v),
             Ok(_) => Err(Error::Ranks(failures)),

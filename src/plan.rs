@@ -115,7 +115,7 @@ impl ArrayPlan {
 
     /// Number of units of this array.
     pub fn num_units(&self) -> u64 {
-        self.grid.iter().product()
+        self.grid.iter().fold(1u64, |a, &g| a.saturating_mul(g))
     }
 
     /// Grid indices of the `k`-th unit (C order).
@@ -145,9 +145,18 @@ impl ArrayPlan {
     /// Uncompressed bytes of the unit at `idx` (clipped to the array).
     pub fn unit_bytes(&self, idx: &[u64]) -> u64 {
         let (_, count) = self.unit_region(idx);
-        count.iter().product::<u64>() * self.dtype.size() as u64
+        count
+            .iter()
+            .fold(1u64, |a, &c| a.saturating_mul(c))
+            .saturating_mul(self.dtype.size() as u64)
     }
 }
+
+/// Most units (stored objects) one plan may hold: far more than any
+/// filesystem or object store holds for one dataset, few enough that the
+/// planner's pass over every unit takes seconds. A larger count comes from
+/// a corrupt header or from chunks far too small.
+pub const MAX_UNITS: u64 = 1 << 28;
 
 /// One unit: array index into [`Plan::arrays`] and unit-grid indices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -253,7 +262,16 @@ impl Plan {
                 first_unit,
             )
             .with_codec(codec);
-            first_unit += a.num_units();
+            let units = a.num_units();
+            if units > MAX_UNITS - first_unit.min(MAX_UNITS) {
+                return Err(ConfigError::TooManyUnits {
+                    path: ds.schema.source.clone(),
+                    var: v.path.clone(),
+                    units,
+                    max: MAX_UNITS,
+                });
+            }
+            first_unit += units;
             arrays.push(a);
         }
         Ok(Self::partition(arrays, ranks.max(1)))
@@ -385,7 +403,10 @@ impl Plan {
 }
 
 fn bytes_of(shape: &[u64], itemsize: u64) -> u64 {
-    shape.iter().product::<u64>().saturating_mul(itemsize)
+    shape
+        .iter()
+        .fold(1u64, |a, &c| a.saturating_mul(c))
+        .saturating_mul(itemsize)
 }
 
 /// The chunk shape of `v`: sizes given in `--chunks` for its dimensions, the
@@ -496,6 +517,7 @@ mod tests {
             filters: vec![],
             big_endian: false,
             attrs: vec![],
+            via_netcdf: false,
         }
     }
 

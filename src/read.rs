@@ -4,6 +4,7 @@
 //! independent transfers, see [`hdf5`]); netCDF-3 files and variable-length
 //! strings through netCDF-C ([`netcdf3`]).
 
+pub mod cdf_header;
 pub mod hdf5;
 pub mod netcdf3;
 pub mod raw;
@@ -72,7 +73,7 @@ impl FileReader {
         if n == 0 {
             return Ok(empty(var.dtype));
         }
-        if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String {
+        if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String && !var.via_netcdf {
             if self.hdf5.is_none() {
                 self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
             }
@@ -81,13 +82,13 @@ impl FileReader {
             }
         }
         if self.netcdf.is_none() {
-            self.netcdf = Some(netcdf3::NetcdfReader::open(&self.path)?);
+            self.netcdf = Some(netcdf3::NetcdfReader::open(&self.path, self.format)?);
         }
         match self.netcdf.as_ref() {
             Some(r) => r.read(var, start, count),
             None => Err(ReadError::NetcdfOpen {
                 path: self.path.clone(),
-                source: netcdf::Error::NotFound("file".into()),
+                source: crate::netcdf_c::NcError::invalid("not open"),
             }),
         }
     }
@@ -192,7 +193,7 @@ impl<'a> Reader<'a> {
     ) -> Result<Option<raw::RawJob>, ReadError> {
         let ds = self.ds;
         let src = &ds.sources[index];
-        if count.contains(&0) || src.var.dtype == DType::String {
+        if count.contains(&0) || src.var.dtype == DType::String || src.var.via_netcdf {
             return Ok(None);
         }
         // One file, no time re-encoding.
@@ -414,11 +415,9 @@ impl<'a> Reader<'a> {
                     crate::block::place_items(dst, count, &p, &c, &origin);
                 }
                 _ => {
-                    return Err(ReadError::Hdf5 {
+                    return Err(ReadError::KindMismatch {
                         path: self.path_of(seg.file),
                         var: src.var.path.clone(),
-                        what: "assemble",
-                        msg: "mixed value kinds".into(),
                     })
                 }
             }
@@ -445,13 +444,10 @@ fn recode(values: Values, var: &Var, seg: &Segment, path: PathBuf) -> Result<Val
         return Ok(values);
     };
     let fill = crate::write::metadata::fill_bytes(var);
-    let inexact = |x: String| {
-        ReadError::Hdf5 {
+    let inexact = |value: String| ReadError::Recode {
         path: path.clone(),
         var: var.path.clone(),
-        what: "time re-encoding",
-        msg: format!("value {x} is not a whole number in the output units (pass --time-units with a finer unit)"),
-    }
+        value,
     };
     macro_rules! each {
         ($t:ty, $f:expr) => {{

@@ -112,6 +112,9 @@ pub struct Recipe {
     /// Leave out variables of unsupported types.
     #[serde(default)]
     pub skip_unsupported: bool,
+    /// Accept plain HDF5 files with netCDF-C's phony dimension names.
+    #[serde(default)]
+    pub phony_dims: bool,
     /// Explicit merge groups.
     #[serde(default)]
     pub merge: Vec<MergeGroup>,
@@ -224,6 +227,7 @@ impl Recipe {
             cfg.target_chunk_bytes = m.max(1) << 20;
         }
         cfg.skip_unsupported = self.skip_unsupported;
+        cfg.phony_dims = self.phony_dims;
         cfg.combine = CombineSettings {
             concat_dim: self.concat_dim.clone(),
             time_units: self.time_units.clone(),

@@ -11,7 +11,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchemaError;
-use crate::schema::{read_schema_from, Schema};
+use crate::schema::{read_schema_from, DType, Schema};
+
+/// Largest coordinate read during the scan (a coordinate of 2^27 time
+/// steps; a larger one comes from a corrupt header).
+const MAX_COORD_BYTES: usize = 1 << 30;
+
+/// Slab size for the digests of static variables.
+const DIGEST_SLAB_BYTES: usize = 64 << 20;
 
 /// What one input file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +59,8 @@ pub struct ScanOptions {
     pub concat_dim: Option<String>,
     /// Leave out variables of unsupported types.
     pub skip_unsupported: bool,
+    /// Accept plain HDF5 files with netCDF-C's phony dimension names.
+    pub phony_dims: bool,
     /// Compute value digests of static variables.
     pub digest_static: bool,
 }
@@ -75,12 +84,15 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
             path: path.to_path_buf(),
             source,
         })?;
-    let file = netcdf::open(path).map_err(|source| SchemaError::Netcdf {
-        path: path.to_path_buf(),
-        what: "cannot open as netCDF".into(),
-        source,
-    })?;
-    let schema = read_schema_from(&file, path, format, opts.skip_unsupported)?;
+    let file = crate::schema::open_checked(path, format)?;
+    let schema = read_schema_from(&file, path, format, opts.skip_unsupported, opts.phony_dims)?;
+    let nc_err = |what: String| {
+        move |source| SchemaError::Netcdf {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    };
     let dims: Vec<String> = match &opts.concat_dim {
         Some(d) => vec![d.clone()],
         None => schema
@@ -112,23 +124,20 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
             .iter()
             .find(|v| v.name == dim && v.dims.len() == 1 && v.dims[0] == dim);
         let (values, ints) = match coord {
-            Some(v)
-                if v.dtype != crate::schema::DType::String
-                    && v.dtype != crate::schema::DType::Char =>
-            {
-                let err = |source| SchemaError::Netcdf {
-                    path: path.to_path_buf(),
-                    what: format!("coordinate variable '{dim}'"),
-                    source,
-                };
-                let nv = file
-                    .variable(&v.path)
-                    .ok_or_else(|| err(netcdf::Error::NotFound(v.path.clone())))?;
-                let values: Vec<f64> = nv.get_values::<f64, _>(..).map_err(err)?;
+            Some(v) if v.dtype != DType::String && v.dtype != DType::Char => {
+                let what = format!("coordinate variable '{dim}'");
+                let (grp, varid) = file.var_at(&v.path).map_err(nc_err(what.clone()))?;
+                let n = usize::try_from(v.shape[0]).unwrap_or(usize::MAX);
+                let values = file
+                    .get_vara_f64(grp, varid, &[0], &[n], MAX_COORD_BYTES)
+                    .map_err(nc_err(what.clone()))?;
                 let ints = if v.dtype.is_float() {
                     None
                 } else {
-                    Some(nv.get_values::<i64, _>(..).map_err(err)?)
+                    Some(
+                        file.get_vara_i64(grp, varid, &[0], &[n], MAX_COORD_BYTES)
+                            .map_err(nc_err(what))?,
+                    )
                 };
                 (Some(values), ints)
             }
@@ -148,39 +157,49 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
             if v.dims.iter().any(|d| concat.contains(&d.as_str())) {
                 continue;
             }
-            let nv = file.variable(&v.path).ok_or_else(|| SchemaError::Netcdf {
-                path: path.to_path_buf(),
-                what: format!("variable '{}'", v.path),
-                source: netcdf::Error::NotFound(v.path.clone()),
-            })?;
+            let what = format!("variable '{}'", v.path);
+            let (grp, varid) = file.var_at(&v.path).map_err(nc_err(what.clone()))?;
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            if v.dtype == crate::schema::DType::String {
-                let n = usize::try_from(v.len()).unwrap_or(0);
-                for i in 0..n {
-                    let idx = unravel(i as u64, &v.shape);
-                    let ext: Vec<netcdf::Extent> = idx
-                        .iter()
-                        .map(|&x| netcdf::Extent::from(usize::try_from(x).unwrap_or(0)))
-                        .collect();
-                    let s = nv
-                        .get_string(netcdf::Extents::from(ext))
-                        .map_err(|source| SchemaError::Netcdf {
-                            path: path.to_path_buf(),
-                            what: format!("variable '{}'", v.path),
-                            source,
-                        })?;
-                    h.write(s.as_bytes());
-                    h.write_u8(0);
+            // Read in slabs along the first dimension: a static variable may
+            // be large, and its digest needs no more than a slab at a time.
+            let shape: Vec<usize> = v
+                .shape
+                .iter()
+                .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
+                .collect();
+            let rows = shape.first().copied().unwrap_or(1);
+            let row_elems = shape
+                .iter()
+                .skip(1)
+                .fold(1usize, |a, &b| a.saturating_mul(b));
+            let step = (DIGEST_SLAB_BYTES / row_elems.max(1).saturating_mul(v.dtype.size())).max(1);
+            let mut r = 0;
+            while r < rows.max(1) && !v.is_empty() {
+                let n = step.min(rows - r);
+                let mut start = vec![0usize; shape.len()];
+                let mut count = shape.clone();
+                if !shape.is_empty() {
+                    start[0] = r;
+                    count[0] = n;
                 }
-            } else if !v.is_empty() {
-                let bytes = nv
-                    .get_raw_values(..)
-                    .map_err(|source| SchemaError::Netcdf {
-                        path: path.to_path_buf(),
-                        what: format!("variable '{}'", v.path),
-                        source,
-                    })?;
-                h.write(&bytes);
+                if v.dtype == DType::String {
+                    for s in file
+                        .get_vara_strings(grp, varid, &start, &count, usize::MAX)
+                        .map_err(nc_err(what.clone()))?
+                    {
+                        h.write(s.as_bytes());
+                        h.write_u8(0);
+                    }
+                } else {
+                    let bytes = file
+                        .get_vara(grp, varid, &start, &count, v.dtype.size(), usize::MAX)
+                        .map_err(nc_err(what.clone()))?;
+                    h.write(&bytes);
+                }
+                r += n;
+                if shape.is_empty() {
+                    break;
+                }
             }
             digests.push((v.path.clone(), h.finish()));
         }
@@ -193,16 +212,6 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
         coords,
         digests,
     })
-}
-
-fn unravel(mut k: u64, shape: &[u64]) -> Vec<u64> {
-    let mut idx = vec![0; shape.len()];
-    for d in (0..shape.len()).rev() {
-        let n = shape[d].max(1);
-        idx[d] = k % n;
-        k /= n;
-    }
-    idx
 }
 
 /// The block of files `rank` of `ranks` scans: `[lo, hi)`.

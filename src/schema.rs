@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchemaError;
+use crate::netcdf_c::{NcAttr, NcError, NcFile, NcType, NcVar};
 
 /// On-disk format of a source file, from its signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +148,8 @@ pub enum AttrValue {
     F64(Vec<f64>),
     Text(String),
     Strings(Vec<String>),
+    /// A JSON document kept as text (an enum's mapping).
+    Json(String),
 }
 
 impl AttrValue {
@@ -162,7 +167,7 @@ impl AttrValue {
             Self::U64(v) => v.first().map(|&x| x as f64),
             Self::F32(v) => v.first().map(|&x| f64::from(x)),
             Self::F64(v) => v.first().copied(),
-            Self::Text(_) | Self::Strings(_) => None,
+            Self::Text(_) | Self::Strings(_) | Self::Json(_) => None,
         }
     }
 
@@ -188,6 +193,7 @@ impl AttrValue {
             Self::F64(v) => list(v),
             Self::Text(s) => format!("{s:?}"),
             Self::Strings(v) => list(v),
+            Self::Json(s) => s.clone(),
         }
     }
 }
@@ -233,6 +239,10 @@ pub struct Var {
     pub big_endian: bool,
     /// Attributes in file order.
     pub attrs: Vec<Attr>,
+    /// Read through netCDF-C rather than HDF5 (enum variables: HDF5 has no
+    /// conversion from an enum type to its base integers).
+    #[serde(default)]
+    pub via_netcdf: bool,
 }
 
 impl Var {
@@ -315,6 +325,11 @@ pub struct Schema {
     pub root: Group,
     /// Variables left out with `--skip-unsupported`.
     pub skipped: Vec<Skipped>,
+    /// What was changed or left out on the way to Zarr (a fill value no
+    /// Zarr type can hold, an attribute of an unsupported type), one line
+    /// each, naming the file and variable.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Schema {
@@ -385,19 +400,37 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Reads the structure of `path` through netCDF-C.
 ///
 /// With `skip_unsupported`, variables of types Zarr cannot hold are listed in
-/// [`Schema::skipped`] instead of failing.
+/// [`Schema::skipped`] instead of failing, and attributes of such types are
+/// left out with a warning.
 ///
 /// # Errors
-/// Any [`SchemaError`]: missing or unreadable file, not netCDF, an
-/// unsupported type, or a name that cannot be a Zarr node name.
+/// Any [`SchemaError`]: missing or unreadable file, not netCDF, a netCDF-3
+/// header that does not fit the file, an unsupported type, or a name that
+/// cannot be a Zarr node name.
 pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, SchemaError> {
     let format = detect_format(path)?;
-    let file = netcdf::open(path).map_err(|source| SchemaError::Netcdf {
+    let file = open_checked(path, format)?;
+    // Describing a file (inspect, bench) shows phony dimensions as they are.
+    read_schema_from(&file, path, format, skip_unsupported, true)
+}
+
+/// Opens `path` with netCDF-C, after checking a netCDF-3 header against the
+/// file's size (netCDF-C itself would read zeros past the end of the file).
+///
+/// # Errors
+/// [`SchemaError::Header`] or [`SchemaError::Netcdf`].
+pub fn open_checked(path: &Path, format: SourceFormat) -> Result<NcFile, SchemaError> {
+    if format == SourceFormat::Netcdf3 {
+        crate::read::cdf_header::check_file(path).map_err(|source| SchemaError::Header {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    NcFile::open(path).map_err(|source| SchemaError::Netcdf {
         path: path.to_path_buf(),
         what: "cannot open as netCDF".into(),
         source,
-    })?;
-    read_schema_from(&file, path, format, skip_unsupported)
+    })
 }
 
 /// Reads the structure of an open file (see [`read_schema`]).
@@ -405,33 +438,26 @@ pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, Schema
 /// # Errors
 /// As [`read_schema`].
 pub fn read_schema_from(
-    file: &netcdf::File,
+    file: &NcFile,
     path: &Path,
     format: SourceFormat,
     skip_unsupported: bool,
+    phony_dims: bool,
 ) -> Result<Schema, SchemaError> {
-    let mut skipped = Vec::new();
-    let root = match file.root() {
-        Some(root) => read_group(path, &root, "", skip_unsupported, &mut skipped)?,
-        // netCDF-3 files have no group API: read the file-level items.
-        None => {
-            let dims = file.dimensions().map(|d| dim_of(&d)).collect();
-            let attrs = read_attrs(path, file.attributes(), "")?;
-            let vars = read_vars(path, file.variables(), "", skip_unsupported, &mut skipped)?;
-            Group {
-                name: String::new(),
-                path: String::new(),
-                dims,
-                attrs,
-                vars,
-                groups: Vec::new(),
-            }
-        }
+    let mut walk = Walk {
+        file,
+        path,
+        skip_unsupported,
+        netcdf4: format == SourceFormat::Netcdf4,
+        dims: HashMap::new(),
+        skipped: Vec::new(),
+        warnings: Vec::new(),
     };
+    let root = walk.group(file.root(), "", 0)?;
     // netCDF-C opens plain HDF5 files too, inventing dimensions named
     // `phony_dim_N` for datasets without dimension scales: such a file is
     // not a netCDF dataset and its structure would be made up.
-    if format == SourceFormat::Netcdf4 {
+    if format == SourceFormat::Netcdf4 && !phony_dims {
         for v in root.all_vars() {
             if let Some(d) = v.dims.iter().find(|d| d.starts_with("phony_dim_")) {
                 return Err(SchemaError::NotNetcdf4 {
@@ -446,15 +472,261 @@ pub fn read_schema_from(
         source: path.to_path_buf(),
         format,
         root,
-        skipped,
+        skipped: walk.skipped,
+        warnings: walk.warnings,
     })
 }
 
-fn nc_err(path: &Path, what: String) -> impl FnOnce(netcdf::Error) -> SchemaError + '_ {
-    move |source| SchemaError::Netcdf {
-        path: path.to_path_buf(),
-        what,
-        source,
+/// Groups nested deeper than this are refused (a corrupt file could loop).
+const MAX_GROUP_DEPTH: usize = 64;
+
+/// The state of one walk over a file's groups.
+struct Walk<'a> {
+    file: &'a NcFile,
+    path: &'a Path,
+    skip_unsupported: bool,
+    netcdf4: bool,
+    /// Dimension id → name, length, unlimited: asked once per dimension
+    /// (netCDF-C walks every variable to answer an unlimited length, so
+    /// asking per variable would make the scan quadratic).
+    dims: HashMap<i32, Dim>,
+    skipped: Vec<Skipped>,
+    warnings: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn err(&self, what: String) -> impl FnOnce(NcError) -> SchemaError + '_ {
+        let path = self.path.to_path_buf();
+        move |source| SchemaError::Netcdf { path, what, source }
+    }
+
+    fn group(&mut self, grp: i32, gpath: &str, depth: usize) -> Result<Group, SchemaError> {
+        let where_ = if gpath.is_empty() {
+            "root group".to_string()
+        } else {
+            format!("group '{gpath}'")
+        };
+        if depth > MAX_GROUP_DEPTH {
+            return Err(SchemaError::Netcdf {
+                path: self.path.to_path_buf(),
+                what: where_,
+                source: NcError::invalid(format!("groups nested deeper than {MAX_GROUP_DEPTH}")),
+            });
+        }
+        let unlimited = self
+            .file
+            .unlimited_ids(grp)
+            .map_err(self.err(format!("{where_}: unlimited dimensions")))?;
+        let mut dims = Vec::new();
+        for id in self
+            .file
+            .dim_ids(grp)
+            .map_err(self.err(format!("{where_}: dimensions")))?
+        {
+            let (name, len) = self
+                .file
+                .dim(grp, id)
+                .map_err(self.err(format!("{where_}: dimension {id}")))?;
+            let d = Dim {
+                name,
+                len,
+                unlimited: unlimited.contains(&id),
+            };
+            self.dims.insert(id, d.clone());
+            dims.push(d);
+        }
+        let natts = self
+            .file
+            .group_natts(grp)
+            .map_err(self.err(format!("{where_}: attributes")))?;
+        let attrs = self.attrs(grp, netcdf_sys::NC_GLOBAL, natts, gpath, None)?;
+        let mut vars = Vec::new();
+        for v in self
+            .file
+            .vars(grp)
+            .map_err(self.err(format!("{where_}: variables")))?
+        {
+            if let Some(var) = self.var(grp, gpath, &v)? {
+                vars.push(var);
+            }
+        }
+        let mut groups = Vec::new();
+        for child in self
+            .file
+            .groups(grp)
+            .map_err(self.err(format!("{where_}: groups")))?
+        {
+            let name = self
+                .file
+                .group_name(child)
+                .map_err(self.err(format!("{where_}: group name")))?;
+            check_name(self.path, &name)?;
+            let cpath = join(gpath, &name);
+            groups.push(self.group(child, &cpath, depth + 1)?);
+        }
+        Ok(Group {
+            name: gpath.rsplit('/').next().unwrap_or_default().to_string(),
+            path: gpath.to_string(),
+            dims,
+            attrs,
+            vars,
+            groups,
+        })
+    }
+
+    fn dim(&mut self, grp: i32, id: i32, vpath: &str) -> Result<Dim, SchemaError> {
+        if let Some(d) = self.dims.get(&id) {
+            return Ok(d.clone());
+        }
+        // A dimension of an ancestor group not listed yet (cannot happen in
+        // a well-formed file; asked directly rather than trusted).
+        let (name, len) = self
+            .file
+            .dim(grp, id)
+            .map_err(self.err(format!("variable '{vpath}': dimension {id}")))?;
+        let unlimited = self
+            .file
+            .unlimited_ids(grp)
+            .map_err(self.err(format!("variable '{vpath}': unlimited dimensions")))?
+            .contains(&id);
+        let d = Dim {
+            name,
+            len,
+            unlimited,
+        };
+        self.dims.insert(id, d.clone());
+        Ok(d)
+    }
+
+    fn var(&mut self, grp: i32, gpath: &str, v: &NcVar) -> Result<Option<Var>, SchemaError> {
+        let vpath = join(gpath, &v.name);
+        check_name(self.path, &v.name)?;
+        let ty = self
+            .file
+            .type_of(grp, v.xtype)
+            .map_err(self.err(format!("variable '{vpath}': type")))?;
+        let (dtype, enumeration) = match map_type(&ty) {
+            Ok(t) => t,
+            Err(kind) if self.skip_unsupported => {
+                self.skipped.push(Skipped { path: vpath, kind });
+                return Ok(None);
+            }
+            Err(kind) => {
+                return Err(SchemaError::Unsupported {
+                    path: self.path.to_path_buf(),
+                    var: vpath,
+                    kind,
+                })
+            }
+        };
+        let mut dims = Vec::with_capacity(v.dimids.len());
+        let mut shape = Vec::with_capacity(v.dimids.len());
+        for &id in &v.dimids {
+            let d = self.dim(grp, id, &vpath)?;
+            dims.push(d.name);
+            shape.push(d.len);
+        }
+        let (source_chunks, big_endian) = if self.netcdf4 {
+            let chunks = self
+                .file
+                .chunking(grp, v)
+                .map_err(self.err(format!("variable '{vpath}': chunking")))?;
+            let big = self
+                .file
+                .big_endian(grp, v.varid)
+                .map_err(self.err(format!("variable '{vpath}': endianness")))?;
+            (chunks, big)
+        } else {
+            (None, false)
+        };
+        let mut attrs = self.attrs(grp, v.varid, v.natts, &vpath, Some(dtype))?;
+        if let Some((name, members)) = &enumeration {
+            // The mapping xarray keeps in the decoded dtype's metadata
+            // (`enum`, `enum_name`), kept here as attributes.
+            for (key, value) in [
+                ("enum", AttrValue::Json(members.clone())),
+                ("enum_name", AttrValue::Text(name.clone())),
+            ] {
+                if attrs.iter().all(|a| a.name != key) {
+                    attrs.push(Attr {
+                        name: key.into(),
+                        value,
+                    });
+                }
+            }
+        }
+        let mut var = Var {
+            name: v.name.clone(),
+            path: vpath,
+            dtype,
+            dims,
+            shape,
+            source_chunks,
+            filters: Vec::new(),
+            big_endian,
+            attrs,
+            via_netcdf: enumeration.is_some(),
+        };
+        if let Some(w) = normalize_fill(&mut var) {
+            self.warnings.push(format!(
+                "{}: variable '{}': {w}",
+                self.path.display(),
+                var.path
+            ));
+        }
+        Ok(Some(var))
+    }
+
+    fn attrs(
+        &mut self,
+        grp: i32,
+        varid: i32,
+        natts: usize,
+        owner: &str,
+        _dtype: Option<DType>,
+    ) -> Result<Vec<Attr>, SchemaError> {
+        let mut out = Vec::with_capacity(natts.min(4096));
+        for k in 0..natts {
+            let what = |name: &str| {
+                if varid == netcdf_sys::NC_GLOBAL {
+                    if owner.is_empty() {
+                        format!("global attribute '{name}'")
+                    } else {
+                        format!("attribute '{name}' of group '{owner}'")
+                    }
+                } else {
+                    format!("attribute '{name}' of '{owner}'")
+                }
+            };
+            let name = self
+                .file
+                .attr_name(grp, varid, k)
+                .map_err(self.err(what(&format!("#{k}"))))?;
+            let raw = self
+                .file
+                .attr(grp, varid, &name)
+                .map_err(self.err(what(&name)))?;
+            let value = match attr_value(raw) {
+                Ok(v) => v,
+                Err(kind) if self.skip_unsupported => {
+                    self.warnings.push(format!(
+                        "{}: {} has type {kind}, which Zarr attributes cannot hold; left out",
+                        self.path.display(),
+                        what(&name)
+                    ));
+                    continue;
+                }
+                Err(kind) => {
+                    return Err(SchemaError::UnsupportedAttr {
+                        path: self.path.to_path_buf(),
+                        attr: what(&name),
+                        kind,
+                    })
+                }
+            };
+            out.push(Attr { name, value });
+        }
+        Ok(out)
     }
 }
 
@@ -488,68 +760,6 @@ pub fn check_name(path: &Path, name: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
-fn read_group(
-    path: &Path,
-    g: &netcdf::Group<'_>,
-    gpath: &str,
-    skip_unsupported: bool,
-    skipped: &mut Vec<Skipped>,
-) -> Result<Group, SchemaError> {
-    let dims = g.dimensions().map(|d| dim_of(&d)).collect();
-    let attrs = read_attrs(path, g.attributes(), gpath)?;
-    let vars = read_vars(path, g.variables(), gpath, skip_unsupported, skipped)?;
-    let mut groups = Vec::new();
-    for child in g.groups() {
-        let name = child.name();
-        check_name(path, &name)?;
-        let cpath = join(gpath, &name);
-        groups.push(read_group(path, &child, &cpath, skip_unsupported, skipped)?);
-    }
-    Ok(Group {
-        name: gpath.rsplit('/').next().unwrap_or_default().to_string(),
-        path: gpath.to_string(),
-        dims,
-        attrs,
-        vars,
-        groups,
-    })
-}
-
-fn dim_of(d: &netcdf::Dimension<'_>) -> Dim {
-    Dim {
-        name: d.name(),
-        len: d.len() as u64,
-        unlimited: d.is_unlimited(),
-    }
-}
-
-fn read_vars<'a>(
-    path: &Path,
-    vars: impl Iterator<Item = netcdf::Variable<'a>>,
-    gpath: &str,
-    skip_unsupported: bool,
-    skipped: &mut Vec<Skipped>,
-) -> Result<Vec<Var>, SchemaError> {
-    let mut out = Vec::new();
-    for v in vars {
-        let name = v.name();
-        let vpath = join(gpath, &name);
-        check_name(path, &name)?;
-        match read_var(path, &v, &vpath)? {
-            Ok(var) => out.push(var),
-            Err(kind) if skip_unsupported => skipped.push(Skipped { path: vpath, kind }),
-            Err(kind) => {
-                return Err(SchemaError::Unsupported {
-                    path: path.to_path_buf(),
-                    var: vpath,
-                    kind,
-                })
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// `parent/name`, or `name` at the root.
 pub fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
@@ -559,101 +769,204 @@ pub fn join(parent: &str, name: &str) -> String {
     }
 }
 
-fn map_type(t: &netcdf::types::NcVariableType) -> Result<DType, String> {
-    use netcdf::types::{FloatType, IntType, NcVariableType as T};
-    Ok(match t {
-        T::Int(IntType::I8) => DType::I8,
-        T::Int(IntType::U8) => DType::U8,
-        T::Int(IntType::I16) => DType::I16,
-        T::Int(IntType::U16) => DType::U16,
-        T::Int(IntType::I32) => DType::I32,
-        T::Int(IntType::U32) => DType::U32,
-        T::Int(IntType::I64) => DType::I64,
-        T::Int(IntType::U64) => DType::U64,
-        T::Float(FloatType::F32) => DType::F32,
-        T::Float(FloatType::F64) => DType::F64,
-        T::Char => DType::Char,
-        T::String => DType::String,
-        T::Compound(_) => return Err("compound".into()),
-        T::Opaque(_) => return Err("opaque".into()),
-        T::Enum(_) => return Err("enum".into()),
-        T::Vlen(_) => return Err("vlen".into()),
+/// The Zarr type of a netCDF type, and for an enum its name and mapping
+/// (`{"member": value}` as JSON text); `Err` with the type's description
+/// when Zarr cannot hold it.
+fn map_type(t: &NcType) -> Result<(DType, Option<(String, String)>), String> {
+    let atomic = |x: i32| -> Result<DType, String> {
+        use netcdf_sys as s;
+        Ok(match x {
+            s::NC_BYTE => DType::I8,
+            s::NC_UBYTE => DType::U8,
+            s::NC_SHORT => DType::I16,
+            s::NC_USHORT => DType::U16,
+            s::NC_INT => DType::I32,
+            s::NC_UINT => DType::U32,
+            s::NC_INT64 => DType::I64,
+            s::NC_UINT64 => DType::U64,
+            s::NC_FLOAT => DType::F32,
+            s::NC_DOUBLE => DType::F64,
+            s::NC_CHAR => DType::Char,
+            s::NC_STRING => DType::String,
+            other => return Err(format!("netCDF type {other}")),
+        })
+    };
+    match t {
+        NcType::Atomic(x) => Ok((atomic(*x)?, None)),
+        NcType::Enum {
+            name,
+            base,
+            members,
+        } => {
+            let map: serde_json::Map<String, serde_json::Value> = members
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+                .collect();
+            let text = serde_json::Value::Object(map).to_string();
+            Ok((atomic(*base)?, Some((name.clone(), text))))
+        }
+        NcType::Other { class, name } => Err(format!("{class} ('{name}')")),
+    }
+}
+
+/// An attribute value as zarrforge keeps it; `Err` with the type's class
+/// for one Zarr attributes cannot hold.
+fn attr_value(raw: NcAttr) -> Result<AttrValue, String> {
+    use netcdf_sys as s;
+    fn each<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        b.chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                f(a)
+            })
+            .collect()
+    }
+    Ok(match raw {
+        NcAttr::Text(t) => AttrValue::Text(t),
+        NcAttr::Strings(mut v) if v.len() == 1 => AttrValue::Text(v.remove(0)),
+        NcAttr::Strings(v) => AttrValue::Strings(v),
+        NcAttr::Unsupported(class) => return Err(class.to_string()),
+        NcAttr::Numbers { xtype, bytes: b } => match xtype {
+            s::NC_BYTE => AttrValue::I8(each(&b, i8::from_ne_bytes)),
+            s::NC_UBYTE => AttrValue::U8(b),
+            s::NC_SHORT => AttrValue::I16(each(&b, i16::from_ne_bytes)),
+            s::NC_USHORT => AttrValue::U16(each(&b, u16::from_ne_bytes)),
+            s::NC_INT => AttrValue::I32(each(&b, i32::from_ne_bytes)),
+            s::NC_UINT => AttrValue::U32(each(&b, u32::from_ne_bytes)),
+            s::NC_INT64 => AttrValue::I64(each(&b, i64::from_ne_bytes)),
+            s::NC_UINT64 => AttrValue::U64(each(&b, u64::from_ne_bytes)),
+            s::NC_FLOAT => AttrValue::F32(each(&b, f32::from_ne_bytes)),
+            s::NC_DOUBLE => AttrValue::F64(each(&b, f64::from_ne_bytes)),
+            other => return Err(format!("netCDF type {other}")),
+        },
     })
 }
 
-#[allow(clippy::type_complexity)]
-fn read_var(
-    path: &Path,
-    v: &netcdf::Variable<'_>,
-    vpath: &str,
-) -> Result<Result<Var, String>, SchemaError> {
-    let dtype = match map_type(&v.vartype()) {
-        Ok(t) => t,
-        Err(kind) => return Ok(Err(kind)),
-    };
-    let dims: Vec<String> = v.dimensions().iter().map(netcdf::Dimension::name).collect();
-    let shape: Vec<u64> = v.dimensions().iter().map(|d| d.len() as u64).collect();
-    let source_chunks = v
-        .chunking()
-        .map_err(nc_err(path, format!("variable '{vpath}': chunking")))?
-        .map(|c| c.into_iter().map(|x| x as u64).collect());
-    let big_endian = matches!(v.endianness(), Ok(netcdf::Endianness::Big));
-    let attrs = read_attrs(path, v.attributes(), vpath)?;
-    Ok(Ok(Var {
-        name: v.name(),
-        path: vpath.to_string(),
-        dtype,
-        dims,
-        shape,
-        source_chunks,
-        filters: Vec::new(),
-        big_endian,
-        attrs,
-    }))
+/// Brings a variable's `_FillValue` to the variable's own type when the
+/// conversion is exact; removes it when it cannot be represented (a NaN or
+/// a fraction on an integer variable, a value out of range, several
+/// values), returning the warning to show. xarray masks nothing with such
+/// a fill either (it compares the stored integers with it, or drops NaN
+/// fills), so the decoded values stay the same.
+pub fn normalize_fill(var: &mut Var) -> Option<String> {
+    let pos = var.attrs.iter().position(|a| a.name == "_FillValue")?;
+    let value = &var.attrs[pos].value;
+    match exact_fill(var.dtype, value) {
+        Ok(Some(v)) => {
+            var.attrs[pos].value = v;
+            None
+        }
+        Ok(None) => None,
+        Err(why) => {
+            let shown = value.display();
+            var.attrs.remove(pos);
+            Some(format!(
+                "_FillValue {shown} left out of the store ({why}); xarray masks no value with it either"
+            ))
+        }
+    }
 }
 
-fn read_attrs<'a>(
-    path: &Path,
-    attrs: impl Iterator<Item = netcdf::Attribute<'a>>,
-    owner: &str,
-) -> Result<Vec<Attr>, SchemaError> {
-    use netcdf::AttributeValue as A;
-    let mut out = Vec::new();
-    for a in attrs {
-        let name = a.name().to_string();
-        let what = if owner.is_empty() {
-            format!("global attribute '{name}'")
-        } else {
-            format!("attribute '{name}' of '{owner}'")
-        };
-        let value = a.value().map_err(nc_err(path, what))?;
-        let value = match value {
-            A::Uchar(x) => AttrValue::U8(vec![x]),
-            A::Uchars(x) => AttrValue::U8(x),
-            A::Schar(x) => AttrValue::I8(vec![x]),
-            A::Schars(x) => AttrValue::I8(x),
-            A::Ushort(x) => AttrValue::U16(vec![x]),
-            A::Ushorts(x) => AttrValue::U16(x),
-            A::Short(x) => AttrValue::I16(vec![x]),
-            A::Shorts(x) => AttrValue::I16(x),
-            A::Uint(x) => AttrValue::U32(vec![x]),
-            A::Uints(x) => AttrValue::U32(x),
-            A::Int(x) => AttrValue::I32(vec![x]),
-            A::Ints(x) => AttrValue::I32(x),
-            A::Ulonglong(x) => AttrValue::U64(vec![x]),
-            A::Ulonglongs(x) => AttrValue::U64(x),
-            A::Longlong(x) => AttrValue::I64(vec![x]),
-            A::Longlongs(x) => AttrValue::I64(x),
-            A::Float(x) => AttrValue::F32(vec![x]),
-            A::Floats(x) => AttrValue::F32(x),
-            A::Double(x) => AttrValue::F64(vec![x]),
-            A::Doubles(x) => AttrValue::F64(x),
-            A::Str(s) => AttrValue::Text(s),
-            A::Strs(v) => AttrValue::Strings(v),
-        };
-        out.push(Attr { name, value });
+/// The `_FillValue` `value` as exactly the same number in `dtype`
+/// (`Ok(None)`: keep it as it is).
+fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, String> {
+    let tname = dtype.nc_name();
+    match (dtype, value) {
+        (DType::Char, AttrValue::Text(t)) if t.len() <= 1 => return Ok(None),
+        (DType::Char, _) => return Err("not one character, as a char variable needs".into()),
+        (DType::String, AttrValue::Text(_)) => return Ok(None),
+        (DType::String, _) => return Err("not a string, as a string variable needs".into()),
+        _ => {}
     }
-    Ok(out)
+    let n = match value {
+        AttrValue::I8(v) => v.len(),
+        AttrValue::U8(v) => v.len(),
+        AttrValue::I16(v) => v.len(),
+        AttrValue::U16(v) => v.len(),
+        AttrValue::I32(v) => v.len(),
+        AttrValue::U32(v) => v.len(),
+        AttrValue::I64(v) => v.len(),
+        AttrValue::U64(v) => v.len(),
+        AttrValue::F32(v) => v.len(),
+        AttrValue::F64(v) => v.len(),
+        AttrValue::Text(_) | AttrValue::Strings(_) | AttrValue::Json(_) => {
+            return Err(format!("text, but the variable is {tname}"))
+        }
+    };
+    if n != 1 {
+        return Err(format!("{n} values, not one"));
+    }
+    // Every numeric attribute value is exactly an i128 or an f64.
+    let as_int: Option<i128> = match value {
+        AttrValue::I8(v) => Some(i128::from(v[0])),
+        AttrValue::U8(v) => Some(i128::from(v[0])),
+        AttrValue::I16(v) => Some(i128::from(v[0])),
+        AttrValue::U16(v) => Some(i128::from(v[0])),
+        AttrValue::I32(v) => Some(i128::from(v[0])),
+        AttrValue::U32(v) => Some(i128::from(v[0])),
+        AttrValue::I64(v) => Some(i128::from(v[0])),
+        AttrValue::U64(v) => Some(i128::from(v[0])),
+        _ => None,
+    };
+    let as_float: f64 = match value {
+        AttrValue::F32(v) => f64::from(v[0]),
+        AttrValue::F64(v) => v[0],
+        _ => f64::NAN,
+    };
+    let int = |lo: i128, hi: i128| -> Result<i128, String> {
+        let x = match as_int {
+            Some(x) => x,
+            None if as_float.is_nan() => return Err(format!("a NaN cannot be stored in {tname}")),
+            None if as_float.fract() != 0.0 || as_float.is_infinite() => {
+                return Err(format!("a fraction cannot be stored in {tname}"))
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            None if as_float.abs() < 1.8e19 => as_float as i128,
+            None => return Err(format!("outside the range of {tname}")),
+        };
+        if x < lo || x > hi {
+            return Err(format!("outside the range of {tname}"));
+        }
+        Ok(x)
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let out = match dtype {
+        DType::I8 => AttrValue::I8(vec![int(-128, 127)? as i8]),
+        DType::U8 => AttrValue::U8(vec![int(0, 255)? as u8]),
+        DType::I16 => AttrValue::I16(vec![int(-32768, 32767)? as i16]),
+        DType::U16 => AttrValue::U16(vec![int(0, 65535)? as u16]),
+        DType::I32 => AttrValue::I32(vec![int(i128::from(i32::MIN), i128::from(i32::MAX))? as i32]),
+        DType::U32 => AttrValue::U32(vec![int(0, i128::from(u32::MAX))? as u32]),
+        DType::I64 => AttrValue::I64(vec![int(i128::from(i64::MIN), i128::from(i64::MAX))? as i64]),
+        DType::U64 => AttrValue::U64(vec![int(0, i128::from(u64::MAX))? as u64]),
+        DType::F32 => {
+            let y = match as_int {
+                Some(i) => i as f32,
+                None => as_float as f32,
+            };
+            let exact = match as_int {
+                Some(i) => y.is_finite() && f64::from(y) as i128 == i,
+                None => f64::from(y) == as_float || (y.is_nan() && as_float.is_nan()),
+            };
+            if !exact {
+                return Err(format!("not exactly representable in {tname}"));
+            }
+            AttrValue::F32(vec![y])
+        }
+        DType::F64 => {
+            let x = match as_int {
+                Some(i) => i as f64,
+                None => as_float,
+            };
+            if as_int.is_some_and(|i| x as i128 != i) {
+                return Err(format!("not exactly representable in {tname}"));
+            }
+            AttrValue::F64(vec![x])
+        }
+        DType::Char | DType::String => return Ok(None),
+    };
+    Ok(Some(out))
 }
 
 #[cfg(test)]

@@ -51,12 +51,12 @@ fn noise(i: u64) -> f32 {
 /// Writes the dataset to `path`.
 ///
 /// # Errors
-/// [`SchemaError::Netcdf`] when netCDF-C cannot create or write the file.
+/// [`SchemaError::Create`] when netCDF-C cannot create or write the file.
 #[allow(clippy::cast_precision_loss)]
 pub fn write(path: &Path, spec: &SynthSpec) -> Result<(), SchemaError> {
     let err = |what: &str| {
         let what = what.to_string();
-        move |source| SchemaError::Netcdf {
+        move |source| SchemaError::Create {
             path: path.to_path_buf(),
             what,
             source,

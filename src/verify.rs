@@ -217,6 +217,16 @@ fn recipe_attr(v: &crate::schema::AttrValue) -> NcAttr {
         A::F64(x) => NcAttr::F64(x.clone()),
         A::Text(s) => NcAttr::Text(s.clone()),
         A::Strings(x) => NcAttr::Strings(x.clone()),
+        // A JSON object of integers is an enum's mapping; other JSON is
+        // kept as its text.
+        A::Json(t) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .map(|(k, v)| Some((k, i128::from(v.as_i64()?))))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map_or_else(|| NcAttr::Text(t.clone()), NcAttr::Members),
     }
 }
 
@@ -275,14 +285,14 @@ fn from_rank0<T: Serialize + DeserializeOwned>(
             decode(&bytes)
         }
     };
-    let failures = ctx.gather_failures(local.as_ref().err().map(|e| crate::error::chain(e)));
+    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
     if failures.is_empty() {
         return local;
     }
     if ctx.is_root() && local.is_err() {
         return local;
     }
-    let root: Vec<(i32, String)> = failures.iter().filter(|(r, _)| *r == 0).cloned().collect();
+    let root: Vec<_> = failures.iter().filter(|f| f.rank == 0).cloned().collect();
     Err(Error::Ranks(if root.is_empty() { failures } else { root }))
 }
 

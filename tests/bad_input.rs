@@ -320,9 +320,22 @@ fn hdf5_file_that_is_not_netcdf() {
     let out = t.path().join("o.zarr");
     must_fail(
         &convert_args(&out, &path, &[]),
-        &["plain.h5", "not netCDF-4", "'values'"],
+        &["plain.h5", "not netCDF-4", "'values'", "--phony-dims"],
     );
     assert!(!out.exists());
+    // With --phony-dims: the dimensions netCDF-C names, every value kept.
+    let run = zarrforge(
+        Some(2),
+        &convert_args(&out, &path, &["--phony-dims"]),
+        2 * MINUTE,
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let doc = json(&out.join("values/zarr.json"));
+    assert_eq!(doc["dimension_names"], serde_json::json!(["phony_dim_0"]));
+    let (shape, bytes) = store_bytes(&out, "values");
+    assert_eq!(shape, vec![12]);
+    let want: Vec<u8> = (0..12).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    assert_eq!(bytes, want);
 }
 
 /// Every dimension of length 0 (unlimited, no records): valid netCDF, an

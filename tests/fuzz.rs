@@ -142,3 +142,84 @@ proptest! {
         }
     }
 }
+
+/// A classic header with two dimensions, attributes and two variables (a
+/// record variable and a fixed one), followed by its data.
+fn classic_file() -> Vec<u8> {
+    fn name(v: &mut Vec<u8>, s: &[u8]) {
+        v.extend((s.len() as u32).to_be_bytes());
+        v.extend(s);
+        while v.len() % 4 != 0 {
+            v.push(0);
+        }
+    }
+    let u = |v: &mut Vec<u8>, x: u32| v.extend(x.to_be_bytes());
+    let mut v = b"CDF\x01".to_vec();
+    u(&mut v, 3);
+    u(&mut v, 0x0A);
+    u(&mut v, 2);
+    name(&mut v, b"time");
+    u(&mut v, 0);
+    name(&mut v, b"x");
+    u(&mut v, 4);
+    u(&mut v, 0x0C);
+    u(&mut v, 1);
+    name(&mut v, b"title");
+    u(&mut v, 2);
+    u(&mut v, 5);
+    v.extend(b"hello\0\0\0");
+    u(&mut v, 0x0B);
+    u(&mut v, 2);
+    let header_end = v.len() as u32 + 36 + 40;
+    for (n, dims, t, begin) in [
+        (&b"s"[..], &[1u32][..], 3u32, header_end),
+        (&b"v"[..], &[0, 1][..], 5, header_end + 8),
+    ] {
+        name(&mut v, n);
+        u(&mut v, dims.len() as u32);
+        for d in dims {
+            u(&mut v, *d);
+        }
+        u(&mut v, 0);
+        u(&mut v, 0);
+        u(&mut v, t);
+        u(&mut v, 16);
+        u(&mut v, begin);
+    }
+    assert_eq!(v.len() as u32, header_end, "header size");
+    v.resize(header_end as usize + 8 + 3 * 16, 7);
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The netCDF-3 header check never panics and never accepts a file
+    /// shorter than the data its header describes, whatever the bytes.
+    #[test]
+    fn netcdf3_headers_never_panic(
+        flips in proptest::collection::vec((0usize..200, 0u8..8), 0..6),
+        words in proptest::collection::vec((0usize..50, prop::sample::select(vec![0u32, 1, 0x7fff_ffff, 0xffff_ffff, 0x8000_0000, 0x1000])), 0..3),
+        cut in proptest::option::of(0usize..250),
+    ) {
+        let mut f = classic_file();
+        assert!(zarrforge::read::cdf_header::check_bytes(&f).is_ok());
+        for (at, bit) in flips {
+            if at < f.len() {
+                f[at] ^= 1 << bit;
+            }
+        }
+        for (w, x) in words {
+            let at = w * 4;
+            if at + 4 <= f.len() {
+                f[at..at + 4].copy_from_slice(&x.to_be_bytes());
+            }
+        }
+        if let Some(c) = cut {
+            f.truncate(c.min(f.len()));
+        }
+        if let Ok(info) = zarrforge::read::cdf_header::check_bytes(&f) {
+            prop_assert!(info.required_len <= f.len() as u64);
+        }
+    }
+}

@@ -10,5 +10,6 @@ mod convert;
 mod fuzz;
 mod multifile;
 mod passthrough;
+mod real_files;
 mod reliability;
 mod verify;

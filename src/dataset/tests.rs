@@ -22,6 +22,7 @@ fn var(name: &str, dims: &[&str], shape: &[u64], dtype: DType, attrs: Vec<Attr>)
         filters: vec![],
         big_endian: false,
         attrs,
+        via_netcdf: false,
     }
 }
 
@@ -79,6 +80,7 @@ fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileScan {
                 groups: vec![],
             },
             skipped: vec![],
+            warnings: vec![],
         },
         coords: vec![ScanCoord {
             dim: "time".into(),

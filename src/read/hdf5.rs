@@ -90,20 +90,23 @@ impl Hdf5Reader {
 
     fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
         if !self.datasets.contains_key(&var.path) {
-            let ds = match self.file.dataset(&var.path) {
+            // netCDF-4 stores a variable that has a dimension's name without
+            // being its coordinate variable as `_nc4_non_coord_NAME`; the
+            // dataset `NAME` is then the dimension scale, so the renamed
+            // dataset must win whenever it exists.
+            let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
+            let alt = crate::schema::join(parent, &format!("_nc4_non_coord_{name}"));
+            let ds = match self.file.dataset(&alt) {
                 Ok(ds) => ds,
-                Err(first) => {
-                    // netCDF-4 renames a variable that has a dimension's name
-                    // without being its coordinate variable.
-                    let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
-                    let alt = crate::schema::join(parent, &format!("_nc4_non_coord_{name}"));
-                    self.file.dataset(&alt).map_err(|_| ReadError::Hdf5 {
+                Err(_) => self
+                    .file
+                    .dataset(&var.path)
+                    .map_err(|first| ReadError::Hdf5 {
                         path: self.path.clone(),
                         var: var.path.clone(),
                         what: "open dataset",
                         msg: first.to_string(),
-                    })?
-                }
+                    })?,
             };
             self.datasets.insert(var.path.clone(), ds);
         }
@@ -157,7 +160,7 @@ impl Hdf5Reader {
     /// [`ReadError::Hdf5`] when the dataset cannot be opened.
     pub fn raw_layout(&mut self, var: &Var) -> Result<Option<super::raw::RawLayout>, ReadError> {
         use super::raw::{RawFilter, RawLayout};
-        if var.big_endian || matches!(var.dtype, crate::schema::DType::String) {
+        if var.big_endian || var.via_netcdf || matches!(var.dtype, crate::schema::DType::String) {
             return Ok(None);
         }
         let ds = self.dataset(var)?;
@@ -204,6 +207,7 @@ impl Hdf5Reader {
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
         let did = self.dataset(var)?.id();
+        let file_len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
         let offset: Vec<hsize_t> = origin.to_vec();
         hdf5::sync::sync(|| {
             // SAFETY: plain HDF5 C calls on a dataset id owned by `self`,
@@ -219,6 +223,11 @@ impl Hdf5Reader {
                 }
                 if size == 0 || addr == hdf5_sys::h5::HADDR_UNDEF {
                     return Ok(None);
+                }
+                // A stored chunk lies inside the file: a larger size comes
+                // from a damaged index and must not size an allocation.
+                if size > file_len {
+                    return Err(fail("chunk size beyond the end of the file"));
                 }
                 let n = usize::try_from(size).map_err(|_| fail("chunk size"))?;
                 let mut buf = vec![0u8; n];
@@ -261,7 +270,8 @@ impl Hdf5Reader {
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
         let did = self.dataset(var)?.id();
-        let n: u64 = count.iter().product();
+        let n: u64 = count.iter().fold(1u64, |a, &c| a.saturating_mul(c));
+        let elem = var.dtype.size() as u64;
         let rank = i32::try_from(count.len()).map_err(|_| fail("rank"))?;
         let start: Vec<hsize_t> = start.to_vec();
         let count: Vec<hsize_t> = count.to_vec();
@@ -279,7 +289,14 @@ impl Hdf5Reader {
                     return Err(fail("native type"));
                 }
                 let size = H5Tget_size(mtype) as u64;
-                let total = usize::try_from(n * size).map_err(|_| fail("size"))?;
+                if size != elem {
+                    H5Tclose(mtype);
+                    return Err(fail("element size differs from the netCDF type"));
+                }
+                let total = n
+                    .checked_mul(size)
+                    .and_then(|t| usize::try_from(t).ok())
+                    .ok_or_else(|| fail("size"))?;
                 let mut buf: Vec<u8> = vec![0; total];
                 let fspace = H5Dget_space(did);
                 let mspace = if rank == 0 {

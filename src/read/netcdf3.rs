@@ -1,38 +1,57 @@
 //! Reads through netCDF-C: netCDF-3 files (classic, 64-bit offset, CDF5),
-//! and variable-length strings of netCDF-4 files. Each rank opens the file
-//! read-only on its own.
+//! and variable-length strings and enum variables of netCDF-4 files. Each
+//! rank opens the file read-only on its own.
+//!
+//! A netCDF-3 file is checked against its header when opened and again
+//! after every read: netCDF-C returns zeros for bytes past the end of a
+//! file, so a file truncated while the job runs must fail the read rather
+//! than give invented values.
 
 use std::path::{Path, PathBuf};
 
-use netcdf::{Extent, Extents};
-
 use super::Values;
 use crate::error::ReadError;
-use crate::schema::{DType, Var};
+use crate::netcdf_c::NcFile;
+use crate::schema::{DType, SourceFormat, Var};
+
+/// Largest hyperslab read in one call (a unit is far smaller; this bounds a
+/// request computed from a corrupt shape).
+const MAX_READ_BYTES: usize = 1 << 34;
 
 /// A read-only netCDF-C handle.
 pub struct NetcdfReader {
-    file: netcdf::File,
+    file: NcFile,
     path: PathBuf,
+    /// Bytes the header of a netCDF-3 file needs (0 for netCDF-4).
+    required: u64,
 }
 
 impl NetcdfReader {
-    /// Opens `path` read-only.
+    /// Opens `path` read-only, checking a netCDF-3 header against the file.
     ///
     /// # Errors
     /// [`ReadError::NetcdfOpen`].
-    pub fn open(path: &Path) -> Result<Self, ReadError> {
-        let file = netcdf::open(path).map_err(|source| ReadError::NetcdfOpen {
+    pub fn open(path: &Path, format: SourceFormat) -> Result<Self, ReadError> {
+        let open_err = |source| ReadError::NetcdfOpen {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let required = if format == SourceFormat::Netcdf3 {
+            super::cdf_header::check_file(path)
+                .map_err(|e| open_err(crate::netcdf_c::NcError::invalid(e.to_string())))?
+                .required_len
+        } else {
+            0
+        };
+        let file = NcFile::open(path).map_err(open_err)?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            required,
         })
     }
 
-    fn err(&self, var: &Var) -> impl FnOnce(netcdf::Error) -> ReadError + '_ {
+    fn err(&self, var: &Var) -> impl FnOnce(crate::netcdf_c::NcError) -> ReadError + '_ {
         let var = var.path.clone();
         move |source| ReadError::Netcdf {
             path: self.path.clone(),
@@ -44,40 +63,45 @@ impl NetcdfReader {
     /// Reads a hyperslab.
     ///
     /// # Errors
-    /// [`ReadError::Netcdf`].
+    /// [`ReadError::Netcdf`], or [`ReadError::Shrunk`] when the file no
+    /// longer holds what its header describes.
     pub fn read(&self, var: &Var, start: &[u64], count: &[u64]) -> Result<Values, ReadError> {
-        let v = self
-            .file
-            .variable(&var.path)
-            .ok_or_else(|| netcdf::Error::NotFound(var.path.clone()))
-            .map_err(self.err(var))?;
-        let to_usize = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
-        if var.dtype == DType::String {
-            let n = to_usize(count.iter().product());
-            let mut out = Vec::with_capacity(n);
-            let mut idx: Vec<u64> = start.to_vec();
-            for _ in 0..n {
-                let ext: Vec<Extent> = idx.iter().map(|&i| Extent::from(to_usize(i))).collect();
-                out.push(v.get_string(Extents::from(ext)).map_err(self.err(var))?);
-                // Advance the C-order index inside the hyperslab.
-                for d in (0..idx.len()).rev() {
-                    idx[d] += 1;
-                    if idx[d] < start[d] + count[d] {
-                        break;
-                    }
-                    idx[d] = start[d];
+        let (grp, varid) = self.file.var_at(&var.path).map_err(self.err(var))?;
+        let to_usize = |x: &u64| usize::try_from(*x).unwrap_or(usize::MAX);
+        let start: Vec<usize> = start.iter().map(to_usize).collect();
+        let count: Vec<usize> = count.iter().map(to_usize).collect();
+        let values = if var.dtype == DType::String {
+            Values::Strings(
+                self.file
+                    .get_vara_strings(grp, varid, &start, &count, MAX_READ_BYTES / 16)
+                    .map_err(self.err(var))?,
+            )
+        } else {
+            let mut bytes = self
+                .file
+                .get_vara(grp, varid, &start, &count, var.dtype.size(), MAX_READ_BYTES)
+                .map_err(self.err(var))?;
+            // netCDF-C returns native-endian values; the pipeline works in
+            // little-endian bytes.
+            if cfg!(target_endian = "big") {
+                let w = var.dtype.size();
+                for c in bytes.chunks_exact_mut(w) {
+                    c.reverse();
                 }
             }
-            return Ok(Values::Strings(out));
+            Values::Fixed(bytes)
+        };
+        if self.required > 0 {
+            let have = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+            if have < self.required {
+                return Err(ReadError::Shrunk {
+                    path: self.path.clone(),
+                    var: var.path.clone(),
+                    need: self.required,
+                    have,
+                });
+            }
         }
-        let ext: Vec<Extent> = start
-            .iter()
-            .zip(count)
-            .map(|(&s, &c)| Extent::from(to_usize(s)..to_usize(s + c)))
-            .collect();
-        let bytes = v
-            .get_raw_values(Extents::from(ext))
-            .map_err(self.err(var))?;
-        Ok(Values::Fixed(bytes))
+        Ok(values)
     }
 }

@@ -188,11 +188,11 @@ impl RawJob {
         let n = usize::try_from(self.count.iter().product::<u64>()).unwrap_or(0);
         let mut out = vec![0u8; n * elem];
         for (origin, entry) in &self.chunks {
-            let chunk = entry.get(&self.layout).map_err(|msg| ReadError::Hdf5 {
+            let chunk = entry.get(&self.layout).map_err(|msg| ReadError::Decode {
                 path: self.path.clone(),
                 var: self.var.clone(),
-                what: "decode chunk",
-                msg: format!("chunk at {origin:?}: {msg}"),
+                origin: origin.clone(),
+                msg,
             })?;
             // Intersection of the chunk and the region.
             let d = self.start.len();

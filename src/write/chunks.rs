@@ -44,16 +44,16 @@ impl ArrayEncoder {
         format: ZarrFormat,
     ) -> Result<Self, WriteError> {
         let codec = &a.codec;
-        let err = |msg: String| WriteError::Array {
+        let err = |source: crate::error::BoxError| WriteError::Array {
             var: var.path.clone(),
-            msg,
+            source,
         };
         let meta = metadata::array_v3(var, a, codec, true);
         let meta: zarrs::array::ArrayMetadataV3 =
-            serde_json::from_value(meta).map_err(|e| err(e.to_string()))?;
+            serde_json::from_value(meta).map_err(|e| err(e.into()))?;
         let array =
             Array::new_with_metadata(Arc::new(MemoryStore::new()), "/", ArrayMetadata::V3(meta))
-                .map_err(|e| err(e.to_string()))?;
+                .map_err(|e| err(e.into()))?;
         Ok(Self {
             array,
             dir: store.join(&a.path),
@@ -77,10 +77,11 @@ impl ArrayEncoder {
         count: &[u64],
         values: Values,
     ) -> Result<Vec<u8>, WriteError> {
-        let err = |msg: String| WriteError::Encode {
+        let err = |source: crate::error::BoxError| WriteError::Encode {
             var: self.path.clone(),
             chunk: indices.to_vec(),
-            msg,
+            what: "encode",
+            source,
         };
         let bytes = match values {
             Values::Fixed(b) => {
@@ -96,14 +97,11 @@ impl ArrayEncoder {
                     data.extend_from_slice(x.as_bytes());
                     offsets.push(data.len());
                 }
-                let offsets = ArrayBytesOffsets::new(offsets).map_err(|e| err(e.to_string()))?;
-                ArrayBytes::new_vlen(data, offsets).map_err(|e| err(e.to_string()))?
+                let offsets = ArrayBytesOffsets::new(offsets).map_err(|e| err(e.into()))?;
+                ArrayBytes::new_vlen(data, offsets).map_err(|e| err(e.into()))?
             }
         };
-        let shape = self
-            .array
-            .chunk_shape(indices)
-            .map_err(|e| err(e.to_string()))?;
+        let shape = self.array.chunk_shape(indices).map_err(|e| err(e.into()))?;
         let encoded = self
             .array
             .codecs()
@@ -114,7 +112,7 @@ impl ArrayEncoder {
                 self.array.fill_value(),
                 &self.options,
             )
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         Ok(encoded.into_owned())
     }
 
@@ -131,15 +129,13 @@ impl ArrayEncoder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(WriteError::io(path, "read back", e)),
         };
-        let err = |msg: String| WriteError::Encode {
+        let err = |source: crate::error::BoxError| WriteError::Encode {
             var: self.path.clone(),
             chunk: indices.to_vec(),
-            msg: format!("decode stored unit: {msg}"),
+            what: "decode the stored unit",
+            source,
         };
-        let shape = self
-            .array
-            .chunk_shape(indices)
-            .map_err(|e| err(e.to_string()))?;
+        let shape = self.array.chunk_shape(indices).map_err(|e| err(e.into()))?;
         let decoded = self
             .array
             .codecs()
@@ -150,7 +146,7 @@ impl ArrayEncoder {
                 self.array.fill_value(),
                 &self.options,
             )
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.into()))?;
         Ok(Some(match decoded {
             ArrayBytes::Variable(v) => {
                 let (data, offsets) = v.into_parts();
@@ -160,12 +156,7 @@ impl ArrayEncoder {
                 }
                 Values::Strings(out)
             }
-            other => Values::Fixed(
-                other
-                    .into_fixed()
-                    .map_err(|e| err(e.to_string()))?
-                    .into_owned(),
-            ),
+            other => Values::Fixed(other.into_fixed().map_err(|e| err(e.into()))?.into_owned()),
         }))
     }
 

@@ -16,7 +16,7 @@ use crate::plan::Plan;
 use crate::schema::Schema;
 
 fn write_json(store: &Path, key: &str, v: &Value) -> Result<(), WriteError> {
-    let bytes = serde_json::to_vec_pretty(v)
+    let bytes = super::metadata::to_json_bytes(v)
         .map_err(|e| WriteError::io(store.join(key), "serialise", std::io::Error::other(e)))?;
     write_atomic(&store.join(key), &bytes)
 }

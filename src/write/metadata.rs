@@ -13,7 +13,52 @@ use crate::config::{BloscShuffle, Codec, ZarrFormat};
 use crate::plan::ArrayPlan;
 use crate::schema::{Attr, AttrValue, DType, Group, Var};
 
-/// A JSON number for a float, or the Zarr text for NaN and infinities.
+/// Marks a non-finite float attribute inside a JSON document until it is
+/// written out as the bare `NaN`, `Infinity` or `-Infinity` token (see
+/// [`to_json_bytes`]). Attribute strings never hold a NUL (netCDF text
+/// attributes are read without them), so the marker cannot clash.
+const NONFINITE: &str = "\u{0}zarrforge-nonfinite:";
+
+/// A float attribute value: a JSON number, or for NaN and the infinities
+/// the bare tokens Python's `json` (hence zarr-python and xarray) writes and
+/// reads back as floats.
+pub fn attr_float_json(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        let t = if x.is_nan() {
+            "NaN"
+        } else if x > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        Value::String(format!("{NONFINITE}{t}"))
+    }
+}
+
+/// A metadata document as the bytes written to the store: pretty JSON in
+/// which non-finite float attributes are the bare `NaN`, `Infinity`,
+/// `-Infinity` tokens.
+///
+/// # Errors
+/// When serde cannot serialise the document.
+pub fn to_json_bytes(v: &Value) -> serde_json::Result<Vec<u8>> {
+    let text = serde_json::to_string_pretty(v)?;
+    let marker = serde_json::to_string(NONFINITE)?;
+    let open = &marker[..marker.len() - 1];
+    if !text.contains(open) {
+        return Ok(text.into_bytes());
+    }
+    let mut out = text;
+    for t in ["NaN", "Infinity", "-Infinity"] {
+        out = out.replace(&format!("{open}{t}\""), t);
+    }
+    Ok(out.into_bytes())
+}
+
+/// A JSON number for a float, or the Zarr text for NaN and infinities (the
+/// form of an array's `fill_value`).
 pub fn float_json(x: f64) -> Value {
     if x.is_nan() {
         json!("NaN")
@@ -45,18 +90,21 @@ pub fn attr_json(v: &AttrValue) -> Value {
         AttrValue::U32(x) => list_or_scalar(x, |a| json!(a)),
         AttrValue::I64(x) => list_or_scalar(x, |a| json!(a)),
         AttrValue::U64(x) => list_or_scalar(x, |a| json!(a)),
-        AttrValue::F32(x) => list_or_scalar(x, |a| float_json(f64::from(*a))),
-        AttrValue::F64(x) => list_or_scalar(x, |a| float_json(*a)),
+        AttrValue::F32(x) => list_or_scalar(x, |a| attr_float_json(f64::from(*a))),
+        AttrValue::F64(x) => list_or_scalar(x, |a| attr_float_json(*a)),
         AttrValue::Text(s) => json!(s),
+        AttrValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
         AttrValue::Strings(x) => list_or_scalar(x, |a| json!(a)),
     }
 }
 
 /// The source `_FillValue` of `var` as raw little-endian bytes of its type.
+///
+/// The schema has already brought every `_FillValue` to its variable's type
+/// exactly, or left it out ([`crate::schema::normalize_fill`]); a value of
+/// another type here is not converted (`None`), never cast.
 pub fn fill_bytes(var: &Var) -> Option<Vec<u8>> {
     let v = var.attr("_FillValue")?;
-    let f = v.first_f64();
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let bytes = match (var.dtype, v) {
         (DType::I8, AttrValue::I8(x)) => x.first()?.to_le_bytes().to_vec(),
         (DType::U8, AttrValue::U8(x)) => x.first()?.to_le_bytes().to_vec(),
@@ -69,21 +117,17 @@ pub fn fill_bytes(var: &Var) -> Option<Vec<u8>> {
         (DType::F32, AttrValue::F32(x)) => x.first()?.to_le_bytes().to_vec(),
         (DType::F64, AttrValue::F64(x)) => x.first()?.to_le_bytes().to_vec(),
         (DType::Char, AttrValue::Text(s)) => vec![s.as_bytes().first().copied().unwrap_or(0)],
-        // A _FillValue whose type differs from the variable's (netCDF-C
-        // refuses to write these, other writers may not): convert.
-        (DType::I8, _) => (f? as i8).to_le_bytes().to_vec(),
-        (DType::U8, _) => (f? as u8).to_le_bytes().to_vec(),
-        (DType::I16, _) => (f? as i16).to_le_bytes().to_vec(),
-        (DType::U16, _) => (f? as u16).to_le_bytes().to_vec(),
-        (DType::I32, _) => (f? as i32).to_le_bytes().to_vec(),
-        (DType::U32, _) => (f? as u32).to_le_bytes().to_vec(),
-        (DType::I64, _) => (f? as i64).to_le_bytes().to_vec(),
-        (DType::U64, _) => (f? as u64).to_le_bytes().to_vec(),
-        (DType::F32, _) => (f? as f32).to_le_bytes().to_vec(),
-        (DType::F64, _) => f?.to_le_bytes().to_vec(),
-        (DType::Char | DType::String, _) => return None,
+        _ => return None,
     };
     Some(bytes)
+}
+
+/// The `_FillValue` of a string variable.
+pub fn fill_text(var: &Var) -> Option<&str> {
+    match (var.dtype, var.attr("_FillValue")?) {
+        (DType::String, AttrValue::Text(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// Fill value bytes used for padding edge chunks: the source `_FillValue`,
@@ -123,13 +167,8 @@ fn fill_json(dtype: DType, b: &[u8], v2: bool) -> Value {
             a.copy_from_slice(&b[..8]);
             float_json(f64::from_le_bytes(a))
         }
-        DType::Char => {
-            if b.first().copied().unwrap_or(0) == 0 {
-                json!("")
-            } else {
-                json!(base64::engine::general_purpose::STANDARD.encode(&b[..1]))
-            }
-        }
+        // Base64 of the byte, NUL included ("AA=="), as xarray writes it.
+        DType::Char => json!(base64::engine::general_purpose::STANDARD.encode(&b[..1])),
         DType::String => {
             if v2 {
                 Value::Null
@@ -149,7 +188,10 @@ pub fn var_attributes(var: &Var, format: ZarrFormat) -> Map<String, Value> {
     let mut m = Map::new();
     for Attr { name, value } in &var.attrs {
         if name == "_FillValue" {
-            if format == ZarrFormat::V2 {
+            // v2 keeps it in the array's fill_value; xarray cannot decode a
+            // v3 `_FillValue` attribute on a bytes or string array (the fill
+            // stays in the array's fill_value, see [`format_warnings`]).
+            if format == ZarrFormat::V2 || matches!(var.dtype, DType::Char | DType::String) {
                 continue;
             }
             if let Some(b) = fill_bytes(var) {
@@ -173,6 +215,25 @@ pub fn var_attributes(var: &Var, format: ZarrFormat) -> Map<String, Value> {
         m.insert("_ARRAY_DIMENSIONS".into(), json!(var.dims));
     }
     m
+}
+
+/// What a store of `format` cannot carry the way the source has it, one
+/// line per variable.
+pub fn format_warnings(vars: &[&Var], format: ZarrFormat) -> Vec<String> {
+    vars.iter()
+        .filter(|v| {
+            format == ZarrFormat::V3
+                && matches!(v.dtype, DType::Char | DType::String)
+                && v.attr("_FillValue").is_some()
+        })
+        .map(|v| {
+            format!(
+                "variable '{}': the _FillValue of a {} variable is kept as the array's fill_value only (xarray cannot read it as a Zarr v3 attribute; use --zarr-format 2 to keep it)",
+                v.path,
+                v.dtype.nc_name()
+            )
+        })
+        .collect()
 }
 
 /// Group attributes as a JSON object.
@@ -300,6 +361,8 @@ pub fn array_v3(var: &Var, a: &ArrayPlan, codec: &Codec, for_encoding: bool) -> 
     );
     let fill_value = if var.dtype == DType::Char && for_encoding {
         json!(fill[0])
+    } else if let Some(t) = fill_text(var) {
+        json!(t)
     } else {
         fill_json(var.dtype, &fill, false)
     };
@@ -319,9 +382,10 @@ pub fn array_v3(var: &Var, a: &ArrayPlan, codec: &Codec, for_encoding: bool) -> 
 
 /// The v2 `.zarray` of an array.
 pub fn array_v2(var: &Var, a: &ArrayPlan, codec: &Codec) -> Value {
-    let fill_value = match fill_bytes(var) {
-        Some(b) => fill_json(var.dtype, &b, true),
-        None => Value::Null,
+    let fill_value = match (fill_bytes(var), fill_text(var)) {
+        (Some(b), _) => fill_json(var.dtype, &b, true),
+        (None, Some(t)) => json!(t),
+        (None, None) => Value::Null,
     };
     let filters = match (var.dtype, codec) {
         (DType::String, _) => json!([{"id": "vlen-utf8"}]),
@@ -379,6 +443,7 @@ mod tests {
             filters: vec![],
             big_endian: false,
             attrs,
+            via_netcdf: false,
         }
     }
 
@@ -434,9 +499,34 @@ mod tests {
     #[test]
     fn non_finite_floats() {
         assert_eq!(float_json(f64::NAN), json!("NaN"));
+        let doc = json!({"a": attr_json(&AttrValue::F64(vec![1.0, f64::INFINITY, f64::NEG_INFINITY])),
+            "b": attr_json(&AttrValue::F32(vec![f32::NAN])), "c": "NaN", "fill_value": float_json(f64::NAN)});
+        let text = String::from_utf8(to_json_bytes(&doc).unwrap()).unwrap();
+        let flat: String = text.split_whitespace().collect();
         assert_eq!(
-            attr_json(&AttrValue::F64(vec![1.0, f64::INFINITY])),
-            json!([1.0, "Infinity"])
+            flat,
+            r#"{"a":[1.0,Infinity,-Infinity],"b":NaN,"c":"NaN","fill_value":"NaN"}"#
         );
+    }
+
+    #[test]
+    fn char_and_string_fills_in_v2() {
+        let c = var(
+            DType::Char,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::Text(String::new()),
+            }],
+        );
+        let a = ArrayPlan::new(0, "v".into(), DType::Char, vec![2, 3], vec![2, 3], None, 0);
+        assert_eq!(array_v2(&c, &a, &Codec::None)["fill_value"], json!("AA=="));
+        let s = var(
+            DType::String,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::Text("NA".into()),
+            }],
+        );
+        assert_eq!(array_v2(&s, &a, &Codec::None)["fill_value"], json!("NA"));
     }
 }

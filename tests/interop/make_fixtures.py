@@ -656,6 +656,58 @@ def make_classic(fmt, cdf5=False):
     return make
 
 
+def make_awkward_fills(path):
+    """Fill values other writers leave behind (issue: real files): a NaN
+    _FillValue on a packed int16 (written with h5py, as netCDF-C refuses a
+    fill of another type), a fill of another but exact type, a char fill of
+    NUL and a string fill; xarray must decode the store as the source."""
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 6)
+        ds.createDimension("c", 3)
+        u = ds.createVariable("u_wind", "i2", ("x",))
+        u.set_auto_maskandscale(False)
+        u[:] = np.array([0, 1, -5, 0, 7, 0], dtype=np.int16)
+        u.scale_factor = np.float32(0.01)
+        u.add_offset = np.float32(0.0)
+        w = ds.createVariable("w", "i4", ("x",))
+        w[:] = np.array([1, -999, 3, 4, -999, 6], dtype=np.int32)
+        ch = ds.createVariable("label", "S1", ("x", "c"), fill_value=b"\x00")
+        ch[0, :] = np.array([b"a", b"b", b"c"])
+        ch[2, 0] = b"z"
+        st = ds.createVariable("station", str, ("x",), fill_value="NA")
+        st[0] = "alpha"
+        st[3] = "NA"
+        st[4] = "delta"
+    import h5py
+    with h5py.File(path, "a") as f:
+        f["u_wind"].attrs["_FillValue"] = np.float64(np.nan)
+        f["w"].attrs["_FillValue"] = np.float64(-999.0)
+
+
+def make_awkward_structure(path):
+    """Structures from real files: NIL (never written) strings, a variable
+    named like a dimension but not its coordinate, an unlimited dimension no
+    variable uses, an enum variable, non-finite float attributes and a NUL
+    inside a text attribute."""
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)
+        ds.createDimension("x", 4)
+        ds.createDimension("y", 2)
+        s = ds.createVariable("names", str, ("x",))
+        s[1] = "only one written"
+        nc = ds.createVariable("x", "f4", ("y",))
+        nc[:] = [1.5, 2.5]
+        z = ds.createVariable("z", "f8", ("x",))
+        z[:] = [1, 2, 3, 4]
+        et = ds.createEnumType(np.uint8, "cloud_t", {"clear": 0, "cloudy": 1, "missing": 255})
+        e = ds.createVariable("cloud", et, ("x",), fill_value=255)
+        e[:] = np.array([0, 1, 255, 1], dtype=np.uint8)
+        ds.setncattr("nan_attr", np.float32(np.nan))
+        ds.setncattr("inf_attrs", np.array([np.inf, -np.inf, 1.0]))
+        z.setncattr("valid_max", np.float64(np.inf))
+        ds.note = "before\x00after"
+
+
 # File name -> writer, in the order they are written.
 FIXTURES = {
     "numeric_types.nc": make_numeric_types,
@@ -675,6 +727,8 @@ FIXTURES = {
     "nc3_64bit_offset.nc": make_classic("NETCDF3_64BIT_OFFSET"),
     "nc3_64bit_data.nc": make_classic("NETCDF3_64BIT_DATA", cdf5=True),
     "nc4_classic.nc": make_classic("NETCDF4_CLASSIC"),
+    "awkward_fills.nc": make_awkward_fills,
+    "awkward_structure.nc": make_awkward_structure,
 }
 
 
