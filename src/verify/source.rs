@@ -5,7 +5,7 @@
 //! or its schema: every file is opened with netCDF-C (the `netcdf` crate),
 //! and `string` variables are read with `nc_get_vara_string` directly.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -278,21 +278,41 @@ fn map_type(t: &netcdf::types::NcVariableType) -> (VarType, Option<Enumeration>)
     (VarType::Nc(nc), None)
 }
 
+/// Where an attribute lives, for the raw reads.
+#[derive(Clone, Copy)]
+struct Owner {
+    gid: c_int,
+    varid: c_int,
+}
+
 fn read_attrs<'a>(
     path: &Path,
     owner: &str,
     attrs: impl Iterator<Item = netcdf::Attribute<'a>>,
+    raw: &RawNc,
+    at: Owner,
 ) -> Result<Vec<(String, NcAttr)>, VerifyError> {
     use netcdf::AttributeValue as A;
     let mut out = Vec::new();
     for a in attrs {
         let name = a.name().to_string();
+        let what = || format!("attribute '{name}' of '{owner}'");
         let value = match a.value() {
+            // The crate cuts text at the first NUL; readers (netCDF4-python)
+            // drop the NULs and keep the rest.
+            Ok(A::Str(_)) | Err(netcdf::Error::TypeUnknown(_)) => {
+                match raw.attr(at, &name).map_err(nc_err(path, what()))? {
+                    Some(v) => {
+                        out.push((name, v));
+                        continue;
+                    }
+                    // Compound, opaque, vlen: Zarr attributes cannot hold
+                    // them, a store has no such attribute.
+                    None => continue,
+                }
+            }
             Ok(v) => v,
-            // A user-defined type (compound, enum, opaque, vlen): Zarr
-            // attributes cannot hold it, the store has no such attribute.
-            Err(netcdf::Error::TypeUnknown(_)) => continue,
-            Err(e) => return Err(nc_err(path, format!("attribute '{name}' of '{owner}'"))(e)),
+            Err(e) => return Err(nc_err(path, what())(e)),
         };
         out.push((
             name,
@@ -329,11 +349,17 @@ fn read_vars<'a>(
     path: &Path,
     gpath: &str,
     vars: impl Iterator<Item = netcdf::Variable<'a>>,
+    raw: &RawNc,
+    gid: c_int,
     out: &mut Vec<SrcVar>,
 ) -> Result<(), VerifyError> {
     for v in vars {
-        let vpath = join(gpath, &v.name());
-        let attrs = read_attrs(path, &vpath, v.attributes())?;
+        let name = v.name();
+        let vpath = join(gpath, &name);
+        let varid = raw
+            .var(gid, &name)
+            .map_err(nc_err(path, format!("variable '{vpath}'")))?;
+        let attrs = read_attrs(path, &vpath, v.attributes(), raw, Owner { gid, varid })?;
         let (dtype, enumeration) = map_type(&v.vartype());
         out.push(SrcVar {
             dtype,
@@ -351,21 +377,31 @@ fn read_group(
     path: &Path,
     g: &netcdf::Group<'_>,
     gpath: &str,
+    raw: &RawNc,
     groups: &mut Vec<SrcGroup>,
     vars: &mut Vec<SrcVar>,
 ) -> Result<(), VerifyError> {
+    let gid = raw
+        .group(gpath)
+        .map_err(nc_err(path, format!("group '/{gpath}'")))?;
+    let global = Owner {
+        gid,
+        varid: netcdf_sys::NC_GLOBAL,
+    };
     groups.push(SrcGroup {
         path: gpath.to_string(),
         attrs: read_attrs(
             path,
             if gpath.is_empty() { "/" } else { gpath },
             g.attributes(),
+            raw,
+            global,
         )?,
     });
-    read_vars(path, gpath, g.variables(), vars)?;
+    read_vars(path, gpath, g.variables(), raw, gid, vars)?;
     for child in g.groups() {
         let cpath = join(gpath, &child.name());
-        read_group(path, &child, &cpath, groups, vars)?;
+        read_group(path, &child, &cpath, raw, groups, vars)?;
     }
     Ok(())
 }
@@ -377,22 +413,27 @@ fn read_group(
 /// [`VerifyError::Netcdf`] when netCDF-C cannot open or read the file.
 pub(crate) fn scan(path: &Path, coord_dims: &[String]) -> Result<FileScan, VerifyError> {
     let file = netcdf::open(path).map_err(nc_err(path, "cannot open with netCDF-C"))?;
+    let raw = RawNc::open(path).map_err(nc_err(path, "cannot open with netCDF-C"))?;
     let mut groups = Vec::new();
     let mut vars = Vec::new();
     let dims: Vec<(String, u64, bool)> = match file.root() {
         Some(root) => {
-            read_group(path, &root, "", &mut groups, &mut vars)?;
+            read_group(path, &root, "", &raw, &mut groups, &mut vars)?;
             root.dimensions()
                 .map(|d| (d.name(), d.len() as u64, d.is_unlimited()))
                 .collect()
         }
         // netCDF-3: no group API.
         None => {
+            let global = Owner {
+                gid: raw.0,
+                varid: netcdf_sys::NC_GLOBAL,
+            };
             groups.push(SrcGroup {
                 path: String::new(),
-                attrs: read_attrs(path, "/", file.attributes())?,
+                attrs: read_attrs(path, "/", file.attributes(), &raw, global)?,
             });
-            read_vars(path, "", file.variables(), &mut vars)?;
+            read_vars(path, "", file.variables(), &raw, raw.0, &mut vars)?;
             file.dimensions()
                 .map(|d| (d.name(), d.len() as u64, d.is_unlimited()))
                 .collect()
@@ -532,10 +573,13 @@ fn checked(status: std::ffi::c_int) -> Result<(), netcdf::Error> {
     }
 }
 
-/// A file opened by raw netCDF-C, closed on drop.
-struct RawFile(std::ffi::c_int);
+/// A file opened by raw netCDF-C (closed on drop), for what the `netcdf`
+/// crate does not read the way readers do: text attributes with NULs,
+/// enum-typed attributes, `string` variables with NIL elements. Every
+/// call holds netCDF-C's lock and goes through [`checked`].
+struct RawNc(c_int);
 
-impl Drop for RawFile {
+impl Drop for RawNc {
     fn drop(&mut self) {
         let _g = netcdf_sys::libnetcdf_lock.lock();
         // SAFETY: the id came from a successful nc_open and is closed once.
@@ -543,64 +587,188 @@ impl Drop for RawFile {
     }
 }
 
-/// Reads a `string` variable with `nc_get_vara_string`; NULL elements (never
-/// written) read as empty strings.
+fn c_string(s: &str) -> Result<CString, netcdf::Error> {
+    CString::new(s).map_err(Into::into)
+}
+
+impl RawNc {
+    fn open(path: &Path) -> Result<Self, netcdf::Error> {
+        let c_path = c_string(&path.to_string_lossy())?;
+        let _g = netcdf_sys::libnetcdf_lock.lock();
+        let mut ncid = 0;
+        // SAFETY: a NUL-terminated path and a valid out pointer.
+        checked(unsafe {
+            netcdf_sys::nc_open(c_path.as_ptr(), netcdf_sys::NC_NOWRITE, &raw mut ncid)
+        })?;
+        Ok(Self(ncid))
+    }
+
+    /// The id of the group at `path` (`""`: the root).
+    fn group(&self, path: &str) -> Result<c_int, netcdf::Error> {
+        if path.is_empty() {
+            return Ok(self.0);
+        }
+        let c = c_string(&format!("/{path}"))?;
+        let _g = netcdf_sys::libnetcdf_lock.lock();
+        let mut gid = 0;
+        // SAFETY: an open file id, a NUL-terminated path, a valid out pointer.
+        checked(unsafe { netcdf_sys::nc_inq_grp_full_ncid(self.0, c.as_ptr(), &raw mut gid) })?;
+        Ok(gid)
+    }
+
+    /// The id of variable `name` in group `gid`.
+    fn var(&self, gid: c_int, name: &str) -> Result<c_int, netcdf::Error> {
+        let c = c_string(name)?;
+        let _g = netcdf_sys::libnetcdf_lock.lock();
+        let mut varid = 0;
+        // SAFETY: a group id of the open file, a NUL-terminated name, a
+        // valid out pointer.
+        checked(unsafe { netcdf_sys::nc_inq_varid(gid, c.as_ptr(), &raw mut varid) })?;
+        Ok(varid)
+    }
+
+    /// A `char` attribute with its NULs dropped, or an enum-typed one as
+    /// its base integers; `None` for other user-defined types.
+    fn attr(&self, at: Owner, name: &str) -> Result<Option<NcAttr>, netcdf::Error> {
+        use netcdf_sys as s;
+        let c = c_string(name)?;
+        let _g = s::libnetcdf_lock.lock();
+        let (mut xtype, mut len) = (0, 0usize);
+        // SAFETY: ids of the open file, a NUL-terminated name, valid out
+        // pointers.
+        checked(unsafe {
+            s::nc_inq_att(at.gid, at.varid, c.as_ptr(), &raw mut xtype, &raw mut len)
+        })?;
+        if xtype == s::NC_CHAR {
+            let mut buf = vec![0u8; len];
+            if len > 0 {
+                // SAFETY: `buf` holds the attribute's `len` chars.
+                checked(unsafe {
+                    s::nc_get_att_text(at.gid, at.varid, c.as_ptr(), buf.as_mut_ptr().cast())
+                })?;
+            }
+            buf.retain(|&b| b != 0);
+            return Ok(Some(NcAttr::Text(
+                String::from_utf8_lossy(&buf).into_owned(),
+            )));
+        }
+        if xtype <= s::NC_MAX_ATOMIC_TYPE {
+            return Ok(None);
+        }
+        let mut tname = vec![0u8; 257];
+        let (mut size, mut base, mut nfields, mut class) = (0usize, 0, 0usize, 0);
+        // SAFETY: a name buffer of NC_MAX_NAME + 1 bytes and valid out pointers.
+        checked(unsafe {
+            s::nc_inq_user_type(
+                at.gid,
+                xtype,
+                tname.as_mut_ptr().cast(),
+                &raw mut size,
+                &raw mut base,
+                &raw mut nfields,
+                &raw mut class,
+            )
+        })?;
+        if class != s::NC_ENUM {
+            return Ok(None);
+        }
+        let width = match base {
+            s::NC_BYTE | s::NC_UBYTE => 1,
+            s::NC_SHORT | s::NC_USHORT => 2,
+            s::NC_INT | s::NC_UINT => 4,
+            s::NC_INT64 | s::NC_UINT64 => 8,
+            _ => return Ok(None),
+        };
+        if size != width {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len * width];
+        if len > 0 {
+            // SAFETY: `buf` holds `len` values of the enum's base size.
+            checked(unsafe {
+                s::nc_get_att(at.gid, at.varid, c.as_ptr(), buf.as_mut_ptr().cast())
+            })?;
+        }
+        fn each<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+            b.chunks_exact(N)
+                .map(|c| {
+                    let mut a = [0u8; N];
+                    a.copy_from_slice(c);
+                    f(a)
+                })
+                .collect()
+        }
+        Ok(Some(match base {
+            s::NC_BYTE => NcAttr::I8(each(&buf, i8::from_ne_bytes)),
+            s::NC_UBYTE => NcAttr::U8(buf),
+            s::NC_SHORT => NcAttr::I16(each(&buf, i16::from_ne_bytes)),
+            s::NC_USHORT => NcAttr::U16(each(&buf, u16::from_ne_bytes)),
+            s::NC_INT => NcAttr::I32(each(&buf, i32::from_ne_bytes)),
+            s::NC_UINT => NcAttr::U32(each(&buf, u32::from_ne_bytes)),
+            s::NC_INT64 => NcAttr::I64(each(&buf, i64::from_ne_bytes)),
+            _ => NcAttr::U64(each(&buf, u64::from_ne_bytes)),
+        }))
+    }
+
+    /// A region of a `string` variable with `nc_get_vara_string`; NULL
+    /// (never written) elements read as empty strings.
+    fn strings(
+        &self,
+        gid: c_int,
+        varid: c_int,
+        start: &[usize],
+        count: &[usize],
+    ) -> Result<Vec<String>, netcdf::Error> {
+        let n = count.iter().product::<usize>();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
+        let _g = netcdf_sys::libnetcdf_lock.lock();
+        // SAFETY: start/count have one entry per dimension of the variable
+        // (the caller's region of its shape) and `ptrs` holds exactly the
+        // product of `count` pointers for netCDF-C to fill.
+        checked(unsafe {
+            netcdf_sys::nc_get_vara_string(
+                gid,
+                varid,
+                start.as_ptr(),
+                count.as_ptr(),
+                ptrs.as_mut_ptr(),
+            )
+        })?;
+        let out = ptrs
+            .iter()
+            .map(|&p| {
+                if p.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: a non-NULL pointer netCDF-C returned points to
+                    // a NUL-terminated string it allocated.
+                    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+                }
+            })
+            .collect();
+        // SAFETY: the n pointers netCDF-C allocated above (NULLs allowed).
+        unsafe { netcdf_sys::nc_free_string(n, ptrs.as_mut_ptr()) };
+        Ok(out)
+    }
+}
+
+/// Reads a region of the `string` variable `var` of `path`.
 fn read_strings(
     path: &Path,
     var: &str,
     start: &[u64],
     count: &[u64],
 ) -> Result<Vec<String>, VerifyError> {
-    let err = |what: String| nc_err(path, what);
-    let c_path = CString::new(path.to_string_lossy().as_bytes())
-        .map_err(|e| err("path".into())(e.into()))?;
-    let (group, name) = match var.rsplit_once('/') {
-        Some((g, n)) => (format!("/{g}"), n),
-        None => ("/".to_string(), var),
-    };
-    let c_group = CString::new(group).map_err(|e| err("group".into())(e.into()))?;
-    let c_name = CString::new(name).map_err(|e| err("variable".into())(e.into()))?;
-    let _g = netcdf_sys::libnetcdf_lock.lock();
-    let mut ncid = 0;
-    // SAFETY: a NUL-terminated path and a valid out pointer.
-    checked(unsafe { netcdf_sys::nc_open(c_path.as_ptr(), netcdf_sys::NC_NOWRITE, &raw mut ncid) })
-        .map_err(err("cannot open with netCDF-C".into()))?;
-    let file = RawFile(ncid);
-    let mut gid = 0;
-    // SAFETY: an open file id, a NUL-terminated group path, a valid out pointer.
-    checked(unsafe { netcdf_sys::nc_inq_grp_full_ncid(file.0, c_group.as_ptr(), &raw mut gid) })
-        .map_err(err(format!("group of '{var}'")))?;
-    let mut varid = 0;
-    // SAFETY: a group id of the open file, a NUL-terminated name, a valid out pointer.
-    checked(unsafe { netcdf_sys::nc_inq_varid(gid, c_name.as_ptr(), &raw mut varid) })
-        .map_err(err(format!("variable '{var}'")))?;
+    let what = || format!("read '{var}' at {start:?} count {count:?}");
+    let (group, name) = var.rsplit_once('/').unwrap_or(("", var));
+    let raw = RawNc::open(path).map_err(nc_err(path, "cannot open with netCDF-C"))?;
     let s: Vec<usize> = start.iter().map(|&x| to_usize(x)).collect();
     let c: Vec<usize> = count.iter().map(|&x| to_usize(x)).collect();
-    let n = c.iter().product::<usize>();
-    let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: start/count have one entry per dimension of the variable (the
-    // caller's region of its shape) and `ptrs` holds exactly the product of
-    // `count` pointers for netCDF-C to fill.
-    checked(unsafe {
-        netcdf_sys::nc_get_vara_string(gid, varid, s.as_ptr(), c.as_ptr(), ptrs.as_mut_ptr())
-    })
-    .map_err(err(format!("read '{var}' at {start:?} count {count:?}")))?;
-    let out = ptrs
-        .iter()
-        .map(|&p| {
-            if p.is_null() {
-                String::new()
-            } else {
-                // SAFETY: a non-NULL pointer netCDF-C returned points to a
-                // NUL-terminated string it allocated.
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        })
-        .collect();
-    // SAFETY: the n pointers netCDF-C allocated above (NULLs are allowed).
-    unsafe { netcdf_sys::nc_free_string(n, ptrs.as_mut_ptr()) };
-    Ok(out)
+    raw.group(group)
+        .and_then(|gid| Ok((gid, raw.var(gid, name)?)))
+        .and_then(|(gid, varid)| raw.strings(gid, varid, &s, &c))
+        .map_err(nc_err(path, what()))
 }
