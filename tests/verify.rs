@@ -52,10 +52,38 @@ group: sub {
 }
 "#;
 
+/// What other writers leave: an enum variable with an enum-typed fill, a
+/// string and a char fill, a NUL inside a text attribute, non-finite float
+/// attributes.
+const AWKWARD_CDL: &str = r#"netcdf awkward {
+types:
+  ubyte enum cloud_t {clear = 0, cloudy = 1, missing = 255} ;
+dimensions:
+  x = 4 ; c = 3 ;
+variables:
+  cloud_t cloud(x) ; cloud:_FillValue = missing ;
+  string station(x) ; station:_FillValue = "NA" ;
+  char label(x, c) ; label:_FillValue = "z" ;
+  int w(x) ; w:_FillValue = -999 ; w:valid_max = Infinity ;
+  :note = "before\000after" ;
+  :nan_attr = NaNf ;
+  :inf_attrs = Infinity, -Infinity, 1. ;
+data:
+  cloud = clear, cloudy, missing, cloudy ;
+  station = "alpha", "NA", _, "delta" ;
+  label = "abc", "", "z", "de" ;
+  w = 1, -999, 3, 4 ;
+}
+"#;
+
 fn cdl_fixture(dir: &Path) -> PathBuf {
-    let cdl = dir.join("faults.cdl");
-    let nc = dir.join("faults.nc");
-    std::fs::write(&cdl, CDL).unwrap();
+    ncgen(dir, "faults", CDL)
+}
+
+fn ncgen(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let cdl = dir.join(format!("{name}.cdl"));
+    let nc = dir.join(format!("{name}.nc"));
+    std::fs::write(&cdl, text).unwrap();
     let st = std::process::Command::new("ncgen")
         .args(["-4", "-o", s(&nc), s(&cdl)])
         .status()
@@ -64,19 +92,13 @@ fn cdl_fixture(dir: &Path) -> PathBuf {
     nc
 }
 
-/// Converts `src` into `out` (Zarr `format`), uncompressed so that a byte
-/// planted in a chunk is one value.
+/// Converts `src` into `out` (Zarr `format`; chunks of 2 steps and 2
+/// latitudes unless `extra` has `--chunks`).
 fn convert(src: &[&Path], out: &Path, format: &str, extra: &[&str]) {
-    let mut args = vec![
-        "convert",
-        "--quiet",
-        "--zarr-format",
-        format,
-        "--chunks",
-        "time=2,lat=2",
-        "-o",
-        s(out),
-    ];
+    let mut args = vec!["convert", "--quiet", "--zarr-format", format, "-o", s(out)];
+    if !extra.contains(&"--chunks") {
+        args.extend(["--chunks", "time=2,lat=2"]);
+    }
     args.extend_from_slice(extra);
     args.extend(src.iter().map(|p| s(p)));
     let r = zarrforge(Some(2), &args, MINUTE);
@@ -132,13 +154,17 @@ fn clean_conversions_verify_identical() {
     let rich = dir.path().join("rich.nc");
     rich_fixture(&rich);
     let faults = cdl_fixture(dir.path());
+    let awkward = ncgen(dir.path(), "awkward", AWKWARD_CDL);
     for fmt in ["3", "2"] {
-        for src in [&rich, &faults] {
-            let out = dir.path().join(format!(
-                "{}{fmt}.zarr",
-                src.file_stem().unwrap().to_str().unwrap()
-            ));
-            convert(&[src], &out, fmt, &[]);
+        for src in [&rich, &faults, &awkward] {
+            let name = src.file_stem().unwrap().to_str().unwrap();
+            let out = dir.path().join(format!("{name}{fmt}.zarr"));
+            let chunks: &[&str] = if name == "awkward" {
+                &["--chunks", "x=2"]
+            } else {
+                &[]
+            };
+            convert(&[src], &out, fmt, chunks);
             for ranks in [None, Some(2)] {
                 assert_identical(&verify(ranks, &[src], &out));
             }
@@ -239,6 +265,24 @@ fn a_float_attribute_turned_into_a_string_is_reported() {
             "'temp' attribute 'valid_max': store \"NaN\", sources 400.0 (float) (a float in the sources, a string in the store)",
             "2 metadata difference(s)",
         ],
+    );
+    // A NaN attribute, written as the bare token Python's json writes (and
+    // reads back as a float), rewritten as the string "NaN".
+    let awkward = ncgen(dir.path(), "awkward", AWKWARD_CDL);
+    let clean = dir.path().join("awkward.zarr");
+    convert(&[&awkward], &clean, "3", &["--chunks", "x=2"]);
+    assert_identical(&verify(None, &[&awkward], &clean));
+    let root = clean.join("zarr.json");
+    let text = std::fs::read_to_string(&root).unwrap();
+    assert!(text.contains("\"nan_attr\": NaN"), "{text}");
+    std::fs::write(
+        &root,
+        text.replace("\"nan_attr\": NaN", "\"nan_attr\": \"NaN\""),
+    )
+    .unwrap();
+    assert_reports(
+        &verify(None, &[&awkward], &clean),
+        &["global attribute 'nan_attr': store \"NaN\", sources NaN (float) (a float in the sources, a string in the store)"],
     );
     // The same in Zarr v2 (.zattrs).
     let clean2 = dir.path().join("clean2.zarr");
