@@ -99,6 +99,9 @@ pub struct LayoutArgs {
     /// Convert plain HDF5 files whose datasets have no netCDF dimensions, naming the dimensions as netCDF-C does (phony_dim_0, phony_dim_1, ...; what xarray's netCDF4 engine shows)
     #[arg(long)]
     pub phony_dims: bool,
+    /// Seconds allowed to read one input file's structure, in a child process that a crash or a hang of netCDF-C/HDF5 on a damaged file cannot take down; 0 reads it in the rank itself [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub scan_timeout: Option<u64>,
 }
 
 /// Which files, and how they combine (shared by `convert` and `plan`).
@@ -426,6 +429,9 @@ impl LayoutArgs {
         }
         cfg.skip_unsupported |= self.skip_unsupported;
         cfg.phony_dims |= self.phony_dims;
+        if let Some(s) = self.scan_timeout {
+            cfg.scan_timeout = (s > 0).then(|| std::time::Duration::from_secs(s));
+        }
         Ok(())
     }
 }

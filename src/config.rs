@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// Default seconds allowed to scan one input file (`--scan-timeout`).
+pub const DEFAULT_SCAN_TIMEOUT_S: u64 = 60;
+
 /// `dim=size` pairs from `--chunks` or `--shards`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DimSizes(pub Vec<(String, u64)>);
@@ -293,6 +296,9 @@ pub struct ConvertConfig {
     pub skip_unsupported: bool,
     /// Accept plain HDF5 files, with netCDF-C's phony dimension names.
     pub phony_dims: bool,
+    /// Time allowed to scan one file in a child process (`None`: in the
+    /// rank itself).
+    pub scan_timeout: Option<std::time::Duration>,
     /// Target uncompressed bytes per chunk for the default chunk heuristic.
     pub target_chunk_bytes: u64,
     /// Encoder threads per rank (`None`: from the rank's cpuset).
@@ -346,6 +352,7 @@ impl ConvertConfig {
             overwrite: false,
             skip_unsupported: false,
             phony_dims: false,
+            scan_timeout: Some(std::time::Duration::from_secs(DEFAULT_SCAN_TIMEOUT_S)),
             target_chunk_bytes: crate::plan::DEFAULT_TARGET_CHUNK_BYTES,
             threads: None,
             max_memory: None,

@@ -20,7 +20,7 @@ use crate::mpi_ctx::MpiCtx;
 use crate::plan::{ArrayPlan, Plan};
 use crate::progress::{Progress, RankStats};
 use crate::read::{Pending, Reader, Values};
-use crate::scan::{scan_file, FileScan, ScanOptions};
+use crate::scan::{scan_file_isolated, FileScan, ScanOptions};
 use crate::topology::Topology;
 use crate::write::chunks::ArrayEncoder;
 use crate::write::{commit, store};
@@ -227,7 +227,7 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     let mine = guarded(|| {
         files[lo..hi]
             .iter()
-            .map(|p| scan_file(p, &opts).map_err(Error::from))
+            .map(|p| scan_file_isolated(p, &opts, cfg.scan_timeout).map_err(Error::from))
             .collect::<Result<Vec<FileScan>, Error>>()
     });
     let mine = ctx.agree(mine)?;

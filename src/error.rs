@@ -369,6 +369,22 @@ pub enum SchemaError {
         /// What is wrong.
         source: crate::read::cdf_header::HeaderError,
     },
+    /// netCDF-C or HDF5 crashed reading the file's structure.
+    #[error("{path}: netCDF-C/HDF5 crashed (signal {signal}) reading the file's structure: the file is damaged or not valid netCDF (check it with ncdump -h)")]
+    Crashed {
+        /// Input path.
+        path: PathBuf,
+        /// The signal.
+        signal: i32,
+    },
+    /// Reading the file's structure did not finish in time.
+    #[error("{path}: reading the file's structure did not finish in {seconds} s (netCDF-C/HDF5 looping on a damaged file?); if the file is sound but slow to open, raise --scan-timeout")]
+    Stalled {
+        /// Input path.
+        path: PathBuf,
+        /// The time allowed.
+        seconds: u64,
+    },
     /// An attribute whose type Zarr attributes cannot hold.
     #[error("{path}: {attr} has unsupported type {kind} (use --skip-unsupported to leave it out)")]
     UnsupportedAttr {

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    zarrforge::stage::install_panic_hook(ctx.rank());
+    zarrforge::stage::install_panic_hook(ctx.rank(), ctx.size());
+    zarrforge::stage::install_crash_handler();
     let result = run(&ctx, &cli);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,

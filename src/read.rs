@@ -58,6 +58,7 @@ impl FileReader {
         if self.format != SourceFormat::Netcdf4 {
             return Ok(None);
         }
+        crate::stage::reading(&self.path);
         if self.hdf5.is_none() {
             self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
         }
@@ -73,6 +74,7 @@ impl FileReader {
         if n == 0 {
             return Ok(empty(var.dtype));
         }
+        crate::stage::reading(&self.path);
         if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String && !var.via_netcdf {
             if self.hdf5.is_none() {
                 self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);

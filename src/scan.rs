@@ -214,6 +214,151 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
     })
 }
 
+/// Scans one file in a child process, so that netCDF-C or HDF5 crashing or
+/// looping forever on a damaged file (which no check before the call can
+/// rule out) becomes an error naming the file instead of a dead or stuck
+/// rank. The child sends the scan back; on an ordinary error the file is
+/// scanned again here for the typed error (the child got through it, so it
+/// is safe). `timeout` bounds the child; `None` scans in this process.
+///
+/// # Errors
+/// As [`scan_file`], plus [`SchemaError::Crashed`] and
+/// [`SchemaError::Stalled`].
+pub fn scan_file_isolated(
+    path: &Path,
+    opts: &ScanOptions,
+    timeout: Option<std::time::Duration>,
+) -> Result<FileScan, SchemaError> {
+    let Some(timeout) = timeout else {
+        return scan_file(path, opts);
+    };
+    match child::run(path, timeout, || {
+        crate::stage::catch(|| scan_file(path, opts))
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|s| bincode::serde::encode_to_vec(&s, bincode::config::standard()).ok())
+    }) {
+        child::Outcome::Done(Some(bytes)) => {
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                .map(|(s, _)| s)
+                .or_else(|_| scan_file(path, opts))
+        }
+        child::Outcome::Done(None) | child::Outcome::Unavailable => scan_file(path, opts),
+        child::Outcome::Signal(signal) => Err(SchemaError::Crashed {
+            path: path.to_path_buf(),
+            signal,
+        }),
+        child::Outcome::TimedOut => Err(SchemaError::Stalled {
+            path: path.to_path_buf(),
+            seconds: timeout.as_secs(),
+        }),
+    }
+}
+
+/// A function run in a forked child process, its result sent back through
+/// a pipe.
+mod child {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::time::{Duration, Instant};
+
+    /// How the child ended.
+    pub(super) enum Outcome {
+        /// It sent its result (`None`: it had nothing to send).
+        Done(Option<Vec<u8>>),
+        /// It died of this signal.
+        Signal(i32),
+        /// It did not finish in time (and was killed).
+        TimedOut,
+        /// No child could be started.
+        Unavailable,
+    }
+
+    pub(super) fn run(
+        _path: &std::path::Path,
+        timeout: Duration,
+        f: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Outcome {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Outcome::Unavailable;
+        }
+        // SAFETY: the descriptors are fresh and owned here from now on.
+        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fork in a process whose other threads (MPI's) hold none of
+        // the locks the child uses; the child only runs `f` (netCDF-C, HDF5,
+        // Rust allocation, no MPI) and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Outcome::Unavailable;
+        }
+        if pid == 0 {
+            drop(rd);
+            crate::stage::reset_crash_handler();
+            let out = f();
+            let mut w = std::fs::File::from(wr);
+            let ok = match out {
+                Some(bytes) => w.write_all(&[1]).and_then(|()| w.write_all(&bytes)).is_ok(),
+                None => w.write_all(&[0]).is_ok(),
+            };
+            // SAFETY: leaving the child without atexit handlers (MPI, HDF5).
+            unsafe { libc::_exit(i32::from(!ok)) }
+        }
+        drop(wr);
+        let mut r = std::fs::File::from(rd);
+        let deadline = Instant::now() + timeout;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        let timed_out = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break true;
+            }
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&r),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = i32::try_from(left.as_millis().min(1000)).unwrap_or(1000);
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+            if n <= 0 {
+                continue;
+            }
+            match r.read(&mut chunk) {
+                Ok(0) => break false,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        if timed_out {
+            // SAFETY: the child is ours; killed, then reaped below.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        while unsafe { libc::waitpid(pid, &raw mut status, 0) } < 0 {
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+        if timed_out {
+            return Outcome::TimedOut;
+        }
+        if libc::WIFSIGNALED(status) {
+            return Outcome::Signal(libc::WTERMSIG(status));
+        }
+        match buf.split_first() {
+            Some((1, rest)) => Outcome::Done(Some(rest.to_vec())),
+            _ => Outcome::Done(None),
+        }
+    }
+}
+
 /// The block of files `rank` of `ranks` scans: `[lo, hi)`.
 pub fn share(files: usize, rank: usize, ranks: usize) -> (usize, usize) {
     let ranks = ranks.max(1);

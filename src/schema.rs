@@ -420,6 +420,7 @@ pub fn read_schema(path: &Path, skip_unsupported: bool) -> Result<Schema, Schema
 /// # Errors
 /// [`SchemaError::Header`] or [`SchemaError::Netcdf`].
 pub fn open_checked(path: &Path, format: SourceFormat) -> Result<NcFile, SchemaError> {
+    crate::stage::reading(path);
     if format == SourceFormat::Netcdf3 {
         crate::read::cdf_header::check_file(path).map_err(|source| SchemaError::Header {
             path: path.to_path_buf(),
