@@ -32,7 +32,7 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Benchmark: generate a model-like dataset in parallel (or take given inputs), convert it, report per rank
     Bench(BenchArgs),
-    /// Compare a store with its sources: every value (bitwise, NaN-aware), the structure and the metadata.
+    /// Compare a store with its sources, independently of the converter: structure, attributes with their types, raw and CF-decoded values.
     Verify(VerifyArgs),
     /// Work with recipe files.
     #[command(subcommand)]
@@ -336,19 +336,19 @@ pub struct VerifyArgs {
     /// A file listing source paths, one per line
     #[arg(long, value_name = "FILE")]
     pub file_list: Option<PathBuf>,
-    /// The recipe the store was converted with (its inputs and options)
+    /// The recipe the store was converted with (its inputs, renames, selection and attribute edits)
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
-    /// Dimension the sources were concatenated along (as for convert)
+    /// Dimension the sources were concatenated along, as given to convert [default: their common unlimited dimension]
     #[arg(long, value_name = "DIM")]
     pub concat_dim: Option<String>,
-    /// Time units of the store, when convert was given --time-units
+    /// Time units the store's concatenation coordinate must have, as given to convert (values in other units are compared as instants)
     #[arg(long, value_name = "UNITS")]
     pub time_units: Option<String>,
-    /// As for convert
+    /// Accepted for compatibility: files are placed by their coordinate values, gaps need no flag
     #[arg(long)]
     pub allow_gaps: bool,
-    /// As for convert
+    /// Accepted for compatibility: files are placed by their coordinate values, overlaps need no flag
     #[arg(long)]
     pub allow_overlaps: bool,
     /// Write the verification report as JSON to this file (rank 0)

@@ -42,6 +42,9 @@ pub enum Error {
     /// `verify` found differences.
     #[error("{0}")]
     Verify(String),
+    /// `verify` could not read the store or its sources.
+    #[error(transparent)]
+    Verifying(#[from] VerifyError),
     /// An MPI-level failure (message exchange).
     #[error("mpi: {0}")]
     Mpi(String),
@@ -648,4 +651,51 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out.replace('\n', " ")
+}
+
+// ---------------------------------------------------------------------------
+// verify: reading both sides independently of the converter
+// ---------------------------------------------------------------------------
+
+/// Errors of `verify` reading the store or the sources. Differences are not
+/// errors: they go into the report.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The path has no root Zarr metadata document.
+    #[error("{0}: not a Zarr store (no zarr.json, .zgroup or .zarray at its root)")]
+    NotAStore(PathBuf),
+    /// A file or directory of the store could not be read.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        /// Path in the store.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// netCDF-C refused a source file or a read.
+    #[error("{path}: {what}: {source}")]
+    Netcdf {
+        /// Source path.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// netCDF error.
+        source: netcdf::Error,
+    },
+    /// zarrs refused a request on an array it opened.
+    #[error("store array '{array}': {msg}")]
+    Store {
+        /// Array path.
+        array: String,
+        /// zarrs error text.
+        msg: String,
+    },
+    /// Data could not be exchanged between ranks.
+    #[error("verify: exchange between ranks: {0}")]
+    Exchange(String),
+    /// A rank panicked while verifying.
+    #[error("internal error (panic) while verifying: {0}")]
+    Panic(String),
 }

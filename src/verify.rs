@@ -1,35 +1,59 @@
-//! `zarrforge verify`: compares a store with its sources, value by value.
+//! `zarrforge verify`: compares a store with its sources, independently of
+//! the converter.
 //!
-//! The sources are scanned and combined exactly as `convert` does (same
-//! flags, same recipe), which gives the expected structure; the store's
-//! saved state gives its layout. Every rank then takes its share of the
-//! store's units (the same partition as a conversion), reads each unit's
-//! region from the sources (time re-encoding included) and the stored unit
-//! (decoded with the array's own codec chain), and compares every element:
-//! bitwise, except that any two NaNs are equal. The metadata is compared
-//! too: every array's document must equal the one zarrforge would write,
-//! and the structure, types, shapes and attributes must match the sources
-//! (the global `history` attribute aside).
+//! Nothing of the conversion is reused: no scan or combination of the
+//! inputs, no reader, no metadata or encoding code, no saved state. The two
+//! sides are read the way their own readers read them:
+//!
+//! * the sources through netCDF-C ([`source`]): structure, attributes with
+//!   their netCDF types, raw values;
+//! * the store as a Zarr reader does ([`store`]): the nodes its own
+//!   `zarr.json` (v3) or `.zgroup`/`.zarray`/`.zattrs` (v2) documents
+//!   describe, attributes parsed from the JSON ([`json`]: bare `NaN` tokens
+//!   accepted), arrays opened with zarrs from their documents and decoded
+//!   region by region.
+//!
+//! [`expect`] then matches every source variable with the store array at
+//! the same path (after the renames of the options), placing each file's
+//! records along the concatenation dimension where the store's coordinate
+//! holds the file's coordinate values, and lists every difference of
+//! structure (missing or extra arrays and groups, dimensions, shapes, data
+//! types) and of attributes, types included (a float must be a JSON number,
+//! the fill value must be what readers decode as the source's). Every rank
+//! then takes its share of the store's chunks and compares each element
+//! ([`values`]) twice: raw (bitwise, two NaNs equal; time values as
+//! instants when the units differ) and decoded as CF readers decode
+//! (masked where the value is the `_FillValue` or a `missing_value` that
+//! each side declares, then unpacked with `scale_factor` and `add_offset`),
+//! so a wrong or dropped fill value shows even where the bytes are equal.
 
+mod expect;
+mod json;
+mod source;
+mod store;
+mod values;
+
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use zarrs::array::Array;
+use zarrs::filesystem::FilesystemStore;
 
-use crate::append::StoreState;
-use crate::config::{ConvertConfig, ZarrFormat};
-use crate::convert::{from_root, prepare_job};
-use crate::dataset::same_value;
-use crate::error::{AppendError, Error, SchemaError};
+use crate::config::ConvertConfig;
+use crate::error::{Error, VerifyError};
 use crate::mpi_ctx::MpiCtx;
-use crate::plan::{ArrayPlan, Plan};
-use crate::read::{Reader, Values};
-use crate::schema::{DType, Var};
-use crate::write::chunks::ArrayEncoder;
-use crate::write::metadata;
+use expect::{Job, Options};
+use source::{FileScan, NcAttr, NcType, Raw, Sources};
 
 /// Mismatches listed per rank at most.
 const FIRST: usize = 5;
+
+/// Elements decoded and read at once at most (a bigger chunk or shard is
+/// compared in parts).
+const BLOCK_ELEMENTS: u64 = 1 << 22;
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Serialize)]
@@ -92,352 +116,482 @@ impl VerifyReport {
     }
 }
 
-/// Loads the saved state of a store written by zarrforge.
-///
-/// # Errors
-/// [`AppendError::NotAppendable`] (reused: not a zarrforge store, not
-/// committed, unreadable state).
-pub fn load_state(store: &Path) -> Result<StoreState, AppendError> {
-    let bad = |reason: String| AppendError::NotAppendable {
-        path: store.to_path_buf(),
-        reason,
-    };
-    if !crate::write::store::is_our_store(store) {
-        return Err(bad("not a store written by zarrforge".into()));
-    }
-    let p = store
-        .join(crate::write::store::MARKER_DIR)
-        .join(crate::append::STATE_FILE);
-    let bytes = std::fs::read(&p).map_err(|e| bad(format!("{}: {e}", p.display())))?;
-    let (state, _): (StoreState, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| bad(format!("{}: {e}", p.display())))?;
-    if !store
-        .join(crate::write::store::root_key(state.format))
-        .is_file()
-    {
-        return Err(bad("the store was never committed".into()));
-    }
-    Ok(state)
-}
-
 /// Verifies `cfg.output` against the sources of `cfg` on all ranks.
+///
+/// The options that shaped the store are honoured: `--concat-dim`,
+/// `--time-units`, and a recipe's renames, selection and attribute edits.
+/// After an append (`cfg.append`), only the records of the given sources
+/// are compared, with the attributes that decide how values decode.
 ///
 /// # Errors
 /// Errors reading either side (not differences: those are in the report).
 pub fn verify(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<VerifyReport, Error> {
     let t0 = Instant::now();
     let store = cfg.output.clone();
-    let state: StoreState = from_root(ctx, || Ok(load_state(&store)?))?;
-    let mut src_cfg = cfg.clone();
-    src_cfg.append = false;
-    src_cfg.history = None;
-    let job = prepare_job(ctx, &src_cfg)?;
-    let ds = &job.ds;
-    let (arrays, metadata) = expected(&store, ds, &state);
-    let metadata = if ctx.is_root() { metadata } else { Vec::new() };
-    let plan = Plan::renumber(arrays, ctx.size());
+    let opts = options(cfg);
+    let (files, v3, docs): (Vec<PathBuf>, bool, Vec<(String, String)>) = from_rank0(ctx, || {
+        let files = crate::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+        let (format, docs) = store::collect(&store)?;
+        Ok((files, format == store::Format::V3, docs))
+    })?;
+    let coord_dims: Vec<String> = opts.concat_dim.iter().cloned().collect();
+    let scans = share_scans(ctx, &files, &coord_dims)?;
+    let format = if v3 {
+        store::Format::V3
+    } else {
+        store::Format::V2
+    };
+    let tree = store::StoreTree::new(format, &docs);
+    let prepared = ctx.agree(guarded(|| prepare(&store, &scans, &tree, &opts)))?;
+    let (expected, arrays, diffs) = prepared;
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
-    let local = crate::convert::guarded(|| compare_units(&store, ds, &plan, rank, state.format));
-    let (units, values, mismatches, first) = ctx.agree(local)?;
-    let units = ctx.sum_u64(units);
-    let values = ctx.sum_u64(values);
-    let mismatches = ctx.sum_u64(mismatches);
-    let payload = bincode::serde::encode_to_vec(&first, bincode::config::standard())
-        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
-    let mut all_first = Vec::new();
+    let local = guarded(|| compare(&expected.jobs, &arrays, files.clone(), rank, ctx.size()));
+    let tally = ctx.agree(local)?;
+    let units = ctx.sum_u64(tally.units);
+    let values = ctx.sum_u64(tally.values);
+    let mismatches = ctx.sum_u64(tally.mismatches);
+    let payload = bincode::serde::encode_to_vec(&tally.first, bincode::config::standard())
+        .map_err(|e| VerifyError::Exchange(e.to_string()))?;
+    let mut first = Vec::new();
     for part in ctx.gather_bytes(payload).unwrap_or_default() {
         if let Ok((v, _)) =
             bincode::serde::decode_from_slice::<Vec<String>, _>(&part, bincode::config::standard())
         {
-            all_first.extend(v);
+            first.extend(v);
         }
     }
     Ok(VerifyReport {
         store,
-        files: job.files,
-        arrays: plan.arrays.len(),
+        files: files.len(),
+        arrays: expected.jobs.len(),
         units,
         values,
         mismatches,
-        metadata,
-        first: all_first,
+        metadata: if ctx.is_root() { diffs } else { Vec::new() },
+        first,
         seconds: ctx.max_f64(t0.elapsed().as_secs_f64()),
     })
 }
 
-/// The expected arrays (the store's layouts at the sources' shapes) and the
-/// metadata differences.
-fn expected(
-    store: &Path,
-    ds: &crate::dataset::Dataset,
-    state: &StoreState,
-) -> (Vec<ArrayPlan>, Vec<String>) {
-    let mut diffs = Vec::new();
-    let have: Vec<&Var> = state.schema.vars();
-    let want: Vec<&Var> = ds.schema.vars();
-    for h in &have {
-        if !want.iter().any(|w| w.path == h.path) {
-            diffs.push(format!(
-                "array '{}' is in the store but not in the sources",
-                h.path
-            ));
-        }
+/// The options of `cfg` that shape what the store holds.
+fn options(cfg: &ConvertConfig) -> Options {
+    let attrs = |v: &[crate::schema::Attr]| -> Vec<(String, NcAttr)> {
+        v.iter()
+            .map(|a| (a.name.clone(), recipe_attr(&a.value)))
+            .collect()
+    };
+    Options {
+        concat_dim: cfg.combine.concat_dim.clone(),
+        time_units: cfg.combine.time_units.clone(),
+        rename: cfg.rename.clone(),
+        include: cfg.include.clone(),
+        exclude: cfg.exclude.clone(),
+        var_edits: cfg
+            .variables
+            .iter()
+            .map(|(n, s)| expect::VarEdit {
+                var: n.clone(),
+                set: attrs(&s.attributes),
+                remove: s.remove_attributes.clone(),
+            })
+            .collect(),
+        global_set: attrs(&cfg.attributes),
+        global_remove: cfg.remove_attributes.clone(),
+        partial: cfg.append,
     }
-    let mut arrays = Vec::new();
-    for (i, w) in want.iter().enumerate() {
-        let Some(j) = have.iter().position(|h| h.path == w.path) else {
-            diffs.push(format!(
-                "variable '{}' of the sources is not in the store",
-                w.path
-            ));
-            continue;
-        };
-        let h = have[j];
-        if h.dtype != w.dtype || h.dims != w.dims || h.shape != w.shape {
-            diffs.push(format!(
-                "'{}': store {} {:?} {:?}, sources {} {:?} {:?}",
-                w.path,
-                h.dtype.nc_name(),
-                h.dims,
-                h.shape,
-                w.dtype.nc_name(),
-                w.dims,
-                w.shape
-            ));
-            continue;
-        }
-        compare_attrs(&format!("'{}'", w.path), &h.attrs, &w.attrs, &mut diffs);
-        let Some(layout) = state.arrays.get(j) else {
-            diffs.push(format!("'{}': no layout in the store's state", w.path));
-            continue;
-        };
-        let a = ArrayPlan::new(
-            i,
-            w.path.clone(),
-            w.dtype,
-            w.shape.clone(),
-            layout.chunks.clone(),
-            layout.shards.clone(),
-            0,
-        )
-        .with_codec(layout.codec.clone());
-        // The stored document must be the one zarrforge writes for it.
-        let (key, doc) = match state.format {
-            ZarrFormat::V3 => ("zarr.json", metadata::array_v3(h, &a, &a.codec, false)),
-            ZarrFormat::V2 => (".zarray", metadata::array_v2(h, &a, &a.codec)),
-        };
-        let path = store.join(&w.path).join(key);
-        match std::fs::read(&path)
+}
+
+/// An attribute value given in a recipe.
+fn recipe_attr(v: &crate::schema::AttrValue) -> NcAttr {
+    use crate::schema::AttrValue as A;
+    match v {
+        A::I8(x) => NcAttr::I8(x.clone()),
+        A::U8(x) => NcAttr::U8(x.clone()),
+        A::I16(x) => NcAttr::I16(x.clone()),
+        A::U16(x) => NcAttr::U16(x.clone()),
+        A::I32(x) => NcAttr::I32(x.clone()),
+        A::U32(x) => NcAttr::U32(x.clone()),
+        A::I64(x) => NcAttr::I64(x.clone()),
+        A::U64(x) => NcAttr::U64(x.clone()),
+        A::F32(x) => NcAttr::F32(x.clone()),
+        A::F64(x) => NcAttr::F64(x.clone()),
+        A::Text(s) => NcAttr::Text(s.clone()),
+        A::Strings(x) => NcAttr::Strings(x.clone()),
+        // A JSON object of integers is an enum's mapping; other JSON is
+        // kept as its text.
+        A::Json(t) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        {
-            Some(stored) if stored == doc => {}
-            Some(_) => diffs.push(format!(
-                "{}: differs from the expected metadata",
-                path.display()
-            )),
-            None => diffs.push(format!("{}: missing or unreadable", path.display())),
-        }
-        arrays.push(a);
-    }
-    let mut groups_have = state.schema.root.all_groups();
-    groups_have.insert(0, &state.schema.root);
-    let mut groups_want = ds.schema.root.all_groups();
-    groups_want.insert(0, &ds.schema.root);
-    for g in &groups_want {
-        match groups_have.iter().find(|x| x.path == g.path) {
-            Some(x) => compare_attrs(
-                &if g.path.is_empty() {
-                    "global".to_string()
-                } else {
-                    format!("group '{}'", g.path)
-                },
-                &x.attrs,
-                &g.attrs,
-                &mut diffs,
-            ),
-            None => diffs.push(format!("group '{}' is not in the store", g.path)),
-        }
-    }
-    (arrays, diffs)
-}
-
-fn compare_attrs(
-    what: &str,
-    have: &[crate::schema::Attr],
-    want: &[crate::schema::Attr],
-    diffs: &mut Vec<String>,
-) {
-    for w in want.iter().filter(|a| a.name != "history") {
-        match have.iter().find(|h| h.name == w.name) {
-            Some(h) if same_value(&h.value, &w.value) => {}
-            Some(h) => diffs.push(format!(
-                "{what} attribute '{}': store {}, sources {}",
-                w.name,
-                h.value.display(),
-                w.value.display()
-            )),
-            None => diffs.push(format!(
-                "{what} attribute '{}' is missing from the store",
-                w.name
-            )),
-        }
-    }
-    for h in have.iter().filter(|a| a.name != "history") {
-        if !want.iter().any(|w| w.name == h.name) {
-            diffs.push(format!(
-                "{what} attribute '{}' is only in the store",
-                h.name
-            ));
-        }
+            .and_then(|m| {
+                m.into_iter()
+                    .map(|(k, v)| Some((k, i128::from(v.as_i64()?))))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map_or_else(|| NcAttr::Text(t.clone()), NcAttr::Members),
     }
 }
 
-type Compared = (u64, u64, u64, Vec<String>);
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
 
-fn compare_units(
-    store: &Path,
-    ds: &crate::dataset::Dataset,
-    plan: &Plan,
-    rank: usize,
-    format: ZarrFormat,
-) -> Result<Compared, Error> {
-    let vars = ds.schema.vars();
-    let mut encoders = Vec::with_capacity(plan.arrays.len());
-    for a in &plan.arrays {
-        encoders.push(ArrayEncoder::new(store, vars[a.var], a, format)?);
-    }
-    let mut reader = Reader::new(ds);
-    let (mut units, mut values, mut mismatches) = (0u64, 0u64, 0u64);
-    let mut first = Vec::new();
-    for unit in plan.units_of(rank) {
-        let a = &plan.arrays[unit.array];
-        let enc = &encoders[unit.array];
-        let (start, count) = a.unit_region(&unit.indices);
-        let n = count.iter().product::<u64>();
-        units += 1;
-        values += n;
-        if n == 0 {
-            continue;
-        }
-        let src = reader.read(a.var, &start, &count)?;
-        let full = enc.unit_shape().to_vec();
-        let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
-        let stored = match enc.load(&unit.indices) {
-            Ok(Some(v)) => v,
-            Ok(None) if a.dtype == DType::String => Values::Strings(vec![String::new(); total]),
-            Ok(None) => Values::Fixed(enc.pad().repeat(total)),
+/// Runs `f`, turning a panic into an error, so that the rank still meets
+/// the others at the next agreement.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(VerifyError::Panic(panic_text(p.as_ref())).into()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map_err(|e| VerifyError::Exchange(e.to_string()).into())
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
+    bincode::serde::decode_from_slice::<T, _>(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| VerifyError::Exchange(e.to_string()).into())
+}
+
+/// Rank 0 computes a value, every rank gets it (or every rank fails, with
+/// rank 0's message).
+fn from_rank0<T: Serialize + DeserializeOwned>(
+    ctx: &MpiCtx,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let local: Result<T, Error> = if ctx.is_root() {
+        let v = guarded(f);
+        let bytes = match &v {
+            Ok(x) => encode(x),
+            Err(_) => Ok(Vec::new()),
+        };
+        match bytes {
+            Ok(b) => {
+                ctx.bcast_bytes(b);
+                v
+            }
             Err(e) => {
-                // A damaged unit: every value in it counts as different.
-                mismatches += n;
-                if first.len() < FIRST {
-                    first.push(format!(
-                        "{}{:?}: {}",
-                        a.path,
-                        start,
-                        crate::error::chain(&e)
-                    ));
-                }
-                continue;
+                ctx.bcast_bytes(Vec::new());
+                Err(e)
             }
+        }
+    } else {
+        let bytes = ctx.bcast_bytes(Vec::new());
+        if bytes.is_empty() {
+            Err(VerifyError::Exchange("no data from rank 0".into()).into())
+        } else {
+            decode(&bytes)
+        }
+    };
+    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
+    if failures.is_empty() {
+        return local;
+    }
+    if ctx.is_root() && local.is_err() {
+        return local;
+    }
+    let root: Vec<_> = failures.iter().filter(|f| f.rank == 0).cloned().collect();
+    Err(Error::Ranks(if root.is_empty() { failures } else { root }))
+}
+
+/// Every file scanned once (each rank its share), every rank gets all.
+fn share_scans(
+    ctx: &MpiCtx,
+    files: &[PathBuf],
+    coord_dims: &[String],
+) -> Result<Vec<FileScan>, Error> {
+    let (rank, size) = (usize::try_from(ctx.rank()).unwrap_or(0), ctx.size());
+    let mine = ctx.agree(guarded(|| {
+        let mut out: Vec<(usize, FileScan)> = Vec::new();
+        for (i, f) in files.iter().enumerate().skip(rank).step_by(size.max(1)) {
+            out.push((i, source::scan(f, coord_dims)?));
+        }
+        encode(&out)
+    }))?;
+    let gathered = ctx.gather_bytes(mine);
+    from_rank0(ctx, || {
+        let mut all: Vec<(usize, FileScan)> = Vec::new();
+        for part in gathered.unwrap_or_default() {
+            all.extend(decode::<Vec<(usize, FileScan)>>(&part)?);
+        }
+        all.sort_by_key(|(i, _)| *i);
+        Ok(all.into_iter().map(|(_, s)| s).collect::<Vec<_>>())
+    })
+}
+
+type Prepared = (expect::Expected, Vec<Array<FilesystemStore>>, Vec<String>);
+
+/// The expectation, with every array to compare opened (on every rank,
+/// identically).
+fn prepare(
+    store: &Path,
+    scans: &[FileScan],
+    tree: &store::StoreTree,
+    opts: &Options,
+) -> Result<Prepared, Error> {
+    let storage = store::storage(store)?;
+    // The store's coordinate along the concatenation dimension.
+    let coord: Option<Vec<f64>> = expect::concat_dim(scans, opts).and_then(|d| {
+        let path = expect::store_path(opts, &d);
+        let a = tree.array(&path)?;
+        if a.shape.len() != 1 {
+            return None;
+        }
+        let t = [NcType::F64, NcType::F32, NcType::I64, NcType::I32]
+            .into_iter()
+            .chain([NcType::I16, NcType::I8, NcType::U64, NcType::U32])
+            .chain([NcType::U16, NcType::U8])
+            .find(|&t| a.holds(tree.format, t))?;
+        let arr = a.open(&storage, tree.format, t).ok()?;
+        match store::retrieve(&arr, &[0], &a.shape).ok()? {
+            Raw::Fixed(b) => Some(
+                (0..b.len() / t.size())
+                    .map(|i| values::as_f64(t, &b, i))
+                    .collect(),
+            ),
+            Raw::Strings(_) => None,
+        }
+    });
+    let mut expected = expect::expect(scans, tree, coord.as_deref(), opts);
+    let mut diffs = std::mem::take(&mut expected.diffs);
+    let mut arrays = Vec::new();
+    let mut jobs = Vec::new();
+    for job in std::mem::take(&mut expected.jobs) {
+        let Some(a) = tree.array(&job.path) else {
+            continue;
         };
-        let mut note = |k: usize, s: String, z: String| {
-            mismatches += 1;
-            if first.len() < FIRST {
-                let idx = element_index(&start, &count, k);
-                first.push(format!("{}{idx:?}: source {s}, store {z}", a.path));
+        match a.open(&storage, tree.format, job.dtype) {
+            Ok(arr) => {
+                arrays.push(arr);
+                jobs.push(job);
             }
-        };
-        match (src, stored) {
-            (Values::Fixed(s), Values::Fixed(z)) => {
-                let size = a.dtype.size();
-                let z = crop(&z, &count, &full, size);
-                for (k, (x, y)) in s.chunks_exact(size).zip(z.chunks_exact(size)).enumerate() {
-                    if x != y && !(both_nan(a.dtype, x, y)) {
-                        note(k, show(a.dtype, x), show(a.dtype, y));
-                    }
-                }
-            }
-            (Values::Strings(s), Values::Strings(z)) => {
-                let mut region = vec![String::new(); s.len()];
-                crate::block::for_each_row(&count, &full, &vec![0; count.len()], |r, f, len| {
-                    region[r..r + len].clone_from_slice(&z[f..f + len]);
-                });
-                for (k, (x, y)) in s.iter().zip(&region).enumerate() {
-                    if x != y {
-                        note(k, format!("{x:?}"), format!("{y:?}"));
-                    }
-                }
-            }
-            _ => note(0, "values".into(), "a different kind of values".into()),
+            Err(e) => diffs.push(format!("'{}': a Zarr reader cannot open it: {e}", job.path)),
         }
     }
-    Ok((units, values, mismatches, first))
+    expected.jobs = jobs;
+    Ok((expected, arrays, diffs))
 }
 
-/// The `count` region at the origin of a `full` block.
-fn crop(full_bytes: &[u8], count: &[u64], full: &[u64], size: usize) -> Vec<u8> {
-    if count == full {
-        return full_bytes.to_vec();
+/// Counts of one rank.
+#[derive(Debug, Default)]
+struct Tally {
+    units: u64,
+    values: u64,
+    mismatches: u64,
+    first: Vec<String>,
+}
+
+impl Tally {
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        self.mismatches += 1;
+        if self.first.len() < FIRST {
+            self.first.push(text());
+        }
     }
-    let n = usize::try_from(count.iter().product::<u64>()).unwrap_or(0);
-    let mut out = vec![0u8; n * size];
-    crate::block::for_each_row(count, full, &vec![0; count.len()], |r, f, len| {
-        out[r * size..(r + len) * size].copy_from_slice(&full_bytes[f * size..(f + len) * size]);
-    });
-    out
 }
 
-fn element_index(start: &[u64], count: &[u64], mut k: usize) -> Vec<u64> {
-    let mut idx = vec![0u64; count.len()];
-    for d in (0..count.len()).rev() {
-        let c = usize::try_from(count[d].max(1)).unwrap_or(1);
-        idx[d] = start[d] + (k % c) as u64;
-        k /= c;
+/// Row-major indices of chunk number `k` of a grid.
+fn unravel(mut k: u64, grid: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0u64; grid.len()];
+    for d in (0..grid.len()).rev() {
+        let n = grid[d].max(1);
+        idx[d] = k % n;
+        k /= n;
     }
     idx
 }
 
-fn both_nan(dtype: DType, x: &[u8], y: &[u8]) -> bool {
-    match dtype {
-        DType::F32 => {
-            let f = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_nan();
-            f(x) && f(y)
+/// Splits a region into blocks of at most `max` elements.
+fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
+    let n: u64 = count.iter().product();
+    if n <= max {
+        return vec![(start.to_vec(), count.to_vec())];
+    }
+    let Some(d) = count.iter().position(|&c| c > 1) else {
+        return vec![(start.to_vec(), count.to_vec())];
+    };
+    let slab: u64 = count[d + 1..].iter().product::<u64>().max(1);
+    let step = (max / slab).max(1);
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < count[d] {
+        let m = step.min(count[d] - k);
+        let (mut s, mut c) = (start.to_vec(), count.to_vec());
+        s[d] += k;
+        c[d] = m;
+        out.extend(blocks(&s, &c, max));
+        k += m;
+    }
+    out
+}
+
+/// This rank's share of every array's chunks, compared element by element.
+fn compare(
+    jobs: &[Job],
+    arrays: &[Array<FilesystemStore>],
+    files: Vec<PathBuf>,
+    rank: usize,
+    size: usize,
+) -> Result<Tally, Error> {
+    let mut sources = Sources::new(files);
+    let mut tally = Tally::default();
+    let mut unit = 0usize;
+    for (job, arr) in jobs.iter().zip(arrays) {
+        let grid = arr.chunk_grid_shape().to_vec();
+        let chunks: u64 = grid.iter().product();
+        for k in 0..chunks {
+            unit += 1;
+            if (unit - 1) % size.max(1) != rank {
+                continue;
+            }
+            let idx = unravel(k, &grid);
+            let region = arr
+                .chunk_subset_bounded(&idx)
+                .map_err(|e| VerifyError::Store {
+                    array: job.path.clone(),
+                    msg: e.to_string(),
+                })?;
+            tally.units += 1;
+            for (start, count) in blocks(region.start(), region.shape(), BLOCK_ELEMENTS) {
+                compare_block(job, arr, &mut sources, &start, &count, &mut tally)?;
+            }
         }
-        DType::F64 => {
-            let f = |b: &[u8]| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                f64::from_le_bytes(a).is_nan()
-            };
-            f(x) && f(y)
+    }
+    Ok(tally)
+}
+
+/// One block of a store array against the pieces of the sources it holds.
+fn compare_block(
+    job: &Job,
+    arr: &Array<FilesystemStore>,
+    sources: &mut Sources,
+    start: &[u64],
+    count: &[u64],
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    let n: u64 = count.iter().product();
+    if n == 0 {
+        return Ok(());
+    }
+    let stored = match store::retrieve(arr, start, count) {
+        Ok(z) => z,
+        Err(e) => {
+            // A damaged chunk: every value in it differs.
+            tally.values += n;
+            tally.mismatches += n;
+            if tally.first.len() < FIRST {
+                tally.first.push(format!(
+                    "{}{start:?}: the stored values cannot be decoded: {e}",
+                    job.path
+                ));
+            }
+            return Ok(());
         }
-        _ => false,
+    };
+    for piece in &job.pieces {
+        // The part of the block this piece holds, in store indices.
+        let (mut s, mut c) = (start.to_vec(), count.to_vec());
+        let mut src_start = start.to_vec();
+        if let Some(k) = job.axis {
+            let lo = start[k].max(piece.at);
+            let hi = (start[k] + count[k]).min(piece.at + piece.len);
+            if lo >= hi {
+                continue;
+            }
+            s[k] = lo;
+            c[k] = hi - lo;
+            src_start[k] = lo - piece.at;
+        }
+        let m: u64 = c.iter().product();
+        tally.values += m;
+        let src = sources.read(piece.file, &piece.var, job.dtype, &src_start, &c)?;
+        // Element j of the piece's part is element `at(j)` of the block.
+        let inner: u64 = job.axis.map_or(1, |k| count[k + 1..].iter().product());
+        let (kc, ks) = job.axis.map_or((1, 0), |k| (c[k], s[k] - start[k]));
+        let kn = job.axis.map_or(1, |k| count[k]);
+        let at = |j: u64| -> usize {
+            if job.axis.is_none() {
+                return to_usize(j);
+            }
+            let (outer, rest) = (j / (kc * inner), j % (kc * inner));
+            let (a, i) = (rest / inner, rest % inner);
+            to_usize((outer * kn + ks + a) * inner + i)
+        };
+        let idx = |j: u64| values::element_index(&s, &c, j);
+        match (&src, &stored) {
+            (Raw::Fixed(x), Raw::Fixed(z)) => {
+                let t = job.dtype;
+                let decode = job.src_cf != job.store_cf && piece.time.is_none();
+                if c == count && piece.time.is_none() && !decode && x == z {
+                    // The piece is the whole block, bit for bit.
+                    continue;
+                }
+                for j in 0..m {
+                    let (js, jz) = (to_usize(j), at(j));
+                    let same = match &piece.time {
+                        Some(map) => map.same_at(t, x, js, z, jz),
+                        None => values::same_raw_at(t, x, js, z, jz),
+                    };
+                    if !same {
+                        tally.note(|| {
+                            format!(
+                                "{}{:?}: source {}, store {}",
+                                job.path,
+                                idx(j),
+                                values::show(t, x, js),
+                                values::show(t, z, jz)
+                            )
+                        });
+                    } else if decode {
+                        let (a, b) = (job.src_cf.decode(t, x, js), job.store_cf.decode(t, z, jz));
+                        if !values::same_decoded(a, b) {
+                            tally.note(|| {
+                                format!(
+                                    "{}{:?}: decoded by readers: source {}, store {} (raw {})",
+                                    job.path,
+                                    idx(j),
+                                    masked(a),
+                                    masked(b),
+                                    values::show(t, x, js)
+                                )
+                            });
+                        }
+                    }
+                }
+            }
+            (Raw::Strings(x), Raw::Strings(z)) => {
+                for j in 0..m {
+                    let (a, b) = (&x[to_usize(j)], &z[at(j)]);
+                    if a != b {
+                        tally.note(|| {
+                            format!("{}{:?}: source {a:?}, store {b:?}", job.path, idx(j))
+                        });
+                    }
+                }
+            }
+            _ => tally.note(|| {
+                format!(
+                    "{}{s:?}: the store holds another kind of values than the sources",
+                    job.path
+                )
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn masked(x: f64) -> String {
+    if x.is_nan() {
+        "masked".into()
+    } else {
+        values::num(x)
     }
 }
 
-fn show(dtype: DType, b: &[u8]) -> String {
-    macro_rules! num {
-        ($t:ty) => {{
-            let mut a = [0u8; std::mem::size_of::<$t>()];
-            a.copy_from_slice(&b[..std::mem::size_of::<$t>()]);
-            <$t>::from_le_bytes(a).to_string()
-        }};
-    }
-    match dtype {
-        DType::I8 => num!(i8),
-        DType::U8 | DType::Char => num!(u8),
-        DType::I16 => num!(i16),
-        DType::U16 => num!(u16),
-        DType::I32 => num!(i32),
-        DType::U32 => num!(u32),
-        DType::I64 => num!(i64),
-        DType::U64 => num!(u64),
-        DType::F32 => num!(f32),
-        DType::F64 => num!(f64),
-        DType::String => format!("{b:?}"),
-    }
+fn to_usize(x: u64) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -445,14 +599,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crops_the_region_of_an_edge_unit() {
-        // 2x2 region of a 3x3 block.
-        let full = [1u8, 2, 9, 3, 4, 9, 9, 9, 9];
-        assert_eq!(crop(&full, &[2, 2], &[3, 3], 1), vec![1, 2, 3, 4]);
-        assert_eq!(element_index(&[10, 20], &[2, 3], 4), vec![11, 21]);
-        let nan = f32::NAN.to_le_bytes();
-        let other_nan = f32::from_bits(0x7fc0_0001).to_le_bytes();
-        assert!(both_nan(DType::F32, &nan, &other_nan));
-        assert!(!both_nan(DType::F32, &nan, &1f32.to_le_bytes()));
+    fn big_regions_split_into_blocks() {
+        let b = blocks(&[10, 0, 0], &[5, 4, 3], 24);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0], (vec![10, 0, 0], vec![2, 4, 3]));
+        assert_eq!(b[2], (vec![14, 0, 0], vec![1, 4, 3]));
+        let b = blocks(&[0, 0], &[1, 100], 30);
+        assert_eq!(b.len(), 4);
+        assert_eq!(b[3], (vec![0, 90], vec![1, 10]));
+        assert_eq!(blocks(&[], &[], 1), vec![(vec![], vec![])]);
+        assert_eq!(unravel(5, &[2, 3]), vec![1, 2]);
+        assert_eq!(unravel(0, &[]), Vec::<u64>::new());
     }
 }

@@ -503,7 +503,7 @@ fn verify_finds_an_altered_chunk() {
     assert_eq!(r.code, Some(1));
     assert!(
         r.stdout
-            .contains("u10/zarr.json: differs from the expected metadata"),
+            .contains("'u10' attribute 'units': store \"km/h\", sources \"m s-1\""),
         "{}",
         r.stdout
     );

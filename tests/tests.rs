@@ -12,3 +12,4 @@ mod multifile;
 mod passthrough;
 mod real_files;
 mod reliability;
+mod verify;
