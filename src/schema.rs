@@ -454,7 +454,7 @@ pub fn read_schema_from(
         skipped: Vec::new(),
         warnings: Vec::new(),
     };
-    let root = walk.group(file.root(), "", 0)?;
+    let root = walk.group(file.root(), "", 0, &[])?;
     // netCDF-C opens plain HDF5 files too, inventing dimensions named
     // `phony_dim_N` for datasets without dimension scales: such a file is
     // not a netCDF dataset and its structure would be made up.
@@ -501,7 +501,15 @@ impl Walk<'_> {
         move |source| SchemaError::Netcdf { path, what, source }
     }
 
-    fn group(&mut self, grp: i32, gpath: &str, depth: usize) -> Result<Group, SchemaError> {
+    /// Reads group `grp`; `outer` are the dimension ids its ancestors
+    /// define (a variable may use those and its own group's, no others).
+    fn group(
+        &mut self,
+        grp: i32,
+        gpath: &str,
+        depth: usize,
+        outer: &[i32],
+    ) -> Result<Group, SchemaError> {
         let where_ = if gpath.is_empty() {
             "root group".to_string()
         } else {
@@ -519,6 +527,7 @@ impl Walk<'_> {
             .unlimited_ids(grp)
             .map_err(self.err(format!("{where_}: unlimited dimensions")))?;
         let mut dims = Vec::new();
+        let mut visible = outer.to_vec();
         for id in self
             .file
             .dim_ids(grp)
@@ -534,6 +543,7 @@ impl Walk<'_> {
                 unlimited: unlimited.contains(&id),
             };
             self.dims.insert(id, d.clone());
+            visible.push(id);
             dims.push(d);
         }
         let natts = self
@@ -547,7 +557,7 @@ impl Walk<'_> {
             .vars(grp)
             .map_err(self.err(format!("{where_}: variables")))?
         {
-            if let Some(var) = self.var(grp, gpath, &v)? {
+            if let Some(var) = self.var(grp, gpath, &v, &visible)? {
                 vars.push(var);
             }
         }
@@ -563,7 +573,7 @@ impl Walk<'_> {
                 .map_err(self.err(format!("{where_}: group name")))?;
             check_name(self.path, &name)?;
             let cpath = join(gpath, &name);
-            groups.push(self.group(child, &cpath, depth + 1)?);
+            groups.push(self.group(child, &cpath, depth + 1, &visible)?);
         }
         Ok(Group {
             name: gpath.rsplit('/').next().unwrap_or_default().to_string(),
@@ -575,8 +585,8 @@ impl Walk<'_> {
         })
     }
 
-    fn dim(&mut self, grp: i32, id: i32, vpath: &str) -> Result<Dim, SchemaError> {
-        if let Some(d) = self.dims.get(&id) {
+    fn dim(&mut self, grp: i32, id: i32, vpath: &str, visible: &[i32]) -> Result<Dim, SchemaError> {
+        if let Some(d) = self.dims.get(&id).filter(|_| visible.contains(&id)) {
             return Ok(d.clone());
         }
         // A dimension of an ancestor group not listed yet (cannot happen in
@@ -599,7 +609,13 @@ impl Walk<'_> {
         Ok(d)
     }
 
-    fn var(&mut self, grp: i32, gpath: &str, v: &NcVar) -> Result<Option<Var>, SchemaError> {
+    fn var(
+        &mut self,
+        grp: i32,
+        gpath: &str,
+        v: &NcVar,
+        visible: &[i32],
+    ) -> Result<Option<Var>, SchemaError> {
         let vpath = join(gpath, &v.name);
         check_name(self.path, &v.name)?;
         let ty = self
@@ -623,7 +639,7 @@ impl Walk<'_> {
         let mut dims = Vec::with_capacity(v.dimids.len());
         let mut shape = Vec::with_capacity(v.dimids.len());
         for &id in &v.dimids {
-            let d = self.dim(grp, id, &vpath)?;
+            let d = self.dim(grp, id, &vpath, visible)?;
             dims.push(d.name);
             shape.push(d.len);
         }
