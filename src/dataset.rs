@@ -148,6 +148,17 @@ pub enum CombineError {
     /// The concatenation dimension is in no file.
     #[error("--concat-dim '{0}' is not a dimension of any input file")]
     UnknownConcatDim(String),
+    /// A group defines its own dimension named like the concatenation
+    /// dimension (its variables are not along the concatenation axis).
+    #[error("{path}: group '{group}' defines its own dimension '{dim}', which hides the concatenation dimension of the same name; several files with such groups cannot be concatenated along '{dim}'")]
+    ShadowedConcatDim {
+        /// A file with such a group.
+        path: PathBuf,
+        /// The group.
+        group: String,
+        /// The dimension.
+        dim: String,
+    },
     /// A variable is in several files but there is nothing to concatenate along.
     #[error("variable '{var}' is in both {a} and {b}, but the files have no common unlimited dimension to concatenate along (pass --concat-dim DIM)")]
     NoConcatDim {
@@ -362,6 +373,23 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
             .iter()
             .any(|s| s.schema.vars().iter().any(|v| v.dims.contains(d)))
     });
+    // Variables are matched to the concatenation dimension by name: a group
+    // defining its own dimension of that name would be taken for it. One
+    // file converts as it is (nothing to concatenate); several are refused.
+    let dim = match dim {
+        Some(d) => match shadowing_group(scans, &d) {
+            None => Some(d),
+            Some(_) if scans.len() == 1 && opts.concat_dim.is_none() => None,
+            Some((path, group)) => {
+                return Err(CombineError::ShadowedConcatDim {
+                    path,
+                    group,
+                    dim: d,
+                })
+            }
+        },
+        None => None,
+    };
     let files: Vec<SourceFile> = scans
         .iter()
         .map(|s| SourceFile {
@@ -1360,4 +1388,16 @@ fn warnings_of(scans: &[FileScan]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A file and group (below the root) that defines a dimension named `dim`.
+fn shadowing_group(scans: &[FileScan], dim: &str) -> Option<(PathBuf, String)> {
+    scans.iter().find_map(|s| {
+        s.schema
+            .root
+            .all_groups()
+            .into_iter()
+            .find(|g| g.dims.iter().any(|d| d.name == dim))
+            .map(|g| (s.path.clone(), g.path.clone()))
+    })
 }

@@ -458,7 +458,13 @@ pub fn read_schema_from(
     // netCDF-C opens plain HDF5 files too, inventing dimensions named
     // `phony_dim_N` for datasets without dimension scales: such a file is
     // not a netCDF dataset and its structure would be made up.
-    if format == SourceFormat::Netcdf4 && !phony_dims {
+    // A file written by netCDF-C (it records `_NCProperties`) may name a
+    // real dimension `phony_dim_N`; only files from other HDF5 writers have
+    // invented ones.
+    let written_by_netcdf = file
+        .attr(file.root(), netcdf_sys::NC_GLOBAL, "_NCProperties")
+        .is_ok();
+    if format == SourceFormat::Netcdf4 && !phony_dims && !written_by_netcdf {
         for v in root.all_vars() {
             if let Some(d) = v.dims.iter().find(|d| d.starts_with("phony_dim_")) {
                 return Err(SchemaError::NotNetcdf4 {

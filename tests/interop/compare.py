@@ -140,7 +140,7 @@ def compare_group(nc_path, store, group):
             atol = sf * 1e-3 + 1e-12 * ao + np.finfo(s.dtype).eps * (span + ao)
             np.testing.assert_allclose(o.values, s.values.astype(o.dtype), rtol=1e-6, equal_nan=True,
                                        atol=atol)
-            out[name] = s
+            out[name] = s.variable
     xr.testing.assert_identical(src, out)
 
 
