@@ -533,50 +533,29 @@ impl NcFile {
         Ok(out)
     }
 
-    /// Reads a hyperslab converted to `f64` by netCDF-C.
+    /// Reads a hyperslab converted by netCDF-C to `T` (`f64` or `i64`).
     ///
     /// # Errors
     /// [`NcError`].
-    pub fn get_vara_f64(
+    pub fn get_vara_as<T: Converted>(
         &self,
         grp: c_int,
         varid: c_int,
         start: &[usize],
         count: &[usize],
         max_bytes: usize,
-    ) -> Result<Vec<f64>, NcError> {
+    ) -> Result<Vec<T>, NcError> {
+        if start.len() != count.len() {
+            return Err(NcError::invalid("start and count differ in rank"));
+        }
         let n = elements(count, 8, max_bytes)?;
-        let mut out = vec![0f64; n];
+        let mut out = vec![T::default(); n];
         if n == 0 {
             return Ok(out);
         }
-        // SAFETY: as get_vara, with out holding n doubles.
+        // SAFETY: as get_vara, with out holding n values of T.
         checked(|| unsafe {
-            sys::nc_get_vara_double(grp, varid, start.as_ptr(), count.as_ptr(), out.as_mut_ptr())
-        })?;
-        Ok(out)
-    }
-
-    /// Reads a hyperslab converted to `i64` by netCDF-C.
-    ///
-    /// # Errors
-    /// [`NcError`].
-    pub fn get_vara_i64(
-        &self,
-        grp: c_int,
-        varid: c_int,
-        start: &[usize],
-        count: &[usize],
-        max_bytes: usize,
-    ) -> Result<Vec<i64>, NcError> {
-        let n = elements(count, 8, max_bytes)?;
-        let mut out = vec![0i64; n];
-        if n == 0 {
-            return Ok(out);
-        }
-        // SAFETY: as get_vara, with out holding n 64-bit integers.
-        checked(|| unsafe {
-            sys::nc_get_vara_longlong(grp, varid, start.as_ptr(), count.as_ptr(), out.as_mut_ptr())
+            T::get_vara(grp, varid, start.as_ptr(), count.as_ptr(), out.as_mut_ptr())
         })?;
         Ok(out)
     }
@@ -640,6 +619,48 @@ impl NcFile {
         // SAFETY: valid name and out pointer.
         checked(|| unsafe { sys::nc_inq_varid(grp, c.as_ptr(), &raw mut varid) })?;
         Ok((grp, varid))
+    }
+}
+
+/// A value type netCDF-C converts to on reading.
+pub trait Converted: Copy + Default {
+    /// The `nc_get_vara_TYPE` call.
+    ///
+    /// # Safety
+    /// As `nc_get_vara_TYPE`: `start`/`count` hold the variable's rank and
+    /// `out` room for every element of the hyperslab.
+    unsafe fn get_vara(
+        grp: c_int,
+        varid: c_int,
+        start: *const usize,
+        count: *const usize,
+        out: *mut Self,
+    ) -> c_int;
+}
+
+impl Converted for f64 {
+    unsafe fn get_vara(
+        grp: c_int,
+        varid: c_int,
+        start: *const usize,
+        count: *const usize,
+        out: *mut Self,
+    ) -> c_int {
+        // SAFETY: the caller's contract.
+        unsafe { sys::nc_get_vara_double(grp, varid, start, count, out) }
+    }
+}
+
+impl Converted for i64 {
+    unsafe fn get_vara(
+        grp: c_int,
+        varid: c_int,
+        start: *const usize,
+        count: *const usize,
+        out: *mut Self,
+    ) -> c_int {
+        // SAFETY: the caller's contract.
+        unsafe { sys::nc_get_vara_longlong(grp, varid, start, count, out) }
     }
 }
 

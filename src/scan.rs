@@ -129,13 +129,13 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
                 let (grp, varid) = file.var_at(&v.path).map_err(nc_err(what.clone()))?;
                 let n = usize::try_from(v.shape[0]).unwrap_or(usize::MAX);
                 let values = file
-                    .get_vara_f64(grp, varid, &[0], &[n], MAX_COORD_BYTES)
+                    .get_vara_as::<f64>(grp, varid, &[0], &[n], MAX_COORD_BYTES)
                     .map_err(nc_err(what.clone()))?;
                 let ints = if v.dtype.is_float() {
                     None
                 } else {
                     Some(
-                        file.get_vara_i64(grp, varid, &[0], &[n], MAX_COORD_BYTES)
+                        file.get_vara_as::<i64>(grp, varid, &[0], &[n], MAX_COORD_BYTES)
                             .map_err(nc_err(what))?,
                     )
                 };

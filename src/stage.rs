@@ -77,6 +77,15 @@ pub fn reading(path: &std::path::Path) {
     FILE_LEN.store(n, Ordering::SeqCst);
 }
 
+/// The signals of a crash.
+const CRASH_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGABRT,
+];
+
 /// Turns SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT into one error line
 /// naming the rank, stage and file, then ends the job (exit status 70).
 pub fn install_crash_handler() {
