@@ -90,13 +90,7 @@ const CRASH_SIGNALS: [libc::c_int; 5] = [
 /// naming the rank, stage and file, then ends the job (exit status 70).
 pub fn install_crash_handler() {
     let handler = crashed as extern "C" fn(libc::c_int);
-    for sig in [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGFPE,
-        libc::SIGILL,
-        libc::SIGABRT,
-    ] {
+    for sig in CRASH_SIGNALS {
         // SAFETY: a sigaction with a handler that only formats into a stack
         // buffer and calls write(2) before ending the process; SA_RESETHAND
         // makes a second fault during the handler fatal as usual.
@@ -113,13 +107,7 @@ pub fn install_crash_handler() {
 /// Restores the default action of the signals [`install_crash_handler`]
 /// catches (in a child process that must die of them quietly).
 pub fn reset_crash_handler() {
-    for sig in [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGFPE,
-        libc::SIGILL,
-        libc::SIGABRT,
-    ] {
+    for sig in CRASH_SIGNALS {
         // SAFETY: restoring the default action is always valid.
         unsafe {
             libc::signal(sig, libc::SIG_DFL);
