@@ -278,6 +278,18 @@ pub struct LockInfo {
     pub job: Option<String>,
     /// Start time (UTC).
     pub since: String,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): a holder
+    /// recorded before a reboot of this host is gone.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The PID namespace (`/proc/self/ns/pid`): a PID means something only
+    /// inside its namespace (containers).
+    #[serde(default)]
+    pub pid_ns: Option<String>,
+    /// The holder's start time in clock ticks since boot (field 22 of
+    /// `/proc/PID/stat`): a reused PID has another one.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
 }
 
 impl LockInfo {
@@ -288,6 +300,13 @@ impl LockInfo {
             pid: std::process::id(),
             job: std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty()),
             since: crate::select::utc_now(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string()),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+            start_ticks: start_ticks(std::process::id()),
         }
     }
 
@@ -304,15 +323,43 @@ impl LockInfo {
         )
     }
 
-    /// Whether the holder is provably gone: same host and the process no
-    /// longer exists, or the same Slurm job (a requeued job).
+    /// Whether the holder is provably gone: the same Slurm job (a requeued
+    /// job), or on this host: recorded before its last boot, or no process
+    /// with its PID and start time exists in its PID namespace (a PID
+    /// reused by another process, this one included, is not the holder;
+    /// a lock written without a start time is judged by its PID alone).
     pub fn is_stale(&self) -> bool {
         let me = Self::current();
         if self.job.is_some() && self.job == me.job {
             return true;
         }
-        self.host == me.host && !pid_alive(self.pid)
+        if self.host != me.host {
+            return false;
+        }
+        if self.boot_id.is_some() && me.boot_id.is_some() && self.boot_id != me.boot_id {
+            return true;
+        }
+        if self.pid_ns.is_some() && me.pid_ns.is_some() && self.pid_ns != me.pid_ns {
+            // Another container on this host: its PIDs cannot be checked.
+            return false;
+        }
+        if !pid_alive(self.pid) {
+            return true;
+        }
+        match (self.start_ticks, start_ticks(self.pid)) {
+            (Some(recorded), Some(now)) => recorded != now,
+            _ => false,
+        }
     }
+}
+
+/// Start time of process `pid` in clock ticks since boot.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -369,18 +416,40 @@ impl Lock {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
         let me = serde_json::to_vec_pretty(&LockInfo::current()).unwrap_or_default();
+        // The lock is written whole under a private name, then published by
+        // link(2), which fails when the lock exists: no run ever sees a lock
+        // without its content.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let write_tmp = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&me)?;
+            f.sync_all()
+        };
+        write_tmp().map_err(io)?;
+        let result = Self::publish(store, &path, &tmp, takeover);
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    fn publish(
+        store: &Path,
+        path: &Path,
+        tmp: &Path,
+        takeover: Takeover,
+    ) -> Result<Self, ConfigError> {
+        let io = |e: std::io::Error| ConfigError::Output {
+            path: path.to_path_buf(),
+            source: e,
+        };
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(&me).and_then(|()| f.sync_all()).map_err(io)?;
-                    return Ok(Self { path });
+            match std::fs::hard_link(tmp, path) {
+                Ok(()) => {
+                    return Ok(Self {
+                        path: path.to_path_buf(),
+                    })
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder: Option<LockInfo> = std::fs::read(&path)
+                    let holder: Option<LockInfo> = std::fs::read(path)
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
                     let mut stale = holder.as_ref().is_none_or(LockInfo::is_stale);
@@ -414,7 +483,25 @@ impl Lock {
                             },
                         });
                     }
-                    std::fs::remove_file(&path).map_err(io)?;
+                    std::fs::remove_file(path).map_err(io)?;
+                }
+                // A filesystem without hard links: create it exclusively.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS)
+                    ) =>
+                {
+                    let me = std::fs::read(tmp).map_err(io)?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                        .map_err(io)?;
+                    f.write_all(&me).and_then(|()| f.sync_all()).map_err(io)?;
+                    return Ok(Self {
+                        path: path.to_path_buf(),
+                    });
                 }
                 Err(e) => return Err(io(e)),
             }
@@ -461,6 +548,41 @@ mod tests {
         assert!(!is_done(&bits, 4));
         remove(store).unwrap();
         assert_eq!(count(&done_units(store, 65).unwrap()), 0);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_holder() {
+        let me = LockInfo::current();
+        assert!(me.start_ticks.is_some());
+        // This very process: alive.
+        assert!(!me.is_stale());
+        // Our PID with another start time (a PID namespace gave a dead
+        // holder's PID to this process): stale.
+        let reused = LockInfo {
+            start_ticks: me.start_ticks.map(|t| t + 1),
+            ..me.clone()
+        };
+        assert!(reused.is_stale());
+        // PID 1 with its own start time is alive; with another, stale.
+        if let Some(t1) = start_ticks(1) {
+            let init = LockInfo {
+                pid: 1,
+                start_ticks: Some(t1),
+                ..me.clone()
+            };
+            assert!(!init.is_stale());
+            let other = LockInfo {
+                start_ticks: Some(t1 + 12345),
+                ..init
+            };
+            assert!(other.is_stale());
+        }
+        // Recorded before the last boot of this host: stale.
+        let rebooted = LockInfo {
+            boot_id: Some("another-boot".into()),
+            ..me
+        };
+        assert!(rebooted.is_stale());
     }
 
     #[test]

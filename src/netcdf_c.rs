@@ -477,9 +477,12 @@ impl NcFile {
             return Ok(NcAttr::Unsupported("unknown"));
         };
         let n = elements(&[len], size, MAX_ATTR_BYTES)?;
-        let mut bytes = vec![0u8; n * size];
+        // Room for one more element: netCDF-C copies reserved text
+        // attributes (`_NCProperties`, ...) with their NUL terminator.
+        let mut bytes = vec![0u8; (n + 1) * size];
         if n > 0 {
-            // SAFETY: bytes holds len elements of the attribute's type.
+            // SAFETY: bytes holds len elements of the attribute's type, and
+            // one more.
             checked(|| unsafe {
                 sys::nc_get_att(
                     grp,
@@ -489,11 +492,25 @@ impl NcFile {
                 )
             })?;
         }
+        bytes.truncate(n * size);
         if xtype == sys::NC_CHAR {
             bytes.retain(|&b| b != 0);
             return Ok(NcAttr::Text(String::from_utf8_lossy(&bytes).into_owned()));
         }
         Ok(NcAttr::Numbers { xtype, bytes })
+    }
+
+    /// Whether attribute `name` of `varid` exists (nothing is read).
+    pub fn has_attr(&self, grp: c_int, varid: c_int, name: &str) -> bool {
+        let Ok(cname) = CString::new(name) else {
+            return false;
+        };
+        let (mut xtype, mut len): (sys::nc_type, usize) = (0, 0);
+        // SAFETY: valid name and out pointers.
+        checked(|| unsafe {
+            sys::nc_inq_att(grp, varid, cname.as_ptr(), &raw mut xtype, &raw mut len)
+        })
+        .is_ok()
     }
 
     /// Reads a hyperslab of a fixed-size variable as native bytes.

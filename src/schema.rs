@@ -461,9 +461,7 @@ pub fn read_schema_from(
     // A file written by netCDF-C (it records `_NCProperties`) may name a
     // real dimension `phony_dim_N`; only files from other HDF5 writers have
     // invented ones.
-    let written_by_netcdf = file
-        .attr(file.root(), netcdf_sys::NC_GLOBAL, "_NCProperties")
-        .is_ok();
+    let written_by_netcdf = file.has_attr(file.root(), netcdf_sys::NC_GLOBAL, "_NCProperties");
     if format == SourceFormat::Netcdf4 && !phony_dims && !written_by_netcdf {
         for v in root.all_vars() {
             if let Some(d) = v.dims.iter().find(|d| d.starts_with("phony_dim_")) {
