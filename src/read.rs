@@ -122,6 +122,9 @@ pub struct Reader<'a> {
 
 type ChunkKey = (u32, String, Vec<u64>);
 
+/// Most source chunks one region reads raw; more go through `H5Dread`.
+const MAX_RAW_CHUNKS_PER_REGION: u64 = 4096;
+
 /// Decoded source chunks a rank keeps (besides those held by units in
 /// flight): enough for the source chunks that neighbouring output units
 /// share.
@@ -245,6 +248,20 @@ impl<'a> Reader<'a> {
                 .zip(&extent)
                 .any(|((s, c), e)| s + c > *e)
         {
+            return Ok(None);
+        }
+        // Source chunks far smaller than the region (a tiny chunk shape, or
+        // a damaged one) are read by HDF5 itself: one lookup per chunk here
+        // would cost more than the data.
+        let touched = local
+            .iter()
+            .zip(count)
+            .zip(&layout.chunk)
+            .fold(1u64, |n, ((&s, &c), &k)| {
+                let k = k.max(1);
+                n.saturating_mul((s + c).div_ceil(k) - s / k)
+            });
+        if touched > MAX_RAW_CHUNKS_PER_REGION {
             return Ok(None);
         }
         let mut chunks = Vec::new();

@@ -59,6 +59,8 @@ pub struct Hdf5Reader {
     datasets: HashMap<String, hdf5::Dataset>,
     file: hdf5::File,
     path: PathBuf,
+    /// The file's size when opened: a stored chunk cannot be larger.
+    file_len: u64,
 }
 
 impl Hdf5Reader {
@@ -85,6 +87,7 @@ impl Hdf5Reader {
             file,
             path: path.to_path_buf(),
             datasets: HashMap::new(),
+            file_len: std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
         })
     }
 
@@ -231,7 +234,7 @@ impl Hdf5Reader {
             .iter()
             .try_fold(var.dtype.size() as u64, |a, &c| a.checked_mul(c as u64))
             .unwrap_or(u64::MAX);
-        let file_len = std::fs::metadata(&self.path).map_or(u64::MAX, |m| m.len());
+        let file_len = self.file_len;
         let offset: Vec<hsize_t> = origin.to_vec();
         hdf5::sync::sync(|| {
             // SAFETY: plain HDF5 C calls on a dataset id owned by `self`,
