@@ -565,7 +565,7 @@ impl NcFile {
         if start.len() != count.len() {
             return Err(NcError::invalid("start and count differ in rank"));
         }
-        let n = elements(count, 8, max_bytes)?;
+        let n = elements(count, std::mem::size_of::<T>(), max_bytes)?;
         let mut out = vec![T::default(); n];
         if n == 0 {
             return Ok(out);

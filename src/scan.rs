@@ -232,7 +232,7 @@ pub fn scan_file_isolated(
     let Some(timeout) = timeout else {
         return scan_file(path, opts);
     };
-    match child::run(path, timeout, || {
+    match child::run(timeout, || {
         crate::stage::catch(|| scan_file(path, opts))
             .ok()
             .and_then(Result::ok)
@@ -274,11 +274,7 @@ mod child {
         Unavailable,
     }
 
-    pub(super) fn run(
-        _path: &std::path::Path,
-        timeout: Duration,
-        f: impl FnOnce() -> Option<Vec<u8>>,
-    ) -> Outcome {
+    pub(super) fn run(timeout: Duration, f: impl FnOnce() -> Option<Vec<u8>>) -> Outcome {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors on success.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

@@ -554,7 +554,7 @@ impl Walk<'_> {
             .file
             .group_natts(grp)
             .map_err(self.err(format!("{where_}: attributes")))?;
-        let attrs = self.attrs(grp, netcdf_sys::NC_GLOBAL, natts, gpath, None)?;
+        let attrs = self.attrs(grp, netcdf_sys::NC_GLOBAL, natts, gpath)?;
         let mut vars = Vec::new();
         for v in self
             .file
@@ -660,7 +660,7 @@ impl Walk<'_> {
         } else {
             (None, false)
         };
-        let mut attrs = self.attrs(grp, v.varid, v.natts, &vpath, Some(dtype))?;
+        let mut attrs = self.attrs(grp, v.varid, v.natts, &vpath)?;
         if let Some((name, members)) = &enumeration {
             // The mapping xarray keeps in the decoded dtype's metadata
             // (`enum`, `enum_name`), kept here as attributes.
@@ -704,7 +704,6 @@ impl Walk<'_> {
         varid: i32,
         natts: usize,
         owner: &str,
-        _dtype: Option<DType>,
     ) -> Result<Vec<Attr>, SchemaError> {
         let mut out = Vec::with_capacity(natts.min(4096));
         for k in 0..natts {

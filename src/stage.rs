@@ -19,9 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-static STAGE: Mutex<&str> = Mutex::new("start-up");
 static RANK: AtomicI32 = AtomicI32::new(-1);
 static SIZE: AtomicI32 = AtomicI32::new(1);
 
@@ -56,9 +54,6 @@ static FILE_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Records that this rank now runs `stage`.
 pub fn enter(stage: &'static str) {
-    if let Ok(mut s) = STAGE.lock() {
-        *s = stage;
-    }
     STAGE_LEN.store(0, Ordering::SeqCst);
     STAGE_PTR.store(stage.as_ptr().cast_mut(), Ordering::SeqCst);
     STAGE_LEN.store(stage.len(), Ordering::SeqCst);
@@ -159,16 +154,7 @@ extern "C" fn crashed(sig: libc::c_int) {
         _ => b"SIGABRT",
     });
     put(b" during ");
-    let (p, l) = (
-        STAGE_PTR.load(Ordering::SeqCst),
-        STAGE_LEN.load(Ordering::SeqCst),
-    );
-    if p.is_null() || l == 0 {
-        put(b"start-up");
-    } else {
-        // SAFETY: STAGE_PTR/STAGE_LEN describe a &'static str stored by enter.
-        put(unsafe { std::slice::from_raw_parts(p, l) });
-    }
+    put(current().as_bytes());
     put(b" (inside netCDF-C/HDF5 when reading that file: it is damaged or not valid netCDF; check it with ncdump -h)\n");
     // SAFETY: write(2) is async-signal-safe; the buffer is initialised.
     unsafe {
@@ -179,7 +165,17 @@ extern "C" fn crashed(sig: libc::c_int) {
 
 /// The stage this rank runs.
 pub fn current() -> &'static str {
-    STAGE.lock().map_or("unknown stage", |s| *s)
+    let (p, l) = (
+        STAGE_PTR.load(Ordering::SeqCst),
+        STAGE_LEN.load(Ordering::SeqCst),
+    );
+    if p.is_null() || l == 0 {
+        return "start-up";
+    }
+    // SAFETY: STAGE_PTR/STAGE_LEN describe a &'static str stored by
+    // `enter` (the length is cleared while the pointer changes).
+    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(p, l) };
+    std::str::from_utf8(bytes).unwrap_or("unknown stage")
 }
 
 /// Installs the panic hook (see the module docs) for `rank` of `size`.

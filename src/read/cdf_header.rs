@@ -157,9 +157,8 @@ impl<B: Bytes> Cursor<'_, B> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], HeaderError> {
-        let at = self.pos;
         let pos = self.pos;
-        match self.src.get(at, n)? {
+        match self.src.get(pos, n)? {
             Some(b) => {
                 self.pos = pos + n as u64;
                 Ok(b)
