@@ -506,9 +506,12 @@ pub fn check_layout(
 ) -> Result<(), AppendError> {
     let growable = state.concat.as_ref().map(|c| c.dim.as_str());
     for (v, l) in state.schema.vars().iter().zip(&state.arrays) {
+        // The planner's own choices for coordinates, whatever was asked:
+        // the growable one has a fixed chunk, small ones are one chunk.
         if v.is_coordinate() && Some(v.dims[0].as_str()) == growable {
             continue;
         }
+        let whole_coord = crate::plan::kept_whole(v);
         for (k, d) in v.dims.iter().enumerate() {
             let asked = [
                 ("--chunks", chunks.get(d), l.chunks.get(k).copied()),
@@ -520,6 +523,9 @@ pub fn check_layout(
             ];
             for (flag, want, have) in asked {
                 let Some(want) = want else { continue };
+                if whole_coord && flag == "--chunks" {
+                    continue;
+                }
                 // Sizes beyond the dimension were clamped when the store was made.
                 let clamped = have.is_some_and(|h| h < want && h >= v.shape[k]);
                 if have != Some(want) && !clamped {

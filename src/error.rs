@@ -544,6 +544,10 @@ pub enum WriteError {
         /// OS error.
         source: std::io::Error,
     },
+    /// A symbolic link inside a store that a run is about to write into
+    /// again: zarrforge never writes through one.
+    #[error("{0}: a symbolic link inside the store; zarrforge does not write through links: remove it, then run the same command again")]
+    Link(PathBuf),
     /// zarrs refused the array metadata zarrforge built.
     #[error("array '{var}': zarrs refused the array metadata")]
     Array {

@@ -114,7 +114,9 @@ pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
     std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
     let bytes = serde_json::to_vec_pretty(print)
         .map_err(|e| WriteError::io(d.join("plan.json"), "encode", std::io::Error::other(e)))?;
-    crate::write::store::write_atomic(&d.join("plan.json"), &bytes)
+    crate::write::store::write_atomic(&d.join("plan.json"), &bytes)?;
+    crate::fault::point("journal.started");
+    Ok(())
 }
 
 /// The print saved by the run that started the journal, if any.
@@ -186,7 +188,10 @@ pub fn count(bits: &[u8]) -> u64 {
 pub fn remove(store: &Path) -> Result<(), WriteError> {
     let d = dir(store);
     match std::fs::remove_dir_all(&d) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            crate::fault::point("journal.removed");
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(WriteError::io(&d, "remove journal", e)),
     }
@@ -258,6 +263,7 @@ impl Journal {
             .map_err(|e| WriteError::io(&self.path, "write journal", e))?;
         self.recorded += self.pending.len() as u64;
         self.pending.clear();
+        crate::fault::point("journal.flushed");
         Ok(())
     }
 
@@ -276,6 +282,9 @@ pub struct LockInfo {
     pub pid: u32,
     /// Slurm job id, if any.
     pub job: Option<String>,
+    /// How many times that job was requeued (`SLURM_RESTART_COUNT`).
+    #[serde(default)]
+    pub restart: Option<u32>,
     /// Start time (UTC).
     pub since: String,
     /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): a holder
@@ -299,6 +308,9 @@ impl LockInfo {
             host: hostname(),
             pid: std::process::id(),
             job: std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty()),
+            restart: std::env::var("SLURM_RESTART_COUNT")
+                .ok()
+                .and_then(|s| s.parse().ok()),
             since: crate::select::utc_now(),
             boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .ok()
@@ -323,15 +335,26 @@ impl LockInfo {
         )
     }
 
-    /// Whether the holder is provably gone: the same Slurm job (a requeued
-    /// job), or on this host: recorded before its last boot, or no process
-    /// with its PID and start time exists in its PID namespace (a PID
-    /// reused by another process, this one included, is not the holder;
-    /// a lock written without a start time is judged by its PID alone).
+    /// Whether the holder is provably gone:
+    /// - its Slurm job is this one, requeued since (a higher restart count),
+    ///   or Slurm says that job is no longer running;
+    /// - on this host: it was recorded before the last boot, or no process
+    ///   with its PID and start time exists in its PID namespace (a PID
+    ///   reused by another process, this one included, is not the holder; a
+    ///   lock written without a start time is judged by its PID alone).
+    ///
+    /// A holder on another host whose job Slurm cannot vouch for is never
+    /// taken for gone.
     pub fn is_stale(&self) -> bool {
         let me = Self::current();
-        if self.job.is_some() && self.job == me.job {
-            return true;
+        if let Some(job) = &self.job {
+            if Some(job) == me.job.as_ref() {
+                if self.restart.unwrap_or(0) < me.restart.unwrap_or(0) {
+                    return true;
+                }
+            } else if slurm_job_ended(job) == Some(true) {
+                return true;
+            }
         }
         if self.host != me.host {
             return false;
@@ -351,6 +374,53 @@ impl LockInfo {
             _ => false,
         }
     }
+}
+
+/// Whether Slurm says job `id` has ended (or was requeued and waits): its
+/// ranks are gone. `None` when Slurm cannot be asked (no `squeue`, no
+/// answer within 10 s).
+fn slurm_job_ended(id: &str) -> Option<bool> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let mut child = std::process::Command::new("squeue")
+        .args(["-h", "-j", id, "-o", "%T"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let out = child.wait_with_output().ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        // A job the controller has forgotten.
+        return stderr.contains("Invalid job id").then_some(true);
+    }
+    let state = stdout.trim();
+    Some(!matches!(
+        state,
+        "RUNNING"
+            | "COMPLETING"
+            | "CONFIGURING"
+            | "SUSPENDED"
+            | "STOPPED"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "RESIZING"
+    ))
 }
 
 /// Start time of process `pid` in clock ticks since boot.
@@ -419,13 +489,16 @@ impl Lock {
         // The lock is written whole under a private name, then published by
         // link(2), which fails when the lock exists: no run ever sees a lock
         // without its content.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A temporary name of write_atomic's form, which the cleanup of a
+        // resumed run removes.
+        let tmp = path.with_file_name(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
         let write_tmp = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&me)?;
             f.sync_all()
         };
         write_tmp().map_err(io)?;
+        crate::fault::point("lock.written");
         let result = Self::publish(store, &path, &tmp, takeover);
         let _ = std::fs::remove_file(&tmp);
         result
@@ -444,9 +517,10 @@ impl Lock {
         for _ in 0..2 {
             match std::fs::hard_link(tmp, path) {
                 Ok(()) => {
+                    crate::fault::point("lock.published");
                     return Ok(Self {
                         path: path.to_path_buf(),
-                    })
+                    });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder: Option<LockInfo> = std::fs::read(path)
@@ -477,13 +551,14 @@ impl Lock {
                             store: store.to_path_buf(),
                             holder: who,
                             hint: if stale {
-                                "that run is gone: use --resume to finish its work, or --break-lock"
+                                "that run is gone: run the same command again to take the store over"
                             } else {
-                                "if that run is gone (another host or a killed job), use --break-lock"
+                                "wait for it to end; if it is gone (killed on another node), run the same command with --break-lock"
                             },
                         });
                     }
                     std::fs::remove_file(path).map_err(io)?;
+                    crate::fault::point("lock.broken");
                 }
                 // A filesystem without hard links: create it exclusively.
                 Err(e)
@@ -610,7 +685,7 @@ mod tests {
         let e = Lock::acquire(store, Takeover::Never)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--resume"), "{e}");
+        assert!(e.contains("run the same command again"), "{e}");
         assert!(Lock::acquire(store, Takeover::Stale).is_ok());
     }
 

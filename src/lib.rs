@@ -36,6 +36,7 @@ pub mod convert;
 pub mod dataset;
 pub mod environment;
 pub mod error;
+pub mod fault;
 pub mod floor;
 pub mod inputs;
 pub mod inspect;

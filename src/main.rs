@@ -24,19 +24,44 @@ fn main() -> ExitCode {
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let status = if e.is_interrupted() {
+                zarrforge::error::EXIT_INTERRUPTED
+            } else {
+                1
+            };
             // Collective failures are printed once, by rank 0.
             if ctx.is_root() {
-                eprintln!("zarrforge: error: {}", message(&e));
+                let msg = message(&e);
+                eprintln!("zarrforge: error: {msg}");
+                failure_report(&cli, &msg, e.is_interrupted(), status);
             }
-            if e.is_interrupted() {
-                ExitCode::from(zarrforge::error::EXIT_INTERRUPTED)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(status)
         }
     };
     drop(ctx);
     code
+}
+
+/// Writes the `--report` of a conversion that failed or was interrupted:
+/// its status, exit status and message. A launcher may not pass the ranks'
+/// exit status on (`mpirun` stopped by SIGTERM exits 1 while the ranks
+/// exit 75); a job script reads the report instead.
+fn failure_report(cli: &Cli, msg: &str, interrupted: bool, status: u8) {
+    let Command::Convert(args) = &cli.command else {
+        return;
+    };
+    let Some(path) = &args.report else { return };
+    let json = serde_json::json!({
+        "status": if interrupted { "interrupted" } else { "failed" },
+        "exit_status": status,
+        "error": msg,
+    });
+    if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {
+        eprintln!(
+            "zarrforge: warning: {}: cannot write the report: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Prints warnings, the first few in full (many files can repeat one).
@@ -90,7 +115,12 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 }
                 print_warnings(&report.warnings);
                 if let Some(path) = &args.report {
-                    let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+                    let mut value = serde_json::to_value(&report).unwrap_or_default();
+                    if let Some(m) = value.as_object_mut() {
+                        m.insert("status".into(), "complete".into());
+                        m.insert("exit_status".into(), 0.into());
+                    }
+                    let json = serde_json::to_vec_pretty(&value).unwrap_or_default();
                     std::fs::write(path, json)
                         .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
                 }

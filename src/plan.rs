@@ -409,6 +409,12 @@ fn bytes_of(shape: &[u64], itemsize: u64) -> u64 {
         .saturating_mul(itemsize)
 }
 
+/// Whether `v` is a 1-D coordinate variable small enough to be stored as
+/// one chunk whatever `--chunks` asks.
+pub fn kept_whole(v: &Var) -> bool {
+    v.is_coordinate() && bytes_of(&v.shape, v.dtype.size() as u64) <= SINGLE_CHUNK_COORD_BYTES
+}
+
 /// The chunk shape of `v`: sizes given in `--chunks` for its dimensions, the
 /// heuristic for the others.
 ///
@@ -425,7 +431,7 @@ pub fn choose_chunks(v: &Var, given: &DimSizes, target: u64) -> Vec<u64> {
     }
     let itemsize = v.dtype.size() as u64;
     let target = target.max(itemsize);
-    if v.is_coordinate() && bytes_of(&v.shape, itemsize) <= SINGLE_CHUNK_COORD_BYTES {
+    if kept_whole(v) {
         return vec![v.shape[0].max(1)];
     }
     let fixed: Vec<Option<u64>> = v.dims.iter().map(|d| given.get(d)).collect();

@@ -579,3 +579,245 @@ fn disk_full_is_reported_and_resumable() {
     assert!(r.ok(), "{}", r.stderr);
     assert!(r.stdout.contains("identical"), "{}", r.stdout);
 }
+
+/// A mounted tmpfs of `size` under `dir`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                s(dir),
+            ])
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "cannot mount a tmpfs (needs root or CAP_SYS_ADMIN)");
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A filesystem full before the first byte: the error names the store and
+/// the cause, the path is left free (no directory that every later command
+/// refuses), and once space is freed the same command, or --resume, works.
+#[test]
+fn a_full_filesystem_at_the_first_write_leaves_no_directory() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 4);
+    let small = dir.path().join("full");
+    let _fs = Tmpfs::mount(&small, "64m");
+    // Fill it to the last block.
+    let filler = small.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![7u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let out = small.join("o.zarr");
+    let args = [
+        "convert",
+        "--quiet",
+        "--chunks",
+        CHUNKS,
+        "-o",
+        s(&out),
+        s(&src),
+    ];
+    let r = zarrforge(Some(2), &args, MINUTE);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("zarrforge: error"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(
+        lines[0].contains(s(&out)) && lines[0].contains("No space left on device"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a stranded directory: {:?}",
+        std::fs::read_dir(&out).map(|d| d.map(|e| e.unwrap().path()).collect::<Vec<_>>())
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let r = zarrforge(Some(2), &args, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    // The same with --resume as the recovery command.
+    std::fs::remove_dir_all(&out).unwrap();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![7u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let r = zarrforge(Some(2), &args, MINUTE);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    std::fs::remove_file(&filler).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let r = zarrforge(Some(2), &resume, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(out.join("zarr.json").exists());
+}
+
+/// Symbolic links planted inside a store are never written through: a
+/// resume and an append refuse them by name and touch nothing outside.
+#[test]
+fn links_inside_a_store_are_refused() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"keep").unwrap();
+    let out = dir.path().join("o.zarr");
+    let args = [
+        "convert",
+        "--quiet",
+        "--chunks",
+        CHUNKS,
+        "-o",
+        s(&out),
+        s(&src),
+    ];
+    let r = zarrforge(Some(2), &args, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    // An interrupted store (no root document), a chunk directory replaced
+    // by a link.
+    std::fs::remove_file(out.join("zarr.json")).unwrap();
+    std::fs::remove_file(out.join(".zarrforge/dataset.bin")).unwrap();
+    let chunk_dir = out.join("t2m/c/0");
+    std::fs::remove_dir_all(&chunk_dir).unwrap();
+    std::os::unix::fs::symlink(&outside, &chunk_dir).unwrap();
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let r = zarrforge(Some(2), &resume, MINUTE);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("t2m/c/0") && r.stderr.contains("symbolic link"),
+        "{}",
+        r.stderr
+    );
+    let names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "written through the link");
+    // Removing the link, as the message says, lets the resume finish.
+    std::fs::remove_file(&chunk_dir).unwrap();
+    let r = zarrforge(Some(2), &resume, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    // An append into a committed store with a planted link.
+    let more = dir.path().join("more.nc");
+    let g = zarrforge(
+        None,
+        &[
+            "generate",
+            "--time",
+            "4",
+            "--t0",
+            "0.3333333333333333",
+            s(&more),
+        ],
+        MINUTE,
+    );
+    assert!(g.ok(), "{}", g.stderr);
+    let planted = out.join("t2m/c/2");
+    std::os::unix::fs::symlink(&outside, &planted).unwrap();
+    let r = zarrforge(
+        Some(2),
+        &["convert", "--quiet", "--append", "-o", s(&out), s(&more)],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+}
+
+/// An append given the very `--chunks` the store was made with is not
+/// refused (1-D coordinates kept whole are the planner's choice).
+#[test]
+fn an_append_accepts_the_stores_own_chunks() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let more = dir.path().join("more.nc");
+    let g = zarrforge(
+        None,
+        &[
+            "generate",
+            "--time",
+            "4",
+            "--t0",
+            "0.3333333333333333",
+            s(&more),
+        ],
+        MINUTE,
+    );
+    assert!(g.ok(), "{}", g.stderr);
+    let out = dir.path().join("o.zarr");
+    let chunks = "time=4,lat=60,lon=90";
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--chunks",
+            chunks,
+            "-o",
+            s(&out),
+            s(&src),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    // Another chunk size is refused.
+    let r = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--append",
+            "--chunks",
+            "time=4,lat=30",
+            "-o",
+            s(&out),
+            s(&more),
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--chunks asks lat=30"), "{}", r.stderr);
+    let append = [
+        "convert",
+        "--quiet",
+        "--append",
+        "--chunks",
+        chunks,
+        "-o",
+        s(&out),
+        s(&more),
+    ];
+    let r = zarrforge(Some(2), &append, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    // Run again, the same append finds its work done.
+    let before = snapshot(&out);
+    let r = zarrforge(Some(2), &append, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        snapshot(&out) == before,
+        "a repeated append changed the store"
+    );
+}

@@ -1,8 +1,15 @@
 //! The commit: rank 0 writes all metadata after every rank has succeeded.
 //!
-//! Order: array metadata, then group metadata, then the consolidated
-//! metadata, and the root group document last. The root document
-//! (`zarr.json` in v3, `.zgroup` in v2) is the commit point.
+//! Every chunk is made durable first (`syncfs`). Then the whole commit is
+//! written down in one file, `.zarrforge/commit.bin`: every metadata
+//! document in order and the store's new state. Once that file is durable
+//! the commit is decided: the documents are written (array metadata, group
+//! metadata, the consolidated metadata, the root group document last), then
+//! the state, and `commit.bin` is removed. A run killed in between leaves
+//! `commit.bin`, and the next run on the store finishes it
+//! ([`finish_pending`]) before anything else, so an append's new length and
+//! its state can never disagree. For a new store the root document
+//! (`zarr.json` in v3, `.zgroup` in v2) is what readers wait for.
 
 use std::path::Path;
 
@@ -15,10 +22,29 @@ use crate::error::WriteError;
 use crate::plan::Plan;
 use crate::schema::Schema;
 
-fn write_json(store: &Path, key: &str, v: &Value) -> Result<(), WriteError> {
-    let bytes = super::metadata::to_json_bytes(v)
-        .map_err(|e| WriteError::io(store.join(key), "serialise", std::io::Error::other(e)))?;
-    write_atomic(&store.join(key), &bytes)
+/// File of a decided commit not yet fully written, inside the marker
+/// directory.
+pub const PENDING_FILE: &str = "commit.bin";
+
+/// A decided commit: the documents in the order they are written, and the
+/// store's state after it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Pending {
+    docs: Vec<(String, Vec<u8>)>,
+    state: Vec<u8>,
+}
+
+impl Pending {
+    fn add(&mut self, store: &Path, key: &str, v: &Value) -> Result<(), WriteError> {
+        let bytes = super::metadata::to_json_bytes(v)
+            .map_err(|e| WriteError::io(store.join(key), "serialise", std::io::Error::other(e)))?;
+        self.docs.push((key.to_string(), bytes));
+        Ok(())
+    }
+}
+
+fn pending_path(store: &Path) -> std::path::PathBuf {
+    store.join(super::store::MARKER_DIR).join(PENDING_FILE)
 }
 
 /// Consolidated entries sorted by key: readers (zarr-python) group the
@@ -29,21 +55,58 @@ fn sorted(m: Map<String, Value>) -> Map<String, Value> {
     sorted.into_iter().collect()
 }
 
-/// The state an append needs, saved before the commit point.
-fn save_state(store: &Path, state: &[u8]) -> Result<(), WriteError> {
+/// Writes the documents and the state of a decided commit, then removes
+/// its record. Writing them again is harmless: the same bytes.
+fn apply(store: &Path, pending: &Pending) -> Result<(), WriteError> {
+    for (key, bytes) in &pending.docs {
+        write_atomic(&store.join(key), bytes)?;
+        crate::fault::point("commit.doc");
+    }
     write_atomic(
         &store
             .join(super::store::MARKER_DIR)
             .join(crate::append::STATE_FILE),
-        state,
-    )
+        &pending.state,
+    )?;
+    crate::fault::point("commit.state");
+    super::store::sync_filesystem(store)?;
+    let p = pending_path(store);
+    match std::fs::remove_file(&p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WriteError::io(&p, "remove", e)),
+    }
+    crate::fault::point("commit.done");
+    super::store::sync_filesystem(store)
+}
+
+/// Finishes a commit that a killed run decided but did not finish writing.
+/// Called with the store's lock held, before a run looks at the store.
+/// Returns whether there was one.
+///
+/// # Errors
+/// [`WriteError::Io`]: the record cannot be read or decoded, or a document
+/// cannot be written.
+pub fn finish_pending(store: &Path) -> Result<bool, WriteError> {
+    let p = pending_path(store);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(WriteError::io(&p, "read", e)),
+    };
+    let (pending, _): (Pending, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map_err(|e| WriteError::io(&p, "decode", std::io::Error::other(e.to_string())))?;
+    apply(store, &pending)?;
+    Ok(true)
 }
 
 fn key(path: &str, name: &str) -> String {
     crate::schema::join(path, name)
 }
 
-/// Writes every metadata document of the store; the root document last.
+/// Decides the commit ([`PENDING_FILE`]), then writes every metadata
+/// document of the store (the root document last) and the state.
 ///
 /// # Errors
 /// [`WriteError::Io`] with the path that failed.
@@ -56,17 +119,21 @@ pub fn commit(
 ) -> Result<(), WriteError> {
     let vars = schema.vars();
     let groups = schema.root.all_groups();
+    let mut pending = Pending {
+        docs: Vec::new(),
+        state: state.to_vec(),
+    };
     match format {
         ZarrFormat::V3 => {
             let mut consolidated = Map::new();
             for a in &plan.arrays {
                 let doc = metadata::array_v3(vars[a.var], a, &a.codec, false);
-                write_json(store, &key(&a.path, "zarr.json"), &doc)?;
+                pending.add(store, &key(&a.path, "zarr.json"), &doc)?;
                 consolidated.insert(a.path.clone(), doc);
             }
             for g in &groups {
                 let doc = metadata::group_v3(g);
-                write_json(store, &key(&g.path, "zarr.json"), &doc)?;
+                pending.add(store, &key(&g.path, "zarr.json"), &doc)?;
                 consolidated.insert(g.path.clone(), doc);
             }
             let mut root = metadata::group_v3(&schema.root);
@@ -75,10 +142,7 @@ pub fn commit(
                 "must_understand": false,
                 "metadata": sorted(consolidated),
             });
-            save_state(store, state)?;
-            super::store::sync_filesystem(store)?;
-            write_json(store, "zarr.json", &root)?;
-            super::store::sync_filesystem(store)
+            pending.add(store, "zarr.json", &root)?;
         }
         ZarrFormat::V2 => {
             let mut consolidated = Map::new();
@@ -86,32 +150,44 @@ pub fn commit(
                 let var = vars[a.var];
                 let zarray = metadata::array_v2(var, a, &a.codec);
                 let zattrs = Value::Object(metadata::var_attributes(var, ZarrFormat::V2));
-                write_json(store, &key(&a.path, ".zarray"), &zarray)?;
-                write_json(store, &key(&a.path, ".zattrs"), &zattrs)?;
+                pending.add(store, &key(&a.path, ".zarray"), &zarray)?;
+                pending.add(store, &key(&a.path, ".zattrs"), &zattrs)?;
                 consolidated.insert(key(&a.path, ".zarray"), zarray);
                 consolidated.insert(key(&a.path, ".zattrs"), zattrs);
             }
             let zgroup = json!({"zarr_format": 2});
             for g in &groups {
                 let zattrs = Value::Object(metadata::group_attributes(g));
-                write_json(store, &key(&g.path, ".zgroup"), &zgroup)?;
-                write_json(store, &key(&g.path, ".zattrs"), &zattrs)?;
+                pending.add(store, &key(&g.path, ".zgroup"), &zgroup)?;
+                pending.add(store, &key(&g.path, ".zattrs"), &zattrs)?;
                 consolidated.insert(key(&g.path, ".zgroup"), zgroup.clone());
                 consolidated.insert(key(&g.path, ".zattrs"), zattrs);
             }
             let root_attrs = Value::Object(metadata::group_attributes(&schema.root));
             consolidated.insert(".zgroup".into(), zgroup.clone());
             consolidated.insert(".zattrs".into(), root_attrs.clone());
-            write_json(store, ".zattrs", &root_attrs)?;
-            write_json(
+            pending.add(store, ".zattrs", &root_attrs)?;
+            pending.add(
                 store,
                 ".zmetadata",
                 &json!({"metadata": sorted(consolidated), "zarr_consolidated_format": 1}),
             )?;
-            save_state(store, state)?;
-            super::store::sync_filesystem(store)?;
-            write_json(store, ".zgroup", &zgroup)?;
-            super::store::sync_filesystem(store)
+            pending.add(store, ".zgroup", &zgroup)?;
         }
     }
+    let record =
+        bincode::serde::encode_to_vec(&pending, bincode::config::standard()).map_err(|e| {
+            WriteError::io(
+                pending_path(store),
+                "encode",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+    // Every chunk durable before the commit is decided, the decision
+    // durable before any document changes.
+    super::store::sync_filesystem(store)?;
+    write_atomic(&pending_path(store), &record)?;
+    super::store::sync_filesystem(store)?;
+    crate::fault::point("commit.decided");
+    apply(store, &pending)
 }

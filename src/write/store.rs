@@ -30,19 +30,82 @@ pub fn is_our_store(dir: &Path) -> bool {
     dir.join(MARKER_DIR).join(MARKER_FILE).is_file()
 }
 
-/// Checks the output path against the inputs and prepares an empty store
-/// directory with its marker. Run by rank 0 only, before any write.
+/// The file whose presence means "an `--overwrite` is deleting this
+/// store", inside [`MARKER_DIR`].
+pub const CLEARING_FILE: &str = "clearing";
+
+/// Whether an `--overwrite` was interrupted while deleting `dir`.
+pub fn is_clearing(dir: &Path) -> bool {
+    dir.join(MARKER_DIR).join(CLEARING_FILE).exists()
+}
+
+/// Checks the output path against the inputs and creates it as an empty
+/// directory. Run by rank 0 only, before any write; the caller then takes
+/// the lock and writes the marker ([`mark`]).
 ///
 /// # Errors
-/// [`ConfigError`] when the output exists (without `--overwrite`), is not a
-/// zarrforge store (with `--overwrite`), is a symlink, equals or contains an
-/// input, or cannot be created.
-pub fn prepare(output: &Path, inputs: &[PathBuf], overwrite: bool) -> Result<(), ConfigError> {
+/// [`ConfigError`] when the output exists (an existing zarrforge store is
+/// replaced by [`clear`], with its lock held), is a symlink, equals or
+/// contains an input, or cannot be created. An existing directory that
+/// [`is_unclaimed`] is used as it is.
+pub fn prepare(output: &Path, inputs: &[PathBuf]) -> Result<(), ConfigError> {
     let out_err = |source| ConfigError::Output {
         path: output.to_path_buf(),
         source,
     };
-    let abs_out = absolute(output).map_err(out_err)?;
+    check_inputs(output, inputs)?;
+    match std::fs::symlink_metadata(output) {
+        Ok(m) if m.is_dir() && is_unclaimed(output) => return Ok(()),
+        Ok(m) if m.file_type().is_symlink() || !is_our_store(output) => {
+            return Err(ConfigError::NotOurStore(output.to_path_buf()));
+        }
+        Ok(_) => return Err(ConfigError::OutputExists(output.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(out_err(e)),
+    }
+    // Fails when another run created it in the meantime.
+    std::fs::create_dir(output).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            ConfigError::OutputExists(output.to_path_buf())
+        } else {
+            out_err(e)
+        }
+    })?;
+    crate::fault::point("store.created");
+    Ok(())
+}
+
+/// Whether `dir` holds nothing but what a store's creation leaves before its
+/// marker (a run killed at its first writes): the lock and temporary files
+/// in [`MARKER_DIR`], or nothing at all. Such a directory is used as a new
+/// store; nothing in it can be anybody's data.
+pub fn is_unclaimed(dir: &Path) -> bool {
+    let only = |d: &Path, ok: &dyn Fn(&str, bool) -> bool| -> bool {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries.into_iter().all(|e| {
+                e.is_ok_and(|e| {
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    e.file_name().to_str().is_some_and(|n| ok(n, is_dir))
+                })
+            })
+        })
+    };
+    only(dir, &|n, is_dir| n == MARKER_DIR && is_dir)
+        && only(&dir.join(MARKER_DIR), &|n, is_dir| {
+            !is_dir && (n == "lock" || n.starts_with("lock.tmp") || is_temp_name(n))
+        })
+        || std::fs::read_dir(dir).is_ok_and(|mut e| e.next().is_none())
+}
+
+/// Refuses an output that equals or contains an input.
+///
+/// # Errors
+/// [`ConfigError::OutputIsInput`], or [`ConfigError::Output`].
+pub fn check_inputs(output: &Path, inputs: &[PathBuf]) -> Result<(), ConfigError> {
+    let abs_out = absolute(output).map_err(|source| ConfigError::Output {
+        path: output.to_path_buf(),
+        source,
+    })?;
     for input in inputs {
         if let Ok(inp) = std::fs::canonicalize(input) {
             if inp.starts_with(&abs_out) {
@@ -53,21 +116,14 @@ pub fn prepare(output: &Path, inputs: &[PathBuf], overwrite: bool) -> Result<(),
             }
         }
     }
-    match std::fs::symlink_metadata(output) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(ConfigError::NotOurStore(output.to_path_buf()));
-        }
-        Ok(_) if !overwrite => return Err(ConfigError::OutputExists(output.to_path_buf())),
-        Ok(m) => {
-            if !m.is_dir() || !is_our_store(output) {
-                return Err(ConfigError::NotOurStore(output.to_path_buf()));
-            }
-            std::fs::remove_dir_all(output).map_err(out_err)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(out_err(e)),
-    }
-    std::fs::create_dir(output).map_err(out_err)?;
+    Ok(())
+}
+
+/// Writes the marker of a store created by [`prepare`].
+///
+/// # Errors
+/// [`WriteError::Io`] (disk full at the first write, quota).
+pub fn mark(output: &Path) -> Result<(), WriteError> {
     let marker = serde_json::json!({
         "writer": "zarrforge",
         "version": env!("CARGO_PKG_VERSION"),
@@ -75,11 +131,122 @@ pub fn prepare(output: &Path, inputs: &[PathBuf], overwrite: bool) -> Result<(),
     write_atomic(
         &output.join(MARKER_DIR).join(MARKER_FILE),
         &serde_json::to_vec_pretty(&marker).unwrap_or_default(),
-    )
-    .map_err(|e| match e {
-        WriteError::Io { source, .. } => out_err(source),
-        other => out_err(std::io::Error::other(other.to_string())),
-    })
+    )?;
+    crate::fault::point("store.marked");
+    Ok(())
+}
+
+/// Removes a store that [`prepare`] created but that never got its marker
+/// (the first write failed): the path is free again, as before the run.
+/// Only files zarrforge wrote there are removed; anything else is kept.
+pub fn unmake(output: &Path) {
+    let _ = remove_stale_temps(output);
+    let _ = std::fs::remove_file(output.join(MARKER_DIR).join(MARKER_FILE));
+    let _ = std::fs::remove_dir(output.join(MARKER_DIR));
+    let _ = std::fs::remove_dir(output);
+}
+
+/// Metadata documents, removed first in every directory so that no reader
+/// finds an array whose chunks are being deleted.
+const METADATA_KEYS: [&str; 5] = [".zmetadata", "zarr.json", ".zgroup", ".zarray", ".zattrs"];
+
+/// Deletes the contents of the zarrforge store `dir` for `--overwrite`,
+/// keeping its marker and lock: the caller holds the lock throughout, so
+/// the new run owns the directory from the old store's last moment on.
+///
+/// First a durable `clearing` file records the operation (an interrupted
+/// clear is finished by the next `--overwrite` or `--resume`); then the root
+/// documents go (consolidated first), which makes the old store invisible
+/// in one step; then everything else, metadata before chunks in each
+/// directory; `clearing` is removed last. Symbolic links are removed, never
+/// followed.
+///
+/// # Errors
+/// [`WriteError::Io`] naming the entry that could not be removed.
+pub fn clear(dir: &Path) -> Result<(), WriteError> {
+    let marker_dir = dir.join(MARKER_DIR);
+    let clearing = marker_dir.join(CLEARING_FILE);
+    if !clearing.exists() {
+        write_atomic(&clearing, b"an --overwrite is deleting this store\n")?;
+        sync_filesystem(dir)?;
+    }
+    crate::fault::point("overwrite.begun");
+    for key in METADATA_KEYS {
+        remove_entry(&dir.join(key))?;
+    }
+    sync_filesystem(dir)?;
+    crate::fault::point("overwrite.hidden");
+    let entries = read_dir_sorted(dir)?;
+    for path in entries {
+        if path.file_name().is_some_and(|n| n == MARKER_DIR) {
+            continue;
+        }
+        remove_tree(&path)?;
+        crate::fault::point("overwrite.removed");
+    }
+    for path in read_dir_sorted(&marker_dir)? {
+        let keep = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| [MARKER_FILE, CLEARING_FILE, "lock"].contains(&n));
+        if !keep {
+            remove_tree(&path)?;
+        }
+    }
+    sync_filesystem(dir)?;
+    remove_entry(&clearing)?;
+    crate::fault::point("overwrite.cleared");
+    Ok(())
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(WriteError::io(dir, "read directory", e)),
+    };
+    for e in entries {
+        out.push(
+            e.map_err(|err| WriteError::io(dir, "read directory", err))?
+                .path(),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes a file, a symbolic link (not its target) or an empty directory;
+/// absent is fine.
+fn remove_entry(path: &Path) -> Result<(), WriteError> {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let r = if m.is_dir() {
+        std::fs::remove_dir(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WriteError::io(path, "remove", e)),
+    }
+}
+
+/// Removes `path` and everything below it without following links: the
+/// metadata documents of each directory before anything else in it.
+fn remove_tree(path: &Path) -> Result<(), WriteError> {
+    let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+    if is_dir {
+        for key in METADATA_KEYS {
+            remove_entry(&path.join(key))?;
+        }
+        for child in read_dir_sorted(path)? {
+            remove_tree(&child)?;
+        }
+    }
+    remove_entry(path)
 }
 
 /// `path` made absolute with its existing ancestors resolved.
@@ -133,10 +300,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         return Err(WriteError::io(path, "write", e));
     }
     drop(f);
+    crate::fault::point("write.temp");
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         WriteError::io(path, "rename", e)
-    })
+    })?;
+    crate::fault::point("write.renamed");
+    Ok(())
 }
 
 /// Flushes the filesystem holding `dir` to stable storage (`syncfs`).
@@ -192,18 +362,23 @@ mod tests {
     fn refuses_existing_and_foreign_directories() {
         let t = tempfile::tempdir().unwrap();
         let out = t.path().join("out.zarr");
-        prepare(&out, &[], false).unwrap();
+        prepare(&out, &[]).unwrap();
+        assert!(!is_our_store(&out));
+        // A creation killed before its marker: the directory is taken again.
+        std::fs::create_dir(out.join(MARKER_DIR)).unwrap();
+        std::fs::write(out.join(MARKER_DIR).join("lock"), b"{}").unwrap();
+        prepare(&out, &[]).unwrap();
+        mark(&out).unwrap();
         assert!(is_our_store(&out));
         assert!(matches!(
-            prepare(&out, &[], false),
+            prepare(&out, &[]),
             Err(ConfigError::OutputExists(_))
         ));
-        prepare(&out, &[], true).unwrap();
         let foreign = t.path().join("home");
         std::fs::create_dir(&foreign).unwrap();
         std::fs::write(foreign.join("notes.txt"), b"keep").unwrap();
         assert!(matches!(
-            prepare(&foreign, &[], true),
+            prepare(&foreign, &[]),
             Err(ConfigError::NotOurStore(_))
         ));
         assert!(foreign.join("notes.txt").exists());
@@ -215,7 +390,7 @@ mod tests {
         let input = t.path().join("in.nc");
         std::fs::write(&input, b"x").unwrap();
         assert!(matches!(
-            prepare(t.path(), &[input], true),
+            prepare(t.path(), &[input]),
             Err(ConfigError::OutputIsInput { .. })
         ));
     }
@@ -238,12 +413,16 @@ pub fn is_temp_name(name: &str) -> bool {
             .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Removes the temporary files that a killed run left in `store` (a write
-/// interrupted between create and rename). Only called with the store's
-/// lock held, so no other writer can own them. Returns how many.
+/// Prepares an existing store for more writes (a resume, an append):
+/// removes the temporary files that a killed run left (a write interrupted
+/// between create and rename) and refuses symbolic links anywhere inside,
+/// which a later write could follow out of the store. Only called with the
+/// store's lock held, so no other writer owns the temporary files. Returns
+/// how many were removed.
 ///
 /// # Errors
-/// [`WriteError::Io`] when a directory cannot be read.
+/// [`WriteError::Link`] naming the first link; [`WriteError::Io`] when a
+/// directory cannot be read.
 pub fn remove_stale_temps(store: &Path) -> Result<u64, WriteError> {
     let mut removed = 0;
     let mut dirs = vec![store.to_path_buf()];
@@ -252,6 +431,9 @@ pub fn remove_stale_temps(store: &Path) -> Result<u64, WriteError> {
         for e in entries {
             let e = e.map_err(|err| WriteError::io(&d, "read directory", err))?;
             let Ok(kind) = e.file_type() else { continue };
+            if kind.is_symlink() {
+                return Err(WriteError::Link(e.path()));
+            }
             if kind.is_dir() {
                 dirs.push(e.path());
             } else if kind.is_file() && is_temp_name(&e.file_name().to_string_lossy()) {

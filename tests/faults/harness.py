@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Kill-point and race harness of zarrforge's store safety.
+
+usage: harness.py BIN WORKDIR [--quick]
+
+BIN is zarrforge built with the `fault-injection` feature (src/fault.rs):
+every step that changes a store calls a named kill point. For each
+operation (convert, resume, append, overwrite) and Zarr format (2, 3), a
+first run lists every point the operation reaches (ZARRFORGE_FAULT_TRACE).
+Then, for each point (and for repeated points the 1st, 2nd, middle and last
+time it is reached), the operation starts again from the same initial store
+and the chosen rank is killed (SIGKILL) there. After each kill:
+
+  - what xarray sees, with consolidated metadata and without, must be the
+    old store, the new one, or nothing (the store does not open);
+  - the documented recovery command (docs/reliability.md) must succeed and
+    leave a store byte-for-byte equal to a clean run's, with nothing of the
+    interrupted run left (lock, journal, commit record, temporary files).
+
+Races: (1) an operation paused (SIGSTOP) while it holds the store, at its
+lock, its commit decision and, for --overwrite, once the old store is
+hidden; every operation started against it must refuse with a one-line
+message and leave it alone; once resumed the paused operation must finish
+as a clean run. (2) every pair of operations started together on one store,
+repeated: each ends with success or a one-line refusal, and the store is
+one of the states the pair can produce when run one after the other.
+
+Prints a line per failure and a summary; exits 1 when anything failed.
+"""
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+BIN = os.path.abspath(sys.argv[1])
+WORK = os.path.abspath(sys.argv[2])
+QUICK = "--quick" in sys.argv
+RANKS = 2
+TIMEOUT = 180
+
+ENV = dict(os.environ)
+ENV.update(
+    OMPI_ALLOW_RUN_AS_ROOT="1",
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+    OMPI_MCA_rmaps_base_oversubscribe="1",
+    HDF5_USE_FILE_LOCKING="FALSE",
+    # When a rank is killed, mpirun ends the others at once rather than
+    # after a second's grace: the store sees the same kill, sooner.
+    OMPI_MCA_odls_base_sigkill_timeout="0",
+)
+for k in ("ZARRFORGE_FAULT", "ZARRFORGE_FAULT_TRACE", "ZARRFORGE_FAULT_HIT"):
+    ENV.pop(k, None)
+
+failures = []
+
+
+def fail(what):
+    failures.append(what)
+    print("FAIL", what, flush=True)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def make_inputs(d):
+    """Four files of six steps each: time, lat, lon coordinates, a float32
+    field with a fill value and an int16 field."""
+    os.makedirs(d, exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(7)
+    for f in range(4):
+        p = os.path.join(d, f"run_{f}.nc")
+        paths.append(p)
+        if os.path.exists(p):
+            continue
+        with netCDF4.Dataset(p, "w") as nc:
+            nc.createDimension("time", None)
+            nc.createDimension("lat", 8)
+            nc.createDimension("lon", 10)
+            t = nc.createVariable("time", "f8", ("time",))
+            t.units = "days since 2000-01-01"
+            t[:] = np.arange(6) + 6 * f
+            la = nc.createVariable("lat", "f4", ("lat",))
+            la[:] = np.linspace(-70, 70, 8)
+            lo = nc.createVariable("lon", "f4", ("lon",))
+            lo[:] = np.linspace(0, 324, 10)
+            v = nc.createVariable("temp", "f4", ("time", "lat", "lon"), fill_value=-999.0)
+            v.units = "K"
+            v[:] = rng.normal(280, 10, (6, 8, 10)).astype("f4")
+            w = nc.createVariable("count", "i2", ("time", "lat", "lon"))
+            w[:] = rng.integers(0, 1000, (6, 8, 10)).astype("i2")
+            nc.title = "zarrforge fault harness"
+    return paths
+
+
+# ---------------------------------------------------------------- running
+
+
+def launch(args, fault=None, trace=None, hit=None):
+    env = dict(ENV)
+    if fault:
+        env["ZARRFORGE_FAULT"] = fault
+    if trace:
+        env["ZARRFORGE_FAULT_TRACE"] = trace
+    if hit:
+        env["ZARRFORGE_FAULT_HIT"] = hit
+    cmd = ["mpirun", "-np", str(RANKS), BIN] + args
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(p, timeout=TIMEOUT):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        return None, out, err + "\n(hang: killed by the harness)"
+    return p.returncode, out, err
+
+
+def run(args, **kw):
+    return finish(launch(args, **kw))
+
+
+def store_files(path):
+    """Every file of a store with its bytes, except the lock and journal."""
+    out = {}
+    for root, dirs, files in os.walk(path):
+        for f in files:
+            full = os.path.join(root, f)
+            rel = os.path.relpath(full, path)
+            if rel == ".zarrforge/lock" or rel.startswith(".zarrforge/journal"):
+                continue
+            with open(full, "rb") as fh:
+                out[rel] = hashlib.sha1(fh.read()).hexdigest()
+    return out
+
+
+def leftovers(path):
+    """What an interrupted run leaves and a finished one must not."""
+    bad = []
+    for root, dirs, files in os.walk(path):
+        for f in files + dirs:
+            rel = os.path.relpath(os.path.join(root, f), path)
+            if re.match(r".*/?\.[^/]*\.tmp\d+$", rel) or rel in (
+                ".zarrforge/lock",
+                ".zarrforge/commit.bin",
+                ".zarrforge/clearing",
+                ".zarrforge/journal",
+            ):
+                bad.append(rel)
+    return bad
+
+
+def view(path, consolidated):
+    """What xarray sees: a digest of every variable, or None (no store)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = xr.open_zarr(path, consolidated=consolidated, decode_times=False)
+            parts = []
+            for name in sorted(ds.variables):
+                v = ds.variables[name]
+                data = np.ascontiguousarray(v.values)
+                parts.append(
+                    (name, v.dims, str(data.dtype), hashlib.sha1(data.tobytes()).hexdigest())
+                )
+            ds.close()
+            return json.dumps(parts)
+    except Exception:
+        return None
+
+
+def copy_store(src, dst):
+    if os.path.lexists(dst):
+        shutil.rmtree(dst)
+    if src is not None:
+        shutil.copytree(src, dst, symlinks=True)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def convert_args(fmt, out, files, *extra):
+    return ["convert", "--quiet", "--zarr-format", str(fmt), "--chunks", "time=3,lat=4", "-o", out] + list(extra) + files
+
+
+class Refs:
+    """Clean stores of one format: A (files 0-1), B (files 2-3), AB (A with
+    files 2-3 appended) and an interrupted conversion of A."""
+
+    def __init__(self, fmt, files):
+        self.fmt = fmt
+        base = os.path.join(WORK, f"refs-v{fmt}")
+        os.makedirs(base, exist_ok=True)
+        self.a = os.path.join(base, "A.zarr")
+        self.b = os.path.join(base, "B.zarr")
+        self.ab = os.path.join(base, "AB.zarr")
+        self.partial = os.path.join(base, "partial.zarr")
+        fa, fb = files[:2], files[2:]
+        self.fa, self.fb = fa, fb
+        for out, fs in ((self.a, fa), (self.b, fb)):
+            copy_store(None, out)
+            rc, _, err = run(convert_args(fmt, out, fs))
+            assert rc == 0, err
+        copy_store(self.a, self.ab)
+        rc, _, err = run(convert_args(fmt, self.ab, fb, "--append"))
+        assert rc == 0, err
+        # Interrupted: rank 1 killed after its first journal batch.
+        copy_store(None, self.partial)
+        rc, _, err = run(convert_args(fmt, self.partial, fa), fault="journal.flushed@1:1")
+        assert rc != 0 and not os.path.exists(os.path.join(self.partial, "zarr.json" if fmt == 3 else ".zgroup"))
+        self.views = {}
+        for name, path in (("A", self.a), ("B", self.b), ("AB", self.ab)):
+            for c in (True, False):
+                self.views[(name, c)] = view(path, c)
+                assert self.views[(name, c)] is not None, (name, c)
+        self.files = {"A": store_files(self.a), "B": store_files(self.b), "AB": store_files(self.ab)}
+
+    def operations(self, out):
+        """name -> (initial store, command, recovery commands, old, new)."""
+        fmt = self.fmt
+        conv = convert_args(fmt, out, self.fa)
+        resume = convert_args(fmt, out, self.fa, "--resume")
+        append = convert_args(fmt, out, self.fb, "--append")
+        over = convert_args(fmt, out, self.fb, "--overwrite")
+        return {
+            "convert": (None, conv, [resume], None, "A"),
+            "resume": (self.partial, resume, [resume], None, "A"),
+            "append": (self.a, append, [append, append + ["--resume"]], "A", "AB"),
+            "overwrite": (self.a, over, [over], "A", "B"),
+        }
+
+
+def trace_points(initial, cmd, out, tag):
+    copy_store(initial, out)
+    trace = os.path.join(WORK, f"trace-{tag}")
+    if os.path.exists(trace):
+        os.remove(trace)
+    rc, _, err = run(cmd, trace=trace)
+    if rc != 0:
+        fail(f"{tag}: the unfaulted run failed: {err.strip()}")
+        return []
+    counts = {}
+    with open(trace) as fh:
+        for line in fh:
+            rank, name, n, _pid = line.split()
+            key = (int(rank), name)
+            counts[key] = max(counts.get(key, 0), int(n))
+    points = []
+    for (rank, name), total in sorted(counts.items()):
+        picks = sorted({1, 2, (total + 1) // 2, total} & set(range(1, total + 1)))
+        if QUICK:
+            picks = sorted({1, total})
+        for n in picks:
+            points.append((rank, name, n))
+    return points
+
+
+def kill_walk(refs, stats):
+    out = os.path.join(WORK, f"store-v{refs.fmt}.zarr")
+    hit = os.path.join(WORK, "hit")
+    for op, (initial, cmd, recoveries, old, new) in refs.operations(out).items():
+        tag = f"v{refs.fmt} {op}"
+        points = trace_points(initial, cmd, out, f"v{refs.fmt}-{op}")
+        for i, (rank, name, n) in enumerate(points):
+            case = f"{tag}: kill rank {rank} at {name}@{n}"
+            copy_store(initial, out)
+            if os.path.exists(hit):
+                os.remove(hit)
+            rc, _, err = run(cmd, fault=f"{name}@{n}:{rank}", hit=hit)
+            if not os.path.exists(hit):
+                if rc == 0 and n > 1:
+                    stats["not reached"] += 1
+                    continue
+                fail(f"{case}: point not reached (exit {rc}): {err.strip()[-300:]}")
+                continue
+            if rc == 0:
+                fail(f"{case}: exit 0 after the kill")
+            stats["kills"] += 1
+            for c in (True, False):
+                seen = view(out, c)
+                allowed = {None, refs.views[(new, c)]}
+                if old is not None:
+                    allowed.add(refs.views[(old, c)])
+                if seen not in allowed:
+                    fail(f"{case}: xarray (consolidated={c}) sees neither the old store, the new one, nor nothing")
+            recovery = recoveries[i % len(recoveries)]
+            rc, _, err = run(recovery)
+            if rc != 0:
+                fail(f"{case}: recovery {' '.join(recovery[:1] + recovery[-3:])} failed: {err.strip()}")
+                continue
+            if store_files(out) != refs.files[new]:
+                a, b = store_files(out), refs.files[new]
+                diff = sorted(set(a.items()) ^ set(b.items()))[:4]
+                fail(f"{case}: recovered store differs from a clean run: {diff}")
+            left = leftovers(out)
+            if left:
+                fail(f"{case}: left behind after recovery: {left}")
+            stats["recovered"] += 1
+
+
+# ---------------------------------------------------------------- races
+
+
+def one_line_refusal(rc, err):
+    """A non-zero exit with zarrforge's one error line (mpirun adds its own
+    banner around it)."""
+    lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
+    return rc not in (0, None) and 0 < len(lines) <= RANKS
+
+
+def paused_races(refs, stats):
+    out = os.path.join(WORK, f"race-v{refs.fmt}.zarr")
+    hit = os.path.join(WORK, "hit-race")
+    ops = refs.operations(out)
+    pauses = {
+        "convert": ["store.marked", "commit.decided"],
+        "resume": ["lock.published", "commit.decided"],
+        "append": ["lock.published", "commit.decided"],
+        "overwrite": ["lock.published", "overwrite.hidden", "journal.started"],
+    }
+    for a_name, (initial, cmd, _, _, new) in ops.items():
+        for point in pauses[a_name]:
+            for b_name, (_, b_cmd, _, _, _) in ops.items():
+                case = f"v{refs.fmt} {a_name} paused at {point}, {b_name} started"
+                copy_store(initial, out)
+                if os.path.exists(hit):
+                    os.remove(hit)
+                a = launch(cmd, fault=f"{point}@1:0:stop", hit=hit)
+                deadline = time.time() + 60
+                while not os.path.exists(hit) and time.time() < deadline and a.poll() is None:
+                    time.sleep(0.05)
+                if not os.path.exists(hit):
+                    fail(f"{case}: pause point not reached")
+                    finish(a)
+                    continue
+                with open(hit) as fh:
+                    pid = int(fh.read().split()[3])
+                time.sleep(0.2)
+                rc, _, err = run(b_cmd)
+                if not one_line_refusal(rc, err):
+                    fail(f"{case}: the second run did not refuse (exit {rc}): {err.strip()[-400:]}")
+                os.kill(pid, signal.SIGCONT)
+                rc, _, err = finish(a)
+                if rc != 0:
+                    fail(f"{case}: the paused run failed once resumed: {err.strip()}")
+                    continue
+                if store_files(out) != refs.files[new] or leftovers(out):
+                    fail(f"{case}: the store is not a clean {new}")
+                stats["paused races"] += 1
+
+
+def together_races(refs, stats, repeats):
+    out = os.path.join(WORK, f"pair-v{refs.fmt}.zarr")
+    ops = refs.operations(out)
+    names = list(ops)
+    for initial_name, initial in (("committed", refs.a), ("interrupted", refs.partial)):
+        for a_name, b_name in itertools.combinations_with_replacement(names, 2):
+            for rep in range(repeats):
+                case = f"v{refs.fmt} {a_name} + {b_name} on a {initial_name} store (#{rep + 1})"
+                copy_store(initial, out)
+                before = store_files(out)
+                procs = [launch(ops[a_name][1]), launch(ops[b_name][1])]
+                results = [finish(p) for p in procs]
+                for (rc, _, err), nm in zip(results, (a_name, b_name)):
+                    if rc != 0 and not one_line_refusal(rc, err):
+                        fail(f"{case}: {nm} neither succeeded nor refused in one line (exit {rc}): {err.strip()[-400:]}")
+                final = store_files(out)
+                states = [k for k, v in refs.files.items() if v == final]
+                if final == before:
+                    states.append("unchanged")
+                if not states:
+                    fail(f"{case}: the store is none of A, B, AB or its initial state")
+                elif states != ["unchanged"] and leftovers(out):
+                    fail(f"{case}: left behind: {leftovers(out)}")
+                stats["pair races"] += 1
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    files = make_inputs(os.path.join(WORK, "inputs"))
+    stats = {"kills": 0, "recovered": 0, "not reached": 0, "paused races": 0, "pair races": 0}
+    t0 = time.time()
+    for fmt in (3, 2):
+        refs = Refs(fmt, files)
+        kill_walk(refs, stats)
+        paused_races(refs, stats)
+        together_races(refs, stats, 1 if QUICK else 2)
+    print(
+        f"faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
+        f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races, "
+        f"{stats['pair races']} concurrent pairs; {len(failures)} failures in {time.time() - t0:.0f} s"
+    )
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
