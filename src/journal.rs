@@ -652,6 +652,22 @@ mod tests {
             };
             assert!(other.is_stale());
         }
+        // The same Slurm job before a requeue: stale; the same run of it on
+        // another host: cannot be told, live.
+        if me.job.is_some() {
+            let before = LockInfo {
+                restart: Some(me.restart.unwrap_or(0)),
+                host: "elsewhere".into(),
+                ..me.clone()
+            };
+            assert!(!before.is_stale());
+        }
+        let other_host = LockInfo {
+            host: "n042-elsewhere".into(),
+            job: None,
+            ..me.clone()
+        };
+        assert!(!other_host.is_stale());
         // Recorded before the last boot of this host: stale.
         let rebooted = LockInfo {
             boot_id: Some("another-boot".into()),

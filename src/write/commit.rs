@@ -191,3 +191,44 @@ pub fn commit(
     crate::fault::point("commit.decided");
     apply(store, &pending)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decided_commit_is_finished_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let pending = Pending {
+            docs: vec![
+                ("t/zarr.json".into(), b"{\"a\":1}".to_vec()),
+                ("zarr.json".into(), b"{\"root\":1}".to_vec()),
+            ],
+            state: b"state".to_vec(),
+        };
+        let record = bincode::serde::encode_to_vec(&pending, bincode::config::standard()).unwrap();
+        write_atomic(&pending_path(store), &record).unwrap();
+        // Killed after the first document.
+        write_atomic(&store.join("t/zarr.json"), b"{\"a\":1}").unwrap();
+        assert!(finish_pending(store).unwrap());
+        assert_eq!(
+            std::fs::read(store.join("zarr.json")).unwrap(),
+            b"{\"root\":1}"
+        );
+        let state = store
+            .join(super::super::store::MARKER_DIR)
+            .join(crate::append::STATE_FILE);
+        assert_eq!(std::fs::read(state).unwrap(), b"state");
+        assert!(!pending_path(store).exists());
+        assert!(!finish_pending(store).unwrap());
+    }
+
+    #[test]
+    fn an_unreadable_commit_record_is_an_error_not_a_guess() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(&pending_path(dir.path()), b"\xff\xff\xff").unwrap();
+        let e = finish_pending(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("commit.bin") && e.contains("decode"), "{e}");
+    }
+}

@@ -396,6 +396,57 @@ mod tests {
     }
 
     #[test]
+    fn clear_keeps_marker_and_lock_and_never_follows_links() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("o.zarr");
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("keep"), b"keep").unwrap();
+        prepare(&out, &[]).unwrap();
+        mark(&out).unwrap();
+        std::fs::write(out.join(MARKER_DIR).join("lock"), b"{}").unwrap();
+        for (k, v) in [("zarr.json", "{}"), ("t/zarr.json", "{}"), ("t/c/0/0", "x")] {
+            write_atomic(&out.join(k), v.as_bytes()).unwrap();
+        }
+        std::fs::create_dir_all(out.join(MARKER_DIR).join("journal")).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("t/c/1")).unwrap();
+        std::os::unix::fs::symlink(&outside, out.join("link")).unwrap();
+        clear(&out).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(out.join(MARKER_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["lock", "store.json"]);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+        assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
+        assert!(!is_clearing(&out));
+        // An interrupted clear is recognised and finished.
+        write_atomic(&out.join(MARKER_DIR).join(CLEARING_FILE), b"").unwrap();
+        write_atomic(&out.join("u/zarr.json"), b"{}").unwrap();
+        assert!(is_clearing(&out));
+        clear(&out).unwrap();
+        assert!(!is_clearing(&out) && !out.join("u").exists());
+    }
+
+    #[test]
+    fn unclaimed_directories_hold_only_a_creations_leftovers() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        assert!(is_unclaimed(&d));
+        std::fs::create_dir(d.join(MARKER_DIR)).unwrap();
+        std::fs::write(d.join(MARKER_DIR).join(".lock.tmp12"), b"").unwrap();
+        std::fs::write(d.join(MARKER_DIR).join(".store.json.tmp12"), b"").unwrap();
+        assert!(is_unclaimed(&d));
+        std::fs::write(d.join(MARKER_DIR).join("notes"), b"").unwrap();
+        assert!(!is_unclaimed(&d));
+        std::fs::remove_file(d.join(MARKER_DIR).join("notes")).unwrap();
+        std::fs::write(d.join("data.txt"), b"").unwrap();
+        assert!(!is_unclaimed(&d));
+    }
+
+    #[test]
     fn atomic_write_creates_parents() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("a/c/0/1");
