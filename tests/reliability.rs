@@ -580,6 +580,33 @@ fn disk_full_is_reported_and_resumable() {
     assert!(r.stdout.contains("identical"), "{}", r.stdout);
 }
 
+/// The 4 hourly steps that follow `dataset(dir, 8)`, in `dir/more.nc`.
+fn next_steps(dir: &Path) -> PathBuf {
+    let more = dir.join("more.nc");
+    let g = zarrforge(
+        None,
+        &[
+            "generate",
+            "--time",
+            "4",
+            "--t0",
+            &(8.0f64 / 24.0).to_string(),
+            s(&more),
+        ],
+        MINUTE,
+    );
+    assert!(g.ok(), "{}", g.stderr);
+    more
+}
+
+/// Writes `path` until its filesystem is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![7u8; 4096];
+    while f.write_all(&block).is_ok() {}
+}
+
 /// A mounted tmpfs of `size` under `dir`, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -619,12 +646,7 @@ fn a_full_filesystem_at_the_first_write_leaves_no_directory() {
     let _fs = Tmpfs::mount(&small, "64m");
     // Fill it to the last block.
     let filler = small.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![7u8; 4096];
-        while f.write_all(&block).is_ok() {}
-    }
+    fill(&filler);
     let out = small.join("o.zarr");
     let args = [
         "convert",
@@ -658,12 +680,7 @@ fn a_full_filesystem_at_the_first_write_leaves_no_directory() {
     assert!(r.ok(), "{}", r.stderr);
     // The same with --resume as the recovery command.
     std::fs::remove_dir_all(&out).unwrap();
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let block = vec![7u8; 4096];
-        while f.write_all(&block).is_ok() {}
-    }
+    fill(&filler);
     let r = zarrforge(Some(2), &args, MINUTE);
     assert_eq!(r.code, Some(1), "{}", r.stderr);
     std::fs::remove_file(&filler).unwrap();
@@ -721,20 +738,7 @@ fn links_inside_a_store_are_refused() {
     let r = zarrforge(Some(2), &resume, MINUTE);
     assert!(r.ok(), "{}", r.stderr);
     // An append into a committed store with a planted link.
-    let more = dir.path().join("more.nc");
-    let g = zarrforge(
-        None,
-        &[
-            "generate",
-            "--time",
-            "4",
-            "--t0",
-            "0.3333333333333333",
-            s(&more),
-        ],
-        MINUTE,
-    );
-    assert!(g.ok(), "{}", g.stderr);
+    let more = next_steps(dir.path());
     let planted = out.join("t2m/c/2");
     std::os::unix::fs::symlink(&outside, &planted).unwrap();
     let r = zarrforge(
@@ -753,20 +757,7 @@ fn links_inside_a_store_are_refused() {
 fn an_append_accepts_the_stores_own_chunks() {
     let dir = tmp();
     let src = dataset(dir.path(), 8);
-    let more = dir.path().join("more.nc");
-    let g = zarrforge(
-        None,
-        &[
-            "generate",
-            "--time",
-            "4",
-            "--t0",
-            "0.3333333333333333",
-            s(&more),
-        ],
-        MINUTE,
-    );
-    assert!(g.ok(), "{}", g.stderr);
+    let more = next_steps(dir.path());
     let out = dir.path().join("o.zarr");
     let chunks = "time=4,lat=60,lon=90";
     let r = zarrforge(
