@@ -812,3 +812,49 @@ fn an_append_accepts_the_stores_own_chunks() {
         "a repeated append changed the store"
     );
 }
+
+/// No inodes left (a filesystem full of small files): the error names the
+/// path; once inodes are freed, --resume finishes to a clean run's store.
+#[test]
+fn inode_starvation_is_reported_and_resumable() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let small = dir.path().join("few-inodes");
+    let _fs = Tmpfs::mount(&small, "256m,nr_inodes=24");
+    let out = small.join("o.zarr");
+    let args = [
+        "convert",
+        "--quiet",
+        "--chunks",
+        "time=2,lat=181,lon=360",
+        "-o",
+        s(&out),
+        s(&src),
+    ];
+    let r = zarrforge(Some(2), &args, MINUTE);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No space left on device") && r.stderr.contains(s(&out)),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("zarr.json").exists());
+    let grow = Command::new("mount")
+        .args(["-o", "remount,nr_inodes=100000", s(&small)])
+        .status()
+        .unwrap();
+    assert!(grow.success());
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let r = zarrforge(Some(2), &resume, 2 * MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    let clean = dir.path().join("clean.zarr");
+    let mut direct = args.to_vec();
+    direct[5] = s(&clean);
+    let r = zarrforge(Some(2), &direct, MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        snapshot(&out) == snapshot(&clean),
+        "the resumed store differs"
+    );
+}
