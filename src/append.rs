@@ -26,8 +26,7 @@ use crate::plan::ArrayPlan;
 use crate::schema::{Schema, Var};
 use crate::write::store::{root_key, MARKER_DIR};
 
-/// File of the saved state, inside [`MARKER_DIR`].
-pub const STATE_FILE: &str = "dataset.bin";
+pub use crate::write::store::STATE_FILE;
 
 /// One array's layout, as committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,6 +53,48 @@ pub fn place_items<T: Clone>(dst: &mut [T], full: &[u64], src: &[T], sub: &[u64]
     });
 }
 
+/// Places a C-order region of `count` elements at the origin of a C-order
+/// block of `full` elements, filling the rest with the `pad` element.
+pub fn pad_region(
+    region: Vec<u8>,
+    count: &[u64],
+    full: &[u64],
+    pad: &[u8],
+    size: usize,
+) -> Vec<u8> {
+    if count == full {
+        return region;
+    }
+    let total: u64 = full.iter().product();
+    let total = usize::try_from(total).unwrap_or(0);
+    let mut out = if pad.iter().all(|&b| b == 0) {
+        vec![0u8; total * size]
+    } else {
+        pad.repeat(total)
+    };
+    copy_rows(count, full, |src, dst, n| {
+        out[dst * size..(dst + n) * size].copy_from_slice(&region[src * size..(src + n) * size]);
+    });
+    out
+}
+
+/// [`pad_region`] for items (strings).
+pub fn pad_region_items(region: Vec<String>, count: &[u64], full: &[u64]) -> Vec<String> {
+    if count == full {
+        return region;
+    }
+    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
+    let mut out = vec![String::new(); total];
+    copy_rows(count, full, |src, dst, n| {
+        out[dst..dst + n].clone_from_slice(&region[src..src + n]);
+    });
+    out
+}
+
+fn copy_rows(count: &[u64], full: &[u64], f: impl FnMut(usize, usize, usize)) {
+    for_each_row(count, full, &vec![0; count.len()], f);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +111,32 @@ mod tests {
         let mut scalar = vec![0u8; 2];
         place(&mut scalar, &[], &[7, 8], &[], &[], 2);
         assert_eq!(scalar, [7, 8]);
+    }
+
+    #[test]
+    fn pads_edge_region() {
+        // 2x2 region into a 3x3 block, element size 1, pad 9.
+        let out = pad_region(vec![1, 2, 3, 4], &[2, 2], &[3, 3], &[9], 1);
+        assert_eq!(out, vec![1, 2, 9, 3, 4, 9, 9, 9, 9]);
+        let same = pad_region(vec![1, 2], &[2], &[2], &[0], 1);
+        assert_eq!(same, vec![1, 2]);
+        let scalar = pad_region(vec![5, 6], &[], &[], &[0, 0], 2);
+        assert_eq!(scalar, vec![5, 6]);
+    }
+
+    #[test]
+    fn pads_three_dimensions_with_wide_elements() {
+        let region: Vec<u8> = (0..8).collect(); // 2 x 1 x 2 elements of 2 bytes
+        let out = pad_region(region.clone(), &[2, 1, 2], &[2, 2, 3], &[0xff, 0xff], 2);
+        assert_eq!(out.len(), 2 * 2 * 3 * 2);
+        assert_eq!(&out[0..4], &[0, 1, 2, 3]);
+        assert_eq!(&out[4..6], &[0xff, 0xff]);
+        assert_eq!(&out[12..16], &[4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn pads_strings() {
+        let out = pad_region_items(vec!["a".into(), "b".into()], &[2], &[3]);
+        assert_eq!(out, vec!["a", "b", ""]);
     }
 }

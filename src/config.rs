@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// Default target of uncompressed bytes per chunk for the chunk heuristic.
+pub const DEFAULT_TARGET_CHUNK_BYTES: u64 = 4 << 20;
+
 /// Default seconds allowed to scan one input file (`--scan-timeout`).
 pub const DEFAULT_SCAN_TIMEOUT_S: u64 = 60;
 
@@ -353,7 +356,7 @@ impl ConvertConfig {
             skip_unsupported: false,
             phony_dims: false,
             scan_timeout: Some(std::time::Duration::from_secs(DEFAULT_SCAN_TIMEOUT_S)),
-            target_chunk_bytes: crate::plan::DEFAULT_TARGET_CHUNK_BYTES,
+            target_chunk_bytes: DEFAULT_TARGET_CHUNK_BYTES,
             threads: None,
             max_memory: None,
             progress: true,

@@ -23,7 +23,7 @@ pub enum Error {
     Schema(#[from] SchemaError),
     /// The input files do not fit together.
     #[error(transparent)]
-    Combine(Box<crate::dataset::CombineError>),
+    Combine(Box<CombineError>),
     /// An append does not fit the existing store.
     #[error(transparent)]
     Append(Box<AppendError>),
@@ -38,7 +38,7 @@ pub enum Error {
     Ranks(Vec<RankFailure>),
     /// A panic caught on this rank.
     #[error(transparent)]
-    Panic(#[from] crate::stage::Panicked),
+    Panic(#[from] Panicked),
     /// `verify` found differences.
     #[error("{0}")]
     Verify(String),
@@ -70,8 +70,8 @@ pub struct RankFailure {
     pub message: String,
 }
 
-impl From<crate::dataset::CombineError> for Error {
-    fn from(e: crate::dataset::CombineError) -> Self {
+impl From<CombineError> for Error {
+    fn from(e: CombineError) -> Self {
         Self::Combine(Box::new(e))
     }
 }
@@ -349,7 +349,7 @@ pub enum SchemaError {
         /// What was being done.
         what: String,
         /// netCDF-C's status.
-        source: crate::netcdf_c::NcError,
+        source: NcError,
     },
     /// netCDF-C could not create or write a file (`generate`, `bench`).
     #[error("{path}: {what}: {source}")]
@@ -367,7 +367,7 @@ pub enum SchemaError {
         /// Input path.
         path: PathBuf,
         /// What is wrong.
-        source: crate::read::cdf_header::HeaderError,
+        source: HeaderError,
     },
     /// netCDF-C or HDF5 crashed reading the file's structure.
     #[error("{path}: netCDF-C/HDF5 crashed (signal {signal}) reading the file's structure: the file is damaged or not valid netCDF (check it with ncdump -h)")]
@@ -461,7 +461,7 @@ pub enum ReadError {
         /// Variable path.
         var: String,
         /// netCDF-C's status.
-        source: crate::netcdf_c::NcError,
+        source: NcError,
     },
     /// netCDF-C failed to open the file.
     #[error("{path}: cannot open: {source}")]
@@ -469,7 +469,7 @@ pub enum ReadError {
         /// Input path.
         path: PathBuf,
         /// netCDF-C's status.
-        source: crate::netcdf_c::NcError,
+        source: NcError,
     },
     /// A stored source chunk could not be decoded (inflate, unshuffle).
     #[error("{path}: variable '{var}': cannot decode the stored chunk at {origin:?}: {msg}")]
@@ -579,7 +579,7 @@ pub enum WriteError {
     },
     /// A worker thread panicked.
     #[error(transparent)]
-    Panic(#[from] crate::stage::Panicked),
+    Panic(#[from] Panicked),
     /// The encoder threads could not be started.
     #[error("cannot start encoder threads: {0}")]
     Threads(String),
@@ -702,4 +702,225 @@ pub enum VerifyError {
     /// A rank panicked while verifying.
     #[error("internal error (panic) while verifying: {0}")]
     Panic(String),
+}
+
+/// A panic caught in a guarded region.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("internal error (panic) during {stage} at {location}: {message}")]
+pub struct Panicked {
+    /// The stage the rank was in.
+    pub stage: &'static str,
+    /// Source file and line.
+    pub location: String,
+    /// The panic's message.
+    pub message: String,
+}
+
+/// A failed netCDF-C call: its status and netCDF-C's text for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text} (netCDF-C status {code})")]
+pub struct NcError {
+    /// The `NC_E*` status.
+    pub code: i32,
+    /// `nc_strerror`'s text, or what zarrforge found wrong with a result.
+    pub text: String,
+}
+
+impl NcError {
+    /// An error found by zarrforge in what netCDF-C returned.
+    pub fn invalid(text: impl Into<String>) -> Self {
+        Self {
+            code: netcdf_sys::NC_EINVAL,
+            text: text.into(),
+        }
+    }
+}
+
+/// What is wrong with a netCDF-3 header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// The header itself is cut short or inconsistent.
+    #[error("corrupt netCDF-3 header at byte {offset}: {what}")]
+    Corrupt {
+        /// Byte offset where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A name that is not UTF-8.
+    #[error("corrupt netCDF-3 header: the name of {what} is not valid UTF-8")]
+    Name {
+        /// Which item.
+        what: String,
+    },
+    /// The header describes more data than the file holds.
+    #[error("truncated: the header describes {need} bytes of data ({what}) but the file has {have}; netCDF-C would read zeros for the rest")]
+    Truncated {
+        /// Bytes the header needs.
+        need: u128,
+        /// Bytes the file has.
+        have: u64,
+        /// The variable that reaches furthest.
+        what: String,
+    },
+    /// The file could not be read.
+    #[error("cannot read the header: {0}")]
+    Io(String),
+}
+
+/// Inconsistent inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum CombineError {
+    /// No input files.
+    #[error("no input files")]
+    NoInputs,
+    /// The concatenation dimension is in no file.
+    #[error("--concat-dim '{0}' is not a dimension of any input file")]
+    UnknownConcatDim(String),
+    /// A group defines its own dimension named like the concatenation
+    /// dimension (its variables are not along the concatenation axis).
+    #[error("{path}: group '{group}' defines its own dimension '{dim}', which hides the concatenation dimension of the same name; several files with such groups cannot be concatenated along '{dim}'")]
+    ShadowedConcatDim {
+        /// A file with such a group.
+        path: PathBuf,
+        /// The group.
+        group: String,
+        /// The dimension.
+        dim: String,
+    },
+    /// A variable is in several files but there is nothing to concatenate along.
+    #[error("variable '{var}' is in both {a} and {b}, but the files have no common unlimited dimension to concatenate along (pass --concat-dim DIM)")]
+    NoConcatDim {
+        /// Variable.
+        var: String,
+        /// First file.
+        a: PathBuf,
+        /// Second file.
+        b: PathBuf,
+    },
+    /// Two files overlap along the axis.
+    #[error("{a} and {b} overlap along '{dim}': {b} starts at {first} but {a} ends at {last} (use --allow-overlaps to keep both)")]
+    Overlap {
+        /// Dimension.
+        dim: String,
+        /// Earlier file.
+        a: PathBuf,
+        /// Later file.
+        b: PathBuf,
+        /// Last value of `a`.
+        last: f64,
+        /// First value of `b`.
+        first: f64,
+    },
+    /// Two files hold the same coordinate value.
+    #[error("{a} and {b} both hold '{dim}' = {value} (duplicated coordinate value; use --allow-overlaps to keep both)")]
+    Duplicate {
+        /// Dimension.
+        dim: String,
+        /// Earlier file.
+        a: PathBuf,
+        /// Later file.
+        b: PathBuf,
+        /// The value.
+        value: f64,
+    },
+    /// A gap between consecutive files.
+    #[error("gap along '{dim}' between {a} (ends at {last}) and {b} (starts at {first}); the usual step is {step} (use --allow-gaps if this is intended)")]
+    Gap {
+        /// Dimension.
+        dim: String,
+        /// Earlier file.
+        a: PathBuf,
+        /// Later file.
+        b: PathBuf,
+        /// Last value of `a`.
+        last: f64,
+        /// First value of `b`.
+        first: f64,
+        /// Typical step.
+        step: f64,
+    },
+    /// Values not increasing within a file.
+    #[error("{file}: coordinate '{dim}' is not strictly increasing (index {index})")]
+    NotIncreasing {
+        /// File.
+        file: PathBuf,
+        /// Dimension.
+        dim: String,
+        /// First offending index.
+        index: usize,
+    },
+    /// Some files have a coordinate variable for the axis and others not.
+    #[error(
+        "{with} has a coordinate variable '{dim}' but {without} has none: cannot order the files"
+    )]
+    CoordMix {
+        /// Dimension.
+        dim: String,
+        /// A file with it.
+        with: PathBuf,
+        /// A file without it.
+        without: PathBuf,
+    },
+    /// A variable is missing from some files.
+    #[error("variable '{var}' is missing from {file} (it is in {present})")]
+    Missing {
+        /// Variable.
+        var: String,
+        /// File without it.
+        file: PathBuf,
+        /// A file with it.
+        present: PathBuf,
+    },
+    /// A variable differs between files.
+    #[error("variable '{var}': {what} differs between {a} ({va}) and {b} ({vb})")]
+    Mismatch {
+        /// Variable.
+        var: String,
+        /// What differs.
+        what: String,
+        /// First file.
+        a: PathBuf,
+        /// Its value.
+        va: String,
+        /// Second file.
+        b: PathBuf,
+        /// Its value.
+        vb: String,
+    },
+    /// The merged groups do not cover the same axis.
+    #[error("merged files disagree on '{dim}': {detail}")]
+    Axis {
+        /// Dimension.
+        dim: String,
+        /// Where they first differ.
+        detail: String,
+    },
+    /// Time units cannot be combined.
+    #[error("{file}: variable '{var}': {source}")]
+    Time {
+        /// File.
+        file: PathBuf,
+        /// Variable.
+        var: String,
+        /// Cause.
+        source: crate::cftime::TimeError,
+    },
+    /// A time value cannot be expressed exactly in the output units.
+    #[error("{file}: '{var}' value {value} in '{from}' is not a whole number of '{to}' (pass --time-units with a finer unit)")]
+    Inexact {
+        /// File.
+        file: PathBuf,
+        /// Variable.
+        var: String,
+        /// Value.
+        value: i64,
+        /// Its units.
+        from: String,
+        /// Output units.
+        to: String,
+    },
+    /// A merge group names a file twice or not at all.
+    #[error("merge groups: {0}")]
+    Groups(String),
 }

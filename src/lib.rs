@@ -29,6 +29,7 @@ pub mod append;
 pub mod bench;
 pub mod block;
 pub mod budget;
+pub mod cdf_header;
 pub mod cftime;
 pub mod cli;
 pub mod config;

@@ -17,25 +17,7 @@ use netcdf_sys as sys;
 /// Longest name netCDF-C writes into a caller's buffer, NUL excluded.
 const MAX_NAME: usize = sys::NC_MAX_NAME as usize;
 
-/// A failed netCDF-C call: its status and netCDF-C's text for it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text} (netCDF-C status {code})")]
-pub struct NcError {
-    /// The `NC_E*` status.
-    pub code: i32,
-    /// `nc_strerror`'s text, or what zarrforge found wrong with a result.
-    pub text: String,
-}
-
-impl NcError {
-    /// An error found by zarrforge in what netCDF-C returned.
-    pub fn invalid(text: impl Into<String>) -> Self {
-        Self {
-            code: sys::NC_EINVAL,
-            text: text.into(),
-        }
-    }
-}
+pub use crate::error::NcError;
 
 /// Runs one netCDF-C call under the library lock and checks its status.
 fn checked(f: impl FnOnce() -> c_int) -> Result<(), NcError> {

@@ -16,8 +16,7 @@ use crate::dataset::Dataset;
 use crate::error::ConfigError;
 use crate::schema::{DType, Var};
 
-/// Default target of uncompressed bytes per chunk for the chunk heuristic.
-pub const DEFAULT_TARGET_CHUNK_BYTES: u64 = 4 << 20;
+pub use crate::config::DEFAULT_TARGET_CHUNK_BYTES;
 
 /// 1-D coordinate variables up to this size are stored as one chunk.
 pub const SINGLE_CHUNK_COORD_BYTES: u64 = 16 << 20;

@@ -4,7 +4,7 @@
 //! independent transfers, see [`hdf5`]); netCDF-3 files and variable-length
 //! strings through netCDF-C ([`netcdf3`]).
 
-pub mod cdf_header;
+pub use crate::cdf_header;
 pub mod hdf5;
 pub mod netcdf3;
 pub mod raw;
@@ -408,7 +408,7 @@ impl<'a> Reader<'a> {
         let mut out = if src.var.dtype == DType::String {
             Values::Strings(vec![String::new(); total])
         } else {
-            let fill = crate::write::metadata::fill_bytes(&src.var)
+            let fill = crate::schema::fill_bytes(&src.var)
                 .unwrap_or_else(|| src.var.dtype.netcdf_default_fill());
             Values::Fixed(fill.repeat(total))
         };
@@ -462,7 +462,7 @@ fn recode(values: Values, var: &Var, seg: &Segment, path: PathBuf) -> Result<Val
     let Values::Fixed(mut b) = values else {
         return Ok(values);
     };
-    let fill = crate::write::metadata::fill_bytes(var);
+    let fill = crate::schema::fill_bytes(var);
     let inexact = |value: String| ReadError::Recode {
         path: path.clone(),
         var: var.path.clone(),

@@ -30,17 +30,7 @@ thread_local! {
     static LAST: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// A panic caught in a guarded region.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("internal error (panic) during {stage} at {location}: {message}")]
-pub struct Panicked {
-    /// The stage the rank was in.
-    pub stage: &'static str,
-    /// Source file and line.
-    pub location: String,
-    /// The panic's message.
-    pub message: String,
-}
+pub use crate::error::Panicked;
 
 /// The stage's name for the crash handler (a static string).
 static STAGE_PTR: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());

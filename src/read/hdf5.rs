@@ -140,14 +140,14 @@ impl Hdf5Reader {
         if inside.len() != count.len() || inside == count {
             return self.read_inside(var, start, count);
         }
-        let fill = crate::write::metadata::fill_bytes(var)
-            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        let fill =
+            crate::schema::fill_bytes(var).unwrap_or_else(|| var.dtype.netcdf_default_fill());
         let part = if inside.contains(&0) {
             Vec::new()
         } else {
             self.read_inside(var, start, &inside)?
         };
-        Ok(crate::write::chunks::pad_region(
+        Ok(crate::block::pad_region(
             part,
             &inside,
             count,
@@ -199,8 +199,8 @@ impl Hdf5Reader {
                 _ => return Ok(None),
             }
         }
-        let fill = crate::write::metadata::fill_bytes(var)
-            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        let fill =
+            crate::schema::fill_bytes(var).unwrap_or_else(|| var.dtype.netcdf_default_fill());
         Ok(Some(RawLayout {
             chunk: chunk.iter().map(|&c| c as u64).collect(),
             filters,

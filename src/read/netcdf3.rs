@@ -37,7 +37,7 @@ impl NetcdfReader {
             source,
         };
         let required = if format == SourceFormat::Netcdf3 {
-            super::cdf_header::check_file(path)
+            crate::cdf_header::check_file(path)
                 .map_err(|e| open_err(crate::netcdf_c::NcError::invalid(e.to_string())))?
                 .required_len
         } else {

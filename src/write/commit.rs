@@ -65,7 +65,7 @@ fn apply(store: &Path, pending: &Pending) -> Result<(), WriteError> {
     write_atomic(
         &store
             .join(super::store::MARKER_DIR)
-            .join(crate::append::STATE_FILE),
+            .join(super::store::STATE_FILE),
         &pending.state,
     )?;
     crate::fault::point("commit.state");
@@ -218,7 +218,7 @@ mod tests {
         );
         let state = store
             .join(super::super::store::MARKER_DIR)
-            .join(crate::append::STATE_FILE);
+            .join(super::super::store::STATE_FILE);
         assert_eq!(std::fs::read(state).unwrap(), b"state");
         assert!(!pending_path(store).exists());
         assert!(!finish_pending(store).unwrap());

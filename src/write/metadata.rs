@@ -98,47 +98,7 @@ pub fn attr_json(v: &AttrValue) -> Value {
     }
 }
 
-/// The source `_FillValue` of `var` as raw little-endian bytes of its type.
-///
-/// The schema has already brought every `_FillValue` to its variable's type
-/// exactly, or left it out ([`crate::schema::normalize_fill`]); a value of
-/// another type here is not converted (`None`), never cast.
-pub fn fill_bytes(var: &Var) -> Option<Vec<u8>> {
-    let v = var.attr("_FillValue")?;
-    let bytes = match (var.dtype, v) {
-        (DType::I8, AttrValue::I8(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::U8, AttrValue::U8(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::I16, AttrValue::I16(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::U16, AttrValue::U16(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::I32, AttrValue::I32(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::U32, AttrValue::U32(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::I64, AttrValue::I64(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::U64, AttrValue::U64(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::F32, AttrValue::F32(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::F64, AttrValue::F64(x)) => x.first()?.to_le_bytes().to_vec(),
-        (DType::Char, AttrValue::Text(s)) => vec![s.as_bytes().first().copied().unwrap_or(0)],
-        _ => return None,
-    };
-    Some(bytes)
-}
-
-/// The `_FillValue` of a string variable.
-pub fn fill_text(var: &Var) -> Option<&str> {
-    match (var.dtype, var.attr("_FillValue")?) {
-        (DType::String, AttrValue::Text(s)) => Some(s),
-        _ => None,
-    }
-}
-
-/// Fill value bytes used for padding edge chunks: the source `_FillValue`,
-/// else NaN for floats and zero for the other types.
-pub fn pad_bytes(var: &Var) -> Vec<u8> {
-    fill_bytes(var).unwrap_or_else(|| match var.dtype {
-        DType::F32 => f32::NAN.to_le_bytes().to_vec(),
-        DType::F64 => f64::NAN.to_le_bytes().to_vec(),
-        other => vec![0; other.size()],
-    })
-}
+pub use crate::schema::{fill_bytes, fill_text, pad_bytes};
 
 /// Decodes little-endian fill bytes of `dtype` into its JSON fill value.
 fn fill_json(dtype: DType, b: &[u8], v2: bool) -> Value {

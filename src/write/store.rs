@@ -16,6 +16,9 @@ use crate::error::{ConfigError, WriteError};
 pub const MARKER_DIR: &str = ".zarrforge";
 /// The marker file that identifies a store written by zarrforge.
 pub const MARKER_FILE: &str = "store.json";
+/// File of the store's saved state (`append::StoreState`), inside
+/// [`MARKER_DIR`].
+pub const STATE_FILE: &str = "dataset.bin";
 
 /// The root metadata key whose presence means "committed".
 pub fn root_key(format: ZarrFormat) -> &'static str {

@@ -13,37 +13,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-/// What is wrong with a netCDF-3 header.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    /// The header itself is cut short or inconsistent.
-    #[error("corrupt netCDF-3 header at byte {offset}: {what}")]
-    Corrupt {
-        /// Byte offset where the problem was found.
-        offset: u64,
-        /// What is wrong.
-        what: String,
-    },
-    /// A name that is not UTF-8.
-    #[error("corrupt netCDF-3 header: the name of {what} is not valid UTF-8")]
-    Name {
-        /// Which item.
-        what: String,
-    },
-    /// The header describes more data than the file holds.
-    #[error("truncated: the header describes {need} bytes of data ({what}) but the file has {have}; netCDF-C would read zeros for the rest")]
-    Truncated {
-        /// Bytes the header needs.
-        need: u128,
-        /// Bytes the file has.
-        have: u64,
-        /// The variable that reaches furthest.
-        what: String,
-    },
-    /// The file could not be read.
-    #[error("cannot read the header: {0}")]
-    Io(String),
-}
+pub use crate::error::HeaderError;
 
 /// The result of a check: the file size the header needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
