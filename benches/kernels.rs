@@ -3,9 +3,9 @@
 //! float32 unit.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use zarrforge::block::pad_region;
 use zarrforge::plan::{ArrayPlan, Plan};
 use zarrforge::schema::DType;
-use zarrforge::write::chunks::pad_region;
 
 fn array(shape: &[u64], chunks: &[u64]) -> ArrayPlan {
     ArrayPlan::new(
