@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::append::{self, StoreState};
 use crate::config::ConvertConfig;
 use crate::dataset::{combine, CombineOptions, Dataset};
-use crate::error::{ConfigError, Error, RankFailure, SchemaError, WriteError};
+use crate::error::{Error, RankFailure, SchemaError, WriteError};
 use crate::journal;
 use crate::mpi_ctx::MpiCtx;
+use crate::opening::{self, Opened};
 use crate::plan::{ArrayPlan, Plan};
 use crate::progress::{Progress, RankStats};
 use crate::read::{Pending, Reader, Values};
@@ -491,7 +492,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     let mut lock: Option<journal::Lock> = None;
     // (A payload that is never empty: an empty one means "rank 0 failed".)
     let _: bool = from_root(ctx, || {
-        lock = lock_existing(cfg)?;
+        lock = opening::lock_existing(cfg)?;
         Ok(true)
     })?;
     let job = prepare_job(ctx, cfg)?;
@@ -527,8 +528,15 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
 
     // Rank 0 prepares (or reopens) the store, takes its lock and reads the
     // journal; nobody writes before it is ready.
+    let request = opening::Request {
+        resume: cfg.resume,
+        overwrite: cfg.overwrite,
+        append: job.append_from.is_some(),
+        nothing_new: job.append_from.is_some() && job.ds.files.is_empty(),
+    };
+    let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
     let opened: Opened = from_root(ctx, || {
-        let (l, o) = open_store(cfg, &job, &print, format, lock.take())?;
+        let (l, o) = opening::open_store(cfg, request, &inputs, &print, format, lock.take())?;
         lock = l;
         Ok(o)
     })?;
@@ -645,20 +653,6 @@ fn memory_budget(
     )?)
 }
 
-/// What rank 0 found when it opened the store.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Opened {
-    /// Units recorded by the journal (bitmap over the unit sequence).
-    pub done: Vec<u8>,
-    /// How many.
-    pub resumed: u64,
-    /// The store is already complete for this plan (`--resume` after a
-    /// commit): nothing to do.
-    pub complete: bool,
-    /// This run's name in the journal.
-    pub run: String,
-}
-
 /// The print of a plan: what must not change between a run and its resume.
 fn plan_print(job: &Job, plan: &Plan, format: crate::config::ZarrFormat) -> journal::PlanPrint {
     journal::PlanPrint {
@@ -689,227 +683,6 @@ fn plan_print(job: &Job, plan: &Plan, format: crate::config::ZarrFormat) -> jour
         append_from: job.append_from,
         total_units: plan.total_units,
     }
-}
-
-/// How a run treats an existing lock: `--break-lock` removes any; every
-/// other run takes over a lock whose holder is provably gone.
-fn takeover(cfg: &ConvertConfig) -> journal::Takeover {
-    if cfg.break_lock {
-        journal::Takeover::Always
-    } else {
-        journal::Takeover::Stale
-    }
-}
-
-/// Rank 0, before the inputs are scanned: takes the lock of an existing
-/// zarrforge store that this run will change (`--append`, `--resume`,
-/// `--overwrite`) and brings it out of an interrupted state: a decided
-/// commit is finished, and an interrupted `--overwrite` deletion is
-/// finished for `--resume`. An append thus reads the store's state with
-/// the lock held, and no other run can change it before this one ends.
-fn lock_existing(cfg: &ConvertConfig) -> Result<Option<journal::Lock>, Error> {
-    let out = &cfg.output;
-    if !(cfg.append || cfg.resume || cfg.overwrite) {
-        return Ok(None);
-    }
-    // --overwrite never deletes through a link; the others may reach a
-    // store through one.
-    let is_dir = if cfg.overwrite {
-        std::fs::symlink_metadata(out).is_ok_and(|m| m.is_dir())
-    } else {
-        std::fs::metadata(out).is_ok_and(|m| m.is_dir())
-    };
-    if !is_dir || !store::is_our_store(out) {
-        // A new store, or one that open_store refuses.
-        return Ok(None);
-    }
-    let lock = journal::Lock::acquire(out, takeover(cfg))?;
-    if cfg.overwrite {
-        return Ok(Some(lock));
-    }
-    if store::is_clearing(out) {
-        if !cfg.resume {
-            return Err(ConfigError::Unfinished(out.clone()).into());
-        }
-        store::clear(out)?;
-    }
-    commit::finish_pending(out)?;
-    // Writes a killed run did not finish (no one else owns them now); links
-    // planted inside are refused before anything is written again.
-    store::remove_stale_temps(out)?;
-    Ok(Some(lock))
-}
-
-/// Rank 0: prepares a new store or reopens an existing one and reads the
-/// journal; returns the lock, taken here or by [`lock_existing`] (`held`).
-/// The store's states and what each operation does in each are in
-/// docs/reliability.md.
-fn open_store(
-    cfg: &ConvertConfig,
-    job: &Job,
-    print: &journal::PlanPrint,
-    format: crate::config::ZarrFormat,
-    held: Option<journal::Lock>,
-) -> Result<(Option<journal::Lock>, Opened), Error> {
-    let out = &cfg.output;
-    let run = format!(
-        "{:x}-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-        std::process::id()
-    );
-    let opened = |run: String| Opened {
-        run,
-        ..Opened::default()
-    };
-    let take = |held: Option<journal::Lock>| -> Result<journal::Lock, Error> {
-        match held {
-            Some(l) => Ok(l),
-            None => Ok(journal::Lock::acquire(out, takeover(cfg))?),
-        }
-    };
-    let resume_from = |lock: journal::Lock, run: String| -> Result<_, Error> {
-        match journal::saved_print(out)? {
-            Some(saved) if saved == *print => {
-                let done = journal::done_units(out, print.total_units)?;
-                let resumed = journal::count(&done);
-                Ok((
-                    Some(lock),
-                    Opened {
-                        done,
-                        resumed,
-                        complete: false,
-                        run,
-                    },
-                ))
-            }
-            Some(saved) => Err(ConfigError::PlanChanged {
-                store: out.clone(),
-                what: print
-                    .difference(&saved)
-                    .unwrap_or_else(|| "the plan differs".into()),
-            }
-            .into()),
-            None => {
-                journal::start(out, print)?;
-                Ok((Some(lock), opened(run)))
-            }
-        }
-    };
-    if job.append_from.is_some() {
-        // An append to a committed store, whose state was read with the
-        // lock held.
-        let lock = take(held)?;
-        if job.ds.files.is_empty() {
-            // Every file is in the store already: nothing to resume.
-            return Ok((
-                Some(lock),
-                Opened {
-                    complete: true,
-                    ..opened(run)
-                },
-            ));
-        }
-        if cfg.resume {
-            return resume_from(lock, run);
-        }
-        journal::remove(out)?;
-        journal::start(out, print)?;
-        return Ok((Some(lock), opened(run)));
-    }
-    let link = std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink());
-    let ours = store::is_our_store(out) && !(link && cfg.overwrite);
-    if !ours {
-        return fresh(cfg, job, print, run);
-    }
-    let committed = out.join(store::root_key(format)).is_file();
-    if cfg.resume {
-        let lock = take(held)?;
-        if store::is_clearing(out) {
-            store::clear(out)?;
-        }
-        store::remove_stale_temps(out)?;
-        if !out.join(store::root_key(format)).is_file() {
-            return resume_from(lock, run);
-        }
-        let state = append::load(out).ok();
-        let same = state
-            .as_ref()
-            .and_then(|s| s.print.as_ref())
-            .is_some_and(|p| p == print);
-        if same {
-            return Ok((
-                Some(lock),
-                Opened {
-                    complete: true,
-                    ..opened(run)
-                },
-            ));
-        }
-        return Err(ConfigError::PlanChanged {
-            store: out.clone(),
-            what: state
-                .and_then(|s| s.print)
-                .and_then(|p| print.difference(&p))
-                .unwrap_or_else(|| "the store is complete and was written by another plan".into()),
-        }
-        .into());
-    }
-    if cfg.overwrite {
-        // The lock is held from the old store's last moment to the new
-        // store's first: no other run can take the directory in between.
-        let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
-        store::check_inputs(out, &inputs)?;
-        let lock = take(held)?;
-        store::clear(out)?;
-        journal::start(out, print)?;
-        return Ok((Some(lock), opened(run)));
-    }
-    if committed {
-        return Err(ConfigError::OutputExists(out.clone()).into());
-    }
-    Err(ConfigError::Unfinished(out.clone()).into())
-}
-
-/// Rank 0: creates a new store: the directory, then its lock, then its
-/// marker. A failure before the marker (disk full at the first write)
-/// removes what it created, so the path is free again.
-fn fresh(
-    cfg: &ConvertConfig,
-    job: &Job,
-    print: &journal::PlanPrint,
-    run: String,
-) -> Result<(Option<journal::Lock>, Opened), Error> {
-    let out = &cfg.output;
-    let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
-    store::prepare(out, &inputs)?;
-    // An unclaimed directory may hold the lock of a killed creation.
-    let lock = match journal::Lock::acquire(out, takeover(cfg)) {
-        Ok(l) => l,
-        Err(e) => {
-            store::unmake(out);
-            return Err(e.into());
-        }
-    };
-    // What a creation killed before its marker left (an unclaimed directory).
-    if let Err(e) = store::remove_stale_temps(out) {
-        drop(lock);
-        return Err(e.into());
-    }
-    if let Err(e) = store::mark(out) {
-        drop(lock);
-        store::unmake(out);
-        return Err(e.into());
-    }
-    journal::start(out, print)?;
-    Ok((
-        Some(lock),
-        Opened {
-            run,
-            ..Opened::default()
-        },
-    ))
 }
 
 /// The format of an existing store, from its root document.

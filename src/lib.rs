@@ -44,6 +44,7 @@ pub mod inspect;
 pub mod journal;
 pub mod mpi_ctx;
 pub mod netcdf_c;
+pub mod opening;
 pub mod plan;
 pub mod progress;
 pub mod read;
