@@ -261,7 +261,7 @@ pub fn run(
 fn figures(ctx: &MpiCtx, s: &RankStats) -> RankFigures {
     RankFigures {
         rank: ctx.rank(),
-        host: crate::journal::hostname(),
+        host: crate::environment::hostname(),
         units: s.units,
         bytes_read: s.bytes_read,
         bytes_written: s.bytes_written,

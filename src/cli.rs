@@ -497,7 +497,7 @@ impl ConvertArgs {
         if self.history || cfg.history.is_some() {
             cfg.history = Some(format!(
                 "{}: zarrforge {}: {}",
-                crate::select::utc_now(),
+                crate::environment::utc_now(),
                 env!("CARGO_PKG_VERSION"),
                 command_line()
             ));

@@ -305,13 +305,13 @@ impl LockInfo {
     /// This process.
     pub fn current() -> Self {
         Self {
-            host: hostname(),
+            host: crate::environment::hostname(),
             pid: std::process::id(),
             job: std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty()),
             restart: std::env::var("SLURM_RESTART_COUNT")
                 .ok()
                 .and_then(|s| s.parse().ok()),
-            since: crate::select::utc_now(),
+            since: crate::environment::utc_now(),
             boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
                 .ok()
                 .map(|s| s.trim().to_string()),
@@ -441,19 +441,6 @@ fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// This host's name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // when the name fits.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// How to treat an existing lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Takeover {
@@ -531,7 +518,10 @@ impl Lock {
                     // are still being torn down: give a holder on this host
                     // a moment to exit.
                     if !stale && takeover == Takeover::Stale {
-                        if let Some(h) = holder.as_ref().filter(|h| h.host == hostname()) {
+                        if let Some(h) = holder
+                            .as_ref()
+                            .filter(|h| h.host == crate::environment::hostname())
+                        {
                             let until = Instant::now() + STALE_GRACE;
                             while !stale && Instant::now() < until {
                                 std::thread::sleep(Duration::from_millis(100));
@@ -684,7 +674,10 @@ mod tests {
         let e = Lock::acquire(store, Takeover::Stale)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("is locked") && e.contains(&hostname()), "{e}");
+        assert!(
+            e.contains("is locked") && e.contains(&crate::environment::hostname()),
+            "{e}"
+        );
         let broken = Lock::acquire(store, Takeover::Always).unwrap();
         drop(held);
         drop(broken);

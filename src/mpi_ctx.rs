@@ -145,7 +145,7 @@ impl MpiCtx {
             ranks_per_node_max: reduce(on_node, op_max()),
             threads_per_rank_min: reduce(t, op_min()),
             threads_per_rank_max: reduce(t, op_max()),
-            host: crate::journal::hostname(),
+            host: crate::environment::hostname(),
             node_cores: topo.node_cores,
             node_pus: topo.node_pus,
             numa_nodes: topo.numa_nodes,

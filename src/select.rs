@@ -234,31 +234,6 @@ fn rename_group(g: &mut Group, map: &[(String, String)]) {
     }
 }
 
-/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Civil from days (proleptic Gregorian), after H. Hinnant.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,13 +243,5 @@ mod tests {
         let map = vec![("lat".to_string(), "latitude".to_string())];
         assert_eq!(rename_words("lat lon", &map), "latitude lon");
         assert_eq!(rename_words("area: lat", &map), "area: latitude");
-    }
-
-    #[test]
-    fn utc_now_is_iso() {
-        let t = utc_now();
-        assert_eq!(t.len(), 20);
-        assert!(t.starts_with("20"));
-        assert!(t.ends_with('Z'));
     }
 }
