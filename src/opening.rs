@@ -265,11 +265,17 @@ pub fn open_store(
             Ok((Some(lock), opened))
         }
         Decision::Resume { clear_first } => {
+            // A lock taken by lock_existing comes with the store already
+            // cleared and walked; one taken only now (the store appeared
+            // since) needs that walk here, not a second one.
+            let walked = held.is_some();
             let lock = take(held)?;
             if clear_first {
                 store::clear(out)?;
             }
-            store::remove_stale_temps(out)?;
+            if !walked {
+                store::remove_stale_temps(out)?;
+            }
             resume_journal(out, print, lock, opened)
         }
     }
