@@ -3,9 +3,9 @@
 //! float32 unit.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use zarrforge::block::pad_region;
-use zarrforge::plan::{ArrayPlan, Plan};
-use zarrforge::schema::DType;
+use zarrforge::model::block::pad_region;
+use zarrforge::model::schema::DType;
+use zarrforge::pipeline::plan::{ArrayPlan, Plan};
 
 fn array(shape: &[u64], chunks: &[u64]) -> ArrayPlan {
     ArrayPlan::new(
@@ -59,7 +59,7 @@ fn field(n: usize) -> Vec<u8> {
 
 fn source_chunks(c: &mut Criterion) {
     use std::io::Write;
-    use zarrforge::read::raw::{copy_block, decode, unshuffle, RawFilter, RawLayout};
+    use zarrforge::pipeline::read::raw::{copy_block, decode, unshuffle, RawFilter, RawLayout};
     // One source chunk of 361 x 720 float32: shuffle + deflate level 4.
     let plain = field(361 * 720);
     let n = plain.len() / 4;
@@ -108,10 +108,10 @@ fn source_chunks(c: &mut Criterion) {
 }
 
 fn encoding(c: &mut Criterion) {
-    use zarrforge::config::{Codec, ZarrFormat};
-    use zarrforge::read::Values;
-    use zarrforge::schema::Var;
-    use zarrforge::write::chunks::ArrayEncoder;
+    use zarrforge::cli::config::{Codec, ZarrFormat};
+    use zarrforge::model::schema::Var;
+    use zarrforge::pipeline::read::Values;
+    use zarrforge::store::encode::ArrayEncoder;
     let shape = [24u64, 181, 360];
     let data = field(24 * 181 * 360);
     let var = Var {

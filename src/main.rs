@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zarrforge::cli::{Cli, Command, RecipeCommand};
+use zarrforge::cli::args::{Cli, Command, RecipeCommand};
+use zarrforge::commands::{bench::synth, convert, inspect};
 use zarrforge::error::{chain, Error};
-use zarrforge::mpi_ctx::MpiCtx;
-use zarrforge::topology::Topology;
-use zarrforge::{convert, inspect, plan, schema, synth};
+use zarrforge::mpi::ctx::MpiCtx;
+use zarrforge::mpi::topology::Topology;
+use zarrforge::pipeline::plan;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,8 +19,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    zarrforge::stage::install_panic_hook(ctx.rank(), ctx.size());
-    zarrforge::stage::install_crash_handler();
+    zarrforge::system::stage::install_panic_hook(ctx.rank(), ctx.size());
+    zarrforge::system::stage::install_crash_handler();
     let result = run(&ctx, &cli);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,13 +122,14 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                         m.insert("exit_status".into(), 0.into());
                     }
                     let json = serde_json::to_vec_pretty(&value).unwrap_or_default();
-                    std::fs::write(path, json)
-                        .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+                    std::fs::write(path, json).map_err(|e| {
+                        zarrforge::store::error::WriteError::io(path, "write report", e)
+                    })?;
                 }
                 eprintln!("{}", report.summary());
             }
             if cfg.verify {
-                let v = zarrforge::verify::verify(ctx, &cfg)?;
+                let v = zarrforge::commands::verify::verify(ctx, &cfg)?;
                 return finish_verify(ctx, &v, None);
             }
             Ok(())
@@ -136,7 +138,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             if !ctx.is_root() {
                 return Ok(());
             }
-            let mut s = schema::read_schema(&args.input, true)?;
+            let mut s = zarrforge::pipeline::scan::structure::read_schema(&args.input, true)?;
             inspect::add_filters(&mut s);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
@@ -149,7 +151,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
             if ctx.is_root() {
                 if a.output.exists() {
                     return Err(
-                        zarrforge::error::ConfigError::OutputExists(a.output.clone()).into(),
+                        zarrforge::cli::error::ConfigError::OutputExists(a.output.clone()).into(),
                     );
                 }
                 let spec = synth::SynthSpec {
@@ -166,7 +168,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         Command::Bench(args) => {
             let topo = Topology::detect();
             let (inputs, generate_s) = if args.inputs.is_empty() {
-                let spec = zarrforge::bench::BenchSpec {
+                let spec = zarrforge::commands::bench::BenchSpec {
                     files: args.files.max(1),
                     time: args.time.max(1),
                     lat: args.lat.max(1),
@@ -174,7 +176,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                     dir: args.dir.clone(),
                     reuse: args.reuse,
                 };
-                zarrforge::bench::generate(ctx, &spec)?
+                zarrforge::commands::bench::generate(ctx, &spec)?
             } else {
                 (args.inputs.clone(), 0.0)
             };
@@ -189,12 +191,13 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
                 return Ok(());
             }
             let cfg = args.to_config(inputs)?;
-            let report = zarrforge::bench::run(ctx, &cfg, &topo, generate_s)?;
+            let report = zarrforge::commands::bench::run(ctx, &cfg, &topo, generate_s)?;
             if ctx.is_root() {
                 let json = serde_json::to_string_pretty(&report).unwrap_or_default();
                 if let Some(path) = &args.report {
-                    std::fs::write(path, &json)
-                        .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+                    std::fs::write(path, &json).map_err(|e| {
+                        zarrforge::store::error::WriteError::io(path, "write report", e)
+                    })?;
                 }
                 if args.json {
                     println!("{json}");
@@ -206,12 +209,13 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         }
         Command::Verify(args) => {
             let cfg = args.to_config()?;
-            let report = zarrforge::verify::verify(ctx, &cfg)?;
+            let report = zarrforge::commands::verify::verify(ctx, &cfg)?;
             finish_verify(ctx, &report, args.report.as_deref())
         }
         Command::Recipe(RecipeCommand::Check(a)) => {
-            let recipe = zarrforge::recipe::Recipe::load(&a.recipe)?;
-            let mut cfg = zarrforge::config::ConvertConfig::new(Vec::new(), Default::default());
+            let recipe = zarrforge::cli::recipe::Recipe::load(&a.recipe)?;
+            let mut cfg =
+                zarrforge::cli::config::ConvertConfig::new(Vec::new(), Default::default());
             recipe.apply(&a.recipe, &mut cfg)?;
             cfg.validate()?;
             let job = convert::prepare_job(ctx, &cfg)?;
@@ -253,7 +257,7 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
 /// Prints a verification (rank 0) and fails when it found differences.
 fn finish_verify(
     ctx: &MpiCtx,
-    report: &zarrforge::verify::VerifyReport,
+    report: &zarrforge::commands::verify::VerifyReport,
     json: Option<&std::path::Path>,
 ) -> Result<(), Error> {
     if ctx.is_root() {
@@ -261,7 +265,7 @@ fn finish_verify(
         if let Some(path) = json {
             let bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
             std::fs::write(path, bytes)
-                .map_err(|e| zarrforge::error::WriteError::io(path, "write report", e))?;
+                .map_err(|e| zarrforge::store::error::WriteError::io(path, "write report", e))?;
         }
     }
     if report.ok() {

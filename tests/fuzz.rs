@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use zarrforge::config::{Codec, ConvertConfig, DimSizes};
-use zarrforge::plan::{ArrayPlan, Plan};
-use zarrforge::recipe::Recipe;
-use zarrforge::schema::DType;
+use zarrforge::cli::config::{Codec, ConvertConfig, DimSizes};
+use zarrforge::cli::recipe::Recipe;
+use zarrforge::model::schema::DType;
+use zarrforge::pipeline::plan::{ArrayPlan, Plan};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -203,7 +203,7 @@ proptest! {
         cut in proptest::option::of(0usize..250),
     ) {
         let mut f = classic_file();
-        assert!(zarrforge::read::cdf_header::check_bytes(&f).is_ok());
+        assert!(zarrforge::netcdf::header::check_bytes(&f).is_ok());
         for (at, bit) in flips {
             if at < f.len() {
                 f[at] ^= 1 << bit;
@@ -218,7 +218,7 @@ proptest! {
         if let Some(c) = cut {
             f.truncate(c.min(f.len()));
         }
-        if let Ok(info) = zarrforge::read::cdf_header::check_bytes(&f) {
+        if let Ok(info) = zarrforge::netcdf::header::check_bytes(&f) {
             prop_assert!(info.required_len <= f.len() as u64);
         }
     }

@@ -166,16 +166,16 @@ fn a_file_truncated_after_the_scan_fails_the_read() {
     let t = tmp();
     let path = t.path().join("shrinks.nc");
     classic(&path, netcdf::Options::CLASSIC);
-    let schema = zarrforge::schema::read_schema(&path, false).unwrap();
+    let schema = zarrforge::pipeline::scan::structure::read_schema(&path, false).unwrap();
     let var = schema
         .vars()
         .into_iter()
         .find(|v| v.name == "v")
         .unwrap()
         .clone();
-    let reader = zarrforge::read::netcdf3::NetcdfReader::open(
+    let reader = zarrforge::pipeline::read::netcdf3::NetcdfReader::open(
         &path,
-        zarrforge::schema::SourceFormat::Netcdf3,
+        zarrforge::model::schema::SourceFormat::Netcdf3,
     )
     .unwrap();
     assert!(reader.read(&var, &[0, 0], &[4, 50]).is_ok());

@@ -3,7 +3,7 @@
 
 usage: harness.py BIN WORKDIR [--quick]
 
-BIN is zarrforge built with the `fault-injection` feature (src/fault.rs):
+BIN is zarrforge built with the `fault-injection` feature (src/system/fault.rs):
 every step that changes a store calls a named kill point. For each
 operation (convert, resume, append, overwrite) and Zarr format (2, 3), a
 first run lists every point the operation reaches (ZARRFORGE_FAULT_TRACE).

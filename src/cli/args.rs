@@ -1,0 +1,526 @@
+//! Command-line parsing only; [`ConvertArgs::to_config`] builds the validated
+//! [`ConvertConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cli::config::{AppendMode, Codec, ConvertConfig, DimSizes, ZarrFormat};
+use crate::cli::error::ConfigError;
+
+/// MPI-parallel netCDF to Zarr converter.
+///
+/// Run under `mpirun`/`srun` for many ranks, or alone as one rank.
+#[derive(Debug, Parser)]
+#[command(name = "zarrforge", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert netCDF files into one Zarr store (concatenated and merged), or append to one.
+    Convert(ConvertArgs),
+    /// Show the structure of a netCDF file: dims, variables, dtypes, chunking, filters, attributes.
+    Inspect(InspectArgs),
+    /// Show which rank writes which chunks, bytes per rank and the imbalance.
+    Plan(PlanArgs),
+    /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
+    Generate(GenerateArgs),
+    /// Benchmark: generate a model-like dataset in parallel (or take given inputs), convert it, report per rank
+    Bench(BenchArgs),
+    /// Compare a store with its sources, independently of the converter: structure, attributes with their types, raw and CF-decoded values.
+    Verify(VerifyArgs),
+    /// Work with recipe files.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+}
+
+/// `generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Output netCDF-4 file
+    pub output: PathBuf,
+    /// Time steps
+    #[arg(long, default_value_t = 24)]
+    pub time: usize,
+    /// Latitudes
+    #[arg(long, default_value_t = 361)]
+    pub lat: usize,
+    /// Longitudes
+    #[arg(long, default_value_t = 720)]
+    pub lon: usize,
+    /// First time value, in days since 2000-01-01
+    #[arg(long, default_value_t = 0.0)]
+    pub t0: f64,
+    /// Deflate level of the source chunks (0: uncompressed)
+    #[arg(long, default_value_t = 4)]
+    pub deflate: i32,
+}
+
+/// Zarr format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Zarr v2.
+    #[value(name = "2")]
+    V2,
+    /// Zarr v3.
+    #[value(name = "3")]
+    V3,
+}
+
+impl From<FormatArg> for ZarrFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::V2 => Self::V2,
+            FormatArg::V3 => Self::V3,
+        }
+    }
+}
+
+/// Options that shape the output (shared by `convert` and `plan`).
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// Chunk sizes by dimension, e.g. `time=24,lat=181,lon=360`; other dimensions use the heuristic
+    #[arg(long, value_name = "DIM=N,...")]
+    pub chunks: Option<String>,
+    /// Shard sizes by dimension (Zarr v3); one rank writes each whole shard
+    #[arg(long, value_name = "DIM=N,...")]
+    pub shards: Option<String>,
+    /// Target uncompressed MiB per chunk for dimensions not given in --chunks [default: 4]
+    #[arg(long, value_name = "MIB")]
+    pub target_chunk_mib: Option<u64>,
+    /// Leave out variables whose type Zarr cannot hold (compound, opaque, vlen), and attributes of such types, with a warning
+    #[arg(long)]
+    pub skip_unsupported: bool,
+    /// Convert plain HDF5 files whose datasets have no netCDF dimensions, naming the dimensions as netCDF-C does (phony_dim_0, phony_dim_1, ...; what xarray's netCDF4 engine shows)
+    #[arg(long)]
+    pub phony_dims: bool,
+    /// Seconds allowed to read one input file's structure, in a child process that a crash or a hang of netCDF-C/HDF5 on a damaged file cannot take down; 0 reads it in the rank itself [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub scan_timeout: Option<u64>,
+}
+
+/// Which files, and how they combine (shared by `convert` and `plan`).
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Input netCDF files or globs (quoted globs are expanded by zarrforge, sorted naturally)
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// A file listing input paths, one per line (relative to the list's directory)
+    #[arg(long, value_name = "FILE")]
+    pub file_list: Option<PathBuf>,
+    /// A recipe file (TOML, see docs/recipes.md); flags given here override it
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Dimension to concatenate the files along [default: their common unlimited dimension]
+    #[arg(long, value_name = "DIM")]
+    pub concat_dim: Option<String>,
+    /// Units of the time coordinate in the output, e.g. "hours since 2000-01-01" [default: the first file's]
+    #[arg(long, value_name = "UNITS")]
+    pub time_units: Option<String>,
+    /// Allow gaps between files along the concatenation dimension
+    #[arg(long)]
+    pub allow_gaps: bool,
+    /// Allow files that overlap or repeat coordinate values along the concatenation dimension
+    #[arg(long)]
+    pub allow_overlaps: bool,
+    /// Check that variables without the concatenation dimension have equal values in every file
+    #[arg(long)]
+    pub check_static_values: bool,
+}
+
+/// What `--append` does with files whose steps the store already holds.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AppendModeArg {
+    /// Refuse the append
+    Error,
+    /// Leave those files out (an append that already ran does nothing)
+    SkipExisting,
+}
+
+/// `convert` options.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Inputs and how they combine.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output Zarr store (a directory)
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none, or source (keep the source's chunks, shuffle and deflate: compressed chunks are copied as stored) [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Zarr format of the output [default: 3]
+    #[arg(long, value_enum)]
+    pub zarr_format: Option<FormatArg>,
+    /// Replace an existing store, only if zarrforge wrote it
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Add the inputs' steps along the concatenation dimension to an existing store written by zarrforge (creates it when missing)
+    #[arg(long)]
+    pub append: bool,
+    /// With --append: what to do with inputs whose steps the store already holds [default: error]
+    #[arg(long, value_enum)]
+    pub append_mode: Option<AppendModeArg>,
+    /// Finish an interrupted conversion with the same arguments: units its journal records are skipped (any number of ranks)
+    #[arg(long)]
+    pub resume: bool,
+    /// Keep the journal (.zarrforge/journal) after the commit
+    #[arg(long)]
+    pub keep_journal: bool,
+    /// Remove the lock of another run on the output (only when that run is gone)
+    #[arg(long)]
+    pub break_lock: bool,
+    /// After the commit, compare every value of the store with the sources (as `zarrforge verify`)
+    #[arg(long)]
+    pub verify: bool,
+    /// Put a provenance line (time, zarrforge version, command) first in the global `history` attribute
+    #[arg(long)]
+    pub history: bool,
+    /// Encoder threads and memory of each rank.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    /// Do not show progress on a terminal
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write the run report as JSON to this file (rank 0)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Output layout.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// Encoder threads and memory budget of each rank (`convert`, `bench`).
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Encoder threads per rank (default: the PUs of the rank's cpuset)
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Memory budget per rank, e.g. 300M or 2G: sizes the caches and the units in flight, and
+    /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+}
+
+impl WorkerArgs {
+    /// Sets `cfg.threads` and `cfg.max_memory`.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] for a `--max-memory` that is not a size.
+    pub fn apply(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
+        cfg.threads = self.threads.filter(|&t| t > 0);
+        if let Some(m) = &self.max_memory {
+            cfg.max_memory = Some(crate::cli::config::parse_memory("--max-memory", m)?);
+        }
+        Ok(())
+    }
+}
+
+/// `inspect` options.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Input netCDF file
+    pub input: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Inputs and how they combine.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Number of ranks to plan for (default: the ranks of this run)
+    #[arg(long)]
+    pub ranks: Option<usize>,
+    /// Compression (recorded in the plan) [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// List every unit with its rank
+    #[arg(long)]
+    pub units: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Output layout.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// `bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Inputs to convert instead of the generated dataset
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Working directory: generated inputs (DIR/inputs) and the store (DIR/bench.zarr)
+    #[arg(long, value_name = "DIR", default_value = "zarrforge-bench")]
+    pub dir: PathBuf,
+    /// Files to generate
+    #[arg(long, default_value_t = 16)]
+    pub files: usize,
+    /// Time steps per generated file
+    #[arg(long, default_value_t = 24)]
+    pub time: usize,
+    /// Latitudes of the generated fields
+    #[arg(long, default_value_t = 361)]
+    pub lat: usize,
+    /// Longitudes of the generated fields
+    #[arg(long, default_value_t = 720)]
+    pub lon: usize,
+    /// Reuse generated inputs already in DIR (same sizes)
+    #[arg(long)]
+    pub reuse: bool,
+    /// Only generate the inputs (in parallel), do not convert
+    #[arg(long)]
+    pub generate_only: bool,
+    /// Compression of the output [default: zstd:3]
+    #[arg(long)]
+    pub codec: Option<String>,
+    /// Zarr format of the output [default: 3]
+    #[arg(long, value_enum)]
+    pub zarr_format: Option<FormatArg>,
+    /// Encoder threads and memory of each rank.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file (rank 0)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Output layout [default chunks: time=24,lat=181,lon=360 for generated data, except with --codec source].
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+impl BenchArgs {
+    /// The conversion the benchmark runs (inputs filled in by the caller).
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad option.
+    pub fn to_config(&self, inputs: Vec<String>) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = ConvertConfig::new(inputs, self.dir.join("bench.zarr"));
+        let source = self.codec.as_deref().map(str::trim) == Some("source");
+        if self.inputs.is_empty() && self.layout.chunks.is_none() && !source {
+            cfg.chunks = DimSizes::parse("--chunks", "time=24,lat=181,lon=360")?;
+        }
+        self.layout.apply(&mut cfg)?;
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        if let Some(f) = self.zarr_format {
+            cfg.format = f.into();
+        }
+        cfg.overwrite = true;
+        cfg.progress = false;
+        self.workers.apply(&mut cfg)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The source files (or globs), then the store: `SOURCE... STORE`
+    #[arg(value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<String>,
+    /// A file listing source paths, one per line
+    #[arg(long, value_name = "FILE")]
+    pub file_list: Option<PathBuf>,
+    /// The recipe the store was converted with (its inputs, renames, selection and attribute edits)
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Dimension the sources were concatenated along, as given to convert [default: their common unlimited dimension]
+    #[arg(long, value_name = "DIM")]
+    pub concat_dim: Option<String>,
+    /// Time units the store's concatenation coordinate must have, as given to convert (values in other units are compared as instants)
+    #[arg(long, value_name = "UNITS")]
+    pub time_units: Option<String>,
+    /// Accepted for compatibility: files are placed by their coordinate values, gaps need no flag
+    #[arg(long)]
+    pub allow_gaps: bool,
+    /// Accepted for compatibility: files are placed by their coordinate values, overlaps need no flag
+    #[arg(long)]
+    pub allow_overlaps: bool,
+    /// Write the verification report as JSON to this file (rank 0)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    /// The configuration: sources and options as `convert` had them, the
+    /// store as output.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad recipe or missing store.
+    pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
+        let (store, sources) = match self.paths.split_last() {
+            Some((s, rest)) => (PathBuf::from(s), rest.to_vec()),
+            None => return Err(ConfigError::NoOutput),
+        };
+        let input = InputArgs {
+            inputs: sources,
+            file_list: self.file_list.clone(),
+            recipe: self.recipe.clone(),
+            concat_dim: self.concat_dim.clone(),
+            time_units: self.time_units.clone(),
+            allow_gaps: self.allow_gaps,
+            allow_overlaps: self.allow_overlaps,
+            check_static_values: false,
+        };
+        let mut cfg = input.base()?;
+        cfg.output = store;
+        cfg.history = None;
+        cfg.progress = false;
+        if cfg.inputs.is_empty() && cfg.file_list.is_none() {
+            return Err(ConfigError::NoInputs);
+        }
+        Ok(cfg)
+    }
+}
+
+/// `recipe` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Validate a recipe: parse it, scan its inputs and combine them, without converting
+    Check(RecipeCheckArgs),
+}
+
+/// `recipe check` options.
+#[derive(Debug, Args)]
+pub struct RecipeCheckArgs {
+    /// The recipe file
+    pub recipe: PathBuf,
+}
+
+/// The command line as one string, for the provenance line.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$*?[]".contains(c)) {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl LayoutArgs {
+    fn apply(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
+        if let Some(c) = &self.chunks {
+            cfg.chunks = DimSizes::parse("--chunks", c)?;
+        }
+        if let Some(s) = &self.shards {
+            cfg.shards = DimSizes::parse("--shards", s)?;
+        }
+        if let Some(m) = self.target_chunk_mib {
+            cfg.target_chunk_bytes = m.max(1) << 20;
+        }
+        cfg.skip_unsupported |= self.skip_unsupported;
+        cfg.phony_dims |= self.phony_dims;
+        if let Some(s) = self.scan_timeout {
+            cfg.scan_timeout = (s > 0).then(|| std::time::Duration::from_secs(s));
+        }
+        Ok(())
+    }
+}
+
+impl InputArgs {
+    /// A configuration from the recipe (if any) with these flags applied.
+    fn base(&self) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = ConvertConfig::new(Vec::new(), PathBuf::new());
+        if let Some(path) = &self.recipe {
+            crate::cli::recipe::Recipe::load(path)?.apply(path, &mut cfg)?;
+        }
+        if !self.inputs.is_empty() {
+            cfg.inputs.clone_from(&self.inputs);
+        }
+        if let Some(f) = &self.file_list {
+            cfg.file_list = Some(f.clone());
+        }
+        if let Some(d) = &self.concat_dim {
+            cfg.combine.concat_dim = Some(d.clone());
+        }
+        if let Some(u) = &self.time_units {
+            cfg.combine.time_units = Some(u.clone());
+        }
+        cfg.combine.allow_gaps |= self.allow_gaps;
+        cfg.combine.allow_overlaps |= self.allow_overlaps;
+        cfg.combine.check_static_values |= self.check_static_values;
+        Ok(cfg)
+    }
+}
+
+impl ConvertArgs {
+    /// The validated configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad option or recipe.
+    pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = self.input.base()?;
+        self.layout.apply(&mut cfg)?;
+        if let Some(o) = &self.output {
+            cfg.output.clone_from(o);
+        }
+        if cfg.output.as_os_str().is_empty() {
+            return Err(ConfigError::NoOutput);
+        }
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        if let Some(f) = self.zarr_format {
+            cfg.format = f.into();
+        }
+        cfg.overwrite = self.overwrite;
+        cfg.append = self.append;
+        cfg.resume = self.resume;
+        cfg.keep_journal = self.keep_journal;
+        cfg.break_lock = self.break_lock;
+        cfg.verify = self.verify;
+        if let Some(m) = self.append_mode {
+            cfg.append_mode = match m {
+                AppendModeArg::Error => AppendMode::Error,
+                AppendModeArg::SkipExisting => AppendMode::SkipExisting,
+            };
+        }
+        if self.history || cfg.history.is_some() {
+            cfg.history = Some(format!(
+                "{}: zarrforge {}: {}",
+                crate::system::environment::utc_now(),
+                env!("CARGO_PKG_VERSION"),
+                command_line()
+            ));
+        }
+        self.workers.apply(&mut cfg)?;
+        cfg.progress = !self.quiet;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl PlanArgs {
+    /// The configuration the plan is computed for.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad option.
+    pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = self.input.base()?;
+        self.layout.apply(&mut cfg)?;
+        if let Some(c) = &self.codec {
+            cfg.codec = Codec::parse(c)?;
+        }
+        cfg.progress = false;
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,521 @@
+//! Validated options: the only configuration type the core sees.
+//!
+//! The CLI ([`crate::cli::args`]) only parses text; the parsers here turn
+//! `--chunks`, `--shards` and `--codec` into checked values.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::error::ConfigError;
+
+/// Default target of uncompressed bytes per chunk for the chunk heuristic.
+pub const DEFAULT_TARGET_CHUNK_BYTES: u64 = 4 << 20;
+
+/// Default seconds allowed to scan one input file (`--scan-timeout`).
+pub const DEFAULT_SCAN_TIMEOUT_S: u64 = 60;
+
+/// `dim=size` pairs from `--chunks` or `--shards`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DimSizes(pub Vec<(String, u64)>);
+
+impl DimSizes {
+    /// Parses `time=24,lat=181,lon=360`. An empty string gives no entries.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a malformed item, a size that is not a positive
+    /// integer, or a dimension given twice.
+    pub fn parse(flag: &'static str, spec: &str) -> Result<Self, ConfigError> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (dim, size) = item.split_once('=').ok_or_else(|| ConfigError::ChunkItem {
+                flag,
+                item: item.to_string(),
+            })?;
+            let (dim, size) = (dim.trim(), size.trim());
+            if dim.is_empty() {
+                return Err(ConfigError::ChunkItem {
+                    flag,
+                    item: item.to_string(),
+                });
+            }
+            let value = size.parse::<u64>().ok().filter(|&v| v > 0).ok_or_else(|| {
+                ConfigError::ChunkSize {
+                    flag,
+                    dim: dim.to_string(),
+                    value: size.to_string(),
+                }
+            })?;
+            if out.iter().any(|(d, _)| d == dim) {
+                return Err(ConfigError::DuplicateDim {
+                    flag,
+                    dim: dim.to_string(),
+                });
+            }
+            out.push((dim.to_string(), value));
+        }
+        Ok(Self(out))
+    }
+
+    /// The size given for `dim`.
+    pub fn get(&self, dim: &str) -> Option<u64> {
+        self.0.iter().find(|(d, _)| d == dim).map(|&(_, v)| v)
+    }
+
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Blosc shuffle mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum BloscShuffle {
+    None,
+    Byte,
+    Bit,
+}
+
+/// Output compression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Codec {
+    /// No compression.
+    None,
+    /// Zstandard at a level (-131072..=22).
+    Zstd(i32),
+    /// Blosc with a compressor name, level and shuffle.
+    Blosc {
+        /// Compressor: blosclz, lz4, lz4hc, zlib, zstd.
+        cname: String,
+        /// Level 0..=9.
+        clevel: u8,
+        /// Shuffle mode.
+        shuffle: BloscShuffle,
+    },
+    /// gzip stream at a level 0..=9.
+    Gzip(u32),
+    /// zlib stream at a level 0..=9.
+    Zlib(u32),
+    /// Keep the source's compression (`source`): the source chunking, and
+    /// the source's HDF5 shuffle and deflate as Zarr codecs, copying the
+    /// compressed chunks. Resolved per variable before planning.
+    Source,
+    /// A source pipeline as Zarr codecs: byte shuffle of `shuffle`-byte
+    /// elements, then a zlib stream of `level` (what `source` resolves to).
+    Stored {
+        /// Element size of the shuffle, if the source shuffles.
+        shuffle: Option<u8>,
+        /// zlib level, if the source deflates.
+        level: Option<u32>,
+    },
+}
+
+impl Codec {
+    /// Parses `zstd:3`, `blosc:lz4:5:shuffle`, `gzip:6`, `zlib:4`, `none`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Codec`] naming what is wrong.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let err = |reason: &str| ConfigError::Codec {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let parts: Vec<&str> = spec.trim().split(':').collect();
+        let level =
+            |s: Option<&&str>, default: i64, lo: i64, hi: i64| -> Result<i64, ConfigError> {
+                match s {
+                    None => Ok(default),
+                    Some(s) => s
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| (lo..=hi).contains(v))
+                        .ok_or_else(|| {
+                            err(&format!("level '{s}' is not an integer in {lo}..={hi}"))
+                        }),
+                }
+            };
+        let codec = match parts[0].to_ascii_lowercase().as_str() {
+            "none" | "raw" if parts.len() == 1 => Self::None,
+            "source" if parts.len() == 1 => Self::Source,
+            "zstd" if parts.len() <= 2 => {
+                let l = level(parts.get(1), 3, -131_072, 22)?;
+                Self::Zstd(i32::try_from(l).map_err(|_| err("level out of range"))?)
+            }
+            "gzip" if parts.len() <= 2 => {
+                Self::Gzip(u32::try_from(level(parts.get(1), 6, 0, 9)?).map_err(|_| err("level"))?)
+            }
+            "zlib" if parts.len() <= 2 => {
+                Self::Zlib(u32::try_from(level(parts.get(1), 6, 0, 9)?).map_err(|_| err("level"))?)
+            }
+            "blosc" if parts.len() <= 4 => {
+                let cname = parts.get(1).copied().unwrap_or("lz4").to_ascii_lowercase();
+                if !["blosclz", "lz4", "lz4hc", "zlib", "zstd"].contains(&cname.as_str()) {
+                    return Err(err(&format!(
+                        "unknown blosc compressor '{cname}' (blosclz, lz4, lz4hc, zlib, zstd)"
+                    )));
+                }
+                let clevel = u8::try_from(level(parts.get(2), 5, 0, 9)?).map_err(|_| err("level"))?;
+                let shuffle = match parts.get(3).map(|s| s.to_ascii_lowercase()).as_deref() {
+                    None | Some("shuffle" | "byte") => BloscShuffle::Byte,
+                    Some("bitshuffle" | "bit") => BloscShuffle::Bit,
+                    Some("noshuffle" | "none") => BloscShuffle::None,
+                    Some(other) => {
+                        return Err(err(&format!(
+                            "unknown blosc shuffle '{other}' (shuffle, bitshuffle, noshuffle)"
+                        )))
+                    }
+                };
+                Self::Blosc {
+                    cname,
+                    clevel,
+                    shuffle,
+                }
+            }
+            "zstd" | "gzip" | "zlib" | "blosc" | "none" | "raw" | "source" => {
+                return Err(err("too many ':' fields"))
+            }
+            other => {
+                return Err(err(&format!(
+                    "unknown codec '{other}' (zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none, source)"
+                )))
+            }
+        };
+        Ok(codec)
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => write!(f, "none"),
+            Self::Source => write!(f, "source"),
+            Self::Stored { shuffle, level } => {
+                write!(f, "source(")?;
+                if let Some(s) = shuffle {
+                    write!(f, "shuffle:{s}")?;
+                }
+                if let Some(l) = level {
+                    if shuffle.is_some() {
+                        write!(f, "+")?;
+                    }
+                    write!(f, "zlib:{l}")?;
+                }
+                write!(f, ")")
+            }
+            Self::Zstd(l) => write!(f, "zstd:{l}"),
+            Self::Gzip(l) => write!(f, "gzip:{l}"),
+            Self::Zlib(l) => write!(f, "zlib:{l}"),
+            Self::Blosc {
+                cname,
+                clevel,
+                shuffle,
+            } => {
+                let s = match shuffle {
+                    BloscShuffle::None => "noshuffle",
+                    BloscShuffle::Byte => "shuffle",
+                    BloscShuffle::Bit => "bitshuffle",
+                };
+                write!(f, "blosc:{cname}:{clevel}:{s}")
+            }
+        }
+    }
+}
+
+/// Zarr format version of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ZarrFormat {
+    /// Zarr v2 (`.zarray`, `.zattrs`, `.zmetadata`).
+    V2,
+    /// Zarr v3 (`zarr.json`).
+    V3,
+}
+
+/// What `--append` does with input files whose coordinate values the store
+/// already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppendMode {
+    /// Refuse the append (default): it has probably run before.
+    #[default]
+    Error,
+    /// Leave those files out; an append of nothing new does nothing.
+    SkipExisting,
+}
+
+/// How input files are combined.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CombineSettings {
+    /// Dimension to concatenate along (default: the common unlimited one).
+    pub concat_dim: Option<String>,
+    /// Output units of the time coordinate (default: the first file's).
+    pub time_units: Option<String>,
+    /// Allow gaps along the concatenation dimension.
+    pub allow_gaps: bool,
+    /// Allow overlapping or repeated coordinate values.
+    pub allow_overlaps: bool,
+    /// Compare the values of static variables across files, not only their
+    /// shape, type and attributes.
+    pub check_static_values: bool,
+    /// Explicit merge groups: each a list of paths or globs.
+    pub merge: Vec<Vec<String>>,
+}
+
+/// Per-variable settings (recipe `[variables.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VarSettings {
+    /// Chunk sizes by dimension for this variable.
+    pub chunks: DimSizes,
+    /// Shard sizes by dimension for this variable.
+    pub shards: DimSizes,
+    /// Compression of this variable.
+    pub codec: Option<Codec>,
+    /// Attributes to set (added or replaced).
+    pub attributes: Vec<crate::model::schema::Attr>,
+    /// Attributes to remove.
+    pub remove_attributes: Vec<String>,
+}
+
+/// Everything `convert` needs, validated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConvertConfig {
+    /// Input paths and globs.
+    pub inputs: Vec<String>,
+    /// A file listing more inputs, one per line.
+    pub file_list: Option<PathBuf>,
+    /// Output store directory.
+    pub output: PathBuf,
+    /// Target chunk sizes by dimension name.
+    pub chunks: DimSizes,
+    /// Shard sizes by dimension name (empty: no sharding).
+    pub shards: DimSizes,
+    /// Output compression.
+    pub codec: Codec,
+    /// Output format.
+    pub format: ZarrFormat,
+    /// Replace an existing store written by zarrforge.
+    pub overwrite: bool,
+    /// Leave out variables of unsupported types, with a warning.
+    pub skip_unsupported: bool,
+    /// Accept plain HDF5 files, with netCDF-C's phony dimension names.
+    pub phony_dims: bool,
+    /// Time allowed to scan one file in a child process (`None`: in the
+    /// rank itself).
+    pub scan_timeout: Option<std::time::Duration>,
+    /// Target uncompressed bytes per chunk for the default chunk heuristic.
+    pub target_chunk_bytes: u64,
+    /// Encoder threads per rank (`None`: from the rank's cpuset).
+    pub threads: Option<usize>,
+    /// Memory budget per rank in bytes (`None`: the default caches).
+    pub max_memory: Option<u64>,
+    /// Print progress on rank 0.
+    pub progress: bool,
+    /// How files are combined.
+    pub combine: CombineSettings,
+    /// Variables to keep (empty: all).
+    pub include: Vec<String>,
+    /// Variables to leave out.
+    pub exclude: Vec<String>,
+    /// New names of variables and dimensions.
+    pub rename: Vec<(String, String)>,
+    /// Per-variable settings, by source variable path.
+    pub variables: Vec<(String, VarSettings)>,
+    /// Global attributes to set.
+    pub attributes: Vec<crate::model::schema::Attr>,
+    /// Global attributes to remove.
+    pub remove_attributes: Vec<String>,
+    /// Add to an existing store along the concatenation dimension.
+    pub append: bool,
+    /// What an append does with steps the store already holds.
+    pub append_mode: AppendMode,
+    /// Finish an interrupted conversion: skip the units its journal records.
+    pub resume: bool,
+    /// Keep the journal after the commit.
+    pub keep_journal: bool,
+    /// Remove another run's lock.
+    pub break_lock: bool,
+    /// Verify every value against the sources after the commit.
+    pub verify: bool,
+    /// The provenance line put first in the global `history` attribute
+    /// (`None`: the attribute is left as the source has it).
+    pub history: Option<String>,
+}
+
+impl ConvertConfig {
+    /// A configuration with the defaults of the command line.
+    pub fn new(inputs: Vec<String>, output: PathBuf) -> Self {
+        Self {
+            inputs,
+            file_list: None,
+            output,
+            chunks: DimSizes::default(),
+            shards: DimSizes::default(),
+            codec: Codec::Zstd(3),
+            format: ZarrFormat::V3,
+            overwrite: false,
+            skip_unsupported: false,
+            phony_dims: false,
+            scan_timeout: Some(std::time::Duration::from_secs(DEFAULT_SCAN_TIMEOUT_S)),
+            target_chunk_bytes: DEFAULT_TARGET_CHUNK_BYTES,
+            threads: None,
+            max_memory: None,
+            progress: true,
+            combine: CombineSettings::default(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            rename: Vec::new(),
+            variables: Vec::new(),
+            attributes: Vec::new(),
+            remove_attributes: Vec::new(),
+            append: false,
+            append_mode: AppendMode::Error,
+            resume: false,
+            keep_journal: false,
+            break_lock: false,
+            verify: false,
+            history: None,
+        }
+    }
+
+    /// Cross-option checks that need no input file.
+    ///
+    /// # Errors
+    /// [`ConfigError::ShardsNeedV3`], [`ConfigError::Conflict`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let sharded =
+            !self.shards.is_empty() || self.variables.iter().any(|(_, v)| !v.shards.is_empty());
+        if sharded && self.format == ZarrFormat::V2 {
+            return Err(ConfigError::ShardsNeedV3);
+        }
+        if self.append && self.overwrite {
+            return Err(ConfigError::Conflict("--append and --overwrite".into()));
+        }
+        if self.resume && self.overwrite {
+            return Err(ConfigError::Conflict("--resume and --overwrite".into()));
+        }
+        if self.inputs.is_empty() && self.file_list.is_none() {
+            return Err(ConfigError::NoInputs);
+        }
+        Ok(())
+    }
+
+    /// The settings of variable `path`, if any.
+    pub fn var_settings(&self, path: &str) -> Option<&VarSettings> {
+        self.variables
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_parse() {
+        let c = DimSizes::parse("--chunks", "time=24, lat=181,lon=360").unwrap();
+        assert_eq!(c.get("time"), Some(24));
+        assert_eq!(c.get("lon"), Some(360));
+        assert_eq!(c.get("x"), None);
+        assert!(DimSizes::parse("--chunks", "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn chunks_refuse_bad_items() {
+        for bad in [
+            "time=0", "time=-3", "time", "=4", "time=x", "t=1,t=2", "t=1.5",
+        ] {
+            assert!(DimSizes::parse("--chunks", bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn codecs_parse() {
+        assert_eq!(Codec::parse("zstd:3").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("zstd").unwrap(), Codec::Zstd(3));
+        assert_eq!(Codec::parse("none").unwrap(), Codec::None);
+        assert_eq!(Codec::parse("gzip:9").unwrap(), Codec::Gzip(9));
+        assert_eq!(
+            Codec::parse("blosc:zstd:3:bitshuffle").unwrap(),
+            Codec::Blosc {
+                cname: "zstd".into(),
+                clevel: 3,
+                shuffle: BloscShuffle::Bit
+            }
+        );
+        assert_eq!(
+            Codec::parse("blosc:lz4:5:shuffle").unwrap().to_string(),
+            "blosc:lz4:5:shuffle"
+        );
+    }
+
+    #[test]
+    fn codecs_refuse_bad_specs() {
+        for bad in [
+            "lz5",
+            "zstd:99",
+            "gzip:10",
+            "zlib:-1",
+            "blosc:snappy:5",
+            "blosc:lz4:12",
+            "blosc:lz4:5:twice",
+            "zstd:3:4",
+            "none:1",
+            "",
+        ] {
+            assert!(Codec::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
+
+/// Parses a memory size: a number with an optional unit (`K`, `M`, `G`,
+/// `T`, with or without `i`/`B`, powers of 1024); a bare number is MiB.
+///
+/// # Errors
+/// [`ConfigError::BadValue`] naming the flag.
+pub fn parse_memory(flag: &str, text: &str) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadValue {
+        flag: flag.to_string(),
+        value: text.to_string(),
+        expected: "a size such as 300M, 2G or 512MiB (a bare number is MiB)".into(),
+    };
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "M" | "MI" | "MB" | "MIB" => 1024.0 * 1024.0,
+        "K" | "KI" | "KB" | "KIB" => 1024.0,
+        "G" | "GI" | "GB" | "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TI" | "TB" | "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = value * scale;
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(bad());
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::parse_memory;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        let m = 1u64 << 20;
+        assert_eq!(parse_memory("f", "300").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "300M").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "300MiB").unwrap(), 300 * m);
+        assert_eq!(parse_memory("f", "2G").unwrap(), 2048 * m);
+        assert_eq!(parse_memory("f", "1.5g").unwrap(), 1536 * m);
+        assert_eq!(parse_memory("f", "512k").unwrap(), m / 2);
+        for bad in ["", "M", "-3M", "3X", "300B", "1e400", "0"] {
+            assert!(parse_memory("f", bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! `zarrforge bench`: generate a model-like dataset (or take given inputs),
+//! convert it, and report what every rank did.
+//!
+//! The dataset is written in parallel (file `i` by rank `i mod ranks`):
+//! by default 16 netCDF-4 files of 24 × 361 × 720 with three float32
+//! fields, deflate level 4 + shuffle, source chunks of one time step. The
+//! conversion is the real `convert` (same code path, same options). The
+//! report gives per rank the bytes, units and seconds per phase, the busy
+//! time (read + encode + write, the last two summed over encoder threads)
+//! and its imbalance (max/mean), the peak RSS, and the total GB/s; and a
+//! compute floor measured on this machine: one thread's time to decode the
+//! source and encode the output of a sample of units, scaled to the whole
+//! dataset and divided by the cores used.
+
+pub mod floor;
+pub mod synth;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::config::ConvertConfig;
+use crate::commands::convert::{convert, Report};
+use crate::error::Error;
+use crate::mpi::ctx::MpiCtx;
+use crate::mpi::topology::Topology;
+use crate::pipeline::scan::error::SchemaError;
+use crate::report::progress::RankStats;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct BenchSpec {
+    /// Files.
+    pub files: usize,
+    /// Time steps per file.
+    pub time: usize,
+    /// Latitudes.
+    pub lat: usize,
+    /// Longitudes.
+    pub lon: usize,
+    /// Working directory (inputs and the store).
+    pub dir: PathBuf,
+    /// Reuse inputs already in `dir`.
+    pub reuse: bool,
+}
+
+/// One rank's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankFigures {
+    /// Rank.
+    pub rank: i32,
+    /// Host.
+    pub host: String,
+    /// Units written.
+    pub units: u64,
+    /// Uncompressed bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Main-thread read seconds.
+    pub read_s: f64,
+    /// Decode + encode seconds (summed over encoder threads).
+    pub encode_s: f64,
+    /// Write seconds (summed over encoder threads).
+    pub write_s: f64,
+    /// Seconds the main thread waited for an encoder slot.
+    pub wait_s: f64,
+    /// Busy seconds: read + encode + write.
+    pub busy_s: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// The benchmark report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// zarrforge version.
+    pub version: String,
+    /// The conversion's own report.
+    pub convert: Report,
+    /// Seconds to generate the inputs (0 when reused or given).
+    pub generate_s: f64,
+    /// Uncompressed GB/s of the conversion.
+    pub gb_per_s: f64,
+    /// Per rank.
+    pub ranks: Vec<RankFigures>,
+    /// Max over mean busy time.
+    pub imbalance: f64,
+    /// Highest peak RSS of a rank, MiB.
+    pub peak_rss_mib: f64,
+    /// One-thread seconds to decode and encode the whole dataset
+    /// (extrapolated from a sample), divided by the cores used.
+    pub floor_s: f64,
+    /// Wall seconds over the floor.
+    pub floor_ratio: f64,
+    /// Cores used (ranks × threads, at most the PUs of the nodes).
+    pub cores: usize,
+}
+
+impl BenchReport {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        let c = &self.convert;
+        let mut out = format!(
+            "zarrforge bench {}: {} file(s), {:.3} GB read, {:.3} GB written, {} units, {} rank(s) x {} thread(s)\n",
+            self.version,
+            c.files,
+            gb(c.bytes_read),
+            gb(c.bytes_written),
+            c.units,
+            c.ranks,
+            c.threads
+        );
+        out.push_str(&format!(
+            "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
+            c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_ratio, self.imbalance, self.peak_rss_mib
+        ));
+        out.push_str(&format!(
+            "  topology: {}\n  versions: zarrforge {}, HDF5 {}, netCDF {}, {}; output on {}\n",
+            c.topology.line(),
+            c.environment.zarrforge,
+            c.environment.hdf5,
+            c.environment.netcdf,
+            c.environment.mpi,
+            c.environment.output_filesystem
+        ));
+        out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s   busy s  RSS MiB\n");
+        for r in &self.ranks {
+            out.push_str(&format!(
+                "  {:>4} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0}\n",
+                r.rank,
+                r.units,
+                gb(r.bytes_read),
+                gb(r.bytes_written),
+                r.read_s,
+                r.encode_s,
+                r.write_s,
+                r.wait_s,
+                r.busy_s,
+                r.peak_rss_mib
+            ));
+        }
+        out
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn gb(b: u64) -> f64 {
+    b as f64 / 1e9
+}
+
+/// Peak resident memory of this process, MiB.
+pub fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    if r != 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    {
+        u.ru_maxrss as f64 / 1024.0
+    }
+}
+
+/// Generates the inputs (in parallel) unless `cfg` names inputs.
+///
+/// # Errors
+/// Errors writing a file.
+pub fn generate(ctx: &MpiCtx, spec: &BenchSpec) -> Result<(Vec<String>, f64), Error> {
+    let t0 = Instant::now();
+    let dir = spec.dir.join("inputs");
+    let made = crate::system::stage::guarded(|| {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Schema(SchemaError::Open {
+                path: dir.clone(),
+                source: e,
+            })
+        })
+    });
+    ctx.agree(made)?;
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
+    let mut names = Vec::new();
+    let mut mine: Result<(), Error> = Ok(());
+    for i in 0..spec.files {
+        let path = dir.join(format!("bench_{i:04}.nc"));
+        names.push(path.to_string_lossy().into_owned());
+        if i % ctx.size() != rank || (spec.reuse && path.is_file()) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
+        #[allow(clippy::cast_precision_loss)]
+        let s = crate::commands::bench::synth::SynthSpec {
+            time: spec.time,
+            lat: spec.lat,
+            lon: spec.lon,
+            t0: (i * spec.time) as f64 / 24.0,
+            deflate: 4,
+        };
+        if let Err(e) = crate::commands::bench::synth::write(&path, &s) {
+            mine = Err(e.into());
+            break;
+        }
+    }
+    ctx.agree(mine)?;
+    Ok((names, ctx.max_f64(t0.elapsed().as_secs_f64())))
+}
+
+/// Runs the conversion and gathers the figures.
+///
+/// # Errors
+/// The conversion's errors.
+pub fn run(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    topo: &Topology,
+    generate_s: f64,
+) -> Result<BenchReport, Error> {
+    let report = convert(ctx, cfg, topo)?;
+    let mine = figures(ctx, &report.rank0);
+    let bytes = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
+        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
+    let gathered = ctx.gather_bytes(bytes);
+    let floor_one = if ctx.is_root() {
+        crate::system::stage::guarded(|| {
+            crate::commands::bench::floor::one_thread_seconds(cfg, &report)
+        })
+    } else {
+        Ok(0.0)
+    };
+    let floor_one = floor_one.unwrap_or(0.0);
+    let mut ranks: Vec<RankFigures> = Vec::new();
+    for part in gathered.unwrap_or_default() {
+        if let Ok((r, _)) =
+            bincode::serde::decode_from_slice::<RankFigures, _>(&part, bincode::config::standard())
+        {
+            ranks.push(r);
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mean = ranks.iter().map(|r| r.busy_s).sum::<f64>() / ranks.len().max(1) as f64;
+    let max = ranks.iter().map(|r| r.busy_s).fold(0.0, f64::max);
+    let cores = (report.ranks * report.threads)
+        .min(topo.node_pus.max(1) * ctx.nodes())
+        .max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let floor_s = floor_one / cores as f64;
+    Ok(BenchReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        gb_per_s: gb(report.bytes_read) / report.seconds.max(1e-9),
+        imbalance: if mean > 0.0 { max / mean } else { 1.0 },
+        peak_rss_mib: ranks.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
+        floor_ratio: if floor_s > 0.0 {
+            report.seconds / floor_s
+        } else {
+            0.0
+        },
+        floor_s,
+        cores,
+        ranks,
+        generate_s,
+        convert: report,
+    })
+}
+
+fn figures(ctx: &MpiCtx, s: &RankStats) -> RankFigures {
+    RankFigures {
+        rank: ctx.rank(),
+        host: crate::system::environment::hostname(),
+        units: s.units,
+        bytes_read: s.bytes_read,
+        bytes_written: s.bytes_written,
+        read_s: s.read_s,
+        encode_s: s.encode_s,
+        write_s: s.write_s,
+        wait_s: s.wait_s,
+        busy_s: s.read_s + s.encode_s + s.write_s,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}

@@ -1,0 +1,120 @@
+//! The memory budget of a rank (`--max-memory`): how many units may be in
+//! flight and how large the caches may grow. Pure: no I/O.
+//!
+//! A rank's memory is its baseline (libraries, MPI, HDF5 metadata), the
+//! units in flight (each holds its assembled values, the decoded source
+//! chunks only it uses and its encoded bytes: about three times its
+//! uncompressed size), the cache of decoded source chunks shared between
+//! units, and HDF5's own chunk cache (used when source chunks are read
+//! through HDF5's filter pipeline rather than raw).
+
+use crate::cli::error::ConfigError;
+use crate::pipeline::read::CHUNK_CACHE_BYTES;
+
+const MIB: u64 = 1 << 20;
+
+/// Memory of a rank before any unit: libraries, MPI, HDF5 metadata.
+pub const BASELINE_BYTES: u64 = 64 * MIB;
+
+/// Default HDF5 chunk cache per dataset.
+pub const HDF5_CACHE_BYTES: u64 = 64 * MIB;
+
+/// Bytes a unit in flight holds, per uncompressed byte.
+const UNIT_FACTOR: u64 = 3;
+
+/// What a rank may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Units read and not yet written.
+    pub in_flight: usize,
+    /// Decoded source chunks kept for later units, bytes.
+    pub chunk_cache: u64,
+    /// HDF5 chunk cache per dataset, bytes.
+    pub hdf5_cache: u64,
+}
+
+impl Budget {
+    /// Without `--max-memory`: two units per encoder thread, default caches.
+    pub fn unlimited(threads: usize) -> Self {
+        Self {
+            in_flight: threads.max(1) * 2,
+            chunk_cache: CHUNK_CACHE_BYTES as u64,
+            hdf5_cache: HDF5_CACHE_BYTES,
+        }
+    }
+
+    /// The budget for `max` bytes per rank, `threads` encoder threads and
+    /// units of at most `unit_bytes` uncompressed (of variable `var`).
+    /// Units in flight get up to half of what the baseline leaves (at least
+    /// one, at most two per thread); the caches share the rest, up to their
+    /// defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::MemoryTooSmall`] when not even one unit fits.
+    pub fn fit(max: u64, threads: usize, unit_bytes: u64, var: &str) -> Result<Self, ConfigError> {
+        let per_unit = unit_bytes.saturating_mul(UNIT_FACTOR).max(1);
+        let need = BASELINE_BYTES + per_unit;
+        if max < need {
+            return Err(ConfigError::MemoryTooSmall {
+                have_mib: max / MIB,
+                need_mib: need.div_ceil(MIB),
+                var: var.to_string(),
+                unit_mib: unit_bytes.div_ceil(MIB),
+            });
+        }
+        let avail = max - BASELINE_BYTES;
+        let most = threads.max(1) * 2;
+        let fits = usize::try_from((avail / 2) / per_unit).unwrap_or(usize::MAX);
+        let in_flight = fits.clamp(1, most);
+        let rest = avail - per_unit * in_flight as u64;
+        let hdf5_cache = (rest / 4).min(HDF5_CACHE_BYTES);
+        let chunk_cache = (rest - hdf5_cache).min(CHUNK_CACHE_BYTES as u64);
+        Ok(Self {
+            in_flight,
+            chunk_cache,
+            hdf5_cache,
+        })
+    }
+
+    /// The most this budget lets a rank hold, bytes.
+    pub fn bound(&self, unit_bytes: u64) -> u64 {
+        BASELINE_BYTES
+            + unit_bytes * UNIT_FACTOR * self.in_flight as u64
+            + self.chunk_cache
+            + self.hdf5_cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_budget_keeps_the_defaults() {
+        let b = Budget::fit(4 << 30, 2, 6 * MIB, "t").unwrap();
+        assert_eq!(b, Budget::unlimited(2));
+    }
+
+    #[test]
+    fn a_small_budget_shrinks_caches_and_units_in_flight() {
+        for max in [100 * MIB, 200 * MIB, 300 * MIB, 1 << 30] {
+            for threads in [1, 2, 8] {
+                for unit in [MIB, 6 * MIB, 25 * MIB] {
+                    let Ok(b) = Budget::fit(max, threads, unit, "t") else {
+                        assert!(max < BASELINE_BYTES + 3 * unit);
+                        continue;
+                    };
+                    assert!(b.in_flight >= 1 && b.in_flight <= 2 * threads);
+                    assert!(b.bound(unit) <= max, "{max} {threads} {unit} {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_small_names_the_variable_and_the_need() {
+        let e = Budget::fit(80 * MIB, 1, 25 * MIB, "t2m").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("'t2m'") && text.contains("139 MiB"), "{text}");
+    }
+}

@@ -1,0 +1,420 @@
+//! The per-rank unit loop: read → encode → store for every unit the plan
+//! gives this rank.
+//!
+//! The rank's main thread reads (HDF5 and MPI are used from it only) and
+//! hands each unit to a pool of encoder threads, with at most the memory
+//! budget's number of units in flight. Finished units go into the rank's
+//! journal, so a resumed run skips them. The loop stops early on an error
+//! of its own, on another rank's failure and on SIGTERM/SIGINT.
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::budget::Budget;
+use super::Job;
+use crate::cli::config::{ConvertConfig, ZarrFormat};
+use crate::error::Error;
+use crate::model::block::{place, place_items};
+use crate::model::schema::DType;
+use crate::mpi::ctx::MpiCtx;
+use crate::pipeline::plan::{ArrayPlan, Plan, Unit};
+use crate::pipeline::read::{Pending, Reader, Values};
+use crate::report::progress::{Progress, RankStats};
+use crate::store::encode::ArrayEncoder;
+use crate::store::error::WriteError;
+use crate::store::files as store;
+use crate::store::journal::{self, Journal};
+use crate::store::opening::Opened;
+
+/// A rank's encoder threads and the PUs they are pinned to (none: not
+/// pinned).
+pub(super) struct Workers {
+    pub(super) threads: usize,
+    pub(super) pins: Vec<u32>,
+    pub(super) budget: Budget,
+}
+
+/// The rank's memory budget for this plan (`--max-memory`).
+pub(super) fn memory_budget(
+    cfg: &ConvertConfig,
+    plan: &Plan,
+    threads: usize,
+) -> Result<Budget, Error> {
+    let Some(max) = cfg.max_memory else {
+        return Ok(Budget::unlimited(threads));
+    };
+    let largest = plan
+        .arrays
+        .iter()
+        .map(|a| {
+            let n: u64 = a.unit_shape().iter().product();
+            (n.saturating_mul(a.dtype.size() as u64), a.path.as_str())
+        })
+        .max_by_key(|(b, _)| *b)
+        .unwrap_or((0, ""));
+    Ok(Budget::fit(max, threads, largest.0, largest.1)?)
+}
+
+/// What the encoder threads and the main thread share.
+#[derive(Default)]
+struct Shared {
+    /// The first error of any thread; the loop stops at it.
+    failure: Mutex<Option<Error>>,
+    /// Units, bytes and seconds of the encoder threads.
+    stats: Mutex<RankStats>,
+    /// Units stored since the journal last recorded them.
+    finished: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    fn failed(&self) -> bool {
+        self.failure.lock().map(|g| g.is_some()).unwrap_or(true)
+    }
+
+    fn fail(&self, e: Error) {
+        if let Ok(mut g) = self.failure.lock() {
+            g.get_or_insert(e);
+        }
+    }
+
+    fn drain(&self) -> Vec<u64> {
+        self.finished
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// Unit `seq` was stored: `bytes` written, `encode_s` and `write_s` spent.
+    fn stored(&self, seq: u64, bytes: u64, encode_s: f64, write_s: f64) {
+        if let Ok(mut st) = self.stats.lock() {
+            st.units += 1;
+            st.bytes_written += bytes;
+            st.encode_s += encode_s;
+            st.write_s += write_s;
+        }
+        if let Ok(mut f) = self.finished.lock() {
+            f.push(seq);
+        }
+    }
+}
+
+/// One unit read on the main thread, ready for an encoder thread.
+struct ReadUnit {
+    /// The unit's shape (edge units included) as the values hold it.
+    count: Vec<u64>,
+    /// The values, or a raw read to finish on the encoder thread.
+    values: Pending,
+    /// `--codec source`: the unit is exactly one stored source chunk, to
+    /// be stored as it is.
+    copied: Option<Vec<u8>>,
+}
+
+/// Reads, encodes and stores the units of `rank`; reads on this thread,
+/// encodes and writes on `threads` workers with a bounded number of units in
+/// flight.
+pub(super) fn write_units(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    job: &Job,
+    plan: &Plan,
+    format: ZarrFormat,
+    workers: &Workers,
+    opened: &Opened,
+) -> Result<RankStats, Error> {
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
+    let mut journal = Journal::open(&cfg.output, &opened.run, ctx.rank())?;
+    let vars = job.ds.schema.vars();
+    let mut encoders = Vec::with_capacity(plan.arrays.len());
+    for a in &plan.arrays {
+        encoders.push(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
+    }
+    let pool = encoder_pool(workers)?;
+    let in_flight = workers.budget.in_flight.max(1);
+    let (tok_tx, tok_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = tok_tx.send(());
+    }
+    let shared = Shared::default();
+    let mut stats = RankStats::default();
+    let mut reader = Reader::new(&job.ds);
+    reader.set_cache_limit(usize::try_from(workers.budget.chunk_cache).unwrap_or(usize::MAX));
+    let mut progress = Progress::new(
+        cfg.progress && ctx.is_root(),
+        plan.units_count(rank),
+        ctx.size(),
+    );
+    // Another rank's failure stops this rank's work early (it meets the
+    // failing rank at the agreement); so does SIGTERM/SIGINT.
+    let mut stopped_by_peer = false;
+
+    pool.in_place_scope(|s| {
+        for (done, unit) in plan.units_of(rank).enumerate() {
+            if let Some(why) = stop(ctx, &shared, &mut journal) {
+                stopped_by_peer = matches!(why, Stop::Peer);
+                break;
+            }
+            if journal::is_done(&opened.done, unit.seq) {
+                stats.units_resumed += 1;
+                continue;
+            }
+            let t = Instant::now();
+            let read = match read_unit(&mut reader, job, &plan.arrays[unit.array], &encoders, &unit)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.fail(e);
+                    break;
+                }
+            };
+            stats.read_s += t.elapsed().as_secs_f64();
+            stats.bytes_read += read_bytes(&read, plan.arrays[unit.array].dtype);
+            let t = Instant::now();
+            if tok_rx.recv().is_err() {
+                break;
+            }
+            stats.wait_s += t.elapsed().as_secs_f64();
+            let enc = &encoders[unit.array];
+            let (shared, tok_tx) = (&shared, tok_tx.clone());
+            s.spawn(move |_| encode_and_store(enc, &unit, read, shared, &tok_tx));
+            progress.update(done as u64 + 1, stats.bytes_read);
+        }
+    });
+    progress.finish();
+    finish(
+        ctx,
+        cfg,
+        plan,
+        rank,
+        journal,
+        shared,
+        stats,
+        stopped_by_peer,
+    )
+}
+
+/// Why the loop stops before the next unit.
+enum Stop {
+    /// Another rank failed: this rank meets it at the agreement.
+    Peer,
+    /// This rank failed or was signalled (the failure is recorded).
+    Here,
+}
+
+/// Whether to stop before the next unit; records what finished since the
+/// last unit in the journal.
+fn stop(ctx: &MpiCtx, shared: &Shared, journal: &mut Journal) -> Option<Stop> {
+    if shared.failed() {
+        return Some(Stop::Here);
+    }
+    if ctx.failure_pending() {
+        return Some(Stop::Peer);
+    }
+    if let Some(sig) = crate::system::signals::received() {
+        shared.fail(WriteError::Interrupted(crate::system::signals::name(sig)).into());
+        return Some(Stop::Here);
+    }
+    if let Err(e) = journal.add(shared.drain()) {
+        shared.fail(e.into());
+        return Some(Stop::Here);
+    }
+    None
+}
+
+/// The pool of encoder threads, pinned to `workers.pins` when there are
+/// pins.
+fn encoder_pool(workers: &Workers) -> Result<rayon::ThreadPool, WriteError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers.threads)
+        .thread_name(|i| format!("zarrforge-encode-{i}"))
+        .start_handler({
+            let pins = workers.pins.clone();
+            move |i| {
+                if let Some(&pu) = pins.get(i) {
+                    crate::mpi::topology::bind_current_thread(pu);
+                }
+            }
+        })
+        .build()
+        .map_err(|e| WriteError::Threads(e.to_string()))
+}
+
+/// Reads one unit on the main thread: a stored source chunk to copy as it
+/// is (`--codec source`), the completion of a unit an append shares with
+/// the store, or the unit's values from the input files.
+fn read_unit(
+    reader: &mut Reader<'_>,
+    job: &Job,
+    a: &ArrayPlan,
+    encoders: &[ArrayEncoder],
+    unit: &Unit,
+) -> Result<ReadUnit, Error> {
+    let (start, count) = a.unit_region(&unit.indices);
+    // `--codec source`: a unit that is exactly one stored source chunk is
+    // copied as it is.
+    let copied = if a.shards.is_none() && job.append_from.is_none() {
+        reader.stored_chunk(a.var, &start, &count, a.unit_shape(), &a.codec)?
+    } else {
+        None
+    };
+    if copied.is_some() {
+        return Ok(ReadUnit {
+            count,
+            values: Pending::Ready(Values::Fixed(Vec::new())),
+            copied,
+        });
+    }
+    let axis = job.ds.sources.get(a.var).and_then(|s| s.axis);
+    let (count, values) = match (job.append_from, axis) {
+        (Some(old), Some(k)) if start[k] < old => {
+            let (c, v) = complete_unit(reader, &encoders[unit.array], a, &unit.indices, k, old)?;
+            (c, Pending::Ready(v))
+        }
+        _ => {
+            let values = reader.prepare(a.var, &start, &count)?;
+            (count, values)
+        }
+    };
+    Ok(ReadUnit {
+        count,
+        values,
+        copied: None,
+    })
+}
+
+/// Bytes of source data a read unit stands for.
+fn read_bytes(read: &ReadUnit, dtype: DType) -> u64 {
+    let elements = || read.count.iter().product::<u64>() * dtype.size() as u64;
+    match &read.values {
+        _ if read.copied.is_some() => elements(),
+        Pending::Ready(Values::Fixed(b)) => b.len() as u64,
+        Pending::Ready(Values::Strings(v)) => v.iter().map(|x| x.len() as u64).sum(),
+        Pending::Raw(_) => elements(),
+    }
+}
+
+/// On an encoder thread: finishes the read, encodes and stores one unit,
+/// records it, and gives its place in flight back.
+fn encode_and_store(
+    enc: &ArrayEncoder,
+    unit: &Unit,
+    read: ReadUnit,
+    shared: &Shared,
+    tok_tx: &SyncSender<()>,
+) {
+    let t = Instant::now();
+    let result = crate::system::stage::catch(|| {
+        let bytes = match read.copied {
+            Some(b) => b,
+            None => {
+                let values = read
+                    .values
+                    .finish()
+                    .map_err(|e| WriteError::Read(Box::new(e)))?;
+                enc.encode(&unit.indices, &read.count, values)?
+            }
+        };
+        let t_enc = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        enc.store(&unit.indices, &bytes)?;
+        Ok::<_, WriteError>((bytes.len() as u64, t_enc, t.elapsed().as_secs_f64()))
+    })
+    .unwrap_or_else(|p| Err(WriteError::Panic(p)));
+    match result {
+        Ok((n, te, tw)) => shared.stored(unit.seq, n, te, tw),
+        Err(e) => shared.fail(e.into()),
+    }
+    let _ = tok_tx.send(());
+}
+
+/// After the loop: records what finished (also on failure: a resumed run
+/// skips it), tells the other ranks of a failure at once, makes this rank's
+/// chunks durable and returns its statistics.
+#[allow(clippy::too_many_arguments)] // the loop's whole state, handed over once
+fn finish(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    plan: &Plan,
+    rank: usize,
+    mut journal: Journal,
+    shared: Shared,
+    mut stats: RankStats,
+    stopped_by_peer: bool,
+) -> Result<RankStats, Error> {
+    let recorded = journal.add(shared.drain()).and_then(|()| journal.flush());
+    let failure = shared.failure.into_inner().ok().flatten();
+    if let Some(e) = failure {
+        // Tell the other ranks now rather than at the end of their work.
+        ctx.notify_failure();
+        return Err(e);
+    }
+    recorded?;
+    if stopped_by_peer {
+        return Ok(stats);
+    }
+    if plan.units_count(rank) > 0 {
+        store::sync_filesystem(&cfg.output)?;
+    }
+    let encoded = shared.stats.into_inner().unwrap_or_default();
+    stats.units = encoded.units;
+    stats.bytes_written = encoded.bytes_written;
+    stats.encode_s = encoded.encode_s;
+    stats.write_s = encoded.write_s;
+    Ok(stats)
+}
+
+/// The unit at `indices` of an append whose part before `old` (along axis
+/// `k`) an earlier run wrote: the stored unit is read back and the new part
+/// is read from the input files into it. Returns the whole unit.
+fn complete_unit(
+    reader: &mut Reader<'_>,
+    enc: &ArrayEncoder,
+    a: &ArrayPlan,
+    indices: &[u64],
+    k: usize,
+    old: u64,
+) -> Result<(Vec<u64>, Values), Error> {
+    let (start, count) = a.unit_region(indices);
+    let full = enc.unit_shape().to_vec();
+    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
+    let mut unit = match enc.load(indices)? {
+        Some(v) => v,
+        None if a.dtype == DType::String => Values::Strings(vec![String::new(); total]),
+        None => Values::Fixed(enc.pad().repeat(total)),
+    };
+    // Anything after `old` (left by a run that did not commit) is reset.
+    let mut tail = full.clone();
+    tail[k] = full[k].saturating_sub(old - start[k]);
+    let mut origin = vec![0u64; full.len()];
+    origin[k] = old - start[k];
+    let n_tail = usize::try_from(tail.iter().product::<u64>()).unwrap_or(0);
+    match &mut unit {
+        Values::Fixed(dst) => {
+            let pad = enc.pad().repeat(n_tail);
+            place(dst, &full, &pad, &tail, &origin, a.dtype.size());
+        }
+        Values::Strings(dst) => {
+            place_items(dst, &full, &vec![String::new(); n_tail], &tail, &origin);
+        }
+    }
+    let mut s = start.clone();
+    s[k] = old;
+    let mut c = count.clone();
+    c[k] = (start[k] + count[k]).saturating_sub(old);
+    let new = reader.read(a.var, &s, &c)?;
+    match (&mut unit, new) {
+        (Values::Fixed(dst), Values::Fixed(p)) => {
+            place(dst, &full, &p, &c, &origin, a.dtype.size());
+        }
+        (Values::Strings(dst), Values::Strings(p)) => {
+            place_items(dst, &full, &p, &c, &origin);
+        }
+        _ => {
+            return Err(WriteError::KindMismatch {
+                var: a.path.clone(),
+            }
+            .into())
+        }
+    }
+    Ok((full, unit))
+}

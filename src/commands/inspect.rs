@@ -1,0 +1,201 @@
+//! `zarrforge inspect` and `zarrforge plan` output.
+
+use std::fmt::Write;
+
+use crate::model::schema::{Group, Schema};
+use crate::pipeline::plan::Plan;
+
+/// Adds the source filters of netCDF-4 variables (read through HDF5).
+pub fn add_filters(schema: &mut Schema) {
+    if schema.format != crate::model::schema::SourceFormat::Netcdf4 {
+        return;
+    }
+    let Ok(mut r) = crate::pipeline::read::hdf5::Hdf5Reader::open(&schema.source) else {
+        return;
+    };
+    fn walk(g: &mut Group, r: &mut crate::pipeline::read::hdf5::Hdf5Reader) {
+        for v in &mut g.vars {
+            if v.dtype != crate::model::schema::DType::String {
+                v.filters = r.filters(v);
+            }
+        }
+        for c in &mut g.groups {
+            walk(c, r);
+        }
+    }
+    walk(&mut schema.root, &mut r);
+}
+
+/// Human-readable description of the source.
+pub fn describe(schema: &Schema) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({:?})", schema.source.display(), schema.format);
+    describe_group(&schema.root, &mut out, 0);
+    for s in &schema.skipped {
+        let _ = writeln!(out, "unsupported (skipped): {} ({})", s.path, s.kind);
+    }
+    out
+}
+
+fn describe_group(g: &Group, out: &mut String, depth: usize) {
+    let pad = "  ".repeat(depth);
+    let _ = writeln!(out, "{pad}group /{}", g.path);
+    for d in &g.dims {
+        let unl = if d.unlimited { " (unlimited)" } else { "" };
+        let _ = writeln!(out, "{pad}  dim {} = {}{unl}", d.name, d.len);
+    }
+    for a in &g.attrs {
+        let _ = writeln!(out, "{pad}  :{} = {}", a.name, a.value.display());
+    }
+    for v in &g.vars {
+        let dims: Vec<String> = v
+            .dims
+            .iter()
+            .zip(&v.shape)
+            .map(|(d, n)| format!("{d}={n}"))
+            .collect();
+        let storage = match &v.source_chunks {
+            Some(c) => format!("chunks {c:?}"),
+            None => "contiguous".into(),
+        };
+        let endian = if v.big_endian { ", big-endian" } else { "" };
+        let filters = if v.filters.is_empty() {
+            String::new()
+        } else {
+            format!(", filters {}", v.filters.join(" "))
+        };
+        let _ = writeln!(
+            out,
+            "{pad}  var {} {}({}) {storage}{endian}{filters}",
+            v.name,
+            v.dtype.nc_name(),
+            dims.join(", ")
+        );
+        for a in &v.attrs {
+            let _ = writeln!(
+                out,
+                "{pad}    {}:{} = {}",
+                v.name,
+                a.name,
+                a.value.display()
+            );
+        }
+    }
+    for c in &g.groups {
+        describe_group(c, out, depth + 1);
+    }
+}
+
+/// Human-readable plan.
+pub fn describe_plan(plan: &Plan, units: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} arrays, {} units, {:.3} GB uncompressed, {} ranks, imbalance {:.3} (max/mean bytes)",
+        plan.arrays.len(),
+        plan.total_units,
+        {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                plan.total_bytes() as f64 / 1e9
+            }
+        },
+        plan.ranks,
+        plan.imbalance()
+    );
+    for a in &plan.arrays {
+        let shards = a
+            .shards
+            .as_ref()
+            .map(|s| format!(" shards {s:?}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  array {} {:?} shape {:?} chunks {:?}{shards} units {}",
+            a.path,
+            a.dtype,
+            a.shape,
+            a.chunks,
+            a.num_units()
+        );
+    }
+    for r in 0..plan.ranks {
+        let first = (plan.units_count(r) > 0).then(|| plan.unit(plan.bounds[r]));
+        let last = (plan.units_count(r) > 0).then(|| plan.unit(plan.bounds[r + 1] - 1));
+        let span = match (first, last) {
+            (Some(f), Some(l)) => format!(
+                "{}{:?} .. {}{:?}",
+                plan.arrays[f.array].path, f.indices, plan.arrays[l.array].path, l.indices
+            ),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  rank {r}: {} units, {} bytes, {span}",
+            plan.units_count(r),
+            plan.rank_bytes[r]
+        );
+        if units {
+            for u in plan.units_of(r) {
+                let _ = writeln!(out, "    {} {:?}", plan.arrays[u.array].path, u.indices);
+            }
+        }
+    }
+    out
+}
+
+/// Human-readable summary of a combined dataset (for `recipe check`).
+pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String {
+    let ds = &job.ds;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} input file(s) scanned in {:.3} s",
+        job.files, job.scan_seconds
+    );
+    match &ds.concat {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "concatenated along '{}': {} steps{}{}",
+                c.dim,
+                c.len,
+                c.time_units
+                    .as_ref()
+                    .map(|u| format!(", units '{u}'"))
+                    .unwrap_or_default(),
+                c.calendar
+                    .as_ref()
+                    .map(|u| format!(", calendar '{u}'"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "no concatenation dimension");
+        }
+    }
+    for (v, s) in ds.schema.vars().iter().zip(&ds.sources) {
+        let from = if s.var.path == v.path {
+            String::new()
+        } else {
+            format!(" (from '{}')", s.var.path)
+        };
+        let recoded = s.segments.iter().filter(|g| g.recode.is_some()).count();
+        let _ = writeln!(
+            out,
+            "  {} {} {:?} {:?}{from}: {} file(s){}",
+            v.path,
+            v.dtype.nc_name(),
+            v.dims,
+            v.shape,
+            s.segments.len(),
+            if recoded > 0 {
+                format!(", time re-encoded in {recoded}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out.push_str(&describe_plan(plan, false));
+    out
+}

@@ -1,0 +1,615 @@
+//! `zarrforge verify`: compares a store with its sources, independently of
+//! the converter.
+//!
+//! Nothing of the conversion is reused: no scan or combination of the
+//! inputs, no reader, no metadata or encoding code, no saved state. The two
+//! sides are read the way their own readers read them:
+//!
+//! * the sources through netCDF-C ([`source`]): structure, attributes with
+//!   their netCDF types, raw values;
+//! * the store as a Zarr reader does ([`store`]): the nodes its own
+//!   `zarr.json` (v3) or `.zgroup`/`.zarray`/`.zattrs` (v2) documents
+//!   describe, attributes parsed from the JSON ([`json`]: bare `NaN` tokens
+//!   accepted), arrays opened with zarrs from their documents and decoded
+//!   region by region.
+//!
+//! [`expect`] then matches every source variable with the store array at
+//! the same path (after the renames of the options), placing each file's
+//! records along the concatenation dimension where the store's coordinate
+//! holds the file's coordinate values, and lists every difference of
+//! structure (missing or extra arrays and groups, dimensions, shapes, data
+//! types) and of attributes, types included (a float must be a JSON number,
+//! the fill value must be what readers decode as the source's). Every rank
+//! then takes its share of the store's chunks and compares each element
+//! ([`values`]) twice: raw (bitwise, two NaNs equal; time values as
+//! instants when the units differ) and decoded as CF readers decode
+//! (masked where the value is the `_FillValue` or a `missing_value` that
+//! each side declares, then unpacked with `scale_factor` and `add_offset`),
+//! so a wrong or dropped fill value shows even where the bytes are equal.
+
+mod expect;
+mod json;
+mod source;
+mod store;
+mod values;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zarrs::array::Array;
+use zarrs::filesystem::FilesystemStore;
+
+use crate::cli::config::ConvertConfig;
+use crate::error::Error;
+use crate::error::VerifyError;
+use crate::mpi::ctx::MpiCtx;
+use expect::{Job, Options};
+use source::{FileScan, NcAttr, NcType, Raw, Sources};
+
+/// Mismatches listed per rank at most.
+const FIRST: usize = 5;
+
+/// Elements decoded and read at once at most (a bigger chunk or shard is
+/// compared in parts).
+const BLOCK_ELEMENTS: u64 = 1 << 22;
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The store.
+    pub store: PathBuf,
+    /// Source files.
+    pub files: usize,
+    /// Arrays compared.
+    pub arrays: usize,
+    /// Units (chunks or shards) compared.
+    pub units: u64,
+    /// Elements compared.
+    pub values: u64,
+    /// Elements that differ.
+    pub mismatches: u64,
+    /// Metadata differences.
+    pub metadata: Vec<String>,
+    /// The first value mismatches (a few per rank).
+    pub first: Vec<String>,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+impl VerifyReport {
+    /// Whether the store equals the sources.
+    pub fn ok(&self) -> bool {
+        self.mismatches == 0 && self.metadata.is_empty()
+    }
+
+    /// Summary and the first differences, one per line.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "zarrforge verify: {} vs {} file(s): {} arrays, {} units, {} values compared in {:.2} s: {}",
+            self.store.display(),
+            self.files,
+            self.arrays,
+            self.units,
+            self.values,
+            self.seconds,
+            if self.ok() {
+                "identical".to_string()
+            } else {
+                format!(
+                    "{} value(s) differ, {} metadata difference(s)",
+                    self.mismatches,
+                    self.metadata.len()
+                )
+            }
+        );
+        for m in self.metadata.iter().take(20) {
+            out.push_str("\n  metadata: ");
+            out.push_str(m);
+        }
+        for m in &self.first {
+            out.push_str("\n  value: ");
+            out.push_str(m);
+        }
+        out
+    }
+}
+
+/// Verifies `cfg.output` against the sources of `cfg` on all ranks.
+///
+/// The options that shaped the store are honoured: `--concat-dim`,
+/// `--time-units`, and a recipe's renames, selection and attribute edits.
+/// After an append (`cfg.append`), only the records of the given sources
+/// are compared, with the attributes that decide how values decode.
+///
+/// # Errors
+/// Errors reading either side (not differences: those are in the report).
+pub fn verify(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<VerifyReport, Error> {
+    let t0 = Instant::now();
+    let store = cfg.output.clone();
+    let opts = options(cfg);
+    let (files, v3, docs): (Vec<PathBuf>, bool, Vec<(String, String)>) = from_rank0(ctx, || {
+        let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+        let (format, docs) = store::collect(&store)?;
+        Ok((files, format == store::Format::V3, docs))
+    })?;
+    let coord_dims: Vec<String> = opts.concat_dim.iter().cloned().collect();
+    let scans = share_scans(ctx, &files, &coord_dims)?;
+    let format = if v3 {
+        store::Format::V3
+    } else {
+        store::Format::V2
+    };
+    let tree = store::StoreTree::new(format, &docs);
+    let prepared = ctx.agree(guarded(|| prepare(&store, &scans, &tree, &opts)))?;
+    let (expected, arrays, diffs) = prepared;
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
+    let local = guarded(|| compare(&expected.jobs, &arrays, files.clone(), rank, ctx.size()));
+    let tally = ctx.agree(local)?;
+    let units = ctx.sum_u64(tally.units);
+    let values = ctx.sum_u64(tally.values);
+    let mismatches = ctx.sum_u64(tally.mismatches);
+    let payload = bincode::serde::encode_to_vec(&tally.first, bincode::config::standard())
+        .map_err(|e| VerifyError::Exchange(e.to_string()))?;
+    let mut first = Vec::new();
+    for part in ctx.gather_bytes(payload).unwrap_or_default() {
+        if let Ok((v, _)) =
+            bincode::serde::decode_from_slice::<Vec<String>, _>(&part, bincode::config::standard())
+        {
+            first.extend(v);
+        }
+    }
+    Ok(VerifyReport {
+        store,
+        files: files.len(),
+        arrays: expected.jobs.len(),
+        units,
+        values,
+        mismatches,
+        metadata: if ctx.is_root() { diffs } else { Vec::new() },
+        first,
+        seconds: ctx.max_f64(t0.elapsed().as_secs_f64()),
+    })
+}
+
+/// The options of `cfg` that shape what the store holds.
+fn options(cfg: &ConvertConfig) -> Options {
+    let attrs = |v: &[crate::model::schema::Attr]| -> Vec<(String, NcAttr)> {
+        v.iter()
+            .map(|a| (a.name.clone(), recipe_attr(&a.value)))
+            .collect()
+    };
+    Options {
+        concat_dim: cfg.combine.concat_dim.clone(),
+        time_units: cfg.combine.time_units.clone(),
+        rename: cfg.rename.clone(),
+        include: cfg.include.clone(),
+        exclude: cfg.exclude.clone(),
+        var_edits: cfg
+            .variables
+            .iter()
+            .map(|(n, s)| expect::VarEdit {
+                var: n.clone(),
+                set: attrs(&s.attributes),
+                remove: s.remove_attributes.clone(),
+            })
+            .collect(),
+        global_set: attrs(&cfg.attributes),
+        global_remove: cfg.remove_attributes.clone(),
+        partial: cfg.append,
+    }
+}
+
+/// An attribute value given in a recipe.
+fn recipe_attr(v: &crate::model::schema::AttrValue) -> NcAttr {
+    use crate::model::schema::AttrValue as A;
+    match v {
+        A::I8(x) => NcAttr::I8(x.clone()),
+        A::U8(x) => NcAttr::U8(x.clone()),
+        A::I16(x) => NcAttr::I16(x.clone()),
+        A::U16(x) => NcAttr::U16(x.clone()),
+        A::I32(x) => NcAttr::I32(x.clone()),
+        A::U32(x) => NcAttr::U32(x.clone()),
+        A::I64(x) => NcAttr::I64(x.clone()),
+        A::U64(x) => NcAttr::U64(x.clone()),
+        A::F32(x) => NcAttr::F32(x.clone()),
+        A::F64(x) => NcAttr::F64(x.clone()),
+        A::Text(s) => NcAttr::Text(s.clone()),
+        A::Strings(x) => NcAttr::Strings(x.clone()),
+        // A JSON object of integers is an enum's mapping; other JSON is
+        // kept as its text.
+        A::Json(t) => serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .map(|(k, v)| Some((k, i128::from(v.as_i64()?))))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map_or_else(|| NcAttr::Text(t.clone()), NcAttr::Members),
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs `f`, turning a panic into an error, so that the rank still meets
+/// the others at the next agreement.
+fn guarded<T>(f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(VerifyError::Panic(panic_text(p.as_ref())).into()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map_err(|e| VerifyError::Exchange(e.to_string()).into())
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Error> {
+    bincode::serde::decode_from_slice::<T, _>(b, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| VerifyError::Exchange(e.to_string()).into())
+}
+
+/// Rank 0 computes a value, every rank gets it (or every rank fails, with
+/// rank 0's message).
+fn from_rank0<T: Serialize + DeserializeOwned>(
+    ctx: &MpiCtx,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let local: Result<T, Error> = if ctx.is_root() {
+        let v = guarded(f);
+        let bytes = match &v {
+            Ok(x) => encode(x),
+            Err(_) => Ok(Vec::new()),
+        };
+        match bytes {
+            Ok(b) => {
+                ctx.bcast_bytes(b);
+                v
+            }
+            Err(e) => {
+                ctx.bcast_bytes(Vec::new());
+                Err(e)
+            }
+        }
+    } else {
+        let bytes = ctx.bcast_bytes(Vec::new());
+        if bytes.is_empty() {
+            Err(VerifyError::Exchange("no data from rank 0".into()).into())
+        } else {
+            decode(&bytes)
+        }
+    };
+    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
+    if failures.is_empty() {
+        return local;
+    }
+    if ctx.is_root() && local.is_err() {
+        return local;
+    }
+    let root: Vec<_> = failures.iter().filter(|f| f.rank == 0).cloned().collect();
+    Err(Error::Ranks(if root.is_empty() { failures } else { root }))
+}
+
+/// Every file scanned once (each rank its share), every rank gets all.
+fn share_scans(
+    ctx: &MpiCtx,
+    files: &[PathBuf],
+    coord_dims: &[String],
+) -> Result<Vec<FileScan>, Error> {
+    let (rank, size) = (usize::try_from(ctx.rank()).unwrap_or(0), ctx.size());
+    let mine = ctx.agree(guarded(|| {
+        let mut out: Vec<(usize, FileScan)> = Vec::new();
+        for (i, f) in files.iter().enumerate().skip(rank).step_by(size.max(1)) {
+            out.push((i, source::scan(f, coord_dims)?));
+        }
+        encode(&out)
+    }))?;
+    let gathered = ctx.gather_bytes(mine);
+    from_rank0(ctx, || {
+        let mut all: Vec<(usize, FileScan)> = Vec::new();
+        for part in gathered.unwrap_or_default() {
+            all.extend(decode::<Vec<(usize, FileScan)>>(&part)?);
+        }
+        all.sort_by_key(|(i, _)| *i);
+        Ok(all.into_iter().map(|(_, s)| s).collect::<Vec<_>>())
+    })
+}
+
+type Prepared = (expect::Expected, Vec<Array<FilesystemStore>>, Vec<String>);
+
+/// The expectation, with every array to compare opened (on every rank,
+/// identically).
+fn prepare(
+    store: &Path,
+    scans: &[FileScan],
+    tree: &store::StoreTree,
+    opts: &Options,
+) -> Result<Prepared, Error> {
+    let storage = store::storage(store)?;
+    // The store's coordinate along the concatenation dimension.
+    let coord: Option<Vec<f64>> = expect::concat_dim(scans, opts).and_then(|d| {
+        let path = expect::store_path(opts, &d);
+        let a = tree.array(&path)?;
+        if a.shape.len() != 1 {
+            return None;
+        }
+        let t = [NcType::F64, NcType::F32, NcType::I64, NcType::I32]
+            .into_iter()
+            .chain([NcType::I16, NcType::I8, NcType::U64, NcType::U32])
+            .chain([NcType::U16, NcType::U8])
+            .find(|&t| a.holds(tree.format, t))?;
+        let arr = a.open(&storage, tree.format, t).ok()?;
+        match store::retrieve(&arr, &[0], &a.shape).ok()? {
+            Raw::Fixed(b) => Some(
+                (0..b.len() / t.size())
+                    .map(|i| values::as_f64(t, &b, i))
+                    .collect(),
+            ),
+            Raw::Strings(_) => None,
+        }
+    });
+    let mut expected = expect::expect(scans, tree, coord.as_deref(), opts);
+    let mut diffs = std::mem::take(&mut expected.diffs);
+    let mut arrays = Vec::new();
+    let mut jobs = Vec::new();
+    for job in std::mem::take(&mut expected.jobs) {
+        let Some(a) = tree.array(&job.path) else {
+            continue;
+        };
+        match a.open(&storage, tree.format, job.dtype) {
+            Ok(arr) => {
+                arrays.push(arr);
+                jobs.push(job);
+            }
+            Err(e) => diffs.push(format!("'{}': a Zarr reader cannot open it: {e}", job.path)),
+        }
+    }
+    expected.jobs = jobs;
+    Ok((expected, arrays, diffs))
+}
+
+/// Counts of one rank.
+#[derive(Debug, Default)]
+struct Tally {
+    units: u64,
+    values: u64,
+    mismatches: u64,
+    first: Vec<String>,
+}
+
+impl Tally {
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        self.mismatches += 1;
+        if self.first.len() < FIRST {
+            self.first.push(text());
+        }
+    }
+}
+
+/// Row-major indices of chunk number `k` of a grid.
+fn unravel(mut k: u64, grid: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0u64; grid.len()];
+    for d in (0..grid.len()).rev() {
+        let n = grid[d].max(1);
+        idx[d] = k % n;
+        k /= n;
+    }
+    idx
+}
+
+/// Splits a region into blocks of at most `max` elements.
+fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
+    let n: u64 = count.iter().product();
+    if n <= max {
+        return vec![(start.to_vec(), count.to_vec())];
+    }
+    let Some(d) = count.iter().position(|&c| c > 1) else {
+        return vec![(start.to_vec(), count.to_vec())];
+    };
+    let slab: u64 = count[d + 1..].iter().product::<u64>().max(1);
+    let step = (max / slab).max(1);
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < count[d] {
+        let m = step.min(count[d] - k);
+        let (mut s, mut c) = (start.to_vec(), count.to_vec());
+        s[d] += k;
+        c[d] = m;
+        out.extend(blocks(&s, &c, max));
+        k += m;
+    }
+    out
+}
+
+/// This rank's share of every array's chunks, compared element by element.
+fn compare(
+    jobs: &[Job],
+    arrays: &[Array<FilesystemStore>],
+    files: Vec<PathBuf>,
+    rank: usize,
+    size: usize,
+) -> Result<Tally, Error> {
+    let mut sources = Sources::new(files);
+    let mut tally = Tally::default();
+    let mut unit = 0usize;
+    for (job, arr) in jobs.iter().zip(arrays) {
+        let grid = arr.chunk_grid_shape().to_vec();
+        let chunks: u64 = grid.iter().product();
+        for k in 0..chunks {
+            unit += 1;
+            if (unit - 1) % size.max(1) != rank {
+                continue;
+            }
+            let idx = unravel(k, &grid);
+            let region = arr
+                .chunk_subset_bounded(&idx)
+                .map_err(|e| VerifyError::Store {
+                    array: job.path.clone(),
+                    msg: e.to_string(),
+                })?;
+            tally.units += 1;
+            for (start, count) in blocks(region.start(), region.shape(), BLOCK_ELEMENTS) {
+                compare_block(job, arr, &mut sources, &start, &count, &mut tally)?;
+            }
+        }
+    }
+    Ok(tally)
+}
+
+/// One block of a store array against the pieces of the sources it holds.
+fn compare_block(
+    job: &Job,
+    arr: &Array<FilesystemStore>,
+    sources: &mut Sources,
+    start: &[u64],
+    count: &[u64],
+    tally: &mut Tally,
+) -> Result<(), Error> {
+    let n: u64 = count.iter().product();
+    if n == 0 {
+        return Ok(());
+    }
+    let stored = match store::retrieve(arr, start, count) {
+        Ok(z) => z,
+        Err(e) => {
+            // A damaged chunk: every value in it differs.
+            tally.values += n;
+            tally.mismatches += n;
+            if tally.first.len() < FIRST {
+                tally.first.push(format!(
+                    "{}{start:?}: the stored values cannot be decoded: {e}",
+                    job.path
+                ));
+            }
+            return Ok(());
+        }
+    };
+    for piece in &job.pieces {
+        // The part of the block this piece holds, in store indices.
+        let (mut s, mut c) = (start.to_vec(), count.to_vec());
+        let mut src_start = start.to_vec();
+        if let Some(k) = job.axis {
+            let lo = start[k].max(piece.at);
+            let hi = (start[k] + count[k]).min(piece.at + piece.len);
+            if lo >= hi {
+                continue;
+            }
+            s[k] = lo;
+            c[k] = hi - lo;
+            src_start[k] = lo - piece.at;
+        }
+        let m: u64 = c.iter().product();
+        tally.values += m;
+        let src = sources.read(piece.file, &piece.var, job.dtype, &src_start, &c)?;
+        // Element j of the piece's part is element `at(j)` of the block.
+        let inner: u64 = job.axis.map_or(1, |k| count[k + 1..].iter().product());
+        let (kc, ks) = job.axis.map_or((1, 0), |k| (c[k], s[k] - start[k]));
+        let kn = job.axis.map_or(1, |k| count[k]);
+        let at = |j: u64| -> usize {
+            if job.axis.is_none() {
+                return to_usize(j);
+            }
+            let (outer, rest) = (j / (kc * inner), j % (kc * inner));
+            let (a, i) = (rest / inner, rest % inner);
+            to_usize((outer * kn + ks + a) * inner + i)
+        };
+        let idx = |j: u64| values::element_index(&s, &c, j);
+        match (&src, &stored) {
+            (Raw::Fixed(x), Raw::Fixed(z)) => {
+                let t = job.dtype;
+                let decode = job.src_cf != job.store_cf && piece.time.is_none();
+                if c == count && piece.time.is_none() && !decode && x == z {
+                    // The piece is the whole block, bit for bit.
+                    continue;
+                }
+                for j in 0..m {
+                    let (js, jz) = (to_usize(j), at(j));
+                    let same = match &piece.time {
+                        Some(map) => map.same_at(t, x, js, z, jz),
+                        None => values::same_raw_at(t, x, js, z, jz),
+                    };
+                    if !same {
+                        tally.note(|| {
+                            format!(
+                                "{}{:?}: source {}, store {}",
+                                job.path,
+                                idx(j),
+                                values::show(t, x, js),
+                                values::show(t, z, jz)
+                            )
+                        });
+                    } else if decode {
+                        let (a, b) = (job.src_cf.decode(t, x, js), job.store_cf.decode(t, z, jz));
+                        if !values::same_decoded(a, b) {
+                            tally.note(|| {
+                                format!(
+                                    "{}{:?}: decoded by readers: source {}, store {} (raw {})",
+                                    job.path,
+                                    idx(j),
+                                    masked(a),
+                                    masked(b),
+                                    values::show(t, x, js)
+                                )
+                            });
+                        }
+                    }
+                }
+            }
+            (Raw::Strings(x), Raw::Strings(z)) => {
+                for j in 0..m {
+                    let (a, b) = (&x[to_usize(j)], &z[at(j)]);
+                    if a != b {
+                        tally.note(|| {
+                            format!("{}{:?}: source {a:?}, store {b:?}", job.path, idx(j))
+                        });
+                    }
+                }
+            }
+            _ => tally.note(|| {
+                format!(
+                    "{}{s:?}: the store holds another kind of values than the sources",
+                    job.path
+                )
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn masked(x: f64) -> String {
+    if x.is_nan() {
+        "masked".into()
+    } else {
+        values::num(x)
+    }
+}
+
+fn to_usize(x: u64) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_regions_split_into_blocks() {
+        let b = blocks(&[10, 0, 0], &[5, 4, 3], 24);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0], (vec![10, 0, 0], vec![2, 4, 3]));
+        assert_eq!(b[2], (vec![14, 0, 0], vec![1, 4, 3]));
+        let b = blocks(&[0, 0], &[1, 100], 30);
+        assert_eq!(b.len(), 4);
+        assert_eq!(b[3], (vec![0, 90], vec![1, 10]));
+        assert_eq!(blocks(&[], &[], 1), vec![(vec![], vec![])]);
+        assert_eq!(unravel(5, &[2, 3]), vec![1, 2]);
+        assert_eq!(unravel(0, &[]), Vec::<u64>::new());
+    }
+}

@@ -1,0 +1,350 @@
+//! The MPI universe, owned in one place and dropped last, plus the few
+//! collectives the pipeline needs (broadcast of bytes, gather of statuses).
+//!
+//! Only the main thread of a rank calls MPI (`MPI_THREAD_FUNNELED`).
+
+use mpi::collective::CommunicatorCollectives;
+use mpi::datatype::PartitionMut;
+use mpi::point_to_point::{Destination, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::Root;
+
+/// Offsets of consecutive buffers of `lens` bytes, and their total.
+fn displacements(lens: &[i32]) -> (Vec<i32>, usize) {
+    let displs = lens
+        .iter()
+        .scan(0i32, |acc, &l| {
+            let d = *acc;
+            *acc = acc.saturating_add(l);
+            Some(d)
+        })
+        .collect();
+    let total = lens.iter().map(|&l| usize::try_from(l).unwrap_or(0)).sum();
+    (displs, total)
+}
+
+/// The task count a launcher announced in the environment when it is more
+/// than one: a singleton world then means the launcher and the MPI library
+/// do not speak the same process-management interface.
+fn launched_as_many() -> Option<(&'static str, u64)> {
+    [
+        "SLURM_STEP_NUM_TASKS",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "OMPI_COMM_WORLD_SIZE",
+    ]
+    .into_iter()
+    .find_map(|var| {
+        let n: u64 = std::env::var(var).ok()?.trim().parse().ok()?;
+        (n > 1).then_some((var, n))
+    })
+}
+
+/// Message tag of the early failure notice.
+const FAILURE_TAG: i32 = 4077;
+
+/// Owns the MPI universe and the world communicator.
+pub struct MpiCtx {
+    world: SimpleCommunicator,
+    node: SimpleCommunicator,
+    // Dropped last: finalises MPI.
+    _universe: mpi::environment::Universe,
+}
+
+impl MpiCtx {
+    /// Initialises MPI (also as a singleton without `mpirun`).
+    ///
+    /// # Errors
+    /// [`MpiError`] when MPI was already initialised or cannot start.
+    pub fn init() -> Result<Self, MpiError> {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| MpiError("MPI is already initialised".into()))?;
+        let world = universe.world();
+        if world.size() == 1 {
+            if let Some((var, n)) = launched_as_many() {
+                return Err(MpiError(format!(
+                    "the launcher started {n} tasks ({var}={n}) but MPI sees a single rank: each task would convert alone; the launcher's MPI plugin does not match this MPI library (with Slurm: srun --mpi=pmix, see srun --mpi=list; or use this MPI's mpirun)"
+                )));
+            }
+        }
+        let node = world.split_shared(world.rank());
+        Ok(Self {
+            world,
+            node,
+            _universe: universe,
+        })
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> i32 {
+        self.world.rank()
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        usize::try_from(self.world.size()).unwrap_or(1)
+    }
+
+    /// Whether this is rank 0.
+    pub fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// The world communicator.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Number of ranks on this node (shared-memory communicator).
+    pub fn ranks_on_node(&self) -> usize {
+        usize::try_from(self.node.size()).unwrap_or(1)
+    }
+
+    /// Number of distinct nodes of the job.
+    pub fn nodes(&self) -> usize {
+        let leader = i32::from(self.node.rank() == 0);
+        let mut n = 0i32;
+        self.world
+            .all_reduce_into(&leader, &mut n, mpi::collective::SystemOperation::sum());
+        usize::try_from(n).unwrap_or(1)
+    }
+
+    /// The job's topology from every rank's view (collective): nodes, ranks
+    /// per node, encoder threads per rank and the busiest node's load.
+    pub fn job_topology(
+        &self,
+        topo: &crate::mpi::topology::Topology,
+        threads: usize,
+        threads_bound: bool,
+    ) -> crate::mpi::topology::JobTopology {
+        let op_min = mpi::collective::SystemOperation::min;
+        let op_max = mpi::collective::SystemOperation::max;
+        let reduce = |x: u64, op: mpi::collective::SystemOperation| {
+            let mut out = 0u64;
+            self.world.all_reduce_into(&x, &mut out, op);
+            usize::try_from(out).unwrap_or(usize::MAX)
+        };
+        let on_node = u64::try_from(self.ranks_on_node()).unwrap_or(1);
+        let t = u64::try_from(threads).unwrap_or(1);
+        // Busy threads of this node over its PUs, then the job's maximum.
+        let mut node_threads = 0u64;
+        self.node.all_reduce_into(
+            &t,
+            &mut node_threads,
+            mpi::collective::SystemOperation::sum(),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let load = node_threads as f64 / topo.node_pus.max(1) as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let rank_load = threads as f64 / topo.cpuset_pus.max(1) as f64;
+        crate::mpi::topology::JobTopology {
+            nodes: self.nodes(),
+            ranks_per_node_min: reduce(on_node, op_min()),
+            ranks_per_node_max: reduce(on_node, op_max()),
+            threads_per_rank_min: reduce(t, op_min()),
+            threads_per_rank_max: reduce(t, op_max()),
+            host: crate::system::environment::hostname(),
+            node_cores: topo.node_cores,
+            node_pus: topo.node_pus,
+            numa_nodes: topo.numa_nodes,
+            rank0_cpuset_pus: topo.cpuset_pus,
+            threads_bound,
+            max_node_load: self.max_f64(load),
+            max_rank_load: self.max_f64(rank_load),
+        }
+    }
+
+    /// Broadcasts bytes from rank 0; `data` is used on rank 0 only.
+    pub fn bcast_bytes(&self, data: Vec<u8>) -> Vec<u8> {
+        let root = self.world.process_at_rank(0);
+        let mut len = u64::try_from(data.len()).unwrap_or(0);
+        root.broadcast_into(&mut len);
+        let mut buf = if self.is_root() {
+            data
+        } else {
+            vec![0u8; usize::try_from(len).unwrap_or(0)]
+        };
+        // Every rank knows the length now; an empty buffer is not sent
+        // (MPI refuses the dangling pointer of an empty Vec).
+        if !buf.is_empty() {
+            root.broadcast_into(&mut buf[..]);
+        }
+        buf
+    }
+
+    /// Gathers each rank's bytes on rank 0 (`None` on the other ranks).
+    pub fn gather_bytes(&self, data: Vec<u8>) -> Option<Vec<Vec<u8>>> {
+        // A leading byte, so no rank sends an empty buffer.
+        let mut bytes = Vec::with_capacity(data.len() + 1);
+        bytes.push(1u8);
+        bytes.extend(data);
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        let root = self.world.process_at_rank(0);
+        if !self.is_root() {
+            root.gather_into(&len);
+            root.gather_varcount_into(&bytes[..]);
+            return None;
+        }
+        let mut lens = vec![0i32; self.size()];
+        root.gather_into_root(&len, &mut lens[..]);
+        let (displs, total) = displacements(&lens);
+        let mut all = vec![0u8; total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+            root.gather_varcount_into_root(&bytes[..], &mut part);
+        }
+        Some(
+            lens.iter()
+                .zip(&displs)
+                .map(|(&l, &d)| {
+                    let (d, l) = (
+                        usize::try_from(d).unwrap_or(0),
+                        usize::try_from(l).unwrap_or(0),
+                    );
+                    all.get(d + 1..d + l)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default()
+                })
+                .collect(),
+        )
+    }
+
+    /// Tells every other rank that this rank failed, so that they stop
+    /// their work early and meet it at the next agreement. One byte per rank
+    /// (sent eagerly by MPI implementations; nobody has to receive it).
+    pub fn notify_failure(&self) {
+        let me = self.rank();
+        for r in 0..self.world.size() {
+            if r != me {
+                self.world
+                    .process_at_rank(r)
+                    .send_with_tag(&1u8, FAILURE_TAG);
+            }
+        }
+    }
+
+    /// Whether another rank has reported a failure (see
+    /// [`MpiCtx::notify_failure`]). Never blocks.
+    pub fn failure_pending(&self) -> bool {
+        let mut seen = false;
+        while let Some((msg, _)) = self
+            .world
+            .any_process()
+            .immediate_matched_probe_with_tag(FAILURE_TAG)
+        {
+            let (_, _): (u8, _) = msg.matched_receive();
+            seen = true;
+        }
+        seen
+    }
+
+    /// Exchanges each rank's status; every rank gets the failures of all
+    /// ranks as `(rank, message)`, in rank order.
+    pub fn gather_failures(&self, local: Option<(FailureKind, String)>) -> Vec<RankFailure> {
+        // One status byte first (0 ok, 1 failed, 2 interrupted), so no rank
+        // sends an empty buffer.
+        let status = match &local {
+            None => 0u8,
+            Some((FailureKind::Failed, _)) => 1,
+            Some((FailureKind::Interrupted, _)) => 2,
+        };
+        let mut bytes = vec![status];
+        bytes.extend(local.map(|(_, m)| m.into_bytes()).unwrap_or_default());
+        bytes.truncate(1 << 20);
+        let len = i32::try_from(bytes.len()).unwrap_or(1);
+        let bytes = &bytes[..];
+        let mut lens = vec![0i32; self.size()];
+        self.world.all_gather_into(&len, &mut lens[..]);
+        let (displs, total) = displacements(&lens);
+        let mut all = vec![0u8; total];
+        {
+            let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+            self.world.all_gather_varcount_into(bytes, &mut part);
+        }
+        lens.iter()
+            .zip(&displs)
+            .enumerate()
+            .filter_map(|(r, (&l, &d))| {
+                let (d, l) = (
+                    usize::try_from(d).unwrap_or(0),
+                    usize::try_from(l).unwrap_or(0),
+                );
+                let msg = all.get(d..d + l)?;
+                let kind = match msg.first() {
+                    Some(1) => FailureKind::Failed,
+                    Some(2) => FailureKind::Interrupted,
+                    _ => return None,
+                };
+                Some(RankFailure {
+                    rank: i32::try_from(r).unwrap_or(i32::MAX),
+                    kind,
+                    message: String::from_utf8_lossy(&msg[1..]).into_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// A collective checkpoint: fails on every rank when any rank failed.
+    ///
+    /// # Errors
+    /// [`RankError::from_ranks`] with the message of each failing rank.
+    pub fn agree<T, E: RankError>(&self, local: Result<T, E>) -> Result<T, E> {
+        let failures = self.gather_failures(local.as_ref().err().map(E::failure));
+        match local {
+            Ok(v) if failures.is_empty() => Ok(v),
+            Ok(_) => Err(E::from_ranks(failures)),
+            Err(e) if self.size() == 1 => Err(e),
+            Err(_) => Err(E::from_ranks(failures)),
+        }
+    }
+
+    /// Maximum of a value over all ranks.
+    pub fn max_f64(&self, x: f64) -> f64 {
+        let mut out = 0f64;
+        self.world
+            .all_reduce_into(&x, &mut out, mpi::collective::SystemOperation::max());
+        out
+    }
+
+    /// Sum of a value over all ranks.
+    pub fn sum_u64(&self, x: u64) -> u64 {
+        let mut out = 0u64;
+        self.world
+            .all_reduce_into(&x, &mut out, mpi::collective::SystemOperation::sum());
+        out
+    }
+}
+
+/// MPI could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MpiError(pub String);
+
+/// An error the ranks can agree on ([`MpiCtx::agree`]): what this rank
+/// tells the others, and the error made of every failing rank's message.
+pub trait RankError: Sized {
+    /// This rank's failure as the other ranks are told of it.
+    fn failure(&self) -> (FailureKind, String);
+    /// The error every rank returns when `failures` failed.
+    fn from_ranks(failures: Vec<RankFailure>) -> Self;
+}
+
+/// How a rank failed, as the ranks tell each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// An error to fix.
+    Failed,
+    /// Stopped by a signal with its finished units recorded: resumable.
+    Interrupted,
+}
+
+/// One rank's failure, gathered from every rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankFailure {
+    /// The rank.
+    pub rank: i32,
+    /// Its kind.
+    pub kind: FailureKind,
+    /// The error chain on one line.
+    pub message: String,
+}

@@ -1,0 +1,14 @@
+//! The stages one chunk goes through before it is stored, in order:
+//! [`inputs`] (paths and globs) → [`scan`] (each rank reads the structure of
+//! its share of the files) → [`combine`] (the files as one dataset) →
+//! [`select`] (variables, names, attributes) → [`plan`] (pure: chunk grid →
+//! one writer rank per chunk or shard) → [`read`] (parallel HDF5 hyperslab
+//! or raw-chunk reads, netCDF-C for netCDF-3). The store side follows in
+//! [`crate::store`].
+
+pub mod combine;
+pub mod inputs;
+pub mod plan;
+pub mod read;
+pub mod scan;
+pub mod select;

@@ -1,0 +1,414 @@
+//! Reads netCDF-4 variables through parallel HDF5.
+//!
+//! Each rank opens the file with the MPI-IO file driver on its own
+//! communicator (`MPI_COMM_SELF`) and issues independent hyperslab reads: the
+//! ranks' work is uneven by design (whole units, balanced by bytes), so no
+//! collective call may couple them, and a failure on one rank cannot leave
+//! another waiting inside HDF5. HDF5 converts to the native (little-endian)
+//! memory type, so big-endian sources need no special handling.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hdf5_sys::h5::hsize_t;
+use hdf5_sys::h5d::{H5Dget_space, H5Dget_type, H5Dread};
+use hdf5_sys::h5p::H5P_DEFAULT;
+use hdf5_sys::h5s::{
+    H5S_class_t, H5S_seloper_t, H5Sclose, H5Screate, H5Screate_simple, H5Sselect_hyperslab,
+};
+use hdf5_sys::h5t::{H5T_direction_t, H5Tclose, H5Tget_native_type, H5Tget_size};
+use mpi::traits::AsRaw;
+
+use crate::model::schema::Var;
+use crate::pipeline::read::error::ReadError;
+
+/// Per-file chunk cache: large enough to hold the source chunks that
+/// neighbouring output chunks share.
+const CHUNK_CACHE_BYTES: usize = 64 << 20;
+
+/// HDF5 chunk cache per dataset for files opened from now on (the memory
+/// budget lowers it; see [`crate::commands::convert::budget`]).
+static CHUNK_CACHE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(CHUNK_CACHE_BYTES);
+
+/// Sets the HDF5 chunk cache per dataset of files opened from now on.
+pub fn set_chunk_cache_bytes(bytes: usize) {
+    CHUNK_CACHE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+const CHUNK_CACHE_SLOTS: usize = 12_421;
+
+/// The error of the last failed HDF5 call on `var`, from HDF5's error stack.
+fn hdf5_error(path: &Path, var: &Var, what: &'static str) -> ReadError {
+    ReadError::Hdf5 {
+        path: path.to_path_buf(),
+        var: var.path.clone(),
+        what,
+        msg: hdf5::Error::query()
+            .ok()
+            .and_then(|e| e.stack())
+            .map_or_else(|| "HDF5 error".to_string(), |s| s.description().to_string()),
+    }
+}
+
+/// An open netCDF-4 file.
+pub struct Hdf5Reader {
+    // Fields drop in order: the datasets must be closed before the file.
+    // With the MPI-IO driver HDF5 closes files with H5F_CLOSE_SEMI, which
+    // refuses to close a file that still has open objects: the file (and its
+    // chunk caches) would stay open for the rest of the run.
+    datasets: HashMap<String, hdf5::Dataset>,
+    file: hdf5::File,
+    path: PathBuf,
+    /// The file's size when opened: a stored chunk cannot be larger.
+    file_len: u64,
+}
+
+impl Hdf5Reader {
+    /// Opens `path` read-only with the MPI-IO driver.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5Open`].
+    pub fn open(path: &Path) -> Result<Self, ReadError> {
+        let comm = mpi::topology::SimpleCommunicator::self_comm();
+        let file = hdf5::File::with_options()
+            .with_fapl(|p| {
+                p.mpio(comm.as_raw(), None).chunk_cache(
+                    CHUNK_CACHE_SLOTS,
+                    CHUNK_CACHE.load(std::sync::atomic::Ordering::Relaxed),
+                    1.0,
+                )
+            })
+            .open(path)
+            .map_err(|e| ReadError::Hdf5Open {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            datasets: HashMap::new(),
+            file_len: std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
+        })
+    }
+
+    fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
+        if !self.datasets.contains_key(&var.path) {
+            // netCDF-4 stores a variable that has a dimension's name without
+            // being its coordinate variable as `_nc4_non_coord_NAME`; the
+            // dataset `NAME` is then the dimension scale, so the renamed
+            // dataset must win whenever it exists.
+            let (parent, name) = var.path.rsplit_once('/').unwrap_or(("", &var.path));
+            let alt = crate::model::schema::join(parent, &format!("_nc4_non_coord_{name}"));
+            let ds = match self.file.dataset(&alt) {
+                Ok(ds) => ds,
+                Err(_) => self
+                    .file
+                    .dataset(&var.path)
+                    .map_err(|first| ReadError::Hdf5 {
+                        path: self.path.clone(),
+                        var: var.path.clone(),
+                        what: "open dataset",
+                        msg: first.to_string(),
+                    })?,
+            };
+            self.datasets.insert(var.path.clone(), ds);
+        }
+        self.datasets.get(&var.path).ok_or_else(|| ReadError::Hdf5 {
+            path: self.path.clone(),
+            var: var.path.clone(),
+            what: "open dataset",
+            msg: "not found".into(),
+        })
+    }
+
+    /// Reads the hyperslab `start`/`count` of `var` as native bytes.
+    ///
+    /// In netCDF-4 a variable along an unlimited dimension may hold fewer
+    /// records than the dimension: the part beyond the dataset's extent
+    /// reads as the fill value, as netCDF-C returns it.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn read(&mut self, var: &Var, start: &[u64], count: &[u64]) -> Result<Vec<u8>, ReadError> {
+        let extent = self.extent(var)?;
+        let inside: Vec<u64> = start
+            .iter()
+            .zip(count)
+            .zip(&extent)
+            .map(|((&s, &c), &e)| c.min(e.saturating_sub(s)))
+            .collect();
+        if inside.len() != count.len() || inside == count {
+            return self.read_inside(var, start, count);
+        }
+        let fill = crate::model::schema::fill_bytes(var)
+            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        let part = if inside.contains(&0) {
+            Vec::new()
+        } else {
+            self.read_inside(var, start, &inside)?
+        };
+        Ok(crate::model::block::pad_region(
+            part,
+            &inside,
+            count,
+            &fill,
+            var.dtype.size(),
+        ))
+    }
+
+    /// How `var`'s chunks can be read raw, or `None` when they cannot
+    /// (contiguous, other filters, big-endian, a type conversion).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] when the dataset cannot be opened.
+    pub fn raw_layout(&mut self, var: &Var) -> Result<Option<super::raw::RawLayout>, ReadError> {
+        use super::raw::{RawFilter, RawLayout};
+        if var.big_endian
+            || var.via_netcdf
+            || matches!(var.dtype, crate::model::schema::DType::String)
+        {
+            return Ok(None);
+        }
+        let ds = self.dataset(var)?;
+        let Some(chunk) = ds.chunk() else {
+            return Ok(None);
+        };
+        // Raw bytes skip HDF5's type conversion: only a stored type equal
+        // to the native one (IEEE floats, two's-complement integers of the
+        // same size and order) may be copied as it is.
+        if !ds.dtype().is_ok_and(|t| stored_as_native(var.dtype, &t)) {
+            return Ok(None);
+        }
+        let chunk_bytes = chunk
+            .iter()
+            .try_fold(var.dtype.size() as u64, |a, &c| a.checked_mul(c as u64));
+        if chunk_bytes.is_none_or(|b| b > u64::from(u32::MAX)) {
+            return Err(ReadError::Hdf5 {
+                path: self.path.clone(),
+                var: var.path.clone(),
+                what: "chunk shape",
+                msg: format!("chunks of {chunk:?} elements exceed HDF5's 4 GiB chunk limit: the file is damaged"),
+            });
+        }
+        let mut filters = Vec::new();
+        let mut level = None;
+        for f in ds.filters() {
+            match f {
+                hdf5::filters::Filter::Deflate(l) => {
+                    filters.push(RawFilter::Deflate);
+                    level = Some(u32::from(l));
+                }
+                hdf5::filters::Filter::Shuffle => filters.push(RawFilter::Shuffle),
+                _ => return Ok(None),
+            }
+        }
+        let fill = crate::model::schema::fill_bytes(var)
+            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        Ok(Some(RawLayout {
+            chunk: chunk.iter().map(|&c| c as u64).collect(),
+            filters,
+            elem: var.dtype.size(),
+            fill,
+            level,
+        }))
+    }
+
+    /// The stored bytes of the chunk at element `origin` of `var` and its
+    /// filter mask; `None` for a chunk never written.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn read_raw(
+        &mut self,
+        var: &Var,
+        origin: &[u64],
+    ) -> Result<super::raw::RawChunk, ReadError> {
+        use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
+        let path = self.path.clone();
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
+        let ds = self.dataset(var)?;
+        let did = ds.id();
+        // An unfiltered chunk is read whole (its size from the chunk shape,
+        // not from the index): the buffer must hold that much.
+        let unfiltered = ds.filters().is_empty();
+        let whole = ds
+            .chunk()
+            .unwrap_or_default()
+            .iter()
+            .try_fold(var.dtype.size() as u64, |a, &c| a.checked_mul(c as u64))
+            .unwrap_or(u64::MAX);
+        let file_len = self.file_len;
+        let offset: Vec<hsize_t> = origin.to_vec();
+        hdf5::sync::sync(|| {
+            // SAFETY: plain HDF5 C calls on a dataset id owned by `self`,
+            // under the library lock; the buffer has the size HDF5 reports.
+            unsafe {
+                let mut mask: u32 = 0;
+                let mut addr: hdf5_sys::h5::haddr_t = 0;
+                let mut size: hsize_t = 0;
+                if H5Dget_chunk_info_by_coord(did, offset.as_ptr(), &mut mask, &mut addr, &mut size)
+                    < 0
+                {
+                    return Err(fail("chunk info"));
+                }
+                if addr == hdf5_sys::h5::HADDR_UNDEF {
+                    return Ok(None);
+                }
+                if size == 0 || (unfiltered && size != whole) {
+                    return Err(fail(
+                        "a chunk index entry whose size does not match the chunk",
+                    ));
+                }
+                // A stored chunk lies inside the file: a larger size comes
+                // from a damaged index and must not size an allocation.
+                if size > file_len {
+                    return Err(fail("chunk size beyond the end of the file"));
+                }
+                let n = usize::try_from(size).map_err(|_| fail("chunk size"))?;
+                // HDF5 1.10 can read more than the index reported for a
+                // damaged file (an edited chunk shape): leave room for the
+                // whole chunk, never more than the file holds, so its read
+                // cannot run past the buffer.
+                let room = size.max(whole.min(file_len));
+                let mut buf = vec![0u8; usize::try_from(room).map_err(|_| fail("chunk size"))?];
+                let mut filters: u32 = 0;
+                if H5Dread_chunk(
+                    did,
+                    hdf5_sys::h5p::H5P_DEFAULT,
+                    offset.as_ptr(),
+                    &mut filters,
+                    buf.as_mut_ptr().cast(),
+                ) < 0
+                {
+                    return Err(fail("read chunk"));
+                }
+                if buf.len() > n {
+                    buf.truncate(n);
+                    buf.shrink_to_fit();
+                }
+                Ok(Some((buf, filters)))
+            }
+        })
+    }
+
+    /// Current dimensions of `var`'s dataset.
+    pub fn extent(&mut self, var: &Var) -> Result<Vec<u64>, ReadError> {
+        let path = self.path.clone();
+        let ds = self.dataset(var)?;
+        ds.space()
+            .map(|s| s.shape().into_iter().map(|x| x as u64).collect())
+            .map_err(|e| ReadError::Hdf5 {
+                path,
+                var: var.path.clone(),
+                what: "dataspace",
+                msg: e.to_string(),
+            })
+    }
+
+    fn read_inside(
+        &mut self,
+        var: &Var,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Vec<u8>, ReadError> {
+        let path = self.path.clone();
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
+        let did = self.dataset(var)?.id();
+        let n: u64 = count.iter().fold(1u64, |a, &c| a.saturating_mul(c));
+        let elem = var.dtype.size() as u64;
+        let rank = i32::try_from(count.len()).map_err(|_| fail("rank"))?;
+        let start: Vec<hsize_t> = start.to_vec();
+        let count: Vec<hsize_t> = count.to_vec();
+        hdf5::sync::sync(|| {
+            // SAFETY: plain HDF5 C calls on ids owned here or by `self`,
+            // under the library lock; every id created is closed below.
+            unsafe {
+                let ftype = H5Dget_type(did);
+                if ftype < 0 {
+                    return Err(fail("get type"));
+                }
+                let mtype = H5Tget_native_type(ftype, H5T_direction_t::H5T_DIR_ASCEND);
+                H5Tclose(ftype);
+                if mtype < 0 {
+                    return Err(fail("native type"));
+                }
+                let size = H5Tget_size(mtype) as u64;
+                if size != elem {
+                    H5Tclose(mtype);
+                    return Err(fail("element size differs from the netCDF type"));
+                }
+                let total = n
+                    .checked_mul(size)
+                    .and_then(|t| usize::try_from(t).ok())
+                    .ok_or_else(|| fail("size"))?;
+                let mut buf: Vec<u8> = vec![0; total];
+                let fspace = H5Dget_space(did);
+                let mspace = if rank == 0 {
+                    H5Screate(H5S_class_t::H5S_SCALAR)
+                } else {
+                    H5Screate_simple(rank, count.as_ptr(), std::ptr::null())
+                };
+                let mut status = if fspace < 0 || mspace < 0 { -1 } else { 0 };
+                if status >= 0 && rank > 0 {
+                    status = H5Sselect_hyperslab(
+                        fspace,
+                        H5S_seloper_t::H5S_SELECT_SET,
+                        start.as_ptr(),
+                        std::ptr::null(),
+                        count.as_ptr(),
+                        std::ptr::null(),
+                    );
+                }
+                if status >= 0 {
+                    status = H5Dread(
+                        did,
+                        mtype,
+                        mspace,
+                        fspace,
+                        H5P_DEFAULT,
+                        buf.as_mut_ptr().cast(),
+                    );
+                }
+                let err = (status < 0).then(|| fail("read"));
+                if mspace >= 0 {
+                    H5Sclose(mspace);
+                }
+                if fspace >= 0 {
+                    H5Sclose(fspace);
+                }
+                H5Tclose(mtype);
+                err.map_or(Ok(buf), Err)
+            }
+        })
+    }
+
+    /// Filters of `var`'s dataset as text (for `inspect`).
+    pub fn filters(&mut self, var: &Var) -> Vec<String> {
+        self.dataset(var)
+            .map(|ds| ds.filters().iter().map(|f| format!("{f:?}")).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Whether HDF5 stores `dtype` exactly as the native little-endian type
+/// zarrforge writes (so raw chunk bytes need no conversion).
+fn stored_as_native(dtype: crate::model::schema::DType, t: &hdf5::Datatype) -> bool {
+    use crate::model::schema::DType as D;
+    use hdf5::Datatype as T;
+    let native = match dtype {
+        D::I8 => T::from_type::<i8>(),
+        D::U8 => T::from_type::<u8>(),
+        D::I16 => T::from_type::<i16>(),
+        D::U16 => T::from_type::<u16>(),
+        D::I32 => T::from_type::<i32>(),
+        D::U32 => T::from_type::<u32>(),
+        D::I64 => T::from_type::<i64>(),
+        D::U64 => T::from_type::<u64>(),
+        D::F32 => T::from_type::<f32>(),
+        D::F64 => T::from_type::<f64>(),
+        // netCDF chars: one-byte strings, copied as bytes.
+        D::Char => return t.size() == 1,
+        D::String => return false,
+    };
+    native.is_ok_and(|n| &n == t)
+}

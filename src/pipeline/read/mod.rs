@@ -1,0 +1,494 @@
+//! Source readers: each rank reads only the hyperslabs of its own units.
+//!
+//! netCDF-4 files are read through parallel HDF5 (MPI-IO file driver,
+//! independent transfers, see [`hdf5`]); netCDF-3 files and variable-length
+//! strings through netCDF-C ([`netcdf3`]).
+
+pub mod error;
+pub mod hdf5;
+pub mod netcdf3;
+pub mod raw;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::model::schema::{DType, SourceFormat, Var};
+use crate::pipeline::combine::{Dataset, Segment};
+use crate::pipeline::read::error::ReadError;
+
+/// Values of one hyperslab, in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Fixed-size elements as little-endian (native) bytes.
+    Fixed(Vec<u8>),
+    /// Variable-length strings.
+    Strings(Vec<String>),
+}
+
+/// Reads hyperslabs of one source file.
+pub struct FileReader {
+    hdf5: Option<hdf5::Hdf5Reader>,
+    netcdf: Option<netcdf3::NetcdfReader>,
+    format: SourceFormat,
+    path: PathBuf,
+}
+
+impl FileReader {
+    /// A reader of `path`. Nothing is opened until the first read.
+    pub fn new(path: &Path, format: SourceFormat) -> Self {
+        Self {
+            hdf5: None,
+            netcdf: None,
+            format,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The source path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The HDF5 reader of a netCDF-4 file (opened on first use).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5Open`].
+    pub fn hdf5(&mut self) -> Result<Option<&mut hdf5::Hdf5Reader>, ReadError> {
+        if self.format != SourceFormat::Netcdf4 {
+            return Ok(None);
+        }
+        crate::system::stage::reading(&self.path);
+        if self.hdf5.is_none() {
+            self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
+        }
+        Ok(self.hdf5.as_mut())
+    }
+
+    /// Reads `count` elements from `start` of `var`.
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn read(&mut self, var: &Var, start: &[u64], count: &[u64]) -> Result<Values, ReadError> {
+        let n: u64 = count.iter().product();
+        if n == 0 {
+            return Ok(empty(var.dtype));
+        }
+        crate::system::stage::reading(&self.path);
+        if self.format == SourceFormat::Netcdf4 && var.dtype != DType::String && !var.via_netcdf {
+            if self.hdf5.is_none() {
+                self.hdf5 = Some(hdf5::Hdf5Reader::open(&self.path)?);
+            }
+            if let Some(r) = self.hdf5.as_mut() {
+                return r.read(var, start, count).map(Values::Fixed);
+            }
+        }
+        if self.netcdf.is_none() {
+            self.netcdf = Some(netcdf3::NetcdfReader::open(&self.path, self.format)?);
+        }
+        match self.netcdf.as_ref() {
+            Some(r) => r.read(var, start, count),
+            None => Err(ReadError::NetcdfOpen {
+                path: self.path.clone(),
+                source: crate::netcdf::library::NcError::invalid("not open"),
+            }),
+        }
+    }
+}
+
+fn empty(dtype: DType) -> Values {
+    match dtype {
+        DType::String => Values::Strings(Vec::new()),
+        _ => Values::Fixed(Vec::new()),
+    }
+}
+
+/// Files kept open at once per rank: a rank's units are contiguous along the
+/// concatenation axis, so it moves through the files in order.
+pub const MAX_OPEN_FILES: usize = 4;
+
+/// Reads output regions of a [`Dataset`]: finds the files that hold each
+/// part along the concatenation axis, reads them, re-encodes time values
+/// and assembles one C-order block.
+pub struct Reader<'a> {
+    ds: &'a Dataset,
+    open: Vec<(u32, FileReader)>,
+    layouts: HashMap<(u32, String), Option<Arc<raw::RawLayout>>>,
+    cache: HashMap<ChunkKey, Arc<raw::Entry>>,
+    order: VecDeque<(ChunkKey, usize)>,
+    cached_bytes: usize,
+    cache_limit: usize,
+}
+
+type ChunkKey = (u32, String, Vec<u64>);
+
+/// Most source chunks one region reads raw; more go through `H5Dread`.
+const MAX_RAW_CHUNKS_PER_REGION: u64 = 4096;
+
+/// Decoded source chunks a rank keeps (besides those held by units in
+/// flight): enough for the source chunks that neighbouring output units
+/// share.
+pub const CHUNK_CACHE_BYTES: usize = 192 << 20;
+
+/// A region being read: ready, or raw chunks to decode on a worker thread.
+pub enum Pending {
+    /// Values read already.
+    Ready(Values),
+    /// Raw chunks to decode and assemble ([`raw::RawJob::finish`]).
+    Raw(raw::RawJob),
+}
+
+impl Pending {
+    /// The values (decoding raw chunks on the calling thread).
+    ///
+    /// # Errors
+    /// [`ReadError`] when a chunk cannot be decoded.
+    pub fn finish(self) -> Result<Values, ReadError> {
+        match self {
+            Self::Ready(v) => Ok(v),
+            Self::Raw(job) => job.finish().map(Values::Fixed),
+        }
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of `ds`; files are opened on first use.
+    pub fn new(ds: &'a Dataset) -> Self {
+        Self {
+            ds,
+            open: Vec::new(),
+            layouts: HashMap::new(),
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+            cached_bytes: 0,
+            cache_limit: CHUNK_CACHE_BYTES,
+        }
+    }
+
+    /// Limits the decoded source chunks kept besides those of units in
+    /// flight (default [`CHUNK_CACHE_BYTES`]).
+    pub fn set_cache_limit(&mut self, bytes: usize) {
+        self.cache_limit = bytes;
+    }
+
+    /// Starts reading the output region `start`/`count` of variable
+    /// `index`: a region inside one chunked, deflated netCDF-4 dataset is
+    /// returned as raw chunks to decode on a worker thread; anything else is
+    /// read now.
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn prepare(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Pending, ReadError> {
+        if let Some(job) = self.try_raw(index, start, count)? {
+            return Ok(Pending::Raw(job));
+        }
+        self.read(index, start, count).map(Pending::Ready)
+    }
+
+    fn try_raw(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Option<raw::RawJob>, ReadError> {
+        let ds = self.ds;
+        let src = &ds.sources[index];
+        if count.contains(&0) || src.var.dtype == DType::String || src.var.via_netcdf {
+            return Ok(None);
+        }
+        // One file, no time re-encoding.
+        let (file, local) = match src.axis {
+            None => (src.segments.first().map_or(0, |s| s.file), start.to_vec()),
+            Some(k) => {
+                let (lo, hi) = (start[k], start[k] + count[k]);
+                let segs: Vec<&Segment> = src.segments_in(lo, hi).collect();
+                match segs.as_slice() {
+                    [seg]
+                        if seg.start <= lo && hi <= seg.start + seg.len && seg.recode.is_none() =>
+                    {
+                        let mut s = start.to_vec();
+                        s[k] = lo - seg.start;
+                        (seg.file, s)
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let key = (file, src.var.path.clone());
+        let layout = match self.layouts.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let l = match self.file(file)?.hdf5()? {
+                    Some(h) => h.raw_layout(&src.var)?.map(Arc::new),
+                    None => None,
+                };
+                self.layouts.insert(key.clone(), l.clone());
+                l
+            }
+        };
+        let Some(layout) = layout else {
+            return Ok(None);
+        };
+        let path = self.path_of(file);
+        let Some(h) = self.file(file)?.hdf5()? else {
+            return Ok(None);
+        };
+        // Regions beyond the dataset's extent (short records) take the
+        // H5Dread path, which fills them.
+        let extent = h.extent(&src.var)?;
+        if extent.len() != count.len()
+            || local
+                .iter()
+                .zip(count)
+                .zip(&extent)
+                .any(|((s, c), e)| s + c > *e)
+        {
+            return Ok(None);
+        }
+        // Source chunks far smaller than the region (a tiny chunk shape, or
+        // a damaged one) are read by HDF5 itself: one lookup per chunk here
+        // would cost more than the data.
+        let touched = local
+            .iter()
+            .zip(count)
+            .zip(&layout.chunk)
+            .fold(1u64, |n, ((&s, &c), &k)| {
+                let k = k.max(1);
+                n.saturating_mul((s + c).div_ceil(k) - s / k)
+            });
+        if touched > MAX_RAW_CHUNKS_PER_REGION {
+            return Ok(None);
+        }
+        let mut chunks = Vec::new();
+        for origin in raw::chunks_of(&layout.chunk, &local, count) {
+            let ck: ChunkKey = (file, src.var.path.clone(), origin.clone());
+            let entry = match self.cache.get(&ck) {
+                Some(e) => e.clone(),
+                None => {
+                    let h = self
+                        .file(file)?
+                        .hdf5()?
+                        .ok_or_else(|| ReadError::Hdf5Open {
+                            path: path.clone(),
+                            msg: "not an HDF5 file".into(),
+                        })?;
+                    let e = Arc::new(raw::Entry::new(h.read_raw(&src.var, &origin)?));
+                    self.insert(ck, e.clone(), layout.chunk_bytes());
+                    e
+                }
+            };
+            chunks.push((origin, entry));
+        }
+        Ok(Some(raw::RawJob {
+            layout,
+            chunks,
+            start: local,
+            count: count.to_vec(),
+            path,
+            var: src.var.path.clone(),
+        }))
+    }
+
+    /// The stored bytes of the source chunk that is exactly the output unit
+    /// `start`/`count` of shape `unit`, when they can be copied as they are:
+    /// one file, no time re-encoding, the unit aligned with a written source
+    /// chunk of the same shape, and the source filters equal to `codec` (a
+    /// [`crate::cli::config::Codec::Stored`]) with none skipped for this chunk.
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn stored_chunk(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+        unit: &[u64],
+        codec: &crate::cli::config::Codec,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        let crate::cli::config::Codec::Stored { shuffle, level } = codec else {
+            return Ok(None);
+        };
+        let Some(job) = self.try_raw(index, start, count)? else {
+            return Ok(None);
+        };
+        let l = &job.layout;
+        let want: Vec<raw::RawFilter> = shuffle
+            .map(|_| raw::RawFilter::Shuffle)
+            .into_iter()
+            .chain(level.map(|_| raw::RawFilter::Deflate))
+            .collect();
+        let aligned = job.start.iter().zip(&l.chunk).all(|(s, c)| s % c == 0);
+        if l.chunk != unit || l.filters != want || !aligned || job.chunks.len() != 1 {
+            return Ok(None);
+        }
+        Ok(match job.chunks.first().and_then(|(_, e)| e.stored()) {
+            Some(Some((bytes, 0))) => Some(bytes),
+            _ => None,
+        })
+    }
+
+    fn insert(&mut self, key: ChunkKey, entry: Arc<raw::Entry>, bytes: usize) {
+        self.cache.insert(key.clone(), entry);
+        self.order.push_back((key, bytes));
+        self.cached_bytes += bytes;
+        while self.cached_bytes > self.cache_limit && self.order.len() > 1 {
+            if let Some((old, b)) = self.order.pop_front() {
+                self.cache.remove(&old);
+                self.cached_bytes -= b;
+            }
+        }
+    }
+
+    fn file(&mut self, index: u32) -> Result<&mut FileReader, ReadError> {
+        if let Some(k) = self.open.iter().position(|(i, _)| *i == index) {
+            let item = self.open.remove(k);
+            self.open.push(item);
+        } else {
+            let f = self
+                .ds
+                .files
+                .get(usize::try_from(index).unwrap_or(usize::MAX))
+                .ok_or_else(|| ReadError::Hdf5Open {
+                    path: PathBuf::from(format!("input #{index}")),
+                    msg: "no such input".into(),
+                })?;
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.open.remove(0);
+            }
+            self.open.push((index, FileReader::new(&f.path, f.format)));
+        }
+        self.open
+            .last_mut()
+            .map(|(_, r)| r)
+            .ok_or_else(|| ReadError::Hdf5Open {
+                path: PathBuf::from(format!("input #{index}")),
+                msg: "no reader".into(),
+            })
+    }
+
+    /// Reads the output region `start`/`count` of variable `index` (in
+    /// [`crate::model::schema::Schema::vars`] order).
+    ///
+    /// # Errors
+    /// A [`ReadError`] naming the file and variable.
+    pub fn read(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Values, ReadError> {
+        let ds = self.ds;
+        let src = &ds.sources[index];
+        let Some(k) = src.axis else {
+            let file = src.segments.first().map_or(0, |s| s.file);
+            return self.file(file)?.read(&src.var, start, count);
+        };
+        let n: u64 = count.iter().product();
+        if n == 0 {
+            return Ok(empty(src.var.dtype));
+        }
+        let (lo, hi) = (start[k], start[k] + count[k]);
+        let segments: Vec<&Segment> = src.segments_in(lo, hi).collect();
+        // The common case: one file holds the whole region.
+        if let [seg] = segments.as_slice() {
+            if seg.start <= lo && hi <= seg.start + seg.len {
+                let mut s = start.to_vec();
+                s[k] = lo - seg.start;
+                let v = self.file(seg.file)?.read(&src.var, &s, count)?;
+                return recode(v, &src.var, seg, self.path_of(seg.file));
+            }
+        }
+        let size = src.var.dtype.size();
+        let total = usize::try_from(n).unwrap_or(0);
+        let mut out = if src.var.dtype == DType::String {
+            Values::Strings(vec![String::new(); total])
+        } else {
+            let fill = crate::model::schema::fill_bytes(&src.var)
+                .unwrap_or_else(|| src.var.dtype.netcdf_default_fill());
+            Values::Fixed(fill.repeat(total))
+        };
+        for seg in segments {
+            let a = lo.max(seg.start);
+            let b = hi.min(seg.start + seg.len);
+            if a >= b {
+                continue;
+            }
+            let mut s = start.to_vec();
+            s[k] = a - seg.start;
+            let mut c = count.to_vec();
+            c[k] = b - a;
+            let mut origin = vec![0u64; count.len()];
+            origin[k] = a - lo;
+            let part = self.file(seg.file)?.read(&src.var, &s, &c)?;
+            let part = recode(part, &src.var, seg, self.path_of(seg.file))?;
+            match (&mut out, part) {
+                (Values::Fixed(dst), Values::Fixed(p)) => {
+                    crate::model::block::place(dst, count, &p, &c, &origin, size);
+                }
+                (Values::Strings(dst), Values::Strings(p)) => {
+                    crate::model::block::place_items(dst, count, &p, &c, &origin);
+                }
+                _ => {
+                    return Err(ReadError::KindMismatch {
+                        path: self.path_of(seg.file),
+                        var: src.var.path.clone(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn path_of(&self, file: u32) -> PathBuf {
+        self.ds
+            .files
+            .get(usize::try_from(file).unwrap_or(usize::MAX))
+            .map(|f| f.path.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Applies a segment's time re-encoding to the values read from its file.
+/// Fill values are left as they are.
+fn recode(values: Values, var: &Var, seg: &Segment, path: PathBuf) -> Result<Values, ReadError> {
+    let Some(r) = seg.recode else {
+        return Ok(values);
+    };
+    let Values::Fixed(mut b) = values else {
+        return Ok(values);
+    };
+    let fill = crate::model::schema::fill_bytes(var);
+    let inexact = |value: String| ReadError::Recode {
+        path: path.clone(),
+        var: var.path.clone(),
+        value,
+    };
+    macro_rules! each {
+        ($t:ty, $f:expr) => {{
+            let w = std::mem::size_of::<$t>();
+            for chunk in b.chunks_exact_mut(w) {
+                if fill.as_deref() == Some(&*chunk) {
+                    continue;
+                }
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(chunk);
+                let x = <$t>::from_le_bytes(a);
+                let y: $t = $f(x).ok_or_else(|| inexact(x.to_string()))?;
+                chunk.copy_from_slice(&y.to_le_bytes());
+            }
+        }};
+    }
+    match var.dtype {
+        DType::I32 => each!(i32, |x| r.apply_i32(x)),
+        DType::I64 => each!(i64, |x| r.apply_i64(x)),
+        DType::F32 => each!(f32, |x| Some(r.apply_f32(x))),
+        DType::F64 => each!(f64, |x| Some(r.apply_f64(x))),
+        _ => return Err(inexact("(unsupported type)".into())),
+    }
+    Ok(Values::Fixed(b))
+}

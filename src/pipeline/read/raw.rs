@@ -1,0 +1,404 @@
+//! Raw chunk reads: decompression off the HDF5 lock, on the encoder threads.
+//!
+//! HDF5 runs its filter pipeline (inflate, unshuffle) inside `H5Dread`,
+//! under the library's global lock, so a rank decompresses on one thread at
+//! zlib's speed. For the common netCDF-4 layout — chunked, deflate and/or
+//! shuffle, little-endian — the main thread instead reads each source
+//! chunk's stored bytes with `H5Dread_chunk` (plain I/O), and the encoder
+//! threads inflate them with libdeflate, unshuffle and copy the part each
+//! output unit needs. A decoded chunk is shared by every unit that needs it
+//! (an output chunk usually spans several source chunks and a source chunk
+//! several output chunks): it is decoded once, by the first thread that
+//! needs it, and kept in a bounded cache. Anything else (other filters,
+//! big-endian data, regions beyond the dataset's extent, strings) takes the
+//! `H5Dread` path.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::pipeline::read::error::ReadError;
+
+/// A filter of the raw path, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawFilter {
+    /// Byte shuffle.
+    Shuffle,
+    /// zlib stream (HDF5 "deflate").
+    Deflate,
+}
+
+/// How a dataset's chunks are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLayout {
+    /// Chunk shape.
+    pub chunk: Vec<u64>,
+    /// Filters, in the order they were applied when writing.
+    pub filters: Vec<RawFilter>,
+    /// Element size in bytes.
+    pub elem: usize,
+    /// The fill value, as little-endian bytes of one element.
+    pub fill: Vec<u8>,
+    /// The deflate level, if the source deflates.
+    pub level: Option<u32>,
+}
+
+impl RawLayout {
+    /// Bytes of one decoded chunk.
+    pub fn chunk_bytes(&self) -> usize {
+        usize::try_from(self.chunk.iter().product::<u64>()).unwrap_or(0) * self.elem
+    }
+}
+
+/// Stored bytes of one chunk and the mask of skipped filters; `None` for a
+/// chunk that was never written (it reads as the fill value).
+pub type RawChunk = Option<(Vec<u8>, u32)>;
+
+/// One source chunk: its stored bytes until a thread decodes them.
+#[derive(Debug)]
+pub struct Entry {
+    raw: Mutex<Option<RawChunk>>,
+    decoded: OnceLock<Result<Arc<Vec<u8>>, String>>,
+}
+
+impl Entry {
+    /// An entry holding a chunk's stored bytes.
+    pub fn new(raw: RawChunk) -> Self {
+        Self {
+            raw: Mutex::new(Some(raw)),
+            decoded: OnceLock::new(),
+        }
+    }
+
+    /// A copy of the stored bytes, if nobody decoded them yet.
+    pub fn stored(&self) -> Option<RawChunk> {
+        self.raw.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// The decoded chunk (decoding it on first use).
+    fn get(&self, layout: &RawLayout) -> Result<Arc<Vec<u8>>, String> {
+        self.decoded
+            .get_or_init(|| {
+                let raw = self
+                    .raw
+                    .lock()
+                    .map_err(|_| "poisoned chunk entry".to_string())?
+                    .take()
+                    .ok_or_else(|| "chunk bytes already taken".to_string())?;
+                decode(raw, layout).map(Arc::new)
+            })
+            .clone()
+    }
+}
+
+/// Undoes the filter pipeline of one chunk.
+///
+/// # Errors
+/// A message when the zlib stream is corrupt or the size is wrong.
+pub fn decode(raw: RawChunk, layout: &RawLayout) -> Result<Vec<u8>, String> {
+    let n = layout.chunk_bytes();
+    let Some((mut data, mask)) = raw else {
+        return Ok(layout.fill.repeat(n / layout.elem.max(1)));
+    };
+    for (i, f) in layout.filters.iter().enumerate().rev() {
+        if mask & (1 << i) != 0 {
+            continue;
+        }
+        data = match f {
+            RawFilter::Deflate => {
+                let mut out = vec![0u8; n];
+                let got = libdeflater::Decompressor::new()
+                    .zlib_decompress(&data, &mut out)
+                    .map_err(|e| format!("inflate: {e}"))?;
+                if got != n {
+                    return Err(format!("inflate: {got} bytes, expected {n}"));
+                }
+                out
+            }
+            RawFilter::Shuffle => unshuffle(&data, layout.elem),
+        };
+    }
+    if data.len() != n {
+        return Err(format!("chunk of {} bytes, expected {n}", data.len()));
+    }
+    Ok(data)
+}
+
+/// Gathers byte `b` of element `i` from `planes[b * n + i]` into
+/// `out[i * E + b]`, for `n` elements of `E` bytes.
+fn interleave<const E: usize>(planes: &[u8], out: &mut [u8], n: usize) {
+    let p: [&[u8]; E] = std::array::from_fn(|b| &planes[b * n..(b + 1) * n]);
+    for (i, o) in out.chunks_exact_mut(E).enumerate() {
+        for b in 0..E {
+            o[b] = p[b][i];
+        }
+    }
+}
+
+/// Undoes HDF5's byte shuffle: byte `b` of element `i` is at `b * n + i`.
+pub fn unshuffle(data: &[u8], elem: usize) -> Vec<u8> {
+    if elem <= 1 {
+        return data.to_vec();
+    }
+    let n = data.len() / elem;
+    let mut out = vec![0u8; data.len()];
+    match elem {
+        // Element by element, writing each output element whole: sequential
+        // writes, `elem` sequential read streams.
+        4 => interleave::<4>(data, &mut out[..n * 4], n),
+        8 => interleave::<8>(data, &mut out[..n * 8], n),
+        2 => interleave::<2>(data, &mut out[..n * 2], n),
+        _ => {
+            for b in 0..elem {
+                let plane = &data[b * n..(b + 1) * n];
+                for (i, &x) in plane.iter().enumerate() {
+                    out[i * elem + b] = x;
+                }
+            }
+        }
+    }
+    // Trailing bytes (a size not a multiple of the element) stay in place.
+    let tail = n * elem;
+    out[tail..].copy_from_slice(&data[tail..]);
+    out
+}
+
+/// A region to assemble from decoded chunks, on any thread.
+#[derive(Debug)]
+pub struct RawJob {
+    /// Layout of the dataset.
+    pub layout: Arc<RawLayout>,
+    /// Chunk origins (element coordinates) and their entries.
+    pub chunks: Vec<(Vec<u64>, Arc<Entry>)>,
+    /// Region start in the dataset.
+    pub start: Vec<u64>,
+    /// Region extent.
+    pub count: Vec<u64>,
+    /// For messages.
+    pub path: std::path::PathBuf,
+    /// For messages.
+    pub var: String,
+}
+
+impl RawJob {
+    /// Decodes the chunks (those not decoded yet) and copies the region.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn finish(&self) -> Result<Vec<u8>, ReadError> {
+        let elem = self.layout.elem;
+        let n = usize::try_from(self.count.iter().product::<u64>()).unwrap_or(0);
+        let mut out = vec![0u8; n * elem];
+        for (origin, entry) in &self.chunks {
+            let chunk = entry.get(&self.layout).map_err(|msg| ReadError::Decode {
+                path: self.path.clone(),
+                var: self.var.clone(),
+                origin: origin.clone(),
+                msg,
+            })?;
+            // Intersection of the chunk and the region.
+            let d = self.start.len();
+            let mut lo = vec![0u64; d];
+            let mut ext = vec![0u64; d];
+            for k in 0..d {
+                let a = self.start[k].max(origin[k]);
+                let b = (self.start[k] + self.count[k]).min(origin[k] + self.layout.chunk[k]);
+                lo[k] = a;
+                ext[k] = b.saturating_sub(a);
+            }
+            if ext.contains(&0) && d > 0 {
+                continue;
+            }
+            let src_off: Vec<u64> = lo.iter().zip(origin).map(|(l, o)| l - o).collect();
+            let dst_off: Vec<u64> = lo.iter().zip(&self.start).map(|(l, s)| l - s).collect();
+            copy_block(
+                &chunk,
+                &self.layout.chunk,
+                &src_off,
+                &mut out,
+                &self.count,
+                &dst_off,
+                &ext,
+                elem,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Copies the `ext` block at `src_off` of a C-order block of shape
+/// `src_shape` to `dst_off` of a block of shape `dst_shape`.
+#[allow(clippy::too_many_arguments)]
+pub fn copy_block(
+    src: &[u8],
+    src_shape: &[u64],
+    src_off: &[u64],
+    dst: &mut [u8],
+    dst_shape: &[u64],
+    dst_off: &[u64],
+    ext: &[u64],
+    size: usize,
+) {
+    let d = ext.len();
+    if d == 0 {
+        dst[..size].copy_from_slice(&src[..size]);
+        return;
+    }
+    let to = |x: u64| usize::try_from(x).unwrap_or(0);
+    let row = to(ext[d - 1]) * size;
+    let rows: u64 = ext[..d - 1].iter().product();
+    let mut idx = vec![0u64; d - 1];
+    for _ in 0..rows {
+        let (mut s, mut t) = (0u64, 0u64);
+        for k in 0..d - 1 {
+            s = s * src_shape[k] + src_off[k] + idx[k];
+            t = t * dst_shape[k] + dst_off[k] + idx[k];
+        }
+        s = s * src_shape[d - 1] + src_off[d - 1];
+        t = t * dst_shape[d - 1] + dst_off[d - 1];
+        let (s, t) = (to(s) * size, to(t) * size);
+        dst[t..t + row].copy_from_slice(&src[s..s + row]);
+        for k in (0..d - 1).rev() {
+            idx[k] += 1;
+            if idx[k] < ext[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Origins of the chunks that overlap the region `start`/`count`.
+pub fn chunks_of(chunk: &[u64], start: &[u64], count: &[u64]) -> Vec<Vec<u64>> {
+    let d = chunk.len();
+    if d == 0 {
+        return vec![Vec::new()];
+    }
+    if count.contains(&0) {
+        return Vec::new();
+    }
+    let first: Vec<u64> = (0..d).map(|k| start[k] / chunk[k]).collect();
+    let last: Vec<u64> = (0..d)
+        .map(|k| (start[k] + count[k] - 1) / chunk[k])
+        .collect();
+    let mut out = Vec::new();
+    let mut idx = first.clone();
+    loop {
+        out.push(idx.iter().zip(chunk).map(|(i, c)| i * c).collect());
+        let mut k = d;
+        loop {
+            if k == 0 {
+                return out;
+            }
+            k -= 1;
+            if idx[k] < last[k] {
+                idx[k] += 1;
+                break;
+            }
+            idx[k] = first[k];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unshuffle_inverts_hdf5_shuffle() {
+        // Elements 0x0102, 0x0304 (LE: 02 01, 04 03) shuffled: 02 04 01 03.
+        assert_eq!(unshuffle(&[2, 4, 1, 3], 2), vec![2, 1, 4, 3]);
+        assert_eq!(unshuffle(&[1, 2, 3], 1), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn unshuffle_inverts_shuffle_for_every_element_size() {
+        // HDF5's shuffle: byte b of element i goes to b * n + i; trailing
+        // bytes (a length not a multiple of the element) stay in place.
+        fn shuffle(data: &[u8], elem: usize) -> Vec<u8> {
+            let n = data.len() / elem;
+            let mut out = data.to_vec();
+            for i in 0..n {
+                for b in 0..elem {
+                    out[b * n + i] = data[i * elem + b];
+                }
+            }
+            out
+        }
+        for elem in [2, 3, 4, 8, 16] {
+            for len in [0, 1, elem, 7 * elem, 7 * elem + 1, 1000 * elem + elem - 1] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                assert_eq!(unshuffle(&shuffle(&data, elem), elem), data, "{elem} {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_overlapping_a_region() {
+        let c = chunks_of(&[2, 3], &[1, 2], &[2, 2]);
+        assert_eq!(c, vec![vec![0, 0], vec![0, 3], vec![2, 0], vec![2, 3]]);
+        assert_eq!(chunks_of(&[4], &[4], &[4]), vec![vec![4]]);
+        assert!(chunks_of(&[4], &[0], &[0]).is_empty());
+    }
+
+    #[test]
+    fn assembles_a_region_from_chunks() {
+        // A 4x4 array of bytes 0..16 in chunks of 2x2; region rows 1..3, cols 1..4.
+        let layout = Arc::new(RawLayout {
+            chunk: vec![2, 2],
+            filters: vec![],
+            elem: 1,
+            fill: vec![0],
+            level: None,
+        });
+        let array: Vec<u8> = (0..16).collect();
+        let start = vec![1, 1];
+        let count = vec![2, 3];
+        let chunks = chunks_of(&layout.chunk, &start, &count)
+            .into_iter()
+            .map(|o| {
+                let mut c = Vec::new();
+                for r in 0..2 {
+                    for q in 0..2 {
+                        c.push(array[usize::try_from((o[0] + r) * 4 + o[1] + q).unwrap()]);
+                    }
+                }
+                (o, Arc::new(Entry::new(Some((c, 0)))))
+            })
+            .collect();
+        let job = RawJob {
+            layout,
+            chunks,
+            start,
+            count,
+            path: "x.nc".into(),
+            var: "v".into(),
+        };
+        assert_eq!(job.finish().unwrap(), vec![5, 6, 7, 9, 10, 11]);
+    }
+
+    #[test]
+    fn decodes_deflate_and_shuffle() {
+        use std::io::Write;
+        let plain: Vec<u8> = (0..64u16).flat_map(u16::to_le_bytes).collect();
+        let n = plain.len() / 2;
+        let mut shuffled = vec![0u8; plain.len()];
+        for i in 0..n {
+            shuffled[i] = plain[2 * i];
+            shuffled[n + i] = plain[2 * i + 1];
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(4));
+        z.write_all(&shuffled).unwrap();
+        let raw = z.finish().unwrap();
+        let layout = RawLayout {
+            chunk: vec![64],
+            filters: vec![RawFilter::Shuffle, RawFilter::Deflate],
+            elem: 2,
+            fill: vec![0, 0],
+            level: Some(4),
+        };
+        assert_eq!(decode(Some((raw.clone(), 0)), &layout).unwrap(), plain);
+        // Deflate skipped for this chunk (mask bit 1).
+        assert_eq!(decode(Some((shuffled, 0b10)), &layout).unwrap(), plain);
+        assert_eq!(decode(None, &layout).unwrap(), vec![0u8; 128]);
+        assert!(decode(Some((raw[..10].to_vec(), 0)), &layout).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! What a run tells its user while it runs ([`progress`]).
+
+pub mod progress;

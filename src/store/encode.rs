@@ -1,0 +1,186 @@
+//! Encoding and storing whole work units (chunks or shards).
+//!
+//! zarrs builds the codec chain from the same metadata that the commit
+//! writes, so a unit is encoded exactly as the metadata describes; the bytes
+//! are then written with [`super::files::write_atomic`]. Edge units are padded
+//! to the full unit shape with the fill value, as Zarr requires.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zarrs::array::{
+    Array, ArrayBytes, ArrayBytesOffsets, ArrayMetadata, ArrayToBytesCodecTraits, CodecOptions,
+};
+use zarrs::storage::store::MemoryStore;
+
+use super::metadata;
+use crate::cli::config::ZarrFormat;
+use crate::model::block::{pad_region, pad_region_items};
+use crate::model::schema::{DType, Var};
+use crate::pipeline::plan::ArrayPlan;
+use crate::pipeline::read::Values;
+use crate::store::error::WriteError;
+
+/// Encodes and stores the units of one output array.
+pub struct ArrayEncoder {
+    array: Array<MemoryStore>,
+    dir: PathBuf,
+    path: String,
+    format: ZarrFormat,
+    dtype: DType,
+    unit_shape: Vec<u64>,
+    pad: Vec<u8>,
+    options: CodecOptions,
+}
+
+impl ArrayEncoder {
+    /// Prepares the encoder of `a` (variable `var`) in the store at `store`.
+    ///
+    /// # Errors
+    /// [`WriteError::Array`] when zarrs refuses the metadata.
+    pub fn new(
+        store: &Path,
+        var: &Var,
+        a: &ArrayPlan,
+        format: ZarrFormat,
+    ) -> Result<Self, WriteError> {
+        let codec = &a.codec;
+        let err = |source: crate::store::error::BoxError| WriteError::Array {
+            var: var.path.clone(),
+            source,
+        };
+        let meta = metadata::array_v3(var, a, codec, true);
+        let meta: zarrs::array::ArrayMetadataV3 =
+            serde_json::from_value(meta).map_err(|e| err(e.into()))?;
+        let array =
+            Array::new_with_metadata(Arc::new(MemoryStore::new()), "/", ArrayMetadata::V3(meta))
+                .map_err(|e| err(e.into()))?;
+        Ok(Self {
+            array,
+            dir: store.join(&a.path),
+            path: a.path.clone(),
+            format,
+            dtype: var.dtype,
+            unit_shape: a.unit_shape().to_vec(),
+            pad: crate::model::schema::pad_bytes(var),
+            options: CodecOptions::default().with_concurrent_target(1),
+        })
+    }
+
+    /// Encodes the unit at `indices` from the values of its region (`count`
+    /// elements per dimension from the unit's origin).
+    ///
+    /// # Errors
+    /// [`WriteError::Encode`].
+    pub fn encode(
+        &self,
+        indices: &[u64],
+        count: &[u64],
+        values: Values,
+    ) -> Result<Vec<u8>, WriteError> {
+        let err = |source: crate::store::error::BoxError| WriteError::Encode {
+            var: self.path.clone(),
+            chunk: indices.to_vec(),
+            what: "encode",
+            source,
+        };
+        let bytes = match values {
+            Values::Fixed(b) => {
+                let full = pad_region(b, count, &self.unit_shape, &self.pad, self.dtype.size());
+                ArrayBytes::new_flen(full)
+            }
+            Values::Strings(s) => {
+                let s = pad_region_items(s, count, &self.unit_shape);
+                let mut data = Vec::new();
+                let mut offsets = Vec::with_capacity(s.len() + 1);
+                offsets.push(0usize);
+                for x in &s {
+                    data.extend_from_slice(x.as_bytes());
+                    offsets.push(data.len());
+                }
+                let offsets = ArrayBytesOffsets::new(offsets).map_err(|e| err(e.into()))?;
+                ArrayBytes::new_vlen(data, offsets).map_err(|e| err(e.into()))?
+            }
+        };
+        let shape = self.array.chunk_shape(indices).map_err(|e| err(e.into()))?;
+        let encoded = self
+            .array
+            .codecs()
+            .encode(
+                bytes,
+                &shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| err(e.into()))?;
+        Ok(encoded.into_owned())
+    }
+
+    /// Reads back and decodes the stored unit at `indices` (whole unit
+    /// shape, C order); `None` when the unit was never written.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`] when the file cannot be read,
+    /// [`WriteError::Encode`] when it cannot be decoded.
+    pub fn load(&self, indices: &[u64]) -> Result<Option<Values>, WriteError> {
+        let path = self.unit_path(indices);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(WriteError::io(path, "read back", e)),
+        };
+        let err = |source: crate::store::error::BoxError| WriteError::Encode {
+            var: self.path.clone(),
+            chunk: indices.to_vec(),
+            what: "decode the stored unit",
+            source,
+        };
+        let shape = self.array.chunk_shape(indices).map_err(|e| err(e.into()))?;
+        let decoded = self
+            .array
+            .codecs()
+            .decode(
+                bytes.into(),
+                &shape,
+                self.array.data_type(),
+                self.array.fill_value(),
+                &self.options,
+            )
+            .map_err(|e| err(e.into()))?;
+        Ok(Some(match decoded {
+            ArrayBytes::Variable(v) => {
+                let (data, offsets) = v.into_parts();
+                let mut out = Vec::with_capacity(offsets.len().saturating_sub(1));
+                for w in offsets.windows(2) {
+                    out.push(String::from_utf8_lossy(&data[w[0]..w[1]]).into_owned());
+                }
+                Values::Strings(out)
+            }
+            other => Values::Fixed(other.into_fixed().map_err(|e| err(e.into()))?.into_owned()),
+        }))
+    }
+
+    /// The unit shape.
+    pub fn unit_shape(&self) -> &[u64] {
+        &self.unit_shape
+    }
+
+    /// The element used for padding, as bytes.
+    pub fn pad(&self) -> &[u8] {
+        &self.pad
+    }
+
+    /// Path of the unit's file.
+    pub fn unit_path(&self, indices: &[u64]) -> PathBuf {
+        self.dir.join(metadata::chunk_key(self.format, indices))
+    }
+
+    /// Stores encoded bytes of the unit at `indices`.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`] with the path.
+    pub fn store(&self, indices: &[u64], bytes: &[u8]) -> Result<(), WriteError> {
+        super::files::write_atomic(&self.unit_path(indices), bytes)
+    }
+}

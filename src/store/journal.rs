@@ -1,0 +1,719 @@
+//! The journal of a conversion in progress, and the store lock.
+//!
+//! Layout inside the store:
+//!
+//! ```text
+//! .zarrforge/lock                    who is writing: host, PID, Slurm job, start time
+//! .zarrforge/journal/plan.json       the plan's fingerprint (inputs, arrays, layout, codecs)
+//! .zarrforge/journal/units-RUN-RANK  finished unit numbers (u64 LE), append-only
+//! ```
+//!
+//! A rank records a unit only after the unit's file is durable: it collects
+//! finished units, and every second (or every [`BATCH_UNITS`] units) syncs
+//! the filesystem, appends their numbers to its own journal file and syncs
+//! that file. Unit numbers are positions in the plan's unit sequence, which
+//! depends on the dataset and the layout but not on the number of ranks, so
+//! a run can be resumed with any number of ranks: every journal file of every
+//! earlier run is read and its units are skipped. A torn last record (a rank
+//! killed while appending) is ignored, and its unit is simply redone.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::error::ConfigError;
+use crate::store::error::WriteError;
+use crate::store::files::MARKER_DIR;
+
+/// Directory of the journal inside the store.
+pub const JOURNAL_DIR: &str = "journal";
+/// Lock file inside [`MARKER_DIR`].
+pub const LOCK_FILE: &str = "lock";
+/// Units recorded per batch at most.
+pub const BATCH_UNITS: usize = 512;
+/// How long `--resume` waits for a lock holder on this host to exit.
+pub const STALE_GRACE: Duration = Duration::from_secs(5);
+/// Longest time between two batches.
+pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The journal directory of `store`.
+pub fn dir(store: &Path) -> PathBuf {
+    store.join(MARKER_DIR).join(JOURNAL_DIR)
+}
+
+/// What identifies a plan: two runs with the same print write the same
+/// units to the same files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanPrint {
+    /// Inputs: path, size in bytes, modification time (ns since the epoch).
+    pub inputs: Vec<(PathBuf, u64, i128)>,
+    /// Arrays: path, type, shape, chunks, shards, codec, first unit, unit grid.
+    pub arrays: Vec<String>,
+    /// Zarr format.
+    pub format: String,
+    /// Length before an append.
+    pub append_from: Option<u64>,
+    /// Total units.
+    pub total_units: u64,
+}
+
+impl PlanPrint {
+    /// The first difference from `other`, in words.
+    pub fn difference(&self, other: &Self) -> Option<String> {
+        if self.inputs.len() != other.inputs.len() {
+            return Some(format!(
+                "{} input files now, {} in the interrupted run",
+                self.inputs.len(),
+                other.inputs.len()
+            ));
+        }
+        for (a, b) in self.inputs.iter().zip(&other.inputs) {
+            if a.0 != b.0 {
+                return Some(format!("input {} is now {}", b.0.display(), a.0.display()));
+            }
+            if a.1 != b.1 || a.2 != b.2 {
+                return Some(format!(
+                    "input {} changed since the interrupted run (size or modification time)",
+                    a.0.display()
+                ));
+            }
+        }
+        if self.format != other.format {
+            return Some(format!(
+                "Zarr format {} now, {} in the interrupted run",
+                self.format, other.format
+            ));
+        }
+        if self.append_from != other.append_from {
+            return Some("the store's length changed since the interrupted append".into());
+        }
+        if self.arrays != other.arrays {
+            let pos = self
+                .arrays
+                .iter()
+                .zip(&other.arrays)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.arrays.len().min(other.arrays.len()));
+            return Some(format!(
+                "arrays or their layout differ (now: {}; interrupted run: {})",
+                self.arrays.get(pos).map_or("none", String::as_str),
+                other.arrays.get(pos).map_or("none", String::as_str)
+            ));
+        }
+        (self.total_units != other.total_units).then(|| "the unit count differs".into())
+    }
+}
+
+/// Writes the plan's print into a new journal directory.
+///
+/// # Errors
+/// [`WriteError::Io`].
+pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
+    let d = dir(store);
+    std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+    let bytes = serde_json::to_vec_pretty(print)
+        .map_err(|e| WriteError::io(d.join("plan.json"), "encode", std::io::Error::other(e)))?;
+    crate::store::files::write_atomic(&d.join("plan.json"), &bytes)?;
+    crate::system::fault::point("journal.started");
+    Ok(())
+}
+
+/// The print saved by the run that started the journal, if any.
+///
+/// # Errors
+/// [`WriteError::Io`] when it exists but cannot be read.
+pub fn saved_print(store: &Path) -> Result<Option<PlanPrint>, WriteError> {
+    let p = dir(store).join("plan.json");
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| WriteError::io(&p, "parse", std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WriteError::io(&p, "read", e)),
+    }
+}
+
+/// Every unit recorded by every journal file, as a bitmap of `total` bits.
+///
+/// # Errors
+/// [`WriteError::Io`] when a journal file cannot be read.
+pub fn done_units(store: &Path, total: u64) -> Result<Vec<u8>, WriteError> {
+    let mut bits = vec![0u8; usize::try_from(total.div_ceil(8)).unwrap_or(0)];
+    let d = dir(store);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bits),
+        Err(e) => return Err(WriteError::io(&d, "read journal", e)),
+    };
+    for e in entries {
+        let e = e.map_err(|e| WriteError::io(&d, "read journal", e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("units-") {
+            continue;
+        }
+        let bytes = std::fs::read(e.path()).map_err(|err| WriteError::io(e.path(), "read", err))?;
+        // A torn last record is ignored.
+        for rec in bytes.chunks_exact(8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(rec);
+            let seq = u64::from_le_bytes(a);
+            if seq < total {
+                if let Some(b) = bits.get_mut(usize::try_from(seq / 8).unwrap_or(usize::MAX)) {
+                    *b |= 1 << (seq % 8);
+                }
+            }
+        }
+    }
+    Ok(bits)
+}
+
+/// Whether unit `seq` is set in `bits`.
+pub fn is_done(bits: &[u8], seq: u64) -> bool {
+    usize::try_from(seq / 8)
+        .ok()
+        .and_then(|i| bits.get(i))
+        .is_some_and(|b| b & (1 << (seq % 8)) != 0)
+}
+
+/// Number of units set in `bits`.
+pub fn count(bits: &[u8]) -> u64 {
+    bits.iter().map(|b| u64::from(b.count_ones())).sum()
+}
+
+/// Removes the journal (after the commit).
+///
+/// # Errors
+/// [`WriteError::Io`].
+pub fn remove(store: &Path) -> Result<(), WriteError> {
+    let d = dir(store);
+    match std::fs::remove_dir_all(&d) {
+        Ok(()) => {
+            crate::system::fault::point("journal.removed");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(WriteError::io(&d, "remove journal", e)),
+    }
+}
+
+/// One rank's journal file, written in batches.
+pub struct Journal {
+    store: PathBuf,
+    file: std::fs::File,
+    path: PathBuf,
+    pending: Vec<u64>,
+    last: Instant,
+    recorded: u64,
+}
+
+impl Journal {
+    /// Opens this rank's journal file for run `run`.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn open(store: &Path, run: &str, rank: i32) -> Result<Self, WriteError> {
+        let d = dir(store);
+        std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+        let path = d.join(format!("units-{run}-{rank}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| WriteError::io(&path, "open journal", e))?;
+        Ok(Self {
+            store: store.to_path_buf(),
+            file,
+            path,
+            pending: Vec::new(),
+            last: Instant::now(),
+            recorded: 0,
+        })
+    }
+
+    /// Queues finished units; writes a batch when it is due.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn add(&mut self, units: impl IntoIterator<Item = u64>) -> Result<(), WriteError> {
+        self.pending.extend(units);
+        if self.pending.len() >= BATCH_UNITS || self.last.elapsed() >= BATCH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the queued units' files durable, then records them.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`].
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.last = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        crate::store::files::sync_filesystem(&self.store)?;
+        let mut buf = Vec::with_capacity(self.pending.len() * 8);
+        for s in &self.pending {
+            buf.extend_from_slice(&s.to_le_bytes());
+        }
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| WriteError::io(&self.path, "write journal", e))?;
+        self.recorded += self.pending.len() as u64;
+        self.pending.clear();
+        crate::system::fault::point("journal.flushed");
+        Ok(())
+    }
+
+    /// Units recorded by this journal so far.
+    pub fn recorded(&self) -> u64 {
+        self.recorded
+    }
+}
+
+/// Who holds a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Host name.
+    pub host: String,
+    /// Process id of rank 0.
+    pub pid: u32,
+    /// Slurm job id, if any.
+    pub job: Option<String>,
+    /// How many times that job was requeued (`SLURM_RESTART_COUNT`).
+    #[serde(default)]
+    pub restart: Option<u32>,
+    /// Start time (UTC).
+    pub since: String,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): a holder
+    /// recorded before a reboot of this host is gone.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The PID namespace (`/proc/self/ns/pid`): a PID means something only
+    /// inside its namespace (containers).
+    #[serde(default)]
+    pub pid_ns: Option<String>,
+    /// The holder's start time in clock ticks since boot (field 22 of
+    /// `/proc/PID/stat`): a reused PID has another one.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+}
+
+impl LockInfo {
+    /// This process.
+    pub fn current() -> Self {
+        Self {
+            host: crate::system::environment::hostname(),
+            pid: std::process::id(),
+            job: std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty()),
+            restart: std::env::var("SLURM_RESTART_COUNT")
+                .ok()
+                .and_then(|s| s.parse().ok()),
+            since: crate::system::environment::utc_now(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string()),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+            start_ticks: start_ticks(std::process::id()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "host {}, pid {}{}, since {}",
+            self.host,
+            self.pid,
+            self.job
+                .as_ref()
+                .map(|j| format!(", Slurm job {j}"))
+                .unwrap_or_default(),
+            self.since
+        )
+    }
+
+    /// Whether the holder is provably gone:
+    /// - its Slurm job is this one, requeued since (a higher restart count),
+    ///   or Slurm says that job is no longer running;
+    /// - on this host: it was recorded before the last boot, or no process
+    ///   with its PID and start time exists in its PID namespace (a PID
+    ///   reused by another process, this one included, is not the holder; a
+    ///   lock written without a start time is judged by its PID alone).
+    ///
+    /// A holder on another host whose job Slurm cannot vouch for is never
+    /// taken for gone.
+    pub fn is_stale(&self) -> bool {
+        let me = Self::current();
+        if let Some(job) = &self.job {
+            if Some(job) == me.job.as_ref() {
+                if self.restart.unwrap_or(0) < me.restart.unwrap_or(0) {
+                    return true;
+                }
+            } else if slurm_job_ended(job) == Some(true) {
+                return true;
+            }
+        }
+        if self.host != me.host {
+            return false;
+        }
+        if self.boot_id.is_some() && me.boot_id.is_some() && self.boot_id != me.boot_id {
+            return true;
+        }
+        if self.pid_ns.is_some() && me.pid_ns.is_some() && self.pid_ns != me.pid_ns {
+            // Another container on this host: its PIDs cannot be checked.
+            return false;
+        }
+        if !pid_alive(self.pid) {
+            return true;
+        }
+        match (self.start_ticks, start_ticks(self.pid)) {
+            (Some(recorded), Some(now)) => recorded != now,
+            _ => false,
+        }
+    }
+}
+
+/// Whether Slurm says job `id` has ended (or was requeued and waits): its
+/// ranks are gone. `None` when Slurm cannot be asked (no `squeue`, no
+/// answer within 10 s).
+fn slurm_job_ended(id: &str) -> Option<bool> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let mut child = std::process::Command::new("squeue")
+        .args(["-h", "-j", id, "-o", "%T"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let out = child.wait_with_output().ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        // A job the controller has forgotten.
+        return stderr.contains("Invalid job id").then_some(true);
+    }
+    let state = stdout.trim();
+    Some(!matches!(
+        state,
+        "RUNNING"
+            | "COMPLETING"
+            | "CONFIGURING"
+            | "SUSPENDED"
+            | "STOPPED"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "RESIZING"
+    ))
+}
+
+/// Start time of process `pid` in clock ticks since boot.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks for the process.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// How to treat an existing lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Refuse any existing lock.
+    Never,
+    /// Take over a stale lock (`--resume`).
+    Stale,
+    /// Remove any lock (`--break-lock`).
+    Always,
+}
+
+/// The lock of a store, held by rank 0 and released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of `store`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Locked`] when another run holds it (or a stale run, without takeover).
+    pub fn acquire(store: &Path, takeover: Takeover) -> Result<Self, ConfigError> {
+        let path = store.join(MARKER_DIR).join(LOCK_FILE);
+        let io = |e: std::io::Error| ConfigError::Output {
+            path: path.clone(),
+            source: e,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let me = serde_json::to_vec_pretty(&LockInfo::current()).unwrap_or_default();
+        // The lock is written whole under a private name, then published by
+        // link(2), which fails when the lock exists: no run ever sees a lock
+        // without its content.
+        // A temporary name of write_atomic's form, which the cleanup of a
+        // resumed run removes.
+        let tmp = path.with_file_name(format!(".{LOCK_FILE}.tmp{}", std::process::id()));
+        let write_tmp = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&me)?;
+            f.sync_all()
+        };
+        write_tmp().map_err(io)?;
+        crate::system::fault::point("lock.written");
+        let result = Self::publish(store, &path, &tmp, takeover);
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    fn publish(
+        store: &Path,
+        path: &Path,
+        tmp: &Path,
+        takeover: Takeover,
+    ) -> Result<Self, ConfigError> {
+        let io = |e: std::io::Error| ConfigError::Output {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        for _ in 0..2 {
+            match std::fs::hard_link(tmp, path) {
+                Ok(()) => {
+                    crate::system::fault::point("lock.published");
+                    return Ok(Self {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<LockInfo> = std::fs::read(path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let mut stale = holder.as_ref().is_none_or(LockInfo::is_stale);
+                    // A resumed run may start while the killed job's ranks
+                    // are still being torn down: give a holder on this host
+                    // a moment to exit.
+                    if !stale && takeover == Takeover::Stale {
+                        if let Some(h) = holder
+                            .as_ref()
+                            .filter(|h| h.host == crate::system::environment::hostname())
+                        {
+                            let until = Instant::now() + STALE_GRACE;
+                            while !stale && Instant::now() < until {
+                                std::thread::sleep(Duration::from_millis(100));
+                                stale = h.is_stale();
+                            }
+                        }
+                    }
+                    let take = match takeover {
+                        Takeover::Always => true,
+                        Takeover::Stale => stale,
+                        Takeover::Never => false,
+                    };
+                    if !take {
+                        let who =
+                            holder.map_or_else(|| "an unreadable lock".into(), |h| h.describe());
+                        return Err(ConfigError::Locked {
+                            store: store.to_path_buf(),
+                            holder: who,
+                            hint: if stale {
+                                "that run is gone: run the same command again to take the store over"
+                            } else {
+                                "wait for it to end; if it is gone (killed on another node), run the same command with --break-lock"
+                            },
+                        });
+                    }
+                    std::fs::remove_file(path).map_err(io)?;
+                    crate::system::fault::point("lock.broken");
+                }
+                // A filesystem without hard links: create it exclusively.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS)
+                    ) =>
+                {
+                    let me = std::fs::read(tmp).map_err(io)?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                        .map_err(io)?;
+                    f.write_all(&me).and_then(|()| f.sync_all()).map_err(io)?;
+                    return Ok(Self {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(io(std::io::Error::other(
+            "lock taken by another run while breaking it",
+        )))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_round_trip_ignores_torn_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let mut j = Journal::open(store, "r1", 0).unwrap();
+        j.add([3, 5, 64]).unwrap();
+        j.flush().unwrap();
+        assert_eq!(j.recorded(), 3);
+        // A second run with another rank, and a torn record.
+        let mut k = Journal::open(store, "r2", 2).unwrap();
+        k.add([7]).unwrap();
+        k.flush().unwrap();
+        let torn = super::dir(store).join("units-r2-2");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&torn)
+            .unwrap();
+        f.write_all(&[1, 2, 3]).unwrap();
+        let bits = done_units(store, 65).unwrap();
+        assert_eq!(count(&bits), 4);
+        for s in [3, 5, 7, 64] {
+            assert!(is_done(&bits, s), "{s}");
+        }
+        assert!(!is_done(&bits, 4));
+        remove(store).unwrap();
+        assert_eq!(count(&done_units(store, 65).unwrap()), 0);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_the_holder() {
+        let me = LockInfo::current();
+        assert!(me.start_ticks.is_some());
+        // This very process: alive.
+        assert!(!me.is_stale());
+        // Our PID with another start time (a PID namespace gave a dead
+        // holder's PID to this process): stale.
+        let reused = LockInfo {
+            start_ticks: me.start_ticks.map(|t| t + 1),
+            ..me.clone()
+        };
+        assert!(reused.is_stale());
+        // PID 1 with its own start time is alive; with another, stale.
+        if let Some(t1) = start_ticks(1) {
+            let init = LockInfo {
+                pid: 1,
+                start_ticks: Some(t1),
+                ..me.clone()
+            };
+            assert!(!init.is_stale());
+            let other = LockInfo {
+                start_ticks: Some(t1 + 12345),
+                ..init
+            };
+            assert!(other.is_stale());
+        }
+        // The same Slurm job before a requeue: stale; the same run of it on
+        // another host: cannot be told, live.
+        if me.job.is_some() {
+            let before = LockInfo {
+                restart: Some(me.restart.unwrap_or(0)),
+                host: "elsewhere".into(),
+                ..me.clone()
+            };
+            assert!(!before.is_stale());
+        }
+        let other_host = LockInfo {
+            host: "n042-elsewhere".into(),
+            job: None,
+            ..me.clone()
+        };
+        assert!(!other_host.is_stale());
+        // Recorded before the last boot of this host: stale.
+        let rebooted = LockInfo {
+            boot_id: Some("another-boot".into()),
+            ..me
+        };
+        assert!(rebooted.is_stale());
+    }
+
+    #[test]
+    fn locks_exclude_and_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path();
+        let held = Lock::acquire(store, Takeover::Never).unwrap();
+        let e = Lock::acquire(store, Takeover::Stale)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is locked") && e.contains(&crate::system::environment::hostname()),
+            "{e}"
+        );
+        let broken = Lock::acquire(store, Takeover::Always).unwrap();
+        drop(held);
+        drop(broken);
+        // A lock of a process that is gone is stale.
+        let info = LockInfo {
+            pid: u32::MAX - 1,
+            ..LockInfo::current()
+        };
+        std::fs::write(
+            store.join(MARKER_DIR).join(LOCK_FILE),
+            serde_json::to_vec(&info).unwrap(),
+        )
+        .unwrap();
+        let e = Lock::acquire(store, Takeover::Never)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run the same command again"), "{e}");
+        assert!(Lock::acquire(store, Takeover::Stale).is_ok());
+    }
+
+    #[test]
+    fn prints_name_their_differences() {
+        let a = PlanPrint {
+            inputs: vec![("a.nc".into(), 10, 5)],
+            arrays: vec!["t [4]".into()],
+            format: "3".into(),
+            append_from: None,
+            total_units: 4,
+        };
+        assert_eq!(a.difference(&a.clone()), None);
+        let mut b = a.clone();
+        b.inputs[0].1 = 11;
+        assert!(a.difference(&b).unwrap().contains("a.nc changed"));
+        let mut c = a.clone();
+        c.arrays[0] = "t [8]".into();
+        assert!(a.difference(&c).unwrap().contains("layout"));
+    }
+}

@@ -1,0 +1,490 @@
+//! Zarr metadata documents (v2 and v3) built from the schema and the plan.
+//!
+//! The documents match what xarray and zarr-python write for the same data,
+//! so `xarray.open_zarr` decodes them as `xarray.open_dataset` decodes the
+//! source: `_FillValue` as xarray encodes it (base64 of the little-endian
+//! float64 for floats in v3; the array `fill_value` in v2), other attributes
+//! as plain JSON, netCDF `char` as one-byte strings (`S1`).
+
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::cli::config::{BloscShuffle, Codec, ZarrFormat};
+use crate::model::schema::{fill_bytes, fill_text, pad_bytes, Attr, AttrValue, DType, Group, Var};
+use crate::pipeline::plan::ArrayPlan;
+
+/// Marks a non-finite float attribute inside a JSON document until it is
+/// written out as the bare `NaN`, `Infinity` or `-Infinity` token (see
+/// [`to_json_bytes`]). Attribute strings never hold a NUL (netCDF text
+/// attributes are read without them), so the marker cannot clash.
+const NONFINITE: &str = "\u{0}zarrforge-nonfinite:";
+
+/// A float attribute value: a JSON number, or for NaN and the infinities
+/// the bare tokens Python's `json` (hence zarr-python and xarray) writes and
+/// reads back as floats.
+pub fn attr_float_json(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        let t = if x.is_nan() {
+            "NaN"
+        } else if x > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        };
+        Value::String(format!("{NONFINITE}{t}"))
+    }
+}
+
+/// A metadata document as the bytes written to the store: pretty JSON in
+/// which non-finite float attributes are the bare `NaN`, `Infinity`,
+/// `-Infinity` tokens.
+///
+/// # Errors
+/// When serde cannot serialise the document.
+pub fn to_json_bytes(v: &Value) -> serde_json::Result<Vec<u8>> {
+    let text = serde_json::to_string_pretty(v)?;
+    let marker = serde_json::to_string(NONFINITE)?;
+    let open = &marker[..marker.len() - 1];
+    if !text.contains(open) {
+        return Ok(text.into_bytes());
+    }
+    let mut out = text;
+    for t in ["NaN", "Infinity", "-Infinity"] {
+        out = out.replace(&format!("{open}{t}\""), t);
+    }
+    Ok(out.into_bytes())
+}
+
+/// A JSON number for a float, or the Zarr text for NaN and infinities (the
+/// form of an array's `fill_value`).
+pub fn float_json(x: f64) -> Value {
+    if x.is_nan() {
+        json!("NaN")
+    } else if x == f64::INFINITY {
+        json!("Infinity")
+    } else if x == f64::NEG_INFINITY {
+        json!("-Infinity")
+    } else {
+        json!(x)
+    }
+}
+
+fn list_or_scalar<T, F: Fn(&T) -> Value>(v: &[T], f: F) -> Value {
+    if v.len() == 1 {
+        f(&v[0])
+    } else {
+        Value::Array(v.iter().map(f).collect())
+    }
+}
+
+/// An attribute value as JSON: one element as a scalar, more as a list.
+pub fn attr_json(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::I8(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U8(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I16(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U16(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I32(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U32(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::I64(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::U64(x) => list_or_scalar(x, |a| json!(a)),
+        AttrValue::F32(x) => list_or_scalar(x, |a| attr_float_json(f64::from(*a))),
+        AttrValue::F64(x) => list_or_scalar(x, |a| attr_float_json(*a)),
+        AttrValue::Text(s) => json!(s),
+        AttrValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
+        AttrValue::Strings(x) => list_or_scalar(x, |a| json!(a)),
+    }
+}
+
+/// Decodes little-endian fill bytes of `dtype` into its JSON fill value.
+fn fill_json(dtype: DType, b: &[u8], v2: bool) -> Value {
+    macro_rules! int {
+        ($t:ty) => {{
+            let mut a = [0u8; std::mem::size_of::<$t>()];
+            a.copy_from_slice(&b[..std::mem::size_of::<$t>()]);
+            json!(<$t>::from_le_bytes(a))
+        }};
+    }
+    match dtype {
+        DType::I8 => int!(i8),
+        DType::U8 => int!(u8),
+        DType::I16 => int!(i16),
+        DType::U16 => int!(u16),
+        DType::I32 => int!(i32),
+        DType::U32 => int!(u32),
+        DType::I64 => int!(i64),
+        DType::U64 => int!(u64),
+        DType::F32 => {
+            let x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            float_json(f64::from(x))
+        }
+        DType::F64 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[..8]);
+            float_json(f64::from_le_bytes(a))
+        }
+        // Base64 of the byte, NUL included ("AA=="), as xarray writes it.
+        DType::Char => json!(base64::engine::general_purpose::STANDARD.encode(&b[..1])),
+        DType::String => {
+            if v2 {
+                Value::Null
+            } else {
+                json!("")
+            }
+        }
+    }
+}
+
+/// The attributes of a variable as a JSON object for `format`.
+///
+/// v3: `_FillValue` as xarray writes it (base64 float64 for floats, base64
+/// bytes for chars). v2: `_FillValue` lives in the array's `fill_value` and is
+/// left out here; `_ARRAY_DIMENSIONS` carries the dimension names.
+pub fn var_attributes(var: &Var, format: ZarrFormat) -> Map<String, Value> {
+    let mut m = Map::new();
+    for Attr { name, value } in &var.attrs {
+        if name == "_FillValue" {
+            // v2 keeps it in the array's fill_value; xarray cannot decode a
+            // v3 `_FillValue` attribute on a bytes or string array (the fill
+            // stays in the array's fill_value, see [`format_warnings`]).
+            if format == ZarrFormat::V2 || matches!(var.dtype, DType::Char | DType::String) {
+                continue;
+            }
+            if let Some(b) = fill_bytes(var) {
+                let enc = base64::engine::general_purpose::STANDARD;
+                let j = match var.dtype {
+                    DType::F32 => {
+                        let x = f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                        json!(enc.encode(x.to_le_bytes()))
+                    }
+                    DType::F64 => json!(enc.encode(&b)),
+                    DType::Char => json!(enc.encode(&b)),
+                    other => fill_json(other, &b, false),
+                };
+                m.insert(name.clone(), j);
+                continue;
+            }
+        }
+        m.insert(name.clone(), attr_json(value));
+    }
+    if format == ZarrFormat::V2 {
+        m.insert("_ARRAY_DIMENSIONS".into(), json!(var.dims));
+    }
+    m
+}
+
+/// What a store of `format` cannot carry the way the source has it, one
+/// line per variable.
+pub fn format_warnings(vars: &[&Var], format: ZarrFormat) -> Vec<String> {
+    vars.iter()
+        .filter(|v| {
+            format == ZarrFormat::V3
+                && matches!(v.dtype, DType::Char | DType::String)
+                && v.attr("_FillValue").is_some()
+        })
+        .map(|v| {
+            format!(
+                "variable '{}': the _FillValue of a {} variable is kept as the array's fill_value only (xarray cannot read it as a Zarr v3 attribute; use --zarr-format 2 to keep it)",
+                v.path,
+                v.dtype.nc_name()
+            )
+        })
+        .collect()
+}
+
+/// Group attributes as a JSON object.
+pub fn group_attributes(g: &Group) -> Map<String, Value> {
+    g.attrs
+        .iter()
+        .map(|a| (a.name.clone(), attr_json(&a.value)))
+        .collect()
+}
+
+fn typesize(dtype: DType) -> usize {
+    match dtype {
+        DType::String => 1,
+        d => d.size(),
+    }
+}
+
+/// The v3 bytes-to-bytes codecs.
+pub fn compressors_v3(codec: &Codec, dtype: DType) -> Vec<Value> {
+    match codec {
+        Codec::Stored { shuffle, level } => {
+            let mut v = Vec::new();
+            if let Some(s) = shuffle {
+                v.push(json!({"name": "numcodecs.shuffle", "configuration": {"elementsize": s}}));
+            }
+            if let Some(l) = level {
+                v.push(json!({"name": "numcodecs.zlib", "configuration": {"level": l}}));
+            }
+            v
+        }
+        other => compressor_v3(other, dtype).into_iter().collect(),
+    }
+}
+
+/// The v3 compressor codec, if any.
+pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
+    Some(match codec {
+        Codec::None | Codec::Source | Codec::Stored { .. } => return None,
+        Codec::Zstd(l) => json!({"name": "zstd", "configuration": {"level": l, "checksum": false}}),
+        Codec::Gzip(l) => json!({"name": "gzip", "configuration": {"level": l}}),
+        Codec::Zlib(l) => json!({"name": "numcodecs.zlib", "configuration": {"level": l}}),
+        Codec::Blosc {
+            cname,
+            clevel,
+            shuffle,
+        } => {
+            let s = match shuffle {
+                BloscShuffle::None => "noshuffle",
+                BloscShuffle::Byte => "shuffle",
+                BloscShuffle::Bit => "bitshuffle",
+            };
+            json!({"name": "blosc", "configuration": {
+                "cname": cname, "clevel": clevel, "shuffle": s,
+                "typesize": typesize(dtype), "blocksize": 0}})
+        }
+    })
+}
+
+/// The v2 compressor (`null` for none).
+pub fn compressor_v2(codec: &Codec) -> Value {
+    match codec {
+        Codec::None | Codec::Source | Codec::Stored { level: None, .. } => Value::Null,
+        Codec::Stored { level: Some(l), .. } => json!({"id": "zlib", "level": l}),
+        Codec::Zstd(l) => json!({"id": "zstd", "level": l}),
+        Codec::Gzip(l) => json!({"id": "gzip", "level": l}),
+        Codec::Zlib(l) => json!({"id": "zlib", "level": l}),
+        Codec::Blosc {
+            cname,
+            clevel,
+            shuffle,
+        } => {
+            let s = match shuffle {
+                BloscShuffle::None => 0,
+                BloscShuffle::Byte => 1,
+                BloscShuffle::Bit => 2,
+            };
+            json!({"id": "blosc", "cname": cname, "clevel": clevel, "shuffle": s, "blocksize": 0})
+        }
+    }
+}
+
+fn serializer_v3(dtype: DType) -> Value {
+    match dtype {
+        DType::String => json!({"name": "vlen-utf8"}),
+        d if d.size() == 1 => json!({"name": "bytes"}),
+        _ => json!({"name": "bytes", "configuration": {"endian": "little"}}),
+    }
+}
+
+/// v3 codec list for one array (with the sharding codec when sharded).
+pub fn codecs_v3(a: &ArrayPlan, codec: &Codec) -> Vec<Value> {
+    let mut inner = vec![serializer_v3(a.dtype)];
+    inner.extend(compressors_v3(codec, a.dtype));
+    match &a.shards {
+        None => inner,
+        Some(_) => vec![json!({"name": "sharding_indexed", "configuration": {
+            "chunk_shape": a.chunks,
+            "codecs": inner,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+            "index_location": "end"}})],
+    }
+}
+
+/// The v3 `zarr.json` of an array. With `for_encoding`, chars are `uint8`
+/// and there are no attributes (the form zarrs builds its codec chain from).
+pub fn array_v3(var: &Var, a: &ArrayPlan, codec: &Codec, for_encoding: bool) -> Value {
+    let fill = fill_bytes(var).unwrap_or_else(|| pad_bytes(var));
+    let mut m = Map::new();
+    m.insert("zarr_format".into(), json!(3));
+    m.insert("node_type".into(), json!("array"));
+    m.insert("shape".into(), json!(a.shape));
+    let data_type = if var.dtype == DType::Char && !for_encoding {
+        json!({"name": "null_terminated_bytes", "configuration": {"length_bytes": 1}})
+    } else {
+        json!(var.dtype.v3_name())
+    };
+    m.insert("data_type".into(), data_type);
+    m.insert(
+        "chunk_grid".into(),
+        json!({"name": "regular", "configuration": {"chunk_shape": a.unit_shape()}}),
+    );
+    m.insert(
+        "chunk_key_encoding".into(),
+        json!({"name": "default", "configuration": {"separator": "/"}}),
+    );
+    let fill_value = if var.dtype == DType::Char && for_encoding {
+        json!(fill[0])
+    } else if let Some(t) = fill_text(var) {
+        json!(t)
+    } else {
+        fill_json(var.dtype, &fill, false)
+    };
+    m.insert("fill_value".into(), fill_value);
+    m.insert("codecs".into(), json!(codecs_v3(a, codec)));
+    let attrs = if for_encoding {
+        Map::new()
+    } else {
+        var_attributes(var, ZarrFormat::V3)
+    };
+    m.insert("attributes".into(), Value::Object(attrs));
+    if !var.dims.is_empty() {
+        m.insert("dimension_names".into(), json!(var.dims));
+    }
+    Value::Object(m)
+}
+
+/// The v2 `.zarray` of an array.
+pub fn array_v2(var: &Var, a: &ArrayPlan, codec: &Codec) -> Value {
+    let fill_value = match (fill_bytes(var), fill_text(var)) {
+        (Some(b), _) => fill_json(var.dtype, &b, true),
+        (None, Some(t)) => json!(t),
+        (None, None) => Value::Null,
+    };
+    let filters = match (var.dtype, codec) {
+        (DType::String, _) => json!([{"id": "vlen-utf8"}]),
+        (
+            _,
+            Codec::Stored {
+                shuffle: Some(s), ..
+            },
+        ) => {
+            json!([{"id": "shuffle", "elementsize": s}])
+        }
+        _ => Value::Null,
+    };
+    json!({
+        "zarr_format": 2,
+        "shape": a.shape,
+        "chunks": a.chunks,
+        "dtype": var.dtype.v2_name(),
+        "fill_value": fill_value,
+        "order": "C",
+        "filters": filters,
+        "dimension_separator": ".",
+        "compressor": compressor_v2(codec),
+    })
+}
+
+/// The v3 `zarr.json` of a group.
+pub fn group_v3(g: &Group) -> Value {
+    json!({"zarr_format": 3, "node_type": "group", "attributes": group_attributes(g)})
+}
+
+/// The store key of a chunk (or shard) relative to the array directory.
+pub fn chunk_key(format: ZarrFormat, indices: &[u64]) -> String {
+    let parts: Vec<String> = indices.iter().map(u64::to_string).collect();
+    match format {
+        ZarrFormat::V3 if parts.is_empty() => "c".into(),
+        ZarrFormat::V3 => format!("c/{}", parts.join("/")),
+        ZarrFormat::V2 if parts.is_empty() => "0".into(),
+        ZarrFormat::V2 => parts.join("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(dtype: DType, attrs: Vec<Attr>) -> Var {
+        Var {
+            name: "v".into(),
+            path: "v".into(),
+            dtype,
+            dims: vec!["time".into(), "x".into()],
+            shape: vec![2, 3],
+            source_chunks: None,
+            filters: vec![],
+            big_endian: false,
+            attrs,
+            via_netcdf: false,
+        }
+    }
+
+    #[test]
+    fn float_fill_value_is_encoded_as_xarray_does() {
+        let v = var(
+            DType::F32,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::F32(vec![1e20]),
+            }],
+        );
+        let a = var_attributes(&v, ZarrFormat::V3);
+        assert_eq!(a["_FillValue"], json!("AAAAgB2vFUQ="));
+        let a2 = var_attributes(&v, ZarrFormat::V2);
+        assert!(!a2.contains_key("_FillValue"));
+        assert_eq!(a2["_ARRAY_DIMENSIONS"], json!(["time", "x"]));
+    }
+
+    #[test]
+    fn int_fill_value_and_attribute_shapes() {
+        let v = var(
+            DType::I16,
+            vec![
+                Attr {
+                    name: "_FillValue".into(),
+                    value: AttrValue::I16(vec![-32767]),
+                },
+                Attr {
+                    name: "valid_range".into(),
+                    value: AttrValue::I16(vec![0, 100]),
+                },
+                Attr {
+                    name: "scale_factor".into(),
+                    value: AttrValue::F32(vec![0.1]),
+                },
+            ],
+        );
+        let a = var_attributes(&v, ZarrFormat::V3);
+        assert_eq!(a["_FillValue"], json!(-32767));
+        assert_eq!(a["valid_range"], json!([0, 100]));
+        assert_eq!(a["scale_factor"], json!(f64::from(0.1f32)));
+    }
+
+    #[test]
+    fn chunk_keys() {
+        assert_eq!(chunk_key(ZarrFormat::V3, &[0, 1, 2]), "c/0/1/2");
+        assert_eq!(chunk_key(ZarrFormat::V3, &[]), "c");
+        assert_eq!(chunk_key(ZarrFormat::V2, &[3, 4]), "3.4");
+        assert_eq!(chunk_key(ZarrFormat::V2, &[]), "0");
+    }
+
+    #[test]
+    fn non_finite_floats() {
+        assert_eq!(float_json(f64::NAN), json!("NaN"));
+        let doc = json!({"a": attr_json(&AttrValue::F64(vec![1.0, f64::INFINITY, f64::NEG_INFINITY])),
+            "b": attr_json(&AttrValue::F32(vec![f32::NAN])), "c": "NaN", "fill_value": float_json(f64::NAN)});
+        let text = String::from_utf8(to_json_bytes(&doc).unwrap()).unwrap();
+        let flat: String = text.split_whitespace().collect();
+        assert_eq!(
+            flat,
+            r#"{"a":[1.0,Infinity,-Infinity],"b":NaN,"c":"NaN","fill_value":"NaN"}"#
+        );
+    }
+
+    #[test]
+    fn char_and_string_fills_in_v2() {
+        let c = var(
+            DType::Char,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::Text(String::new()),
+            }],
+        );
+        let a = ArrayPlan::new(0, "v".into(), DType::Char, vec![2, 3], vec![2, 3], None, 0);
+        assert_eq!(array_v2(&c, &a, &Codec::None)["fill_value"], json!("AA=="));
+        let s = var(
+            DType::String,
+            vec![Attr {
+                name: "_FillValue".into(),
+                value: AttrValue::Text("NA".into()),
+            }],
+        );
+        assert_eq!(array_v2(&s, &a, &Codec::None)["fill_value"], json!("NA"));
+    }
+}
