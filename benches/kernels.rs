@@ -85,7 +85,7 @@ fn source_chunks(c: &mut Criterion) {
         b.iter(|| decode(Some((raw.clone(), 0)), &layout).unwrap());
     });
     g.bench_function("unshuffle_361x720_f32", |b| {
-        b.iter(|| unshuffle(&shuffled, 4))
+        b.iter(|| unshuffle(&shuffled, 4));
     });
     // Copy a 181 x 360 quarter into a 24 x 181 x 360 unit.
     let mut unit = vec![0u8; 24 * 181 * 360 * 4];

@@ -104,6 +104,7 @@ fn message(e: &Error) -> String {
     }
 }
 
+#[allow(clippy::too_many_lines)] // one arm per subcommand
 fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
     match &cli.command {
         Command::Convert(args) => {
@@ -214,8 +215,10 @@ fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         }
         Command::Recipe(RecipeCommand::Check(a)) => {
             let recipe = zarrforge::cli::recipe::Recipe::load(&a.recipe)?;
-            let mut cfg =
-                zarrforge::cli::config::ConvertConfig::new(Vec::new(), Default::default());
+            let mut cfg = zarrforge::cli::config::ConvertConfig::new(
+                Vec::new(),
+                std::path::PathBuf::default(),
+            );
             recipe.apply(&a.recipe, &mut cfg)?;
             cfg.validate()?;
             let job = convert::prepare_job(ctx, &cfg)?;

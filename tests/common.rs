@@ -1,5 +1,8 @@
 //! Helpers: fixtures, running the binary with a timeout, reading stores.
 
+// A test reads top to bottom as one scenario.
+#![allow(clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -7,24 +10,24 @@ use std::time::{Duration, Instant};
 
 use netcdf::Extents;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_zarrforge");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_zarrforge");
 
 /// Outcome of one run.
-pub struct Run {
+pub(crate) struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Runs `zarrforge ARGS` with `ranks` ranks (`None`: singleton, no mpirun),
 /// killing it after `timeout`.
-pub fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run {
+pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run {
     let mut cmd = match ranks {
         None => Command::new(BIN),
         Some(n) => {
@@ -69,10 +72,10 @@ pub fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run 
     }
 }
 
-pub const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
 /// Deterministic value generator.
-pub fn val(i: usize, k: u64) -> f64 {
+pub(crate) fn val(i: usize, k: u64) -> f64 {
     let mut x =
         (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 29;
@@ -83,7 +86,7 @@ pub fn val(i: usize, k: u64) -> f64 {
 /// packing, NaNs without fill, big-endian and contiguous storage, chunking
 /// that does not divide the shape, a scalar, nested groups, an empty
 /// unlimited dimension, prime and size-1 dimensions.
-pub fn rich_fixture(path: &Path) {
+pub(crate) fn rich_fixture(path: &Path) {
     let mut f = netcdf::create(path).unwrap();
     f.add_attribute("title", "rich fixture").unwrap();
     f.add_attribute("levels", vec![1i32, 2, 3]).unwrap();
@@ -190,7 +193,7 @@ pub fn rich_fixture(path: &Path) {
 }
 
 /// Numeric variables of the rich fixture, by path.
-pub const RICH_VARS: &[&str] = &[
+pub(crate) const RICH_VARS: &[&str] = &[
     "time",
     "temp",
     "packed",
@@ -212,7 +215,7 @@ pub const RICH_VARS: &[&str] = &[
 ];
 
 /// Every value of `var` from netCDF-C, as native bytes.
-pub fn source_bytes(path: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
+pub(crate) fn source_bytes(path: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
     let f = netcdf::open(path).unwrap();
     let v = f
         .variable(var)
@@ -226,7 +229,7 @@ pub fn source_bytes(path: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
 }
 
 /// Every value of array `var` read back with zarrs, as bytes.
-pub fn store_bytes(store: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
+pub(crate) fn store_bytes(store: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
     let s = Arc::new(zarrs::filesystem::FilesystemStore::new(store).unwrap());
     let a = zarrs::array::Array::open(s, &format!("/{var}"))
         .unwrap_or_else(|e| panic!("zarrs cannot open {var} in {}: {e}", store.display()));
@@ -240,7 +243,7 @@ pub fn store_bytes(store: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
 }
 
 /// Reads a JSON file.
-pub fn json(path: &Path) -> serde_json::Value {
+pub(crate) fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -252,7 +255,7 @@ pub fn json(path: &Path) -> serde_json::Value {
 /// another test thread spawns while this process has a fixture open
 /// inherits the descriptor and its lock, and would make this process's
 /// next open of that file fail.
-pub fn tmp() -> tempfile::TempDir {
+pub(crate) fn tmp() -> tempfile::TempDir {
     // SAFETY: every test sets the same value; HDF5 reads it at each open.
     unsafe { std::env::set_var("HDF5_USE_FILE_LOCKING", "FALSE") };
     tempfile::Builder::new()
@@ -262,7 +265,7 @@ pub fn tmp() -> tempfile::TempDir {
 }
 
 /// The relative paths and contents of every file under `dir`.
-pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

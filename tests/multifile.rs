@@ -2,6 +2,9 @@
 //! variable families, time re-encoding, append, recipes, and the
 //! consistency errors.
 
+// A test reads top to bottom as one scenario.
+#![allow(clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 
 use netcdf::Extents;
@@ -10,7 +13,7 @@ use crate::common::*;
 
 /// One input file of a series.
 #[derive(Clone)]
-pub struct Part {
+pub(crate) struct Part {
     /// First hour (absolute, hours since 2000-01-01).
     pub t0: i64,
     /// Steps.
@@ -23,9 +26,9 @@ pub struct Part {
     pub t2m_f64: bool,
     /// Latitudes.
     pub lat: usize,
-    /// scale_factor of `p`.
+    /// `scale_factor` of `p`.
     pub scale: f32,
-    /// _FillValue of t2m.
+    /// _`FillValue` of t2m.
     pub fill: f32,
     /// Calendar.
     pub calendar: &'static str,
@@ -34,7 +37,7 @@ pub struct Part {
 }
 
 impl Part {
-    pub fn new(t0: i64, n: usize) -> Self {
+    pub(crate) fn new(t0: i64, n: usize) -> Self {
         Self {
             t0,
             n,
@@ -79,7 +82,7 @@ fn t2m(h: i64, j: usize, k: usize) -> f32 {
 }
 
 /// Writes one file of a series.
-pub fn write_part(path: &Path, p: &Part) {
+pub(crate) fn write_part(path: &Path, p: &Part) {
     let mut f = netcdf::create(path).unwrap();
     f.add_attribute("title", "series").unwrap();
     f.add_attribute("source_file", path.file_name().unwrap().to_str().unwrap())
@@ -184,7 +187,7 @@ pub fn write_part(path: &Path, p: &Part) {
 
 /// A series of `lens.len()` files covering consecutive hours, named so that
 /// the name order is not the time order. Returns the paths in time order.
-pub fn series(
+pub(crate) fn series(
     dir: &Path,
     prefix: &str,
     lens: &[usize],
@@ -643,10 +646,10 @@ fn time_units_are_reencoded_exactly() {
 fn merges_variable_families() {
     let dir = tmp();
     let t = series(&dir.path().join("in"), "t2m_", &[2, 2, 2], |_, p| {
-        p.vars = vec!["t2m"]
+        p.vars = vec!["t2m"];
     });
     let u = series(&dir.path().join("in"), "u10_", &[2, 2, 2], |_, p| {
-        p.vars = vec!["u10"]
+        p.vars = vec!["u10"];
     });
     let out = dir.path().join("o.zarr");
     let glob = format!("{}/*.nc", dir.path().join("in").display());
@@ -686,7 +689,7 @@ fn inconsistent_inputs_are_refused() {
             "gap",
             |i, p| {
                 if i == 2 {
-                    p.t0 += 5
+                    p.t0 += 5;
                 }
             },
             "gap along 'time'",
@@ -696,7 +699,7 @@ fn inconsistent_inputs_are_refused() {
             |i, p| {
                 if i == 2 {
                     p.t0 -= 2;
-                    p.units = "hours since 2000-01-01 00:30:00".into()
+                    p.units = "hours since 2000-01-01 00:30:00".into();
                 }
             },
             "overlap along 'time'",
@@ -705,7 +708,7 @@ fn inconsistent_inputs_are_refused() {
             "duplicate",
             |i, p| {
                 if i == 2 {
-                    p.t0 -= 2
+                    p.t0 -= 2;
                 }
             },
             "duplicated coordinate value",
@@ -714,7 +717,7 @@ fn inconsistent_inputs_are_refused() {
             "missing",
             |i, p| {
                 if i == 1 {
-                    p.vars = vec!["t2m"]
+                    p.vars = vec!["t2m"];
                 }
             },
             "'p' is missing from",
@@ -723,7 +726,7 @@ fn inconsistent_inputs_are_refused() {
             "dtype",
             |i, p| {
                 if i == 1 {
-                    p.t2m_f64 = true
+                    p.t2m_f64 = true;
                 }
             },
             "variable 't2m': type differs",
@@ -732,7 +735,7 @@ fn inconsistent_inputs_are_refused() {
             "shape",
             |i, p| {
                 if i == 1 {
-                    p.lat = 4
+                    p.lat = 4;
                 }
             },
             "shape",
@@ -741,7 +744,7 @@ fn inconsistent_inputs_are_refused() {
             "scale",
             |i, p| {
                 if i == 2 {
-                    p.scale = 0.1
+                    p.scale = 0.1;
                 }
             },
             "attribute 'scale_factor' differs",
@@ -750,7 +753,7 @@ fn inconsistent_inputs_are_refused() {
             "fill",
             |i, p| {
                 if i == 1 {
-                    p.fill = -1.0
+                    p.fill = -1.0;
                 }
             },
             "attribute '_FillValue' differs",
@@ -759,7 +762,7 @@ fn inconsistent_inputs_are_refused() {
             "calendar",
             |i, p| {
                 if i == 1 {
-                    p.calendar = "noleap"
+                    p.calendar = "noleap";
                 }
             },
             "calendar",

@@ -1,5 +1,8 @@
 //! `--codec source`: the source's chunks and compression, copied as stored.
 
+// A test reads top to bottom as one scenario.
+#![allow(clippy::too_many_lines)]
+
 use std::path::Path;
 
 use crate::common::*;

@@ -216,6 +216,6 @@ fn nil_strings_read_as_empty_strings() {
         let store = std::sync::Arc::new(zarrs::filesystem::FilesystemStore::new(&out).unwrap());
         let a = zarrs::array::Array::open(store, "/s").unwrap();
         let got: Vec<String> = a.retrieve_array_subset(&a.subset_all()).unwrap();
-        assert_eq!(got, vec!["".to_string(), "middle".into(), "".into()]);
+        assert_eq!(got, vec![String::new(), "middle".into(), String::new()]);
     }
 }

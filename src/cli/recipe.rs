@@ -197,6 +197,7 @@ impl Recipe {
     ///
     /// # Errors
     /// [`ConfigError`] for a bad codec, size, format or attribute value.
+    #[allow(clippy::too_many_lines)] // one recipe key after another, each checked and applied in a few lines
     pub fn apply(&self, path: &Path, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
         let bad = |msg: String| ConfigError::Recipe {
             path: path.to_path_buf(),

@@ -1299,6 +1299,7 @@ mod tests {
     // ---- parsing --------------------------------------------------------
 
     #[test]
+    #[allow(clippy::too_many_lines)] // a table of accepted unit strings
     fn parses_many_forms() {
         let u = units("hours since 1900-01-01 00:00:00.0");
         assert_eq!(

@@ -393,6 +393,7 @@ pub fn normalize_fill(var: &mut Var) -> Option<String> {
 
 /// The `_FillValue` `value` as exactly the same number in `dtype`
 /// (`Ok(None)`: keep it as it is).
+#[allow(clippy::too_many_lines)] // one arm per netCDF type
 fn exact_fill(dtype: DType, value: &AttrValue) -> Result<Option<AttrValue>, String> {
     let tname = dtype.nc_name();
     match (dtype, value) {

@@ -35,12 +35,8 @@ impl Topology {
                 cpuset: Vec::new(),
             };
         };
-        let count = |t: hwloc2::ObjectType| {
-            topo.objects_with_type(&t)
-                .map(|v| v.len())
-                .unwrap_or(0)
-                .max(1)
-        };
+        let count =
+            |t: hwloc2::ObjectType| topo.objects_with_type(&t).map_or(0, |v| v.len()).max(1);
         let node_cores = count(hwloc2::ObjectType::Core);
         let node_pus = count(hwloc2::ObjectType::PU);
         let numa_nodes = topo
@@ -134,7 +130,7 @@ pub fn bind_current_thread(pu: u32) -> bool {
             return false;
         }
         libc::CPU_SET(pu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set) == 0
     }
 }
 

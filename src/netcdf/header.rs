@@ -108,7 +108,7 @@ impl Bytes for Source {
 struct Cursor<'a, B: Bytes> {
     src: &'a mut B,
     pos: u64,
-    /// Width of NON_NEG counts and dimension ids (4, or 8 in CDF5).
+    /// Width of `NON_NEG` counts and dimension ids (4, or 8 in CDF5).
     wide: bool,
 }
 
@@ -150,7 +150,7 @@ impl<B: Bytes> Cursor<'_, B> {
         Ok(u64::from_be_bytes(a))
     }
 
-    /// A NON_NEG count: 4 bytes, 8 in CDF5; negative values are corrupt.
+    /// A `NON_NEG` count: 4 bytes, 8 in CDF5; negative values are corrupt.
     fn count(&mut self) -> Result<u64, HeaderError> {
         if self.wide {
             let x = self.u64()?;
@@ -265,6 +265,7 @@ struct VarEntry {
     begin: u64,
 }
 
+#[allow(clippy::too_many_lines)] // the netCDF-3 header grammar, field by field in file order
 fn parse<B: Bytes>(src: &mut B) -> Result<HeaderInfo, HeaderError> {
     let file_len = src.len();
     let mut c = Cursor {

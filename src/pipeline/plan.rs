@@ -514,7 +514,7 @@ mod tests {
             name: name.into(),
             path: name.into(),
             dtype,
-            dims: dims.iter().map(|s| s.to_string()).collect(),
+            dims: dims.iter().map(std::string::ToString::to_string).collect(),
             shape: shape.to_vec(),
             source_chunks: src.map(<[u64]>::to_vec),
             filters: vec![],
@@ -647,8 +647,8 @@ mod tests {
         let mut seed = 12345u64;
         let mut next = |m: u64| {
             seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             (seed >> 33) % m
         };
         for _ in 0..200 {

@@ -28,6 +28,7 @@ const FIXED_ATTRS: [&str; 3] = ["_FillValue", "scale_factor", "add_offset"];
 /// # Errors
 /// [`ConfigError::UnknownVar`] for a name that no input has;
 /// [`ConfigError::FixedAttr`] for an edit of a packing attribute.
+#[allow(clippy::too_many_lines)] // the selection options in the order the CLI documents them
 pub fn apply(ds: &mut Dataset, cfg: &ConvertConfig) -> Result<(), ConfigError> {
     let names: Vec<String> = ds.schema.vars().iter().map(|v| v.path.clone()).collect();
     let dims: Vec<String> = ds

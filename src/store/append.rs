@@ -299,6 +299,7 @@ pub fn select(
 ///
 /// # Errors
 /// [`AppendError::Mismatch`] naming the variable and what differs.
+#[allow(clippy::too_many_lines)] // every check of an append against the store, in the order of its error messages
 pub fn extend(
     store: &Path,
     state: &StoreState,

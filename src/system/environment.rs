@@ -83,7 +83,7 @@ pub fn filesystem_type(path: &Path) -> String {
     // NUL-terminated path.
     let magic = unsafe {
         let mut buf: libc::statfs = std::mem::zeroed();
-        if libc::statfs(c.as_ptr(), &mut buf) != 0 {
+        if libc::statfs(c.as_ptr(), &raw mut buf) != 0 {
             return "unknown".into();
         }
         #[allow(clippy::cast_sign_loss, clippy::unnecessary_cast)]

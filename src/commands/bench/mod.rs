@@ -154,7 +154,7 @@ fn gb(b: u64) -> f64 {
 pub fn peak_rss_mib() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
     if r != 0 {
         return 0.0;
     }

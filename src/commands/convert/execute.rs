@@ -69,7 +69,7 @@ struct Shared {
 
 impl Shared {
     fn failed(&self) -> bool {
-        self.failure.lock().map(|g| g.is_some()).unwrap_or(true)
+        self.failure.lock().map_or(true, |g| g.is_some())
     }
 
     fn fail(&self, e: Error) {
@@ -304,15 +304,14 @@ fn encode_and_store(
 ) {
     let t = Instant::now();
     let result = crate::system::stage::catch(|| {
-        let bytes = match read.copied {
-            Some(b) => b,
-            None => {
-                let values = read
-                    .values
-                    .finish()
-                    .map_err(|e| WriteError::Read(Box::new(e)))?;
-                enc.encode(&unit.indices, &read.count, values)?
-            }
+        let bytes = if let Some(b) = read.copied {
+            b
+        } else {
+            let values = read
+                .values
+                .finish()
+                .map_err(|e| WriteError::Read(Box::new(e)))?;
+            enc.encode(&unit.indices, &read.count, values)?
         };
         let t_enc = t.elapsed().as_secs_f64();
         let t = Instant::now();

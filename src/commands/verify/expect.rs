@@ -343,16 +343,13 @@ fn place(
                 }
             }
             _ => {
-                let at = match next.iter_mut().find(|(f, _)| *f == fam) {
-                    Some((_, n)) => {
-                        let at = *n;
-                        *n += len;
-                        at
-                    }
-                    None => {
-                        next.push((fam, len));
-                        0
-                    }
+                let at = if let Some((_, n)) = next.iter_mut().find(|(f, _)| *f == fam) {
+                    let at = *n;
+                    *n += len;
+                    at
+                } else {
+                    next.push((fam, len));
+                    0
                 };
                 out[i] = Some(at);
             }

@@ -464,6 +464,7 @@ fn compare(
 }
 
 /// One block of a store array against the pieces of the sources it holds.
+#[allow(clippy::too_many_lines)] // one comparison walk: raw and decoded, element by element, with the report's counters
 fn compare_block(
     job: &Job,
     arr: &Array<FilesystemStore>,

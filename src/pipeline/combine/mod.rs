@@ -25,15 +25,17 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+mod time;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::cftime::{self, Calendar, Recode};
-use crate::model::schema::{AttrValue, DType, Group, Schema, SourceFormat, Var};
+use crate::model::cftime::Recode;
+use crate::model::schema::{AttrValue, Group, Schema, SourceFormat, Var};
 use crate::pipeline::scan::FileScan;
+use time::TimeAxis;
 
 /// One input file of the dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,30 +215,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
     if scans.is_empty() {
         return Err(CombineError::NoInputs);
     }
-    // A concatenation dimension no variable uses (an unlimited dimension
-    // left empty, or whose variables were skipped) concatenates nothing.
-    let dim = concat_dim(scans, opts)?.filter(|d| {
-        scans
-            .iter()
-            .any(|s| s.schema.vars().iter().any(|v| v.dims.contains(d)))
-    });
-    // Variables are matched to the concatenation dimension by name: a group
-    // defining its own dimension of that name would be taken for it. One
-    // file converts as it is (nothing to concatenate); several are refused.
-    let dim = match dim {
-        Some(d) => match shadowing_group(scans, &d) {
-            None => Some(d),
-            Some(_) if scans.len() == 1 && opts.concat_dim.is_none() => None,
-            Some((path, group)) => {
-                return Err(CombineError::ShadowedConcatDim {
-                    path,
-                    group,
-                    dim: d,
-                })
-            }
-        },
-        None => None,
-    };
+    let dim = concatenation(scans, opts)?;
     let files: Vec<SourceFile> = scans
         .iter()
         .map(|s| SourceFile {
@@ -249,343 +228,37 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
     let Some(dim) = dim else {
         return combine_static_only(scans, files);
     };
-
     // Time units: one calendar, one output unit, one recode per file.
     let time = TimeAxis::new(scans, &dim, opts)?;
-
-    // Groups of files.
-    let uses_dim = |s: &FileScan| s.schema.vars().iter().any(|v| v.dims.contains(&dim));
-    let keys: Vec<BTreeSet<String>> = scans
+    let keys = group_keys(scans, &dim);
+    let groups = file_groups(scans, &dim, &keys, opts)?;
+    check_groups_disjoint(scans, &keys, &groups)?;
+    let ordered = groups
         .iter()
-        .map(|s| {
-            let axis = axis_vars(&s.schema, &dim);
-            s.schema
-                .vars()
-                .iter()
-                .filter(|v| v.dims.contains(&dim) && !axis.contains(&v.path))
-                .map(|v| v.path.clone())
-                .collect()
-        })
-        .collect();
-    let groups: Vec<Vec<usize>> = match &opts.merge_groups {
-        Some(g) => {
-            let mut seen = vec![false; scans.len()];
-            for &i in g.iter().flatten() {
-                if i >= scans.len() || std::mem::replace(&mut seen[i], true) {
-                    return Err(CombineError::Groups(format!(
-                        "file {} is in more than one group",
-                        scans
-                            .get(i)
-                            .map_or_else(String::new, |s| s.path.display().to_string())
-                    )));
-                }
-            }
-            if let Some(i) = seen.iter().position(|s| !s) {
-                return Err(CombineError::Groups(format!(
-                    "{} matches no merge group",
-                    scans[i].path.display()
-                )));
-            }
-            for grp in g {
-                for w in grp.windows(2) {
-                    check_same_vars(scans, &keys, w[0], w[1])?;
-                }
-            }
-            g.iter().filter(|grp| !grp.is_empty()).cloned().collect()
-        }
-        None => {
-            let mut by_key: BTreeMap<&BTreeSet<String>, Vec<usize>> = BTreeMap::new();
-            let mut order: Vec<&BTreeSet<String>> = Vec::new();
-            for (i, s) in scans.iter().enumerate() {
-                if !uses_dim(s) {
-                    continue;
-                }
-                let e = by_key.entry(&keys[i]).or_default();
-                if e.is_empty() {
-                    order.push(&keys[i]);
-                }
-                e.push(i);
-            }
-            order.iter().map(|k| by_key[k].clone()).collect()
-        }
-    };
-    // Two groups sharing a variable: it is missing from some files.
-    for (gi, a) in groups.iter().enumerate() {
-        for b in &groups[gi + 1..] {
-            let (ka, kb) = (&keys[a[0]], &keys[b[0]]);
-            if !ka.is_disjoint(kb) {
-                let (fa, fb) = (a[0], b[0]);
-                if let Some(v) = ka.difference(kb).next() {
-                    return Err(CombineError::Missing {
-                        var: v.clone(),
-                        file: scans[fb].path.clone(),
-                        present: scans[fa].path.clone(),
-                    });
-                }
-                if let Some(v) = kb.difference(ka).next() {
-                    return Err(CombineError::Missing {
-                        var: v.clone(),
-                        file: scans[fa].path.clone(),
-                        present: scans[fb].path.clone(),
-                    });
-                }
-                let v = ka.iter().next().cloned().unwrap_or_default();
-                return Err(CombineError::Groups(format!(
-                    "variable '{v}' is in two merge groups ({} and {})",
-                    scans[fa].path.display(),
-                    scans[fb].path.display()
-                )));
-            }
-        }
-    }
-
-    // Order each group along the axis and check it.
-    let mut ordered: Vec<Vec<Member>> = Vec::new();
-    for g in &groups {
-        let mut members: Vec<Member> = Vec::new();
-        for &i in g {
-            let c = scans[i].coords.iter().find(|c| c.dim == dim);
-            let len = c.map_or(0, |c| c.len);
-            let values = c
-                .and_then(|c| c.values.as_ref())
-                .map(|v| time.to_output(i, v));
-            members.push(Member {
-                file: i,
-                len,
-                values,
-            });
-        }
-        let with = members.iter().find(|m| m.values.is_some() && m.len > 0);
-        let without = members.iter().find(|m| m.values.is_none() && m.len > 0);
-        if let (Some(w), Some(wo)) = (with, without) {
-            return Err(CombineError::CoordMix {
-                dim: dim.clone(),
-                with: scans[w.file].path.clone(),
-                without: scans[wo.file].path.clone(),
-            });
-        }
-        let has_coords = with.is_some();
-        members.retain(|m| m.len > 0);
-        if has_coords {
-            for m in members.iter().filter(|_| scans.len() > 1) {
-                if let Some(v) = &m.values {
-                    if let Some(k) = v
-                        .windows(2)
-                        .position(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
-                    {
-                        return Err(CombineError::NotIncreasing {
-                            file: scans[m.file].path.clone(),
-                            dim: dim.clone(),
-                            index: k + 1,
-                        });
-                    }
-                }
-            }
-            // Stable: equal first values keep the natural order.
-            members.sort_by(|a, b| {
-                let fa = a
-                    .values
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .copied()
-                    .unwrap_or(f64::NAN);
-                let fb = b
-                    .values
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .copied()
-                    .unwrap_or(f64::NAN);
-                fa.total_cmp(&fb)
-            });
-            check_axis(scans, &dim, &members, opts)?;
-        }
-        ordered.push(members);
-    }
-
-    // Every group must give the same axis.
-    let axis: Vec<Option<f64>> = axis_of(&ordered[0]);
-    for (gi, g) in ordered.iter().enumerate().skip(1) {
-        let other = axis_of(g);
-        if other != axis {
-            let pos = axis
-                .iter()
-                .zip(&other)
-                .position(|(a, b)| a != b)
-                .unwrap_or(axis.len().min(other.len()));
-            let at = |m: &[Member], p: usize| -> String {
-                let mut off = 0u64;
-                for x in m {
-                    if (p as u64) < off + x.len {
-                        return scans[x.file].path.display().to_string();
-                    }
-                    off += x.len;
-                }
-                "(end)".into()
-            };
-            let name = |g: usize| -> String {
-                let k = &keys[groups[g][0]];
-                if k.is_empty() {
-                    format!("'{dim}'")
-                } else {
-                    k.iter()
-                        .map(|v| format!("'{v}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            };
-            return Err(CombineError::Axis {
-                dim: dim.clone(),
-                detail: format!(
-                    "the files of {} hold {} steps, those of {} hold {}; they first differ at step {pos} ({} vs {})",
-                    name(0),
-                    axis.len(),
-                    name(gi),
-                    other.len(),
-                    at(&ordered[0], pos),
-                    at(g, pos),
-                ),
-            });
-        }
-    }
+        .map(|g| order_group(scans, &dim, g, &time, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    let axis = common_axis(scans, &dim, &keys, &groups, &ordered)?;
     let axis_len = axis.len() as u64;
-
-    // The output structure: representative files, groups first.
-    let mut reps: Vec<usize> = ordered
-        .iter()
-        .filter_map(|g| g.first().map(|m| m.file))
-        .collect();
-    for g in &groups {
-        // Groups whose files are all empty along the axis.
-        if !g.iter().any(|i| reps.contains(i)) {
-            reps.push(g[0]);
-        }
-    }
-    for (i, s) in scans.iter().enumerate() {
-        if !uses_dim(s) {
-            reps.push(i);
-        }
-    }
-    let mut root = scans[reps[0]].schema.root.clone();
-    for &r in &reps[1..] {
-        merge_group(&mut root, &scans[r].schema.root);
-    }
-    set_dim_len(&mut root, &dim, axis_len);
-    let mut skipped = Vec::new();
-    for s in scans {
-        for k in &s.schema.skipped {
-            if !skipped.contains(k) {
-                skipped.push(k.clone());
-            }
-        }
-    }
-    let schema = Schema {
-        source: scans[reps[0]].path.clone(),
-        format: scans[reps[0]].schema.format,
-        root,
-        skipped,
-        warnings: warnings_of(scans),
-    };
-
-    // Files holding each variable, in output order.
-    let axis_paths = axis_vars(&scans[reps[0]].schema, &dim);
-    let group_of_var = |path: &str| -> Option<usize> {
-        groups
-            .iter()
-            .position(|g| keys[g[0]].contains(path))
-            .or_else(|| axis_paths.iter().any(|p| p == path).then_some(0))
+    let (first_rep, mut out_schema) = output_schema(scans, &dim, &groups, &ordered, axis_len);
+    let c = Combination {
+        scans,
+        keys: &keys,
+        groups: &groups,
+        ordered: &ordered,
+        time: &time,
+        axis_paths: axis_vars(&scans[first_rep].schema, &dim),
     };
     let mut sources = Vec::new();
-    let mut out_schema = schema;
-    let out_vars: Vec<Var> = out_schema.vars().into_iter().cloned().collect();
     let mut time_units_out: Vec<(String, String)> = Vec::new();
+    let out_vars: Vec<Var> = out_schema.vars().into_iter().cloned().collect();
     for v in &out_vars {
-        let holders: Vec<usize> = scans
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.schema.vars().iter().any(|x| x.path == v.path))
-            .map(|(i, _)| i)
-            .collect();
-        let axis_pos = v.dims.iter().position(|d| *d == dim);
-        if let Some(k) = axis_pos {
-            let g = group_of_var(&v.path).unwrap_or(0);
-            let members = &ordered[g];
-            let all: Vec<usize> = groups[g].clone();
-            let first = members.first().map_or(all[0], |m| m.file);
-            let base = find_var(&scans[first].schema, &v.path)
-                .cloned()
-                .unwrap_or_else(|| v.clone());
-            let recoded = time.applies_to(&base, &axis_paths);
-            for &i in &all {
-                let Some(x) = find_var(&scans[i].schema, &v.path) else {
-                    return Err(CombineError::Missing {
-                        var: v.path.clone(),
-                        file: scans[i].path.clone(),
-                        present: scans[first].path.clone(),
-                    });
-                };
-                check_var(
-                    &base,
-                    x,
-                    Some(k),
-                    recoded,
-                    &scans[first].path,
-                    &scans[i].path,
-                )?;
+        match v.dims.iter().position(|d| *d == dim) {
+            Some(k) => {
+                let (source, units) = c.along_axis(v, k)?;
+                time_units_out.extend(units.map(|u| (v.path.clone(), u)));
+                sources.push(source);
             }
-            let mut segments = Vec::new();
-            let mut start = 0u64;
-            for m in members {
-                segments.push(Segment {
-                    file: u32::try_from(m.file).unwrap_or(u32::MAX),
-                    start,
-                    len: m.len,
-                    recode: if recoded { time.recode(m.file) } else { None },
-                });
-                start += m.len;
-            }
-            if recoded && base.attr("units").is_some() {
-                if let Some(u) = &time.output_units {
-                    time_units_out.push((v.path.clone(), u.clone()));
-                }
-            }
-            sources.push(VarSource {
-                var: base,
-                axis: Some(k),
-                segments,
-                stored: None,
-            });
-        } else {
-            // Static: from the first holder in time order.
-            let order: Vec<usize> = ordered
-                .iter()
-                .flat_map(|g| g.iter().map(|m| m.file))
-                .chain(0..scans.len())
-                .collect();
-            let first = order
-                .iter()
-                .copied()
-                .find(|i| holders.contains(i))
-                .unwrap_or(holders[0]);
-            let base = find_var(&scans[first].schema, &v.path)
-                .cloned()
-                .unwrap_or_else(|| v.clone());
-            for &i in &holders {
-                if let Some(x) = find_var(&scans[i].schema, &v.path) {
-                    check_var(&base, x, None, false, &scans[first].path, &scans[i].path)?;
-                    check_digest(&scans[first], &scans[i], &v.path)?;
-                }
-            }
-            sources.push(VarSource {
-                var: base,
-                axis: None,
-                segments: vec![Segment {
-                    file: u32::try_from(first).unwrap_or(u32::MAX),
-                    start: 0,
-                    len: 0,
-                    recode: None,
-                }],
-                stored: None,
-            });
+            None => sources.push(c.static_var(v)?),
         }
     }
     // Output attributes: from each variable's first file; time units: the output's.
@@ -611,6 +284,435 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
             calendar: time.calendar_name.clone(),
         }),
     })
+}
+
+/// The concatenation dimension, if any. A dimension no variable uses (an
+/// unlimited dimension left empty, or whose variables were skipped)
+/// concatenates nothing.
+fn concatenation(
+    scans: &[FileScan],
+    opts: &CombineOptions,
+) -> Result<Option<String>, CombineError> {
+    let dim = concat_dim(scans, opts)?.filter(|d| {
+        scans
+            .iter()
+            .any(|s| s.schema.vars().iter().any(|v| v.dims.contains(d)))
+    });
+    // Variables are matched to the concatenation dimension by name: a group
+    // defining its own dimension of that name would be taken for it. One
+    // file converts as it is (nothing to concatenate); several are refused.
+    Ok(match dim {
+        Some(d) => match shadowing_group(scans, &d) {
+            None => Some(d),
+            Some(_) if scans.len() == 1 && opts.concat_dim.is_none() => None,
+            Some((path, group)) => {
+                return Err(CombineError::ShadowedConcatDim {
+                    path,
+                    group,
+                    dim: d,
+                })
+            }
+        },
+        None => None,
+    })
+}
+
+/// Whether a file has a variable along `dim`.
+fn uses_dim(s: &FileScan, dim: &str) -> bool {
+    s.schema
+        .vars()
+        .iter()
+        .any(|v| v.dims.iter().any(|d| d == dim))
+}
+
+/// Each file's key: the variables it holds along `dim`, its axis
+/// coordinate and bounds excepted.
+fn group_keys(scans: &[FileScan], dim: &str) -> Vec<BTreeSet<String>> {
+    scans
+        .iter()
+        .map(|s| {
+            let axis = axis_vars(&s.schema, dim);
+            s.schema
+                .vars()
+                .iter()
+                .filter(|v| v.dims.iter().any(|d| d == dim) && !axis.contains(&v.path))
+                .map(|v| v.path.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// The groups of files, each concatenated along the axis: the recipe's
+/// merge groups (checked), or the files grouped by their keys in order of
+/// first appearance.
+fn file_groups(
+    scans: &[FileScan],
+    dim: &str,
+    keys: &[BTreeSet<String>],
+    opts: &CombineOptions,
+) -> Result<Vec<Vec<usize>>, CombineError> {
+    let Some(g) = &opts.merge_groups else {
+        let mut by_key: BTreeMap<&BTreeSet<String>, Vec<usize>> = BTreeMap::new();
+        let mut order: Vec<&BTreeSet<String>> = Vec::new();
+        for (i, s) in scans.iter().enumerate() {
+            if !uses_dim(s, dim) {
+                continue;
+            }
+            let e = by_key.entry(&keys[i]).or_default();
+            if e.is_empty() {
+                order.push(&keys[i]);
+            }
+            e.push(i);
+        }
+        return Ok(order.iter().map(|k| by_key[k].clone()).collect());
+    };
+    let mut seen = vec![false; scans.len()];
+    for &i in g.iter().flatten() {
+        if i >= scans.len() || std::mem::replace(&mut seen[i], true) {
+            return Err(CombineError::Groups(format!(
+                "file {} is in more than one group",
+                scans
+                    .get(i)
+                    .map_or_else(String::new, |s| s.path.display().to_string())
+            )));
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(CombineError::Groups(format!(
+            "{} matches no merge group",
+            scans[i].path.display()
+        )));
+    }
+    for grp in g {
+        for w in grp.windows(2) {
+            check_same_vars(scans, keys, w[0], w[1])?;
+        }
+    }
+    Ok(g.iter().filter(|grp| !grp.is_empty()).cloned().collect())
+}
+
+/// Two groups sharing a variable: it is missing from some files.
+fn check_groups_disjoint(
+    scans: &[FileScan],
+    keys: &[BTreeSet<String>],
+    groups: &[Vec<usize>],
+) -> Result<(), CombineError> {
+    for (gi, a) in groups.iter().enumerate() {
+        for b in &groups[gi + 1..] {
+            let (ka, kb) = (&keys[a[0]], &keys[b[0]]);
+            if ka.is_disjoint(kb) {
+                continue;
+            }
+            let (fa, fb) = (a[0], b[0]);
+            if let Some(v) = ka.difference(kb).next() {
+                return Err(CombineError::Missing {
+                    var: v.clone(),
+                    file: scans[fb].path.clone(),
+                    present: scans[fa].path.clone(),
+                });
+            }
+            if let Some(v) = kb.difference(ka).next() {
+                return Err(CombineError::Missing {
+                    var: v.clone(),
+                    file: scans[fa].path.clone(),
+                    present: scans[fb].path.clone(),
+                });
+            }
+            let v = ka.iter().next().cloned().unwrap_or_default();
+            return Err(CombineError::Groups(format!(
+                "variable '{v}' is in two merge groups ({} and {})",
+                scans[fa].path.display(),
+                scans[fb].path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One group's files ordered along the axis by their first coordinate
+/// value (files empty along it left out), each file's values increasing
+/// and the whole axis checked.
+fn order_group(
+    scans: &[FileScan],
+    dim: &str,
+    group: &[usize],
+    time: &TimeAxis,
+    opts: &CombineOptions,
+) -> Result<Vec<Member>, CombineError> {
+    let mut members: Vec<Member> = group
+        .iter()
+        .map(|&i| {
+            let c = scans[i].coords.iter().find(|c| c.dim == dim);
+            Member {
+                file: i,
+                len: c.map_or(0, |c| c.len),
+                values: c
+                    .and_then(|c| c.values.as_ref())
+                    .map(|v| time.to_output(i, v)),
+            }
+        })
+        .collect();
+    let with = members.iter().find(|m| m.values.is_some() && m.len > 0);
+    let without = members.iter().find(|m| m.values.is_none() && m.len > 0);
+    if let (Some(w), Some(wo)) = (with, without) {
+        return Err(CombineError::CoordMix {
+            dim: dim.to_string(),
+            with: scans[w.file].path.clone(),
+            without: scans[wo.file].path.clone(),
+        });
+    }
+    let has_coords = with.is_some();
+    members.retain(|m| m.len > 0);
+    if !has_coords {
+        return Ok(members);
+    }
+    for m in members.iter().filter(|_| scans.len() > 1) {
+        let Some(v) = &m.values else { continue };
+        if let Some(k) = v
+            .windows(2)
+            .position(|w| w[1].partial_cmp(&w[0]) != Some(std::cmp::Ordering::Greater))
+        {
+            return Err(CombineError::NotIncreasing {
+                file: scans[m.file].path.clone(),
+                dim: dim.to_string(),
+                index: k + 1,
+            });
+        }
+    }
+    // Stable: equal first values keep the natural order.
+    let first = |m: &Member| {
+        m.values
+            .as_ref()
+            .and_then(|v| v.first())
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    members.sort_by(|a, b| first(a).total_cmp(&first(b)));
+    check_axis(scans, dim, &members, opts)?;
+    Ok(members)
+}
+
+/// The axis every group gives: they must all give the same.
+fn common_axis(
+    scans: &[FileScan],
+    dim: &str,
+    keys: &[BTreeSet<String>],
+    groups: &[Vec<usize>],
+    ordered: &[Vec<Member>],
+) -> Result<Vec<Option<f64>>, CombineError> {
+    let axis: Vec<Option<f64>> = axis_of(&ordered[0]);
+    for (gi, g) in ordered.iter().enumerate().skip(1) {
+        let other = axis_of(g);
+        if other == axis {
+            continue;
+        }
+        let pos = axis
+            .iter()
+            .zip(&other)
+            .position(|(a, b)| a != b)
+            .unwrap_or(axis.len().min(other.len()));
+        let at = |m: &[Member], p: usize| -> String {
+            let mut off = 0u64;
+            for x in m {
+                if (p as u64) < off + x.len {
+                    return scans[x.file].path.display().to_string();
+                }
+                off += x.len;
+            }
+            "(end)".into()
+        };
+        let name = |g: usize| -> String {
+            let k = &keys[groups[g][0]];
+            if k.is_empty() {
+                format!("'{dim}'")
+            } else {
+                k.iter()
+                    .map(|v| format!("'{v}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        return Err(CombineError::Axis {
+            dim: dim.to_string(),
+            detail: format!(
+                "the files of {} hold {} steps, those of {} hold {}; they first differ at step {pos} ({} vs {})",
+                name(0),
+                axis.len(),
+                name(gi),
+                other.len(),
+                at(&ordered[0], pos),
+                at(g, pos),
+            ),
+        });
+    }
+    Ok(axis)
+}
+
+/// The output structure, merged from representative files (each group's
+/// first file, then the files without the axis) with the axis at its
+/// combined length; returns the first representative too.
+fn output_schema(
+    scans: &[FileScan],
+    dim: &str,
+    groups: &[Vec<usize>],
+    ordered: &[Vec<Member>],
+    axis_len: u64,
+) -> (usize, Schema) {
+    let mut reps: Vec<usize> = ordered
+        .iter()
+        .filter_map(|g| g.first().map(|m| m.file))
+        .collect();
+    for g in groups {
+        // Groups whose files are all empty along the axis.
+        if !g.iter().any(|i| reps.contains(i)) {
+            reps.push(g[0]);
+        }
+    }
+    for (i, s) in scans.iter().enumerate() {
+        if !uses_dim(s, dim) {
+            reps.push(i);
+        }
+    }
+    let mut root = scans[reps[0]].schema.root.clone();
+    for &r in &reps[1..] {
+        merge_group(&mut root, &scans[r].schema.root);
+    }
+    set_dim_len(&mut root, dim, axis_len);
+    let mut skipped = Vec::new();
+    for s in scans {
+        for k in &s.schema.skipped {
+            if !skipped.contains(k) {
+                skipped.push(k.clone());
+            }
+        }
+    }
+    let schema = Schema {
+        source: scans[reps[0]].path.clone(),
+        format: scans[reps[0]].schema.format,
+        root,
+        skipped,
+        warnings: warnings_of(scans),
+    };
+    (reps[0], schema)
+}
+
+/// What the per-variable step needs of the combination.
+struct Combination<'a> {
+    scans: &'a [FileScan],
+    keys: &'a [BTreeSet<String>],
+    groups: &'a [Vec<usize>],
+    ordered: &'a [Vec<Member>],
+    time: &'a TimeAxis,
+    /// The axis coordinate and its bounds.
+    axis_paths: Vec<String>,
+}
+
+impl Combination<'_> {
+    /// The group whose files hold `path` (the axis variables: the first).
+    fn group_of_var(&self, path: &str) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| self.keys[g[0]].contains(path))
+            .or_else(|| self.axis_paths.iter().any(|p| p == path).then_some(0))
+    }
+
+    /// A variable along the axis (at dimension `k`): one segment per file
+    /// of its group, every file's copy checked against the first; with the
+    /// output time units when its values are re-encoded.
+    fn along_axis(&self, v: &Var, k: usize) -> Result<(VarSource, Option<String>), CombineError> {
+        let scans = self.scans;
+        let g = self.group_of_var(&v.path).unwrap_or(0);
+        let members = &self.ordered[g];
+        let all = &self.groups[g];
+        let first = members.first().map_or(all[0], |m| m.file);
+        let base = find_var(&scans[first].schema, &v.path)
+            .cloned()
+            .unwrap_or_else(|| v.clone());
+        let recoded = self.time.applies_to(&base, &self.axis_paths);
+        for &i in all {
+            let Some(x) = find_var(&scans[i].schema, &v.path) else {
+                return Err(CombineError::Missing {
+                    var: v.path.clone(),
+                    file: scans[i].path.clone(),
+                    present: scans[first].path.clone(),
+                });
+            };
+            check_var(
+                &base,
+                x,
+                Some(k),
+                recoded,
+                &scans[first].path,
+                &scans[i].path,
+            )?;
+        }
+        let mut segments = Vec::new();
+        let mut start = 0u64;
+        for m in members {
+            segments.push(Segment {
+                file: u32::try_from(m.file).unwrap_or(u32::MAX),
+                start,
+                len: m.len,
+                recode: if recoded {
+                    self.time.recode(m.file)
+                } else {
+                    None
+                },
+            });
+            start += m.len;
+        }
+        let units = if recoded && base.attr("units").is_some() {
+            self.time.output_units.clone()
+        } else {
+            None
+        };
+        let source = VarSource {
+            var: base,
+            axis: Some(k),
+            segments,
+            stored: None,
+        };
+        Ok((source, units))
+    }
+
+    /// A variable without the axis: from its first holder in time order,
+    /// every other holder's copy checked to be the same.
+    fn static_var(&self, v: &Var) -> Result<VarSource, CombineError> {
+        let scans = self.scans;
+        let holders: Vec<usize> = scans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.schema.vars().iter().any(|x| x.path == v.path))
+            .map(|(i, _)| i)
+            .collect();
+        let first = self
+            .ordered
+            .iter()
+            .flat_map(|g| g.iter().map(|m| m.file))
+            .chain(0..scans.len())
+            .find(|i| holders.contains(i))
+            .unwrap_or(holders[0]);
+        let base = find_var(&scans[first].schema, &v.path)
+            .cloned()
+            .unwrap_or_else(|| v.clone());
+        for &i in &holders {
+            if let Some(x) = find_var(&scans[i].schema, &v.path) {
+                check_var(&base, x, None, false, &scans[first].path, &scans[i].path)?;
+                check_digest(&scans[first], &scans[i], &v.path)?;
+            }
+        }
+        Ok(VarSource {
+            var: base,
+            axis: None,
+            segments: vec![Segment {
+                file: u32::try_from(first).unwrap_or(u32::MAX),
+                start: 0,
+                len: 0,
+                recode: None,
+            }],
+            stored: None,
+        })
+    }
 }
 
 fn axis_of(members: &[Member]) -> Vec<Option<f64>> {
@@ -994,232 +1096,6 @@ fn check_digest(a: &FileScan, b: &FileScan, path: &str) -> Result<(), CombineErr
             vb: format!("digest {y:016x}"),
         }),
         _ => Ok(()),
-    }
-}
-
-/// The time axis: calendar, output units and each file's recode.
-struct TimeAxis {
-    /// The calendar attribute as the first file writes it.
-    calendar_name: Option<String>,
-    output_units: Option<String>,
-    recodes: Vec<Option<Recode>>,
-}
-
-impl TimeAxis {
-    fn new(scans: &[FileScan], dim: &str, opts: &CombineOptions) -> Result<Self, CombineError> {
-        let units: Vec<Option<String>> = scans
-            .iter()
-            .map(|s| coord_var(&s.schema, dim).and_then(|c| text_attr(c, "units")))
-            .collect();
-        let is_time: Vec<bool> = units
-            .iter()
-            .map(|u| u.as_deref().is_some_and(cftime::is_time_units))
-            .collect();
-        let Some(first) = is_time.iter().position(|&t| t) else {
-            return Ok(Self {
-                calendar_name: None,
-                output_units: None,
-                recodes: vec![None; scans.len()],
-            });
-        };
-        let reference = units[first].clone().unwrap_or_default();
-        let all_same = units
-            .iter()
-            .zip(&is_time)
-            .all(|(u, &t)| !t || u.as_deref() == Some(reference.as_str()));
-        let given = opts.time_units.as_ref().map(|s| s.trim().to_string());
-        let raw_cal = |i: usize| -> String {
-            coord_var(&scans[i].schema, dim)
-                .and_then(|c| text_attr(c, "calendar"))
-                .unwrap_or_else(|| "standard".into())
-                .to_ascii_lowercase()
-        };
-        if all_same && given.as_ref().is_none_or(|g| *g == reference) {
-            // Nothing to re-encode: the calendar need not be one zarrforge
-            // knows, only the same everywhere.
-            for i in 0..scans.len() {
-                let (a, b) = (raw_cal(first), raw_cal(i));
-                let same = match (Calendar::parse(Some(&a)), Calendar::parse(Some(&b))) {
-                    (Ok(x), Ok(y)) => x == y,
-                    _ => a == b,
-                };
-                if coord_var(&scans[i].schema, dim).is_some() && !same {
-                    return Err(CombineError::Mismatch {
-                        var: dim.to_string(),
-                        what: "calendar".into(),
-                        a: scans[first].path.clone(),
-                        va: raw_cal(first),
-                        b: scans[i].path.clone(),
-                        vb: raw_cal(i),
-                    });
-                }
-            }
-            return Ok(Self {
-                calendar_name: coord_var(&scans[first].schema, dim)
-                    .and_then(|c| text_attr(c, "calendar")),
-                output_units: Some(reference),
-                recodes: vec![None; scans.len()],
-            });
-        }
-        let cal_of = |i: usize| -> Result<Calendar, CombineError> {
-            let c = coord_var(&scans[i].schema, dim).and_then(|c| text_attr(c, "calendar"));
-            Calendar::parse(c.as_deref()).map_err(|source| CombineError::Time {
-                file: scans[i].path.clone(),
-                var: dim.to_string(),
-                source,
-            })
-        };
-        let calendar = cal_of(first)?;
-        for i in 0..scans.len() {
-            if coord_var(&scans[i].schema, dim).is_none() {
-                continue;
-            }
-            if !is_time[i] {
-                return Err(CombineError::Mismatch {
-                    var: dim.to_string(),
-                    what: "attribute 'units'".into(),
-                    a: scans[first].path.clone(),
-                    va: units[first].clone().unwrap_or_default(),
-                    b: scans[i].path.clone(),
-                    vb: units[i].clone().unwrap_or_else(|| "absent".into()),
-                });
-            }
-            let c = cal_of(i)?;
-            if c != calendar {
-                return Err(CombineError::Mismatch {
-                    var: dim.to_string(),
-                    what: "calendar".into(),
-                    a: scans[first].path.clone(),
-                    va: calendar.name().into(),
-                    b: scans[i].path.clone(),
-                    vb: c.name().into(),
-                });
-            }
-        }
-        if let Some(g) = &given {
-            cftime::parse_units(g).map_err(|source| CombineError::Time {
-                file: PathBuf::from("--time-units"),
-                var: dim.to_string(),
-                source,
-            })?;
-        }
-        // Order the files with every value in the reference units first.
-        let to_ref = |i: usize| -> Result<Option<Recode>, CombineError> {
-            let u = units[i].clone().unwrap_or_default();
-            if u == reference {
-                return Ok(None);
-            }
-            cftime::recode(&u, &reference, calendar)
-                .map(Some)
-                .map_err(|source| {
-                    // Name the file whose units are the problem.
-                    let culprit = match &source {
-                        cftime::TimeError::Ambiguous(t) => units
-                            .iter()
-                            .position(|x| x.as_deref().map(str::trim) == Some(t.trim()))
-                            .unwrap_or(i),
-                        _ => i,
-                    };
-                    CombineError::Time {
-                        file: scans[culprit].path.clone(),
-                        var: dim.to_string(),
-                        source,
-                    }
-                })
-        };
-        let mut first_time: Option<(f64, usize)> = None;
-        for i in 0..scans.len() {
-            if !is_time[i] {
-                continue;
-            }
-            let Some(v0) = scans[i]
-                .coords
-                .iter()
-                .find(|c| c.dim == dim)
-                .and_then(|c| c.values.as_ref())
-                .and_then(|v| v.first().copied())
-            else {
-                continue;
-            };
-            let v0 = match to_ref(i)? {
-                Some(r) => r.apply_f64(v0),
-                None => v0,
-            };
-            if first_time.is_none_or(|(t, _)| v0 < t) {
-                first_time = Some((v0, i));
-            }
-        }
-        let output = match given {
-            Some(g) => g,
-            None if all_same => reference.clone(),
-            None => first_time
-                .and_then(|(_, i)| units[i].clone())
-                .unwrap_or(reference.clone()),
-        };
-        let mut recodes = vec![None; scans.len()];
-        for i in 0..scans.len() {
-            if !is_time[i] {
-                continue;
-            }
-            let u = units[i].clone().unwrap_or_default();
-            if u == output {
-                continue;
-            }
-            let r = cftime::recode(&u, &output, calendar).map_err(|source| CombineError::Time {
-                file: scans[i].path.clone(),
-                var: dim.to_string(),
-                source,
-            })?;
-            if r.is_identity() {
-                continue;
-            }
-            // Integer coordinates must stay exact.
-            if let Some(ints) = scans[i]
-                .coords
-                .iter()
-                .find(|c| c.dim == dim)
-                .and_then(|c| c.ints.as_ref())
-            {
-                for &x in ints {
-                    if r.apply_i64(x).is_none() {
-                        return Err(CombineError::Inexact {
-                            file: scans[i].path.clone(),
-                            var: dim.to_string(),
-                            value: x,
-                            from: u.clone(),
-                            to: output.clone(),
-                        });
-                    }
-                }
-            }
-            recodes[i] = Some(r);
-        }
-        Ok(Self {
-            calendar_name: coord_var(&scans[first].schema, dim)
-                .and_then(|c| text_attr(c, "calendar")),
-            output_units: Some(output),
-            recodes,
-        })
-    }
-
-    fn recode(&self, file: usize) -> Option<Recode> {
-        self.recodes.get(file).copied().flatten()
-    }
-
-    /// A file's coordinate values in the output units.
-    fn to_output(&self, file: usize, v: &[f64]) -> Vec<f64> {
-        match self.recode(file) {
-            Some(r) => v.iter().map(|&x| r.apply_f64(x)).collect(),
-            None => v.to_vec(),
-        }
-    }
-
-    /// Whether the values of `v` are re-encoded: the axis coordinate and its
-    /// bounds. (Other time-valued variables must share their units.)
-    fn applies_to(&self, v: &Var, axis_paths: &[String]) -> bool {
-        self.output_units.is_some()
-            && axis_paths.contains(&v.path)
-            && matches!(v.dtype, DType::I32 | DType::I64 | DType::F32 | DType::F64)
     }
 }
 

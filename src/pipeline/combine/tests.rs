@@ -1,6 +1,7 @@
 //! Unit tests of [`super::combine`] on synthetic scans.
 
 use super::*;
+use crate::model::schema::DType;
 use crate::model::schema::{Attr, Dim};
 use crate::pipeline::scan::ScanCoord;
 

@@ -246,8 +246,13 @@ impl Hdf5Reader {
                 let mut mask: u32 = 0;
                 let mut addr: hdf5_sys::h5::haddr_t = 0;
                 let mut size: hsize_t = 0;
-                if H5Dget_chunk_info_by_coord(did, offset.as_ptr(), &mut mask, &mut addr, &mut size)
-                    < 0
+                if H5Dget_chunk_info_by_coord(
+                    did,
+                    offset.as_ptr(),
+                    &raw mut mask,
+                    &raw mut addr,
+                    &raw mut size,
+                ) < 0
                 {
                     return Err(fail("chunk info"));
                 }
@@ -276,7 +281,7 @@ impl Hdf5Reader {
                     did,
                     hdf5_sys::h5p::H5P_DEFAULT,
                     offset.as_ptr(),
-                    &mut filters,
+                    &raw mut filters,
                     buf.as_mut_ptr().cast(),
                 ) < 0
                 {
@@ -292,6 +297,9 @@ impl Hdf5Reader {
     }
 
     /// Current dimensions of `var`'s dataset.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] when the dataset or its dataspace cannot be read.
     pub fn extent(&mut self, var: &Var) -> Result<Vec<u64>, ReadError> {
         let path = self.path.clone();
         let ds = self.dataset(var)?;

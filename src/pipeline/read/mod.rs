@@ -190,6 +190,7 @@ impl<'a> Reader<'a> {
         self.read(index, start, count).map(Pending::Ready)
     }
 
+    #[allow(clippy::too_many_lines)] // every condition under which a stored chunk may be copied raw, checked in order
     fn try_raw(
         &mut self,
         index: usize,
@@ -220,16 +221,15 @@ impl<'a> Reader<'a> {
             }
         };
         let key = (file, src.var.path.clone());
-        let layout = match self.layouts.get(&key) {
-            Some(l) => l.clone(),
-            None => {
-                let l = match self.file(file)?.hdf5()? {
-                    Some(h) => h.raw_layout(&src.var)?.map(Arc::new),
-                    None => None,
-                };
-                self.layouts.insert(key.clone(), l.clone());
-                l
-            }
+        let layout = if let Some(l) = self.layouts.get(&key) {
+            l.clone()
+        } else {
+            let l = match self.file(file)?.hdf5()? {
+                Some(h) => h.raw_layout(&src.var)?.map(Arc::new),
+                None => None,
+            };
+            self.layouts.insert(key.clone(), l.clone());
+            l
         };
         let Some(layout) = layout else {
             return Ok(None);
@@ -267,20 +267,19 @@ impl<'a> Reader<'a> {
         let mut chunks = Vec::new();
         for origin in raw::chunks_of(&layout.chunk, &local, count) {
             let ck: ChunkKey = (file, src.var.path.clone(), origin.clone());
-            let entry = match self.cache.get(&ck) {
-                Some(e) => e.clone(),
-                None => {
-                    let h = self
-                        .file(file)?
-                        .hdf5()?
-                        .ok_or_else(|| ReadError::Hdf5Open {
-                            path: path.clone(),
-                            msg: "not an HDF5 file".into(),
-                        })?;
-                    let e = Arc::new(raw::Entry::new(h.read_raw(&src.var, &origin)?));
-                    self.insert(ck, e.clone(), layout.chunk_bytes());
-                    e
-                }
+            let entry = if let Some(e) = self.cache.get(&ck) {
+                e.clone()
+            } else {
+                let h = self
+                    .file(file)?
+                    .hdf5()?
+                    .ok_or_else(|| ReadError::Hdf5Open {
+                        path: path.clone(),
+                        msg: "not an HDF5 file".into(),
+                    })?;
+                let e = Arc::new(raw::Entry::new(h.read_raw(&src.var, &origin)?));
+                self.insert(ck, e.clone(), layout.chunk_bytes());
+                e
             };
             chunks.push((origin, entry));
         }

@@ -27,7 +27,7 @@ pub fn detect_format(path: &Path) -> Result<SourceFormat, SchemaError> {
             source: e,
         },
     })?;
-    if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+    if f.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(SchemaError::NotNetcdf(path.to_path_buf()));
     }
     let mut head = [0u8; 8];
@@ -41,7 +41,7 @@ pub fn detect_format(path: &Path) -> Result<SourceFormat, SchemaError> {
     const HDF5_SIG: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
     // The HDF5 superblock may follow a user block of 512, 1024, 2048, ... bytes.
     let mut offset = 0u64;
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = f.metadata().map_or(0, |m| m.len());
     while offset + 8 <= len {
         if offset > 0 {
             f.seek(SeekFrom::Start(offset))
