@@ -59,7 +59,8 @@ fn field(n: usize) -> Vec<u8> {
 
 fn source_chunks(c: &mut Criterion) {
     use std::io::Write;
-    use zarrforge::pipeline::read::raw::{copy_block, decode, unshuffle, RawFilter, RawLayout};
+    use zarrforge::model::block::copy_block;
+    use zarrforge::pipeline::read::raw::{decode, unshuffle, RawFilter, RawLayout};
     // One source chunk of 361 x 720 float32: shuffle + deflate level 4.
     let plain = field(361 * 720);
     let n = plain.len() / 4;

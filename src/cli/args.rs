@@ -1,6 +1,9 @@
 //! Command-line parsing only; [`ConvertArgs::to_config`] builds the validated
 //! [`ConvertConfig`].
 
+// The doc comments below are the --help text, shown to users as written.
+#![allow(clippy::doc_markdown)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -96,7 +99,7 @@ pub struct LayoutArgs {
     /// Leave out variables whose type Zarr cannot hold (compound, opaque, vlen), and attributes of such types, with a warning
     #[arg(long)]
     pub skip_unsupported: bool,
-    /// Convert plain HDF5 files whose datasets have no netCDF dimensions, naming the dimensions as netCDF-C does (`phony_dim_0`, `phony_dim_1`, ...; what xarray's netCDF4 engine shows)
+    /// Convert plain HDF5 files whose datasets have no netCDF dimensions, naming the dimensions as netCDF-C does (phony_dim_0, phony_dim_1, ...; what xarray's netCDF4 engine shows)
     #[arg(long)]
     pub phony_dims: bool,
     /// Seconds allowed to read one input file's structure, in a child process that a crash or a hang of netCDF-C/HDF5 on a damaged file cannot take down; 0 reads it in the rank itself [default: 60]

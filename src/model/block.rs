@@ -1,41 +1,87 @@
 //! C-order block copies: placing a sub-block inside a larger block.
 
+/// C-order indices of block number `k` of a grid of shape `grid` (an empty
+/// extent counts as one).
+pub fn unravel(mut k: u64, grid: &[u64]) -> Vec<u64> {
+    let mut idx = vec![0u64; grid.len()];
+    for d in (0..grid.len()).rev() {
+        let n = grid[d].max(1);
+        idx[d] = k % n;
+        k /= n;
+    }
+    idx
+}
+
 /// Calls `f(src_offset, dst_offset, len)` (in elements) for every innermost
 /// row of a C-order block of shape `sub` placed at `origin` inside a C-order
 /// block of shape `full`.
-pub fn for_each_row(
-    sub: &[u64],
-    full: &[u64],
-    origin: &[u64],
+pub fn for_each_row(sub: &[u64], full: &[u64], origin: &[u64], f: impl FnMut(usize, usize, usize)) {
+    let zero = vec![0u64; sub.len()];
+    for_each_row_between(sub, (sub, &zero), (full, origin), f);
+}
+
+/// Calls `f(src_offset, dst_offset, len)` (in elements) for every innermost
+/// row of a block of shape `ext` taken at `src.1` of a C-order block of
+/// shape `src.0` and put at `dst.1` of a C-order block of shape `dst.0`.
+pub fn for_each_row_between(
+    ext: &[u64],
+    src: (&[u64], &[u64]),
+    dst: (&[u64], &[u64]),
     mut f: impl FnMut(usize, usize, usize),
 ) {
-    let n = sub.len();
+    let n = ext.len();
     if n == 0 {
         f(0, 0, 1);
         return;
     }
-    if sub.contains(&0) {
+    if ext.contains(&0) {
         return;
     }
     let to = |x: u64| usize::try_from(x).unwrap_or(0);
-    let row = to(sub[n - 1]);
-    let rows: u64 = sub[..n - 1].iter().product();
+    let row = to(ext[n - 1]);
+    let rows: u64 = ext[..n - 1].iter().product();
     let mut idx = vec![0u64; n - 1];
-    for r in 0..rows {
-        let mut dst = 0u64;
-        for d in 0..n - 1 {
-            dst = dst * full[d] + origin[d] + idx[d];
+    for _ in 0..rows {
+        let (mut s, mut d) = (0u64, 0u64);
+        for k in 0..n - 1 {
+            s = s * src.0[k] + src.1[k] + idx[k];
+            d = d * dst.0[k] + dst.1[k] + idx[k];
         }
-        dst = dst * full[n - 1] + origin[n - 1];
-        f(to(r) * row, to(dst), row);
-        for d in (0..n - 1).rev() {
-            idx[d] += 1;
-            if idx[d] < sub[d] {
+        s = s * src.0[n - 1] + src.1[n - 1];
+        d = d * dst.0[n - 1] + dst.1[n - 1];
+        f(to(s), to(d), row);
+        for k in (0..n - 1).rev() {
+            idx[k] += 1;
+            if idx[k] < ext[k] {
                 break;
             }
-            idx[d] = 0;
+            idx[k] = 0;
         }
     }
+}
+
+/// Copies the `ext` block at `src_off` of a C-order block of shape
+/// `src_shape` to `dst_off` of a block of shape `dst_shape` (elements of
+/// `size` bytes).
+#[allow(clippy::too_many_arguments)] // both blocks' shape and offset, named
+pub fn copy_block(
+    src: &[u8],
+    src_shape: &[u64],
+    src_off: &[u64],
+    dst: &mut [u8],
+    dst_shape: &[u64],
+    dst_off: &[u64],
+    ext: &[u64],
+    size: usize,
+) {
+    for_each_row_between(
+        ext,
+        (src_shape, src_off),
+        (dst_shape, dst_off),
+        |s, d, n| {
+            dst[d * size..(d + n) * size].copy_from_slice(&src[s * size..(s + n) * size]);
+        },
+    );
 }
 
 /// Copies a C-order block `src` of shape `sub` (elements of `size` bytes)
@@ -132,6 +178,24 @@ mod tests {
         assert_eq!(&out[0..4], &[0, 1, 2, 3]);
         assert_eq!(&out[4..6], &[0xff, 0xff]);
         assert_eq!(&out[12..16], &[4, 5, 6, 7]);
+    }
+
+    #[test]
+    fn copies_between_offsets() {
+        // The 2x2 block at (1, 1) of a 3x3 block to (0, 2) of a 2x4 block.
+        let src: Vec<u8> = (0..9).collect();
+        let mut dst = vec![0u8; 8];
+        copy_block(
+            &src,
+            &[3, 3],
+            &[1, 1],
+            &mut dst,
+            &[2, 4],
+            &[0, 2],
+            &[2, 2],
+            1,
+        );
+        assert_eq!(dst, vec![0, 0, 4, 5, 0, 0, 7, 8]);
     }
 
     #[test]

@@ -310,6 +310,38 @@ impl Group {
         }
         out
     }
+
+    /// The variable at `path` in this group or below.
+    pub fn find_var(&self, path: &str) -> Option<&Var> {
+        self.vars
+            .iter()
+            .find(|v| v.path == path)
+            .or_else(|| self.groups.iter().find_map(|c| c.find_var(path)))
+    }
+
+    /// [`Group::find_var`], to change the variable.
+    pub fn find_var_mut(&mut self, path: &str) -> Option<&mut Var> {
+        if let Some(k) = self.vars.iter().position(|v| v.path == path) {
+            return self.vars.get_mut(k);
+        }
+        self.groups.iter_mut().find_map(|c| c.find_var_mut(path))
+    }
+
+    /// Calls `f` on every variable of this group and below, depth first.
+    pub fn for_each_var_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
+        self.vars.iter_mut().for_each(&mut *f);
+        for c in &mut self.groups {
+            c.for_each_var_mut(f);
+        }
+    }
+}
+
+/// Sets attribute `a` in `attrs`: replaces the one of its name, or appends.
+pub fn set_attr(attrs: &mut Vec<Attr>, a: Attr) {
+    match attrs.iter_mut().find(|x| x.name == a.name) {
+        Some(x) => *x = a,
+        None => attrs.push(a),
+    }
 }
 
 /// The whole source description.

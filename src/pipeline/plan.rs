@@ -116,12 +116,10 @@ impl ArrayPlan {
     }
 
     /// Grid indices of the `k`-th unit (C order).
-    pub fn unit_indices(&self, mut k: u64) -> Vec<u64> {
-        let n = self.shape.len();
-        let mut idx = vec![0; n];
-        for d in (0..n).rev() {
-            idx[d] = self.lo[d] + k % self.grid[d];
-            k /= self.grid[d];
+    pub fn unit_indices(&self, k: u64) -> Vec<u64> {
+        let mut idx = crate::model::block::unravel(k, &self.grid);
+        for (i, lo) in idx.iter_mut().zip(&self.lo) {
+            *i += lo;
         }
         idx
     }

@@ -8,7 +8,7 @@
 
 use crate::cli::config::ConvertConfig;
 use crate::cli::error::ConfigError;
-use crate::model::schema::{join, Attr, AttrValue, Group, Var};
+use crate::model::schema::{join, set_attr, Attr, AttrValue, Group};
 use crate::pipeline::combine::Dataset;
 
 /// Attributes whose text names other variables.
@@ -117,10 +117,10 @@ pub fn apply(ds: &mut Dataset, cfg: &ConvertConfig) -> Result<(), ConfigError> {
 
     // Attribute edits (by source name, before renaming).
     for (n, s) in &cfg.variables {
-        if let Some(v) = find_var_mut(&mut ds.schema.root, n) {
+        if let Some(v) = ds.schema.root.find_var_mut(n) {
             v.attrs.retain(|a| !s.remove_attributes.contains(&a.name));
             for a in &s.attributes {
-                set(&mut v.attrs, a.clone());
+                set_attr(&mut v.attrs, a.clone());
             }
         }
     }
@@ -128,7 +128,7 @@ pub fn apply(ds: &mut Dataset, cfg: &ConvertConfig) -> Result<(), ConfigError> {
     root.attrs
         .retain(|a| !cfg.remove_attributes.contains(&a.name));
     for a in &cfg.attributes {
-        set(&mut root.attrs, a.clone());
+        set_attr(&mut root.attrs, a.clone());
     }
     if let Some(line) = &cfg.history {
         add_history(root, line);
@@ -160,7 +160,7 @@ pub fn add_history(root: &mut Group, line: &str) {
         Some(o) if !o.is_empty() => format!("{line}\n{o}"),
         _ => line.to_string(),
     };
-    set(
+    set_attr(
         &mut root.attrs,
         Attr {
             name: "history".into(),
@@ -169,25 +169,11 @@ pub fn add_history(root: &mut Group, line: &str) {
     );
 }
 
-fn set(attrs: &mut Vec<Attr>, a: Attr) {
-    match attrs.iter_mut().find(|x| x.name == a.name) {
-        Some(x) => *x = a,
-        None => attrs.push(a),
-    }
-}
-
 fn retain_vars(g: &mut Group, kept: &[String]) {
     g.vars.retain(|v| kept.contains(&v.path));
     for c in &mut g.groups {
         retain_vars(c, kept);
     }
-}
-
-fn find_var_mut<'a>(g: &'a mut Group, path: &str) -> Option<&'a mut Var> {
-    if let Some(k) = g.vars.iter().position(|v| v.path == path) {
-        return g.vars.get_mut(k);
-    }
-    g.groups.iter_mut().find_map(|c| find_var_mut(c, path))
 }
 
 fn renamed<'a>(map: &'a [(String, String)], name: &'a str) -> &'a str {

@@ -375,15 +375,17 @@ pub fn group_v3(g: &Group) -> Value {
     json!({"zarr_format": 3, "node_type": "group", "attributes": group_attributes(g)})
 }
 
-/// The store key of a chunk (or shard) relative to the array directory.
+/// The store key of a chunk (or shard) relative to the array directory,
+/// by zarrs' own encodings: v3 `default` with `/`, v2 with `.`; the same
+/// the metadata declares.
 pub fn chunk_key(format: ZarrFormat, indices: &[u64]) -> String {
-    let parts: Vec<String> = indices.iter().map(u64::to_string).collect();
-    match format {
-        ZarrFormat::V3 if parts.is_empty() => "c".into(),
-        ZarrFormat::V3 => format!("c/{}", parts.join("/")),
-        ZarrFormat::V2 if parts.is_empty() => "0".into(),
-        ZarrFormat::V2 => parts.join("."),
-    }
+    use zarrs::array::chunk_key_encoding::{DefaultChunkKeyEncoding, V2ChunkKeyEncoding};
+    use zarrs::array::ChunkKeyEncodingTraits;
+    let key = match format {
+        ZarrFormat::V3 => DefaultChunkKeyEncoding::new_slash().encode(indices),
+        ZarrFormat::V2 => V2ChunkKeyEncoding::new_dot().encode(indices),
+    };
+    key.as_str().to_string()
 }
 
 #[cfg(test)]

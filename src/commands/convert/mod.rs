@@ -314,7 +314,11 @@ fn build_job(
     let mut ds = combine(&scans, &opts)?;
     let Some(state) = state else {
         crate::pipeline::select::apply(&mut ds, cfg)?;
-        resolve_source_codecs(cfg, &mut ds)?;
+        crate::pipeline::read::source_codec::resolve(&mut ds, |path| {
+            cfg.var_settings(path)
+                .and_then(|o| o.codec.clone())
+                .unwrap_or_else(|| cfg.codec.clone())
+        })?;
         return Ok(Job {
             ds,
             files,
@@ -406,50 +410,6 @@ fn build_job(
         arrays: Some(arrays),
         skipped_files,
     })
-}
-
-/// For variables whose codec is `source`: the source chunking and filters,
-/// when Zarr can express them (chunked; shuffle and/or deflate; little-endian).
-fn resolve_source_codecs(cfg: &ConvertConfig, ds: &mut Dataset) -> Result<(), Error> {
-    use crate::cli::config::Codec;
-    use crate::pipeline::read::raw::RawFilter;
-    for src in &mut ds.sources {
-        let codec = cfg
-            .var_settings(&src.var.path)
-            .and_then(|o| o.codec.clone())
-            .unwrap_or_else(|| cfg.codec.clone());
-        if codec != Codec::Source {
-            continue;
-        }
-        let Some(file) = src
-            .segments
-            .first()
-            .and_then(|s| ds.files.get(s.file as usize))
-        else {
-            continue;
-        };
-        let mut reader = crate::pipeline::read::FileReader::new(&file.path, file.format);
-        let layout = match reader.hdf5()? {
-            Some(h) => h.raw_layout(&src.var)?,
-            None => None,
-        };
-        let Some(l) = layout else { continue };
-        let shuffle = match l.filters.as_slice() {
-            [] | [RawFilter::Deflate] => None,
-            [RawFilter::Shuffle] | [RawFilter::Shuffle, RawFilter::Deflate] => {
-                u8::try_from(l.elem).ok()
-            }
-            _ => continue,
-        };
-        src.stored = Some(crate::pipeline::combine::StoredChunks {
-            chunks: l.chunk.clone(),
-            codec: Codec::Stored {
-                shuffle,
-                level: l.level,
-            },
-        });
-    }
-    Ok(())
 }
 
 /// A dataset with the store's structure and nothing new along the axis.

@@ -393,7 +393,9 @@ impl Tally {
     }
 }
 
-/// Row-major indices of chunk number `k` of a grid.
+/// Row-major indices of chunk number `k` of a grid. (`model::block` has the
+/// same arithmetic; verify keeps its own so that it shares no code with the
+/// converter's planning.)
 fn unravel(mut k: u64, grid: &[u64]) -> Vec<u64> {
     let mut idx = vec![0u64; grid.len()];
     for d in (0..grid.len()).rev() {

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::cftime::Recode;
-use crate::model::schema::{AttrValue, Group, Schema, SourceFormat, Var};
+use crate::model::schema::{set_attr, Attr, AttrValue, Group, Schema, SourceFormat, Var};
 use crate::pipeline::scan::FileScan;
 use time::TimeAxis;
 
@@ -264,12 +264,15 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
     // Output attributes: from each variable's first file; time units: the output's.
     set_var_attrs(&mut out_schema.root, &sources);
     for (path, units) in &time_units_out {
-        set_attr(
-            &mut out_schema.root,
-            path,
-            "units",
-            AttrValue::Text(units.clone()),
-        );
+        if let Some(v) = out_schema.root.find_var_mut(path) {
+            set_attr(
+                &mut v.attrs,
+                Attr {
+                    name: "units".into(),
+                    value: AttrValue::Text(units.clone()),
+                },
+            );
+        }
     }
     let values: Option<Vec<f64>> = axis.iter().copied().collect();
     Ok(Dataset {
@@ -625,12 +628,15 @@ impl Combination<'_> {
         let members = &self.ordered[g];
         let all = &self.groups[g];
         let first = members.first().map_or(all[0], |m| m.file);
-        let base = find_var(&scans[first].schema, &v.path)
+        let base = scans[first]
+            .schema
+            .root
+            .find_var(&v.path)
             .cloned()
             .unwrap_or_else(|| v.clone());
         let recoded = self.time.applies_to(&base, &self.axis_paths);
         for &i in all {
-            let Some(x) = find_var(&scans[i].schema, &v.path) else {
+            let Some(x) = scans[i].schema.root.find_var(&v.path) else {
                 return Err(CombineError::Missing {
                     var: v.path.clone(),
                     file: scans[i].path.clone(),
@@ -692,11 +698,14 @@ impl Combination<'_> {
             .chain(0..scans.len())
             .find(|i| holders.contains(i))
             .unwrap_or(holders[0]);
-        let base = find_var(&scans[first].schema, &v.path)
+        let base = scans[first]
+            .schema
+            .root
+            .find_var(&v.path)
             .cloned()
             .unwrap_or_else(|| v.clone());
         for &i in &holders {
-            if let Some(x) = find_var(&scans[i].schema, &v.path) {
+            if let Some(x) = scans[i].schema.root.find_var(&v.path) {
                 check_var(&base, x, None, false, &scans[first].path, &scans[i].path)?;
                 check_digest(&scans[first], &scans[i], &v.path)?;
             }
@@ -961,49 +970,16 @@ pub fn set_dim_len(g: &mut Group, dim: &str, len: u64) {
 /// Attributes and storage details of each output variable from its source
 /// (the first file in time order that holds it).
 fn set_var_attrs(root: &mut Group, sources: &[VarSource]) {
-    fn walk(g: &mut Group, by_path: &BTreeMap<&str, &Var>) {
-        for v in &mut g.vars {
-            if let Some(s) = by_path.get(v.path.as_str()) {
-                v.attrs = s.attrs.clone();
-                v.source_chunks = s.source_chunks.clone();
-            }
-        }
-        for c in &mut g.groups {
-            walk(c, by_path);
-        }
-    }
     let by_path: BTreeMap<&str, &Var> = sources
         .iter()
         .map(|s| (s.var.path.as_str(), &s.var))
         .collect();
-    walk(root, &by_path);
-}
-
-fn set_attr(g: &mut Group, path: &str, name: &str, value: AttrValue) {
-    for v in &mut g.vars {
-        if v.path == path {
-            match v.attrs.iter_mut().find(|a| a.name == name) {
-                Some(a) => a.value = value.clone(),
-                None => v.attrs.push(crate::model::schema::Attr {
-                    name: name.to_string(),
-                    value: value.clone(),
-                }),
-            }
+    root.for_each_var_mut(&mut |v| {
+        if let Some(s) = by_path.get(v.path.as_str()) {
+            v.attrs = s.attrs.clone();
+            v.source_chunks = s.source_chunks.clone();
         }
-    }
-    for c in &mut g.groups {
-        set_attr(c, path, name, value.clone());
-    }
-}
-
-fn find_var<'a>(s: &'a Schema, path: &str) -> Option<&'a Var> {
-    fn walk<'a>(g: &'a Group, path: &str) -> Option<&'a Var> {
-        g.vars
-            .iter()
-            .find(|v| v.path == path)
-            .or_else(|| g.groups.iter().find_map(|c| walk(c, path)))
-    }
-    walk(&s.root, path)
+    });
 }
 
 /// The shape of `v` without the concatenation axis.

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hdf5;
 pub mod netcdf3;
 pub mod raw;
+pub mod source_codec;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::model::block::copy_block;
 use crate::pipeline::read::error::ReadError;
 
 /// A filter of the raw path, in pipeline order.
@@ -221,48 +222,6 @@ impl RawJob {
             );
         }
         Ok(out)
-    }
-}
-
-/// Copies the `ext` block at `src_off` of a C-order block of shape
-/// `src_shape` to `dst_off` of a block of shape `dst_shape`.
-#[allow(clippy::too_many_arguments)]
-pub fn copy_block(
-    src: &[u8],
-    src_shape: &[u64],
-    src_off: &[u64],
-    dst: &mut [u8],
-    dst_shape: &[u64],
-    dst_off: &[u64],
-    ext: &[u64],
-    size: usize,
-) {
-    let d = ext.len();
-    if d == 0 {
-        dst[..size].copy_from_slice(&src[..size]);
-        return;
-    }
-    let to = |x: u64| usize::try_from(x).unwrap_or(0);
-    let row = to(ext[d - 1]) * size;
-    let rows: u64 = ext[..d - 1].iter().product();
-    let mut idx = vec![0u64; d - 1];
-    for _ in 0..rows {
-        let (mut s, mut t) = (0u64, 0u64);
-        for k in 0..d - 1 {
-            s = s * src_shape[k] + src_off[k] + idx[k];
-            t = t * dst_shape[k] + dst_off[k] + idx[k];
-        }
-        s = s * src_shape[d - 1] + src_off[d - 1];
-        t = t * dst_shape[d - 1] + dst_off[d - 1];
-        let (s, t) = (to(s) * size, to(t) * size);
-        dst[t..t + row].copy_from_slice(&src[s..s + row]);
-        for k in (0..d - 1).rev() {
-            idx[k] += 1;
-            if idx[k] < ext[k] {
-                break;
-            }
-            idx[k] = 0;
-        }
     }
 }
 
