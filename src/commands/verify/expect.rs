@@ -611,7 +611,6 @@ fn compare_text_fill(
 ///
 /// `store_coord`: the values of the store's coordinate of the
 /// concatenation dimension, when it has one.
-#[allow(clippy::too_many_lines)]
 pub(crate) fn expect(
     scans: &[FileScan],
     tree: &StoreTree,
@@ -619,27 +618,12 @@ pub(crate) fn expect(
     opts: &Options,
 ) -> Expected {
     let mut diffs = tree.problems.clone();
-    let format = tree.format;
     let dim = concat_dim(scans, opts);
     let dim_store = dim.as_deref().map(|d| renamed(&opts.rename, d).to_string());
     let coord_arr = dim_store.as_deref().and_then(|d| tree.array(d));
     let store_time = coord_arr.and_then(|a| store_time_of(tree, a));
     if let (Some(u), Some(a)) = (&opts.time_units, coord_arr) {
-        let have = text_attr(&a.attrs, "units");
-        let same = match (
-            cftime::parse_units(u),
-            have.as_deref().map(cftime::parse_units),
-        ) {
-            (Ok(x), Some(Ok(y))) => x == y,
-            _ => have.as_deref() == Some(u.as_str()),
-        };
-        if !same {
-            diffs.push(format!(
-                "'{}' attribute 'units': store {}, --time-units {u:?}",
-                a.path,
-                have.map_or_else(|| "none".into(), |h| format!("{h:?}"))
-            ));
-        }
+        check_time_units(u, a, &mut diffs);
     }
     let placed: Vec<Option<u64>> = match &dim {
         Some(d) => place(
@@ -653,75 +637,201 @@ pub(crate) fn expect(
     // Time order: placed files by position, then the others, naturally.
     let mut order: Vec<usize> = (0..scans.len()).collect();
     order.sort_by_key(|&i| (placed[i].is_none() || dim.is_none(), placed[i], i));
-
+    let mut e = Expecting {
+        scans,
+        tree,
+        opts,
+        dim,
+        placed,
+        order,
+        diffs,
+        matched: Vec::new(),
+    };
     let mut paths: Vec<&str> = Vec::new();
-    for &i in &order {
+    for &i in &e.order {
         for v in &scans[i].vars {
             if !paths.contains(&v.path.as_str()) {
                 paths.push(&v.path);
             }
         }
     }
-    let mut matched: Vec<String> = Vec::new();
-    let mut jobs = Vec::new();
-    for p in paths {
-        let holders: Vec<usize> = order
+    let mut jobs: Vec<Job> = paths.into_iter().filter_map(|p| e.variable(p)).collect();
+    for a in &tree.arrays {
+        if !e.matched.contains(&a.path) {
+            e.diffs.push(format!(
+                "array '{}' is in the store but not in the sources",
+                a.path
+            ));
+        }
+    }
+    e.groups();
+    jobs.sort_by(|a, b| a.path.cmp(&b.path));
+    Expected {
+        jobs,
+        diffs: e.diffs,
+    }
+}
+
+/// `--time-units` given to verify: the store's coordinate must have them.
+fn check_time_units(u: &str, a: &StoreArray, diffs: &mut Vec<String>) {
+    let have = text_attr(&a.attrs, "units");
+    let same = match (
+        cftime::parse_units(u),
+        have.as_deref().map(cftime::parse_units),
+    ) {
+        (Ok(x), Some(Ok(y))) => x == y,
+        _ => have.as_deref() == Some(u),
+    };
+    if !same {
+        diffs.push(format!(
+            "'{}' attribute 'units': store {}, --time-units {u:?}",
+            a.path,
+            have.map_or_else(|| "none".into(), |h| format!("{h:?}"))
+        ));
+    }
+}
+
+/// The sources and the store, and what was found so far.
+struct Expecting<'a> {
+    scans: &'a [FileScan],
+    tree: &'a StoreTree,
+    opts: &'a Options,
+    /// The concatenation dimension, if any.
+    dim: Option<String>,
+    /// Each file's first index along it in the store (`None`: not found).
+    placed: Vec<Option<u64>>,
+    /// The files in time order.
+    order: Vec<usize>,
+    diffs: Vec<String>,
+    /// Store arrays some source variable stands for.
+    matched: Vec<String>,
+}
+
+impl<'a> Expecting<'a> {
+    /// What the store must hold for source variable `p`: its structure and
+    /// attributes are compared here (differences go to `diffs`), its values
+    /// are to be compared by the returned job.
+    fn variable(&mut self, p: &str) -> Option<Job> {
+        let (scans, opts) = (self.scans, self.opts);
+        let holders: Vec<usize> = self
+            .order
             .iter()
             .copied()
             .filter(|&i| scans[i].var(p).is_some())
             .collect();
-        let Some(v) = scans[holders[0]].var(p) else {
-            continue;
-        };
+        let v = scans[holders[0]].var(p)?;
+        let (sp, arr, t) = self.store_array(p, v)?;
+        let owner = format!("'{sp}'");
+        let axis = self
+            .dim
+            .as_deref()
+            .and_then(|d| v.dims.iter().position(|x| x == d));
+        let want_dims: Vec<String> = v
+            .dims
+            .iter()
+            .map(|d| renamed(&opts.rename, d).to_string())
+            .collect();
+        let comparable = self.structure(&owner, v, arr, t, &want_dims, axis);
+        let cands = self.attr_candidates(p, v, &holders);
+        let store_axis = store_time_of(self.tree, arr);
+        let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
+        compare_attrs(
+            &owner,
+            &cands,
+            &arr.attrs,
+            false,
+            time_differs,
+            opts.partial,
+            &mut self.diffs,
+        );
+        let store_fill = compare_fill(
+            arr,
+            self.tree.format,
+            t,
+            v.attr("_FillValue"),
+            &mut self.diffs,
+        );
+        if !comparable {
+            return None;
+        }
+        let pieces = self.pieces(p, v, &holders, axis, store_axis.as_ref());
+        let axis = axis.filter(|_| self.dim.is_some());
+        if let Some(k) = axis {
+            self.check_coverage(&owner, &pieces, arr.shape[k], &want_dims[k]);
+        }
+        let (src_cf, store_cf) = cf_pair(v, arr, t, store_fill);
+        Some(Job {
+            path: sp,
+            dtype: t,
+            shape: arr.shape.clone(),
+            axis,
+            pieces,
+            src_cf,
+            store_cf,
+        })
+    }
+
+    /// The store array of source variable `v` (at `p`) and its type, when
+    /// its values are to be compared; what is missing, unsupported or
+    /// excluded goes to `diffs`.
+    fn store_array<'t>(&mut self, p: &str, v: &SrcVar) -> Option<(String, &'t StoreArray, NcType)>
+    where
+        'a: 't,
+    {
+        let opts = self.opts;
         let sp = store_path(opts, p);
-        let arr = tree.array(&sp);
+        let arr = self.tree.array(&sp);
         let t = match &v.dtype {
             VarType::Nc(t) => *t,
             VarType::Unsupported(kind) => {
                 if arr.is_some() {
-                    matched.push(sp.clone());
-                    diffs.push(format!(
+                    self.matched.push(sp.clone());
+                    self.diffs.push(format!(
                         "array '{sp}' is in the store, but variable '{p}' of the sources has type {kind}, which Zarr cannot hold"
                     ));
                 }
-                continue;
+                return None;
             }
         };
         let optional = !opts.include.is_empty() && !opts.include.iter().any(|x| x == p);
         let excluded = opts.exclude.iter().any(|x| x == p);
         let Some(arr) = arr else {
             if !optional && !excluded {
-                diffs.push(format!("variable '{p}' of the sources is not in the store"));
+                self.diffs
+                    .push(format!("variable '{p}' of the sources is not in the store"));
             }
-            continue;
+            return None;
         };
-        matched.push(sp.clone());
+        self.matched.push(sp.clone());
         if excluded {
-            diffs.push(format!(
+            self.diffs.push(format!(
                 "array '{sp}' is in the store, but the options exclude variable '{p}'"
             ));
-            continue;
+            return None;
         }
-        let owner = format!("'{sp}'");
-        let axis = dim
-            .as_deref()
-            .and_then(|d| v.dims.iter().position(|x| x == d));
-        // Structure.
-        let want_dims: Vec<String> = v
-            .dims
-            .iter()
-            .map(|d| renamed(&opts.rename, d).to_string())
-            .collect();
+        Some((sp, arr, t))
+    }
+
+    /// Dimensions, data type and shape: whether the values can be compared.
+    fn structure(
+        &mut self,
+        owner: &str,
+        v: &SrcVar,
+        arr: &StoreArray,
+        t: NcType,
+        want_dims: &[String],
+        axis: Option<usize>,
+    ) -> bool {
         let have_dims = arr.dims.clone().unwrap_or_default();
         let mut comparable = true;
         if have_dims != want_dims {
-            diffs.push(format!(
+            self.diffs.push(format!(
                 "{owner}: dimensions {have_dims:?} in the store, {want_dims:?} in the sources"
             ));
             comparable = false;
         }
-        if !arr.holds(format, t) {
-            diffs.push(format!(
+        if !arr.holds(self.tree.format, t) {
+            self.diffs.push(format!(
                 "{owner}: data type {} in the store, {} in the sources",
                 arr.dtype_text,
                 t.name()
@@ -735,16 +845,22 @@ pub(crate) fn expect(
             }
         }
         if arr.shape != want_shape {
-            diffs.push(format!(
+            self.diffs.push(format!(
                 "{owner}: shape {:?} in the store, {want_shape:?} in the sources",
                 arr.shape
             ));
             comparable = false;
         }
-        // Attributes.
+        comparable
+    }
+
+    /// The attributes variable `p` may have in the store: every holder's,
+    /// the enum mapping, the options' edits and renames applied.
+    fn attr_candidates(&self, p: &str, v: &SrcVar, holders: &[usize]) -> Candidates {
+        let opts = self.opts;
         let mut cands: Candidates = Vec::new();
-        for &i in &holders {
-            if let Some(x) = scans[i].var(p) {
+        for &i in holders {
+            if let Some(x) = self.scans[i].var(p) {
                 add_candidates(&mut cands, &x.attrs);
             }
         }
@@ -768,48 +884,47 @@ pub(crate) fn expect(
         }
         if !opts.rename.is_empty() {
             for (n, vals) in &mut cands {
-                if REFERENCE_ATTRS.contains(&n.as_str()) {
-                    for a in vals.iter_mut() {
-                        if let NcAttr::Text(s) = a {
-                            *s = s
-                                .split(' ')
-                                .map(|w| renamed(&opts.rename, w))
-                                .collect::<Vec<_>>()
-                                .join(" ");
-                        }
+                if !REFERENCE_ATTRS.contains(&n.as_str()) {
+                    continue;
+                }
+                for a in vals.iter_mut() {
+                    if let NcAttr::Text(s) = a {
+                        *s = s
+                            .split(' ')
+                            .map(|w| renamed(&opts.rename, w))
+                            .collect::<Vec<_>>()
+                            .join(" ");
                     }
                 }
             }
         }
-        let store_axis = store_time_of(tree, arr);
-        let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
-        compare_attrs(
-            &owner,
-            &cands,
-            &arr.attrs,
-            false,
-            time_differs,
-            opts.partial,
-            &mut diffs,
-        );
-        let store_fill = compare_fill(arr, format, t, v.attr("_FillValue"), &mut diffs);
-        if !comparable {
-            continue;
-        }
-        // Where the values come from.
+        cands
+    }
+
+    /// Where the values of `p` come from: one piece per file along the
+    /// axis, or the first holder's whole variable.
+    fn pieces(
+        &self,
+        p: &str,
+        v: &SrcVar,
+        holders: &[usize],
+        axis: Option<usize>,
+        store_axis: Option<&TimeAxis>,
+    ) -> Vec<Piece> {
+        let scans = self.scans;
         let time_of = |i: usize, x: &SrcVar| -> Option<TimeMap> {
-            let m = src_time_of(&scans[i], x)?.map_to(store_axis.as_ref()?);
+            let m = src_time_of(&scans[i], x)?.map_to(store_axis?);
             (m.src_unit != m.store_unit || m.shift != 0).then_some(m)
         };
-        let pieces: Vec<Piece> = match axis {
-            Some(k) if dim.is_some() => holders
+        match axis {
+            Some(k) if self.dim.is_some() => holders
                 .iter()
                 .filter_map(|&i| {
                     let x = scans[i].var(p)?;
                     Some(Piece {
                         file: i,
                         var: p.to_string(),
-                        at: placed[i]?,
+                        at: self.placed[i]?,
                         len: *x.shape.get(k)?,
                         time: time_of(i, x),
                     })
@@ -823,138 +938,129 @@ pub(crate) fn expect(
                 len: 0,
                 time: time_of(holders[0], v),
             }],
-        };
-        if let Some(k) = axis.filter(|_| dim.is_some()) {
-            let n = arr.shape[k];
-            let d = &want_dims[k];
-            for pc in &pieces {
-                if pc.at + pc.len > n {
-                    diffs.push(format!(
-                        "{owner}: {} has {} step(s) for store indices {}..{} along '{d}', beyond its length {n}",
-                        scans[pc.file].path.display(),
-                        pc.len,
-                        pc.at,
-                        pc.at + pc.len
-                    ));
-                }
-            }
-            if !opts.partial {
-                let mut spans: Vec<(u64, u64)> =
-                    pieces.iter().map(|pc| (pc.at, pc.at + pc.len)).collect();
-                spans.sort_unstable();
-                let mut covered = 0u64;
-                for (a, b) in spans {
-                    if a > covered {
-                        diffs.push(format!(
-                            "{owner}: store indices {covered}..{a} along '{d}' come from no source file"
-                        ));
-                    }
-                    covered = covered.max(b);
-                }
-                if covered < n {
-                    diffs.push(format!(
-                        "{owner}: store indices {covered}..{n} along '{d}' come from no source file"
-                    ));
-                }
+        }
+    }
+
+    /// Every piece within the store's length `n` along dimension `d`, and
+    /// (unless partial) every index covered by some piece.
+    fn check_coverage(&mut self, owner: &str, pieces: &[Piece], n: u64, d: &str) {
+        for pc in pieces {
+            if pc.at + pc.len > n {
+                self.diffs.push(format!(
+                    "{owner}: {} has {} step(s) for store indices {}..{} along '{d}', beyond its length {n}",
+                    self.scans[pc.file].path.display(),
+                    pc.len,
+                    pc.at,
+                    pc.at + pc.len
+                ));
             }
         }
-        let (src_cf, store_cf) = if matches!(t, NcType::Char | NcType::Str) {
-            (Cf::default(), Cf::default())
-        } else {
-            let mut src_cf = Cf {
-                masked: v
-                    .attr("_FillValue")
-                    .and_then(|a| json::src_fill(a, t))
-                    .into_iter()
-                    .collect(),
-                scale: v.attr("scale_factor").and_then(first_f64),
-                offset: v.attr("add_offset").and_then(first_f64),
-            };
-            if let Some(m) = v.attr("missing_value") {
-                src_cf.masked.extend(json::src_bytes(m, t));
+        if self.opts.partial {
+            return;
+        }
+        let mut spans: Vec<(u64, u64)> = pieces.iter().map(|pc| (pc.at, pc.at + pc.len)).collect();
+        spans.sort_unstable();
+        let mut covered = 0u64;
+        for (a, b) in spans {
+            if a > covered {
+                self.diffs.push(format!(
+                    "{owner}: store indices {covered}..{a} along '{d}' come from no source file"
+                ));
             }
-            let mut store_cf = Cf {
-                masked: store_fill.into_iter().collect(),
-                scale: arr.attrs.get("scale_factor").and_then(json::store_f64),
-                offset: arr.attrs.get("add_offset").and_then(json::store_f64),
-            };
-            if let Some(m) = arr.attrs.get("missing_value") {
-                store_cf.masked.extend(json::store_bytes(m, t));
-            }
-            (src_cf, store_cf)
-        };
-        jobs.push(Job {
-            path: sp,
-            dtype: t,
-            shape: arr.shape.clone(),
-            axis: axis.filter(|_| dim.is_some()),
-            pieces,
-            src_cf,
-            store_cf,
-        });
-    }
-    for a in &tree.arrays {
-        if !matched.contains(&a.path) {
-            diffs.push(format!(
-                "array '{}' is in the store but not in the sources",
-                a.path
+            covered = covered.max(b);
+        }
+        if covered < n {
+            self.diffs.push(format!(
+                "{owner}: store indices {covered}..{n} along '{d}' come from no source file"
             ));
         }
     }
-    // Groups and their attributes.
-    let mut groups: Vec<&str> = Vec::new();
-    for &i in &order {
-        for g in &scans[i].groups {
+
+    /// Groups and their attributes.
+    fn groups(&mut self) {
+        let (scans, opts) = (self.scans, self.opts);
+        let mut groups: Vec<&str> = Vec::new();
+        for &i in &self.order {
+            for g in &scans[i].groups {
+                if !groups.contains(&g.path.as_str()) {
+                    groups.push(&g.path);
+                }
+            }
+        }
+        for g in &groups {
+            let owner = if g.is_empty() {
+                "global".to_string()
+            } else {
+                format!("group '{g}'")
+            };
+            let Some(have) = self.tree.group(g) else {
+                self.diffs
+                    .push(format!("{owner} of the sources is not in the store"));
+                continue;
+            };
+            if opts.partial {
+                continue;
+            }
+            let mut cands: Candidates = Vec::new();
+            for &i in &self.order {
+                if let Some(x) = scans[i].groups.iter().find(|x| x.path == *g) {
+                    add_candidates(&mut cands, &x.attrs);
+                }
+            }
+            if g.is_empty() {
+                cands.retain(|(n, _)| !opts.global_remove.contains(n));
+                for (n, a) in &opts.global_set {
+                    set_candidate(&mut cands, n, a.clone());
+                }
+            }
+            compare_attrs(
+                &owner,
+                &cands,
+                &have.attrs,
+                g.is_empty(),
+                false,
+                false,
+                &mut self.diffs,
+            );
+        }
+        for g in &self.tree.groups {
             if !groups.contains(&g.path.as_str()) {
-                groups.push(&g.path);
+                self.diffs.push(format!(
+                    "group '{}' is in the store but not in the sources",
+                    g.path
+                ));
             }
         }
     }
-    for g in &groups {
-        let owner = if g.is_empty() {
-            "global".to_string()
-        } else {
-            format!("group '{g}'")
-        };
-        let Some(have) = tree.group(g) else {
-            diffs.push(format!("{owner} of the sources is not in the store"));
-            continue;
-        };
-        if opts.partial {
-            continue;
-        }
-        let mut cands: Candidates = Vec::new();
-        for &i in &order {
-            if let Some(x) = scans[i].groups.iter().find(|x| x.path == *g) {
-                add_candidates(&mut cands, &x.attrs);
-            }
-        }
-        if g.is_empty() {
-            cands.retain(|(n, _)| !opts.global_remove.contains(n));
-            for (n, a) in &opts.global_set {
-                set_candidate(&mut cands, n, a.clone());
-            }
-        }
-        compare_attrs(
-            &owner,
-            &cands,
-            &have.attrs,
-            g.is_empty(),
-            false,
-            false,
-            &mut diffs,
-        );
+}
+
+/// How CF readers decode the source variable and the store array: masked
+/// values, scale and offset (none for text).
+fn cf_pair(v: &SrcVar, arr: &StoreArray, t: NcType, store_fill: Option<Vec<u8>>) -> (Cf, Cf) {
+    if matches!(t, NcType::Char | NcType::Str) {
+        return (Cf::default(), Cf::default());
     }
-    for g in &tree.groups {
-        if !groups.contains(&g.path.as_str()) {
-            diffs.push(format!(
-                "group '{}' is in the store but not in the sources",
-                g.path
-            ));
-        }
+    let mut src_cf = Cf {
+        masked: v
+            .attr("_FillValue")
+            .and_then(|a| json::src_fill(a, t))
+            .into_iter()
+            .collect(),
+        scale: v.attr("scale_factor").and_then(first_f64),
+        offset: v.attr("add_offset").and_then(first_f64),
+    };
+    if let Some(m) = v.attr("missing_value") {
+        src_cf.masked.extend(json::src_bytes(m, t));
     }
-    jobs.sort_by(|a, b| a.path.cmp(&b.path));
-    Expected { jobs, diffs }
+    let mut store_cf = Cf {
+        masked: store_fill.into_iter().collect(),
+        scale: arr.attrs.get("scale_factor").and_then(json::store_f64),
+        offset: arr.attrs.get("add_offset").and_then(json::store_f64),
+    };
+    if let Some(m) = arr.attrs.get("missing_value") {
+        store_cf.masked.extend(json::store_bytes(m, t));
+    }
+    (src_cf, store_cf)
 }
 
 #[cfg(test)]

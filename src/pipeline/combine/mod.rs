@@ -210,7 +210,6 @@ struct Member {
 ///
 /// # Errors
 /// [`CombineError`] naming the files, variable and the mismatch.
-#[allow(clippy::too_many_lines)]
 pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, CombineError> {
     if scans.is_empty() {
         return Err(CombineError::NoInputs);

@@ -1,0 +1,340 @@
+//! The job every rank agrees on before writing: the inputs scanned (each
+//! rank its share), combined and selected on rank 0, and broadcast; for an
+//! append, the store's state and the steps that are new.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::config::ConvertConfig;
+use crate::error::Error;
+use crate::mpi::ctx::MpiCtx;
+use crate::mpi::ctx::RankFailure;
+use crate::pipeline::combine::{combine, CombineOptions, Dataset};
+use crate::pipeline::plan::ArrayPlan;
+use crate::pipeline::scan::error::SchemaError;
+use crate::pipeline::scan::{scan_file_isolated, FileScan, ScanOptions};
+use crate::store::append::{self, StoreState};
+use crate::system::stage::guarded;
+
+/// Rank 0 computes a value and broadcasts it; every rank gets it, or every
+/// rank fails (rank 0's error is reported once).
+///
+/// # Errors
+/// `f`'s error on rank 0; [`Error::Ranks`] elsewhere.
+pub fn from_root<T: Serialize + DeserializeOwned>(
+    ctx: &MpiCtx,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    // Binary (bincode) rather than JSON: attribute values may be NaN or
+    // infinite, which JSON cannot carry.
+    let config = bincode::config::standard();
+    let exchange = |e: String| Error::Schema(SchemaError::Exchange(e));
+    let local: Result<T, Error> = if ctx.is_root() {
+        let value = guarded(f);
+        let payload = match &value {
+            Ok(v) => bincode::serde::encode_to_vec(v, config).map_err(|e| exchange(e.to_string())),
+            Err(_) => Ok(Vec::new()),
+        };
+        match payload {
+            Ok(bytes) => {
+                ctx.bcast_bytes(bytes);
+                value
+            }
+            Err(e) => {
+                ctx.bcast_bytes(Vec::new());
+                Err(e)
+            }
+        }
+    } else {
+        let bytes = ctx.bcast_bytes(Vec::new());
+        if bytes.is_empty() {
+            // Rank 0 failed; its message arrives through the agreement.
+            Err(exchange("no data from rank 0".into()))
+        } else {
+            bincode::serde::decode_from_slice::<T, _>(&bytes, config)
+                .map(|(s, _)| s)
+                .map_err(|e| exchange(e.to_string()))
+        }
+    };
+    // Every rank learns whether every rank has the value: no rank goes on
+    // to a collective that another rank will never reach.
+    let ok = local.is_ok();
+    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
+    if failures.is_empty() {
+        return local;
+    }
+    if ok || !ctx.is_root() {
+        // Report rank 0's own message when it has one, else every rank's.
+        let root_failed: Vec<RankFailure> =
+            failures.iter().filter(|f| f.rank == 0).cloned().collect();
+        return Err(Error::Ranks(if root_failed.is_empty() {
+            failures
+        } else {
+            root_failed
+        }));
+    }
+    local
+}
+
+/// The result of the preparation on rank 0, shared with every rank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The combined dataset.
+    pub ds: Dataset,
+    /// Files scanned.
+    pub files: usize,
+    /// Seconds spent scanning.
+    pub scan_seconds: f64,
+    /// The store's length before an append.
+    pub append_from: Option<u64>,
+    /// The arrays of an append (the store's layouts).
+    pub arrays: Option<Vec<ArrayPlan>>,
+    /// Files left out (already in the store).
+    pub skipped_files: Vec<PathBuf>,
+}
+
+/// Scans the input files on all ranks and combines them on rank 0; every
+/// rank gets the [`Job`].
+///
+/// # Errors
+/// Any scan, combination, selection or append-check error.
+pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
+    let t0 = Instant::now();
+    // Rank 0 expands the inputs (one directory scan) and reads the store's
+    // state for an append.
+    let (files, state): (Vec<PathBuf>, Option<StoreState>) = from_root(ctx, || {
+        let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+        let state = if cfg.append && cfg.output.exists() {
+            Some(append::load(&cfg.output)?)
+        } else {
+            None
+        };
+        Ok((files, state))
+    })?;
+    let concat_dim = cfg.combine.concat_dim.clone().or_else(|| {
+        state
+            .as_ref()
+            .and_then(|s| s.concat.as_ref().map(|c| source_dim(cfg, &c.dim)))
+    });
+    let opts = ScanOptions {
+        concat_dim: concat_dim.clone(),
+        skip_unsupported: cfg.skip_unsupported,
+        phony_dims: cfg.phony_dims,
+        digest_static: cfg.combine.check_static_values,
+    };
+    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
+    let (lo, hi) = crate::pipeline::scan::share(files.len(), rank, ctx.size());
+    crate::system::stage::enter("scan");
+    let mine = guarded(|| {
+        files[lo..hi]
+            .iter()
+            .map(|p| scan_file_isolated(p, &opts, cfg.scan_timeout).map_err(Error::from))
+            .collect::<Result<Vec<FileScan>, Error>>()
+    });
+    let mine = ctx.agree(mine)?;
+    let payload = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
+        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())));
+    let payload = ctx.agree(payload)?;
+    let gathered = ctx.gather_bytes(payload);
+    let scan_seconds = ctx.max_f64(t0.elapsed().as_secs_f64());
+    from_root(ctx, move || {
+        let mut scans: Vec<FileScan> = Vec::with_capacity(files.len());
+        for part in gathered.unwrap_or_default() {
+            let (v, _): (Vec<FileScan>, usize) =
+                bincode::serde::decode_from_slice(&part, bincode::config::standard())
+                    .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
+            scans.extend(v);
+        }
+        build_job(cfg, scans, state, concat_dim, scan_seconds)
+    })
+}
+
+/// The source name of an output dimension (undoing a rename).
+fn source_dim(cfg: &ConvertConfig, out: &str) -> String {
+    cfg.rename
+        .iter()
+        .find(|(_, to)| to == out)
+        .map_or_else(|| out.to_string(), |(from, _)| from.clone())
+}
+
+fn combine_options(
+    cfg: &ConvertConfig,
+    scans: &[FileScan],
+    concat_dim: Option<String>,
+    time_units: Option<String>,
+) -> Result<CombineOptions, Error> {
+    let merge_groups = if cfg.combine.merge.is_empty() {
+        None
+    } else {
+        let mut groups = Vec::new();
+        for specs in &cfg.combine.merge {
+            let paths = crate::pipeline::inputs::expand(specs, None)?;
+            let same = |a: &std::path::Path, b: &std::path::Path| {
+                a == b || (std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok())
+            };
+            groups.push(
+                scans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| paths.iter().any(|p| same(p, &s.path)))
+                    .map(|(i, _)| i)
+                    .collect::<Vec<usize>>(),
+            );
+        }
+        Some(groups)
+    };
+    Ok(CombineOptions {
+        concat_dim,
+        time_units,
+        allow_gaps: cfg.combine.allow_gaps,
+        allow_overlaps: cfg.combine.allow_overlaps,
+        merge_groups,
+    })
+}
+
+#[allow(clippy::too_many_lines)] // the job in stage order (combine, append, select, codecs), each step a few lines
+fn build_job(
+    cfg: &ConvertConfig,
+    scans: Vec<FileScan>,
+    state: Option<StoreState>,
+    concat_dim: Option<String>,
+    scan_seconds: f64,
+) -> Result<Job, Error> {
+    let files = scans.len();
+    let time_units = cfg.combine.time_units.clone().or_else(|| {
+        state
+            .as_ref()
+            .and_then(|s| s.concat.as_ref().and_then(|c| c.time_units.clone()))
+    });
+    crate::system::stage::enter("combine");
+    let opts = combine_options(cfg, &scans, concat_dim.clone(), time_units.clone())?;
+    let mut ds = combine(&scans, &opts)?;
+    let Some(state) = state else {
+        crate::pipeline::select::apply(&mut ds, cfg)?;
+        crate::pipeline::read::source_codec::resolve(&mut ds, |path| {
+            cfg.var_settings(path)
+                .and_then(|o| o.codec.clone())
+                .unwrap_or_else(|| cfg.codec.clone())
+        })?;
+        return Ok(Job {
+            ds,
+            files,
+            scan_seconds,
+            append_from: None,
+            arrays: None,
+            skipped_files: Vec::new(),
+        });
+    };
+    let mut no_history = cfg.clone();
+    no_history.history = None;
+    crate::pipeline::select::apply(&mut ds, &no_history)?;
+    let mut skipped_files = Vec::new();
+    // The same files as the last commit of the store (same paths, sizes,
+    // modification times): the same append run again, which finds its work
+    // done (it was interrupted after its commit was decided, or it is a
+    // retry of a run that succeeded).
+    let mut these: Vec<(PathBuf, u64, i128)> = scans
+        .iter()
+        .map(|f| (f.path.clone(), f.size, f.mtime_ns))
+        .collect();
+    these.sort();
+    let again = state.print.as_ref().is_some_and(|p| {
+        let mut last = p.inputs.clone();
+        last.sort();
+        last == these
+    });
+    let mode = if again {
+        crate::cli::config::AppendMode::SkipExisting
+    } else {
+        cfg.append_mode
+    };
+    match append::select(&cfg.output, &state, &ds, mode, cfg.combine.allow_gaps)? {
+        append::Selection::All => {}
+        append::Selection::Skip(skip) => {
+            skipped_files = skip.iter().map(|&i| scans[i].path.clone()).collect();
+            let kept: Vec<FileScan> = scans
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !skip.contains(i))
+                .map(|(_, s)| s)
+                .collect();
+            if kept.is_empty() || kept.iter().all(|s| s.coords.iter().all(|c| c.len == 0)) {
+                // Nothing new: an append that already ran.
+                let mut ds = append::extend(&cfg.output, &state, &empty_like(&state))?.0;
+                ds.files.clear();
+                let arrays =
+                    append::arrays(&ds, &state, state.concat.as_ref().map_or(0, |c| c.len));
+                return Ok(Job {
+                    ds,
+                    files,
+                    scan_seconds,
+                    append_from: state.concat.as_ref().map(|c| c.len),
+                    arrays: Some(
+                        arrays
+                            .into_iter()
+                            .map(|mut a| {
+                                a.restrict(None, 0);
+                                a
+                            })
+                            .collect(),
+                    ),
+                    skipped_files,
+                });
+            }
+            let opts = combine_options(cfg, &kept, concat_dim, time_units)?;
+            ds = combine(&kept, &opts)?;
+            crate::pipeline::select::apply(&mut ds, &no_history)?;
+            append::select(
+                &cfg.output,
+                &state,
+                &ds,
+                crate::cli::config::AppendMode::Error,
+                cfg.combine.allow_gaps,
+            )?;
+        }
+    }
+    append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards)?;
+    let (mut ds, old_len) = append::extend(&cfg.output, &state, &ds)?;
+    if let Some(line) = &cfg.history {
+        crate::pipeline::select::add_history(&mut ds.schema.root, line);
+    }
+    let arrays = append::arrays(&ds, &state, old_len);
+    Ok(Job {
+        ds,
+        files,
+        scan_seconds,
+        append_from: Some(old_len),
+        arrays: Some(arrays),
+        skipped_files,
+    })
+}
+
+/// A dataset with the store's structure and nothing new along the axis.
+fn empty_like(state: &StoreState) -> Dataset {
+    Dataset {
+        files: Vec::new(),
+        schema: state.schema.clone(),
+        sources: state
+            .schema
+            .vars()
+            .iter()
+            .map(|v| crate::pipeline::combine::VarSource {
+                var: (*v).clone(),
+                axis: state
+                    .concat
+                    .as_ref()
+                    .and_then(|c| v.dims.iter().position(|d| *d == c.dim)),
+                segments: Vec::new(),
+                stored: None,
+            })
+            .collect(),
+        concat: state.concat.clone().map(|mut c| {
+            c.len = 0;
+            c.values = c.values.map(|_| Vec::new());
+            c
+        }),
+    }
+}

@@ -1,0 +1,98 @@
+//! The run report: what a conversion did, summed over ranks, as JSON
+//! (`--report`) and as one line.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::report::progress::RankStats;
+
+/// The outcome of a conversion, summed over ranks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Output store.
+    pub output: PathBuf,
+    /// Ranks used.
+    pub ranks: usize,
+    /// Encoder threads per rank (rank 0).
+    pub threads: usize,
+    /// Arrays written.
+    pub arrays: usize,
+    /// Units (chunks or shards) written by this run.
+    pub units: u64,
+    /// Units an interrupted run had finished (skipped by `--resume`).
+    pub units_resumed: u64,
+    /// Units of the plan.
+    pub total_units: u64,
+    /// `--resume` found the store already complete.
+    pub already_complete: bool,
+    /// Uncompressed bytes.
+    pub bytes_read: u64,
+    /// Encoded bytes written.
+    pub bytes_written: u64,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Variables left out (`--skip-unsupported`).
+    pub skipped: Vec<String>,
+    /// What was changed or left out on the way to Zarr, one line each.
+    pub warnings: Vec<String>,
+    /// Input files used.
+    pub files: usize,
+    /// Input files left out by `--append-mode skip-existing`.
+    pub skipped_files: Vec<PathBuf>,
+    /// Seconds of the metadata scan of the inputs (all ranks, gathered).
+    pub scan_seconds: f64,
+    /// Length of the concatenation dimension before an append.
+    pub appended_from: Option<u64>,
+    /// Length of the concatenation dimension after the run.
+    pub concat_len: Option<u64>,
+    /// Rank 0's own counters.
+    pub rank0: RankStats,
+    /// Nodes, ranks per node, threads per rank.
+    pub topology: crate::mpi::topology::JobTopology,
+    /// Versions, command line, output filesystem.
+    pub environment: crate::system::environment::RunEnvironment,
+}
+
+impl Report {
+    /// One-line summary.
+    pub fn summary(&self) -> String {
+        #[allow(clippy::cast_precision_loss)]
+        let gb = self.bytes_read as f64 / 1e9;
+        if self.already_complete {
+            return format!(
+                "zarrforge: {} is already complete (nothing to resume)",
+                self.output.display()
+            );
+        }
+        let resumed = if self.units_resumed > 0 {
+            format!(
+                "; resumed: {} of {} units were done before",
+                self.units_resumed, self.total_units
+            )
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "zarrforge: {} {} ({} arrays, {} {}) from {} file(s), {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
+            if self.appended_from.is_some() { "appended to" } else { "wrote" },
+            self.output.display(),
+            self.arrays,
+            self.units,
+            if self.rank0.sharded { "shards" } else { "chunks" },
+            self.files,
+            gb,
+            self.seconds,
+            gb / self.seconds.max(1e-9),
+            {
+                #[allow(clippy::cast_precision_loss)]
+                {
+                    self.bytes_written as f64 / 1e9
+                }
+            },
+            self.ranks,
+            self.threads
+        );
+        line + &resumed
+    }
+}
