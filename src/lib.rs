@@ -13,10 +13,10 @@
 //! * [`pipeline`]: inputs → scan → combine → select → plan → read;
 //! * [`store`]: encode → files and journal → commit, and what a run does
 //!   with the store it finds;
-//! * [`report`]: what a run tells its user;
+//! * [`error`]: the error every command returns, one variant per stage;
+//! * [`report`]: what a run tells its user (progress, the run report);
 //! * [`commands`]: convert, verify, inspect and bench, each stringing the
-//!   stages together;
-//! * [`error`]: the error every command returns, one variant per stage.
+//!   stages together.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), zarrforge::error::Error> {

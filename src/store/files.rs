@@ -17,7 +17,7 @@ use crate::store::error::WriteError;
 pub const MARKER_DIR: &str = ".zarrforge";
 /// The marker file that identifies a store written by zarrforge.
 pub const MARKER_FILE: &str = "store.json";
-/// File of the store's saved state (`append::StoreState`), inside
+/// File of the store's saved state (`state::StoreState`), inside
 /// [`MARKER_DIR`].
 pub const STATE_FILE: &str = "dataset.bin";
 

@@ -1,8 +1,8 @@
 //! The output store: Zarr metadata ([`metadata`]), chunk encoding
 //! ([`encode`]), the store's files, atomic writes and safety checks
 //! ([`files`]), the per-rank journal and the lock ([`journal`]), the saved
-//! state of a committed store and the append planning against it
-//! ([`append`]), what a run does with the store it finds ([`opening`]) and
+//! state of a committed store ([`state`]) and the append planning against
+//! it ([`append`]), what a run does with the store it finds ([`opening`]) and
 //! the metadata commit by rank 0 ([`commit`]).
 
 pub mod append;
@@ -13,3 +13,4 @@ pub mod files;
 pub mod journal;
 pub mod metadata;
 pub mod opening;
+pub mod state;

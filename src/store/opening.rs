@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::error::StoreError as Error;
 use crate::cli::config::{ConvertConfig, ZarrFormat};
 use crate::cli::error::ConfigError;
-use crate::store::append;
 use crate::store::journal::{self, Lock, PlanPrint, Takeover};
+use crate::store::state;
 use crate::store::{commit, files as store};
 
 /// What rank 0 found when it opened the store; every rank gets it.
@@ -143,7 +143,7 @@ pub fn survey(cfg: &ConvertConfig, format: ZarrFormat, print: &PlanPrint) -> Fou
         return Found::Building;
     }
     let same_plan = cfg.resume
-        && append::load(out)
+        && state::load(out)
             .ok()
             .and_then(|s| s.print)
             .is_some_and(|p| p == *print);
@@ -290,7 +290,7 @@ fn refusal(why: Refusal, out: &Path, print: &PlanPrint) -> ConfigError {
         Refusal::Foreign => ConfigError::NotOurStore(out.to_path_buf()),
         Refusal::PlanChanged => ConfigError::PlanChanged {
             store: out.to_path_buf(),
-            what: append::load(out)
+            what: state::load(out)
                 .ok()
                 .and_then(|s| s.print)
                 .and_then(|p| print.difference(&p))

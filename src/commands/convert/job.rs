@@ -16,7 +16,8 @@ use crate::pipeline::combine::{combine, CombineOptions, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::pipeline::scan::error::SchemaError;
 use crate::pipeline::scan::{scan_file_isolated, FileScan, ScanOptions};
-use crate::store::append::{self, StoreState};
+use crate::store::append;
+use crate::store::state::{self, StoreState};
 use crate::system::stage::guarded;
 
 /// Rank 0 computes a value and broadcasts it; every rank gets it, or every
@@ -108,7 +109,7 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     let (files, state): (Vec<PathBuf>, Option<StoreState>) = from_root(ctx, || {
         let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
         let state = if cfg.append && cfg.output.exists() {
-            Some(append::load(&cfg.output)?)
+            Some(state::load(&cfg.output)?)
         } else {
             None
         };

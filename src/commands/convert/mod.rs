@@ -20,10 +20,10 @@ use crate::mpi::ctx::MpiCtx;
 use crate::mpi::topology::Topology;
 use crate::pipeline::plan::Plan;
 use crate::report::progress::RankStats;
-use crate::store::append::StoreState;
 use crate::store::commit;
 use crate::store::journal;
 use crate::store::opening::{self, Opened};
+use crate::store::state::StoreState;
 use crate::system::stage::guarded;
 
 /// Converts netCDF files into a Zarr store (or appends them to one) on all

@@ -1,0 +1,180 @@
+//! The saved state of a committed store: `.zarrforge/dataset.bin`, written
+//! by rank 0 at every commit (the output structure, the layout of every
+//! array, the concatenation axis with its values, the source name of each
+//! variable), read back by an append and by `--resume`. The length along the
+//! axis is taken from the committed root metadata, so a run killed between
+//! saving the state and the commit cannot make the state run ahead of what
+//! readers see.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cli::config::{Codec, ZarrFormat};
+use crate::model::schema::Schema;
+use crate::pipeline::combine::{set_dim_len, Concat, Dataset};
+use crate::pipeline::plan::ArrayPlan;
+use crate::store::error::AppendError;
+use crate::store::error::WriteError;
+use crate::store::files::{root_key, MARKER_DIR, STATE_FILE};
+
+/// One array's layout, as committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayLayout {
+    /// Path in the store.
+    pub path: String,
+    /// Chunk shape.
+    pub chunks: Vec<u64>,
+    /// Shard shape.
+    pub shards: Option<Vec<u64>>,
+    /// Compression.
+    pub codec: Codec,
+}
+
+/// What an append needs to know about a store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreState {
+    /// zarrforge version that wrote it.
+    pub version: String,
+    /// Zarr format.
+    pub format: ZarrFormat,
+    /// Output structure (shapes as committed).
+    pub schema: Schema,
+    /// Layout of each array, in [`Schema::vars`] order.
+    pub arrays: Vec<ArrayLayout>,
+    /// Source path of each array's variable, same order.
+    pub source_paths: Vec<String>,
+    /// The concatenation axis.
+    pub concat: Option<Concat>,
+    /// The print of the plan that wrote the store last.
+    pub print: Option<crate::store::journal::PlanPrint>,
+}
+
+impl StoreState {
+    /// The state of a dataset and its plan.
+    pub fn new(ds: &Dataset, arrays: &[ArrayPlan], format: ZarrFormat) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            format,
+            schema: ds.schema.clone(),
+            arrays: arrays
+                .iter()
+                .map(|a| ArrayLayout {
+                    path: a.path.clone(),
+                    chunks: a.chunks.clone(),
+                    shards: a.shards.clone(),
+                    codec: a.codec.clone(),
+                })
+                .collect(),
+            source_paths: ds.sources.iter().map(|s| s.var.path.clone()).collect(),
+            concat: ds.concat.clone(),
+            print: None,
+        }
+    }
+
+    /// Serialised form.
+    ///
+    /// # Errors
+    /// [`WriteError::Io`] if it cannot be encoded.
+    pub fn to_bytes(&self, store: &Path) -> Result<Vec<u8>, WriteError> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
+            WriteError::io(
+                store.join(MARKER_DIR).join(STATE_FILE),
+                "encode state",
+                std::io::Error::other(e.to_string()),
+            )
+        })
+    }
+}
+
+fn not_appendable(path: &Path, reason: impl Into<String>) -> AppendError {
+    AppendError::NotAppendable {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Loads the state of `store`, with the axis length as committed.
+///
+/// # Errors
+/// [`AppendError::NotAppendable`] when the store was not written by
+/// zarrforge, is not committed, or its state cannot be read.
+pub fn load(store: &Path) -> Result<StoreState, AppendError> {
+    if !crate::store::files::is_our_store(store) {
+        return Err(not_appendable(store, "not a store written by zarrforge"));
+    }
+    let path = store.join(MARKER_DIR).join(STATE_FILE);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| not_appendable(store, format!("{}: {e}", path.display())))?;
+    let (mut state, _): (StoreState, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+            .map_err(|e| not_appendable(store, format!("{}: {e}", path.display())))?;
+    let root = store.join(root_key(state.format));
+    if !root.is_file() {
+        return Err(not_appendable(
+            store,
+            "the store was never committed (an earlier run did not finish); convert it again",
+        ));
+    }
+    let Some(concat) = state.concat.clone() else {
+        return Err(not_appendable(
+            store,
+            "it was written without a concatenation dimension",
+        ));
+    };
+    let committed = committed_len(store, &state, &concat.dim)?;
+    if committed != concat.len {
+        // The state was saved by a run that did not reach its commit.
+        set_len(&mut state, committed);
+    }
+    Ok(state)
+}
+
+/// The axis length in the committed (consolidated) root metadata.
+fn committed_len(store: &Path, state: &StoreState, dim: &str) -> Result<u64, AppendError> {
+    let vars = state.schema.vars();
+    let Some((v, k)) = vars
+        .iter()
+        .find_map(|v| v.dims.iter().position(|d| d == dim).map(|k| (v, k)))
+    else {
+        return Err(not_appendable(
+            store,
+            format!("no array has dimension '{dim}'"),
+        ));
+    };
+    let read = |key: &str| -> Result<Value, AppendError> {
+        let p = store.join(key);
+        let text = std::fs::read(&p)
+            .map_err(|e| not_appendable(store, format!("{}: {e}", p.display())))?;
+        serde_json::from_slice(&text)
+            .map_err(|e| not_appendable(store, format!("{}: {e}", p.display())))
+    };
+    let shape = match state.format {
+        ZarrFormat::V3 => {
+            let root = read("zarr.json")?;
+            root["consolidated_metadata"]["metadata"][&v.path]["shape"].clone()
+        }
+        ZarrFormat::V2 => {
+            let root = read(".zmetadata")?;
+            root["metadata"][format!("{}/.zarray", v.path)]["shape"].clone()
+        }
+    };
+    shape.get(k).and_then(Value::as_u64).ok_or_else(|| {
+        not_appendable(
+            store,
+            format!("no shape for '{}' in the root metadata", v.path),
+        )
+    })
+}
+
+fn set_len(state: &mut StoreState, len: u64) {
+    if let Some(c) = &mut state.concat {
+        c.len = len;
+        if let Some(v) = &mut c.values {
+            v.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        }
+        let dim = c.dim.clone();
+        set_dim_len(&mut state.schema.root, &dim, len);
+    }
+}
