@@ -29,7 +29,7 @@ fn var(name: &str, dims: &[&str], shape: &[u64], dtype: DType, attrs: Vec<Attr>)
 
 /// A file with `time` (unlimited) values `t`, a data variable per name in
 /// `data`, and a static `orog`.
-fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileScan {
+pub(super) fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileScan {
     let n = t.len() as u64;
     let mut vars = vec![var(
         "time",

@@ -302,3 +302,87 @@ impl<'a> Units<'a> {
         Ok(recodes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::combine::tests::file;
+
+    fn axis(scans: &[FileScan], given: Option<&str>) -> Result<TimeAxis, CombineError> {
+        let opts = CombineOptions {
+            time_units: given.map(str::to_string),
+            ..CombineOptions::default()
+        };
+        TimeAxis::new(scans, "time", &opts)
+    }
+
+    #[test]
+    fn the_same_units_everywhere_recode_nothing() {
+        let scans = [
+            file("a.nc", &[0.0, 1.0], "hours since 2000-01-01", &[]),
+            file("b.nc", &[2.0], "hours since 2000-01-01", &[]),
+        ];
+        let t = axis(&scans, None).unwrap();
+        assert_eq!(t.output_units.as_deref(), Some("hours since 2000-01-01"));
+        assert_eq!(t.calendar_name.as_deref(), Some("standard"));
+        assert!(t.recode(0).is_none() && t.recode(1).is_none());
+    }
+
+    #[test]
+    fn the_earliest_file_gives_the_output_units() {
+        // b.nc starts a day before a.nc: its units win, a.nc is recoded.
+        let scans = [
+            file("a.nc", &[0.0], "days since 2000-01-02", &[]),
+            file("b.nc", &[0.0], "days since 2000-01-01", &[]),
+        ];
+        let t = axis(&scans, None).unwrap();
+        assert_eq!(t.output_units.as_deref(), Some("days since 2000-01-01"));
+        assert_eq!(t.to_output(0, &[0.0, 1.0]), vec![1.0, 2.0]);
+        assert!(t.recode(1).is_none());
+    }
+
+    #[test]
+    fn given_units_recode_every_file() {
+        let scans = [file("a.nc", &[0.0, 1.0], "days since 2000-01-01", &[])];
+        let t = axis(&scans, Some("hours since 2000-01-01")).unwrap();
+        assert_eq!(t.to_output(0, &[0.0, 1.0]), vec![0.0, 24.0]);
+        let bad = axis(&scans, Some("fortnights after lunch")).err().unwrap();
+        assert!(bad.to_string().contains("--time-units"), "{bad}");
+    }
+
+    #[test]
+    fn units_and_calendars_must_agree_to_recode() {
+        let mut b = file("b.nc", &[0.0], "hours since 2000-01-02", &[]);
+        b.schema.root.vars[0].attrs.retain(|a| a.name != "calendar");
+        b.schema.root.vars[0]
+            .attrs
+            .push(crate::model::schema::Attr {
+                name: "calendar".into(),
+                value: crate::model::schema::AttrValue::Text("noleap".into()),
+            });
+        let scans = [file("a.nc", &[0.0], "hours since 2000-01-01", &[]), b];
+        let e = axis(&scans, None).err().unwrap().to_string();
+        assert!(e.contains("calendar") && e.contains("b.nc"), "{e}");
+        let mut c = file("c.nc", &[0.0], "hours since 2000-01-02", &[]);
+        c.schema.root.vars[0].attrs.retain(|a| a.name != "units");
+        let scans = [file("a.nc", &[0.0], "hours since 2000-01-01", &[]), c];
+        // Nothing to recode: a file without units passes.
+        assert!(axis(&scans, None).is_ok());
+        let e = axis(&scans, Some("hours since 1999-12-31"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("units") && e.contains("c.nc"), "{e}");
+    }
+
+    #[test]
+    fn integer_coordinates_must_stay_exact() {
+        let mut a = file("a.nc", &[1.0], "hours since 2000-01-01", &[]);
+        a.coords[0].ints = Some(vec![1]);
+        let e = axis(&[a], Some("days since 2000-01-01"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a.nc"), "{e}");
+    }
+}
