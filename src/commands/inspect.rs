@@ -1,5 +1,8 @@
 //! `zarrforge inspect` and `zarrforge plan` output.
 
+use crate::error::Error;
+use crate::mpi::ctx::MpiCtx;
+use crate::mpi::topology::Topology;
 use std::fmt::Write;
 
 use crate::model::schema::{Group, Schema};
@@ -198,4 +201,73 @@ pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String 
     }
     out.push_str(&describe_plan(plan, false));
     out
+}
+
+/// `zarrforge inspect`: one file's structure, read by rank 0.
+///
+/// # Errors
+/// The file's structure cannot be read.
+pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(), Error> {
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    let mut s = crate::pipeline::scan::structure::read_schema(&args.input, true)?;
+    add_filters(&mut s);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        print!("{}", describe(&s));
+    }
+    Ok(())
+}
+
+/// `zarrforge plan`: the job and its plan, with the topology of this
+/// launch; nothing is written.
+///
+/// # Errors
+/// The job's or the plan's error.
+pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(), Error> {
+    let cfg = args.to_config()?;
+    let job = crate::commands::convert::prepare_job(ctx, &cfg)?;
+    let p = Plan::new(&job.ds, &cfg, args.ranks.unwrap_or(ctx.size()))?;
+    // Where this launch's ranks and threads would run.
+    let topo = Topology::detect();
+    let threads = topo.encoder_threads(ctx.ranks_on_node());
+    let topology = ctx.job_topology(&topo, threads, topo.is_bound());
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&p).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert(
+                "topology".into(),
+                serde_json::to_value(&topology).unwrap_or_default(),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("topology of this launch: {}", topology.line());
+        print!("{}", describe_plan(&p, args.units));
+    }
+    Ok(())
+}
+
+/// `zarrforge recipe check`: the recipe parsed, its inputs scanned and
+/// combined, the plan made; nothing is written.
+///
+/// # Errors
+/// The recipe's, the job's or the plan's error.
+pub fn recipe_check(ctx: &MpiCtx, a: &crate::cli::args::RecipeCheckArgs) -> Result<(), Error> {
+    let recipe = crate::cli::recipe::Recipe::load(&a.recipe)?;
+    let mut cfg = crate::cli::config::ConvertConfig::new(Vec::new(), std::path::PathBuf::default());
+    recipe.apply(&a.recipe, &mut cfg)?;
+    cfg.validate()?;
+    let job = crate::commands::convert::prepare_job(ctx, &cfg)?;
+    let p = Plan::new(&job.ds, &cfg, ctx.size())?;
+    if ctx.is_root() {
+        print!("{}", describe_job(&job, &p));
+        println!("{}: ok", a.recipe.display());
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! What a run tells its user: progress while it runs ([`progress`]) and
-//! the report at its end ([`summary`]).
+//! What a run tells its user: progress while it runs ([`progress`]), the
+//! report at its end ([`summary`]), warnings and errors ([`console`]).
 
+pub mod console;
 pub mod progress;
 pub mod summary;

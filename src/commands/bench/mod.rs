@@ -279,3 +279,71 @@ fn figures(ctx: &MpiCtx, s: &RankStats) -> RankFigures {
         peak_rss_mib: peak_rss_mib(),
     }
 }
+
+/// `zarrforge generate`: one synthetic file, written by rank 0.
+///
+/// # Errors
+/// The output exists, or the file cannot be written.
+pub fn generate_command(ctx: &MpiCtx, a: &crate::cli::args::GenerateArgs) -> Result<(), Error> {
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    if a.output.exists() {
+        return Err(crate::cli::error::ConfigError::OutputExists(a.output.clone()).into());
+    }
+    let spec = synth::SynthSpec {
+        time: a.time,
+        lat: a.lat,
+        lon: a.lon,
+        t0: a.t0,
+        deflate: a.deflate,
+    };
+    synth::write(&a.output, &spec)?;
+    Ok(())
+}
+
+/// `zarrforge bench`: the inputs generated (or given), converted, and the
+/// report printed as a table or JSON.
+///
+/// # Errors
+/// Generating, converting or writing the report failed.
+pub fn command(ctx: &MpiCtx, args: &crate::cli::args::BenchArgs) -> Result<(), Error> {
+    let topo = Topology::detect();
+    let (inputs, generate_s) = if args.inputs.is_empty() {
+        let spec = BenchSpec {
+            files: args.files.max(1),
+            time: args.time.max(1),
+            lat: args.lat.max(1),
+            lon: args.lon.max(1),
+            dir: args.dir.clone(),
+            reuse: args.reuse,
+        };
+        generate(ctx, &spec)?
+    } else {
+        (args.inputs.clone(), 0.0)
+    };
+    if args.generate_only {
+        if ctx.is_root() {
+            eprintln!(
+                "zarrforge bench: {} input file(s) in {} ({generate_s:.2} s)",
+                inputs.len(),
+                args.dir.join("inputs").display()
+            );
+        }
+        return Ok(());
+    }
+    let cfg = args.to_config(inputs)?;
+    let report = run(ctx, &cfg, &topo, generate_s)?;
+    if ctx.is_root() {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Some(path) = &args.report {
+            super::write_report(path, json.as_bytes())?;
+        }
+        if args.json {
+            println!("{json}");
+        } else {
+            print!("{}", report.table());
+        }
+    }
+    Ok(())
+}

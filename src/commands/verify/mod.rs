@@ -598,6 +598,45 @@ fn to_usize(x: u64) -> usize {
     usize::try_from(x).unwrap_or(usize::MAX)
 }
 
+/// `zarrforge verify`.
+///
+/// # Errors
+/// The verification's error, or [`Error::Verify`] when it found
+/// differences.
+pub fn command(ctx: &MpiCtx, args: &crate::cli::args::VerifyArgs) -> Result<(), Error> {
+    let cfg = args.to_config()?;
+    let report = verify(ctx, &cfg)?;
+    finish(ctx, &report, args.report.as_deref())
+}
+
+/// Prints a verification (rank 0), writes it as JSON to `json`, and fails
+/// when it found differences.
+///
+/// # Errors
+/// [`Error::Verify`] naming the store and the number of differences.
+pub fn finish(
+    ctx: &MpiCtx,
+    report: &VerifyReport,
+    json: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    if ctx.is_root() {
+        println!("{}", report.text());
+        if let Some(path) = json {
+            super::write_report(path, &serde_json::to_vec_pretty(report).unwrap_or_default())?;
+        }
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Error::Verify(format!(
+            "{} differs from its sources: {} value(s), {} metadata difference(s)",
+            report.store.display(),
+            report.mismatches,
+            report.metadata.len()
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
