@@ -32,7 +32,8 @@ pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) 
         None => Command::new(BIN),
         Some(n) => {
             let mut c = Command::new("mpirun");
-            c.args(["-np", &n.to_string(), BIN]);
+            c.args(["-np", &n.to_string(), BIN])
+                .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base());
             c
         }
     };
@@ -70,6 +71,17 @@ pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) 
         stdout: out_t.join().unwrap_or_default(),
         stderr: err_t.join().unwrap_or_default(),
     }
+}
+
+/// A session directory base of its own for one `mpirun`: Open MPI creates
+/// its per-user session directory under it, and two `mpirun` started at the
+/// same instant (tests run in parallel) can fail creating the same one.
+pub(crate) fn ompi_session_base() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("zf-ompi-{}-{n}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }
 
 pub(crate) const MINUTE: Duration = Duration::from_secs(60);

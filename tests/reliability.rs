@@ -34,6 +34,7 @@ fn spawn(ranks: usize, args: &[&str]) -> Child {
     Command::new("mpirun")
         .args(["-np", &ranks.to_string(), BIN])
         .args(args)
+        .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base())
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
