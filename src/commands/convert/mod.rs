@@ -33,7 +33,6 @@ use crate::system::stage::guarded;
 /// Any stage's error; when several ranks fail, [`Error::Ranks`] with each
 /// rank's message. The store is then left without root metadata (or, for an
 /// append, with its previous metadata).
-#[allow(clippy::too_many_lines)] // orchestration: the stages one after another, each ending in an agreement
 pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Report, Error> {
     let t0 = Instant::now();
     cfg.validate()?;
@@ -52,53 +51,14 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
         None => Plan::new(ds, cfg, ctx.size())?,
     };
-    let threads = cfg
-        .threads
-        .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
-        .max(1);
-    // Encoder threads of a bound rank are pinned inside its cpuset.
-    let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
-    let topology = ctx.job_topology(topo, threads, !pins.is_empty());
-    if ctx.is_root() {
-        if let Some(w) = topology.warning() {
-            eprintln!("{w}");
-        }
-    }
-    let budget = execute::memory_budget(cfg, &plan, threads)?;
-    crate::pipeline::read::hdf5::set_chunk_cache_bytes(
-        usize::try_from(budget.hdf5_cache).unwrap_or(0),
-    );
-    let workers = execute::Workers {
-        threads,
-        pins,
-        budget,
-    };
+    let (workers, topology) = workers(ctx, cfg, topo, &plan)?;
+    let threads = workers.threads;
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
     });
     let print = plan_print(&job, &plan, format);
 
-    // Rank 0 prepares (or reopens) the store, takes its lock and reads the
-    // journal; nobody writes before it is ready.
-    let request = opening::Request {
-        resume: cfg.resume,
-        overwrite: cfg.overwrite,
-        append: job.append_from.is_some(),
-        nothing_new: job.append_from.is_some() && job.ds.files.is_empty(),
-    };
-    let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
-    let opened: Opened = from_root(ctx, || {
-        let (l, o) = opening::open_store(cfg, request, &inputs, &print, format, lock.take())?;
-        lock = l;
-        Ok(o)
-    })?;
-    let plan = if opened.resumed > 0 {
-        Plan::partition_skipping(plan.arrays, ctx.size(), |seq| {
-            journal::is_done(&opened.done, seq)
-        })
-    } else {
-        plan
-    };
+    let (opened, plan) = open(ctx, cfg, &job, plan, &print, format, &mut lock)?;
 
     let nothing_new = opened.complete
         || (job.append_from.is_some()
@@ -114,55 +74,29 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
     crate::system::stage::enter("commit");
-    let committed: Result<(), Error> = if ctx.is_root() && !nothing_new {
-        guarded(|| {
-            let mut state = StoreState::new(ds, &plan.arrays, format);
-            state.print = Some(print.clone());
-            let state = state.to_bytes(&cfg.output)?;
-            commit::commit(&cfg.output, &ds.schema, &plan, format, &state)?;
-            if !cfg.keep_journal {
-                journal::remove(&cfg.output)?;
-            }
-            Ok(())
-        })
-    } else if ctx.is_root() && nothing_new && !cfg.keep_journal {
-        guarded(|| Ok(journal::remove(&cfg.output)?))
+    let committed = if ctx.is_root() {
+        guarded(|| commit_store(cfg, ds, &plan, format, &print, nothing_new))
     } else {
         Ok(())
     };
     ctx.agree(committed)?;
     drop(lock);
 
-    let units = ctx.sum_u64(stats.units);
-    let bytes_read = ctx.sum_u64(stats.bytes_read);
-    let bytes_written = ctx.sum_u64(stats.bytes_written);
-    let seconds = ctx.max_f64(t0.elapsed().as_secs_f64());
+    let (skipped, warnings) = notes(ds, cfg);
     Ok(Report {
         output: cfg.output.clone(),
         ranks: ctx.size(),
         threads,
         arrays: plan.arrays.len(),
-        units,
+        units: ctx.sum_u64(stats.units),
         units_resumed: opened.resumed,
         total_units: plan.total_units,
         already_complete: opened.complete,
-        bytes_read,
-        bytes_written,
-        seconds,
-        skipped: ds
-            .schema
-            .skipped
-            .iter()
-            .map(|s| format!("{} ({})", s.path, s.kind))
-            .collect(),
-        warnings: {
-            let mut w = ds.schema.warnings.clone();
-            w.extend(crate::store::metadata::format_warnings(
-                &ds.schema.vars(),
-                cfg.format,
-            ));
-            w
-        },
+        bytes_read: ctx.sum_u64(stats.bytes_read),
+        bytes_written: ctx.sum_u64(stats.bytes_written),
+        seconds: ctx.max_f64(t0.elapsed().as_secs_f64()),
+        skipped,
+        warnings,
         files: job.files,
         skipped_files: job.skipped_files.clone(),
         scan_seconds: job.scan_seconds,
@@ -172,6 +106,116 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         topology,
         environment: crate::system::environment::RunEnvironment::detect(&cfg.output),
     })
+}
+
+/// Rank 0 prepares (or reopens) the store, takes its lock (kept in `lock`)
+/// and reads the journal; nobody writes before it is ready. A resumed run's
+/// plan is partitioned again over its unfinished units.
+fn open(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    job: &Job,
+    plan: Plan,
+    print: &journal::PlanPrint,
+    format: crate::cli::config::ZarrFormat,
+    lock: &mut Option<journal::Lock>,
+) -> Result<(Opened, Plan), Error> {
+    let request = opening::Request {
+        resume: cfg.resume,
+        overwrite: cfg.overwrite,
+        append: job.append_from.is_some(),
+        nothing_new: job.append_from.is_some() && job.ds.files.is_empty(),
+    };
+    let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
+    let opened: Opened = from_root(ctx, || {
+        let (l, o) = opening::open_store(cfg, request, &inputs, print, format, lock.take())?;
+        *lock = l;
+        Ok(o)
+    })?;
+    let plan = if opened.resumed > 0 {
+        Plan::partition_skipping(plan.arrays, ctx.size(), |seq| {
+            journal::is_done(&opened.done, seq)
+        })
+    } else {
+        plan
+    };
+    Ok((opened, plan))
+}
+
+/// What the run report lists besides its figures: the variables left out
+/// (`--skip-unsupported`) and every warning of the way to Zarr.
+fn notes(
+    ds: &crate::pipeline::combine::Dataset,
+    cfg: &ConvertConfig,
+) -> (Vec<String>, Vec<String>) {
+    let skipped = ds
+        .schema
+        .skipped
+        .iter()
+        .map(|s| format!("{} ({})", s.path, s.kind))
+        .collect();
+    let mut warnings = ds.schema.warnings.clone();
+    warnings.extend(crate::store::metadata::format_warnings(
+        &ds.schema.vars(),
+        cfg.format,
+    ));
+    (skipped, warnings)
+}
+
+/// The rank's encoder threads (pinned inside its cpuset when it is bound),
+/// its memory budget (which also sizes HDF5's chunk cache), and the job's
+/// topology; rank 0 warns of oversubscription.
+fn workers(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    topo: &Topology,
+    plan: &Plan,
+) -> Result<(execute::Workers, crate::mpi::topology::JobTopology), Error> {
+    let threads = cfg
+        .threads
+        .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
+        .max(1);
+    // Encoder threads of a bound rank are pinned inside its cpuset.
+    let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
+    let topology = ctx.job_topology(topo, threads, !pins.is_empty());
+    if ctx.is_root() {
+        if let Some(w) = topology.warning() {
+            eprintln!("{w}");
+        }
+    }
+    let budget = execute::memory_budget(cfg, plan, threads)?;
+    crate::pipeline::read::hdf5::set_chunk_cache_bytes(
+        usize::try_from(budget.hdf5_cache).unwrap_or(0),
+    );
+    let workers = execute::Workers {
+        threads,
+        pins,
+        budget,
+    };
+    Ok((workers, topology))
+}
+
+/// On rank 0 once every rank has written: the metadata commit with the
+/// store's new state (nothing when there is nothing new), then the journal
+/// removed unless kept.
+fn commit_store(
+    cfg: &ConvertConfig,
+    ds: &crate::pipeline::combine::Dataset,
+    plan: &Plan,
+    format: crate::cli::config::ZarrFormat,
+    print: &journal::PlanPrint,
+    nothing_new: bool,
+) -> Result<(), Error> {
+    if !nothing_new {
+        let mut state = StoreState::new(ds, &plan.arrays, format);
+        state.print = Some(print.clone());
+        let state = state.to_bytes(&cfg.output)?;
+        commit::commit(&cfg.output, &ds.schema, plan, format, &state)?;
+    }
+    if !cfg.keep_journal {
+        journal::remove(&cfg.output)?;
+    }
+    Ok(())
 }
 
 /// The print of a plan: what must not change between a run and its resume.
