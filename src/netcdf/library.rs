@@ -3,7 +3,7 @@
 //! The structure of a source (groups, dimensions, variables, types,
 //! attributes) and the data of netCDF-3 files and of variable-length strings
 //! are read with these few wrappers around `netcdf-sys`. Every call goes
-//! through [`checked`], under the library lock that the `netcdf` and `hdf5`
+//! through `checked`, under the library lock that the `netcdf` and `hdf5`
 //! crates share (netCDF-C and HDF5 are not thread-safe); every size that
 //! comes from the file is checked before it sizes a buffer, names are
 //! checked UTF-8, and NULL pointers returned for variable-length strings

@@ -26,7 +26,7 @@ pub const GROWABLE_COORD_CHUNK_BYTES: u64 = 1 << 20;
 /// One output array and its unit grid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArrayPlan {
-    /// Index of the variable in [`Schema::vars`].
+    /// Index of the variable in [`crate::model::schema::Schema::vars`].
     pub var: usize,
     /// Variable path (also the array's path in the store).
     pub path: String,

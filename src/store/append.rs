@@ -1,6 +1,6 @@
 //! Appending new steps to a store written by zarrforge, against the
 //! store's saved state ([`super::state`]). An append scans only the new
-//! files, checks them against that state ([`check`]), and builds a
+//! files, checks them against that state ([`select`], [`extend`]), and builds a
 //! [`Dataset`] whose arrays are the store's, grown along the axis, with the
 //! new files' segments after the old end. Only units at or after the old end
 //! are written; a unit that the previous run filled in part is read back

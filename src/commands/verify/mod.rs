@@ -5,15 +5,15 @@
 //! inputs, no reader, no metadata or encoding code, no saved state. The two
 //! sides are read the way their own readers read them:
 //!
-//! * the sources through netCDF-C ([`source`]): structure, attributes with
+//! * the sources through netCDF-C (`source`): structure, attributes with
 //!   their netCDF types, raw values;
-//! * the store as a Zarr reader does ([`store`]): the nodes its own
+//! * the store as a Zarr reader does (`store`): the nodes its own
 //!   `zarr.json` (v3) or `.zgroup`/`.zarray`/`.zattrs` (v2) documents
-//!   describe, attributes parsed from the JSON ([`json`]: bare `NaN` tokens
+//!   describe, attributes parsed from the JSON (`json`: bare `NaN` tokens
 //!   accepted), arrays opened with zarrs from their documents and decoded
 //!   region by region.
 //!
-//! [`expect`] then matches every source variable with the store array at
+//! `expect` then matches every source variable with the store array at
 //! the same path (after the renames of the options), placing each file's
 //! records along the concatenation dimension where the store's coordinate
 //! holds the file's coordinate values, and lists every difference of
@@ -21,7 +21,7 @@
 //! types) and of attributes, types included (a float must be a JSON number,
 //! the fill value must be what readers decode as the source's). Every rank
 //! then takes its share of the store's chunks and compares each element
-//! ([`values`]) twice: raw (bitwise, two NaNs equal; time values as
+//! (`values`) twice: raw (bitwise, two NaNs equal; time values as
 //! instants when the units differ) and decoded as CF readers decode
 //! (masked where the value is the `_FillValue` or a `missing_value` that
 //! each side declares, then unpacked with `scale_factor` and `add_offset`),
