@@ -238,6 +238,64 @@ impl MpiCtx {
         seen
     }
 
+    /// Rank 0 computes a value and broadcasts it; every rank gets it, or
+    /// every rank fails, with rank 0's own error when it has one. The value
+    /// travels as bincode (attribute values may be NaN or infinite, which
+    /// JSON cannot carry); `exchange` makes the error of a value that cannot
+    /// be encoded or decoded.
+    ///
+    /// # Errors
+    /// `f`'s error on rank 0; [`RankError::from_ranks`] elsewhere.
+    pub fn from_root<T, E>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+        exchange: impl Fn(String) -> E,
+    ) -> Result<T, E>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        E: RankError,
+    {
+        let config = bincode::config::standard();
+        let local: Result<T, E> = if self.is_root() {
+            let value = f();
+            let payload = match &value {
+                Ok(v) => {
+                    bincode::serde::encode_to_vec(v, config).map_err(|e| exchange(e.to_string()))
+                }
+                Err(_) => Ok(Vec::new()),
+            };
+            match payload {
+                Ok(bytes) => {
+                    self.bcast_bytes(bytes);
+                    value
+                }
+                Err(e) => {
+                    self.bcast_bytes(Vec::new());
+                    Err(e)
+                }
+            }
+        } else {
+            let bytes = self.bcast_bytes(Vec::new());
+            if bytes.is_empty() {
+                // Rank 0 failed; its message arrives through the agreement.
+                Err(exchange("no data from rank 0".into()))
+            } else {
+                bincode::serde::decode_from_slice::<T, _>(&bytes, config)
+                    .map(|(s, _)| s)
+                    .map_err(|e| exchange(e.to_string()))
+            }
+        };
+        // Every rank learns whether every rank has the value: no rank goes
+        // on to a collective that another rank will never reach.
+        let failures = self.gather_failures(local.as_ref().err().map(E::failure));
+        if failures.is_empty() || (self.is_root() && local.is_err()) {
+            return local;
+        }
+        // Rank 0's own message when it has one, else every rank's.
+        let root: Vec<RankFailure> = failures.iter().filter(|f| f.rank == 0).cloned().collect();
+        Err(E::from_ranks(if root.is_empty() { failures } else { root }))
+    }
+
     /// Exchanges each rank's status; every rank gets the failures of all
     /// ranks as `(rank, message)`, in rank order.
     pub fn gather_failures(&self, local: Option<(FailureKind, String)>) -> Vec<RankFailure> {

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::cli::config::ConvertConfig;
 use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
-use crate::mpi::ctx::RankFailure;
 use crate::pipeline::combine::{combine, CombineOptions, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::pipeline::scan::error::SchemaError;
@@ -20,8 +19,8 @@ use crate::store::append;
 use crate::store::state::{self, StoreState};
 use crate::system::stage::guarded;
 
-/// Rank 0 computes a value and broadcasts it; every rank gets it, or every
-/// rank fails (rank 0's error is reported once).
+/// Rank 0 computes a value (a panic becomes its error) and broadcasts it;
+/// every rank gets it, or every rank fails (rank 0's error is reported once).
 ///
 /// # Errors
 /// `f`'s error on rank 0; [`Error::Ranks`] elsewhere.
@@ -29,55 +28,7 @@ pub fn from_root<T: Serialize + DeserializeOwned>(
     ctx: &MpiCtx,
     f: impl FnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    // Binary (bincode) rather than JSON: attribute values may be NaN or
-    // infinite, which JSON cannot carry.
-    let config = bincode::config::standard();
-    let exchange = |e: String| Error::Schema(SchemaError::Exchange(e));
-    let local: Result<T, Error> = if ctx.is_root() {
-        let value = guarded(f);
-        let payload = match &value {
-            Ok(v) => bincode::serde::encode_to_vec(v, config).map_err(|e| exchange(e.to_string())),
-            Err(_) => Ok(Vec::new()),
-        };
-        match payload {
-            Ok(bytes) => {
-                ctx.bcast_bytes(bytes);
-                value
-            }
-            Err(e) => {
-                ctx.bcast_bytes(Vec::new());
-                Err(e)
-            }
-        }
-    } else {
-        let bytes = ctx.bcast_bytes(Vec::new());
-        if bytes.is_empty() {
-            // Rank 0 failed; its message arrives through the agreement.
-            Err(exchange("no data from rank 0".into()))
-        } else {
-            bincode::serde::decode_from_slice::<T, _>(&bytes, config)
-                .map(|(s, _)| s)
-                .map_err(|e| exchange(e.to_string()))
-        }
-    };
-    // Every rank learns whether every rank has the value: no rank goes on
-    // to a collective that another rank will never reach.
-    let ok = local.is_ok();
-    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
-    if failures.is_empty() {
-        return local;
-    }
-    if ok || !ctx.is_root() {
-        // Report rank 0's own message when it has one, else every rank's.
-        let root_failed: Vec<RankFailure> =
-            failures.iter().filter(|f| f.rank == 0).cloned().collect();
-        return Err(Error::Ranks(if root_failed.is_empty() {
-            failures
-        } else {
-            root_failed
-        }));
-    }
-    local
+    ctx.from_root(|| guarded(f), |e| Error::Schema(SchemaError::Exchange(e)))
 }
 
 /// The result of the preparation on rank 0, shared with every rank.

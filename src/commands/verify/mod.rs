@@ -262,39 +262,7 @@ fn from_rank0<T: Serialize + DeserializeOwned>(
     ctx: &MpiCtx,
     f: impl FnOnce() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let local: Result<T, Error> = if ctx.is_root() {
-        let v = guarded(f);
-        let bytes = match &v {
-            Ok(x) => encode(x),
-            Err(_) => Ok(Vec::new()),
-        };
-        match bytes {
-            Ok(b) => {
-                ctx.bcast_bytes(b);
-                v
-            }
-            Err(e) => {
-                ctx.bcast_bytes(Vec::new());
-                Err(e)
-            }
-        }
-    } else {
-        let bytes = ctx.bcast_bytes(Vec::new());
-        if bytes.is_empty() {
-            Err(VerifyError::Exchange("no data from rank 0".into()).into())
-        } else {
-            decode(&bytes)
-        }
-    };
-    let failures = ctx.gather_failures(local.as_ref().err().map(Error::failure));
-    if failures.is_empty() {
-        return local;
-    }
-    if ctx.is_root() && local.is_err() {
-        return local;
-    }
-    let root: Vec<_> = failures.iter().filter(|f| f.rank == 0).cloned().collect();
-    Err(Error::Ranks(if root.is_empty() { failures } else { root }))
+    ctx.from_root(|| guarded(f), |e| VerifyError::Exchange(e).into())
 }
 
 /// Every file scanned once (each rank its share), every rank gets all.
