@@ -96,21 +96,16 @@ impl Error {
             _ => false,
         }
     }
+}
 
-    /// This rank's failure as the other ranks are told of it.
-    pub fn failure(&self) -> (FailureKind, String) {
+impl RankError for Error {
+    fn failure(&self) -> (FailureKind, String) {
         let kind = if self.is_interrupted() {
             FailureKind::Interrupted
         } else {
             FailureKind::Failed
         };
         (kind, chain(self))
-    }
-}
-
-impl RankError for Error {
-    fn failure(&self) -> (FailureKind, String) {
-        Error::failure(self)
     }
 
     fn from_ranks(failures: Vec<RankFailure>) -> Self {

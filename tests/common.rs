@@ -28,14 +28,15 @@ impl Run {
 /// Runs `zarrforge ARGS` with `ranks` ranks (`None`: singleton, no mpirun),
 /// killing it after `timeout`.
 pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run {
-    let mut cmd = match ranks {
-        None => Command::new(BIN),
-        Some(n) => {
+    let session = ranks.map(|_| ompi_session_base());
+    let mut cmd = match (ranks, &session) {
+        (Some(n), Some(base)) => {
             let mut c = Command::new("mpirun");
             c.args(["-np", &n.to_string(), BIN])
-                .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base());
+                .env("OMPI_MCA_orte_tmpdir_base", base);
             c
         }
+        _ => Command::new(BIN),
     };
     cmd.args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -66,6 +67,9 @@ pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) 
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    if let Some(base) = session {
+        let _ = std::fs::remove_dir_all(base);
+    }
     Run {
         code,
         stdout: out_t.join().unwrap_or_default(),

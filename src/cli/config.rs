@@ -77,6 +77,17 @@ pub enum BloscShuffle {
     Bit,
 }
 
+impl BloscShuffle {
+    /// The name in `--codec blosc:...:SHUFFLE` and in v3 blosc metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "noshuffle",
+            Self::Byte => "shuffle",
+            Self::Bit => "bitshuffle",
+        }
+    }
+}
+
 /// Output compression.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {
@@ -210,14 +221,7 @@ impl std::fmt::Display for Codec {
                 cname,
                 clevel,
                 shuffle,
-            } => {
-                let s = match shuffle {
-                    BloscShuffle::None => "noshuffle",
-                    BloscShuffle::Byte => "shuffle",
-                    BloscShuffle::Bit => "bitshuffle",
-                };
-                write!(f, "blosc:{cname}:{clevel}:{s}")
-            }
+            } => write!(f, "blosc:{cname}:{clevel}:{}", shuffle.name()),
         }
     }
 }

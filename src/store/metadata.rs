@@ -237,16 +237,9 @@ pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
             cname,
             clevel,
             shuffle,
-        } => {
-            let s = match shuffle {
-                BloscShuffle::None => "noshuffle",
-                BloscShuffle::Byte => "shuffle",
-                BloscShuffle::Bit => "bitshuffle",
-            };
-            json!({"name": "blosc", "configuration": {
-                "cname": cname, "clevel": clevel, "shuffle": s,
-                "typesize": typesize(dtype), "blocksize": 0}})
-        }
+        } => json!({"name": "blosc", "configuration": {
+            "cname": cname, "clevel": clevel, "shuffle": shuffle.name(),
+            "typesize": typesize(dtype), "blocksize": 0}}),
     })
 }
 

@@ -103,11 +103,16 @@ impl Shared {
 struct ReadUnit {
     /// The unit's shape (edge units included) as the values hold it.
     count: Vec<u64>,
-    /// The values, or a raw read to finish on the encoder thread.
-    values: Pending,
+    payload: Payload,
+}
+
+/// What an encoder thread gets of a unit.
+enum Payload {
     /// `--codec source`: the unit is exactly one stored source chunk, to
     /// be stored as it is.
-    copied: Option<Vec<u8>>,
+    Stored(Vec<u8>),
+    /// The values, or a raw read to finish on the encoder thread.
+    Values(Pending),
 }
 
 /// Reads, encodes and stores the units of `rank`; reads on this thread,
@@ -181,16 +186,8 @@ pub(super) fn write_units(
         }
     });
     progress.finish();
-    finish(
-        ctx,
-        cfg,
-        plan,
-        rank,
-        journal,
-        shared,
-        stats,
-        stopped_by_peer,
-    )
+    let has_units = plan.units_count(rank) > 0;
+    finish(ctx, cfg, has_units, journal, shared, stats, stopped_by_peer)
 }
 
 /// Why the loop stops before the next unit.
@@ -252,17 +249,13 @@ fn read_unit(
     let (start, count) = a.unit_region(&unit.indices);
     // `--codec source`: a unit that is exactly one stored source chunk is
     // copied as it is.
-    let copied = if a.shards.is_none() && job.append_from.is_none() {
-        reader.stored_chunk(a.var, &start, &count, a.unit_shape(), &a.codec)?
-    } else {
-        None
-    };
-    if copied.is_some() {
-        return Ok(ReadUnit {
-            count,
-            values: Pending::Ready(Values::Fixed(Vec::new())),
-            copied,
-        });
+    if a.shards.is_none() && job.append_from.is_none() {
+        if let Some(b) = reader.stored_chunk(a.var, &start, &count, a.unit_shape(), &a.codec)? {
+            return Ok(ReadUnit {
+                count,
+                payload: Payload::Stored(b),
+            });
+        }
     }
     let axis = job.ds.sources.get(a.var).and_then(|s| s.axis);
     let (count, values) = match (job.append_from, axis) {
@@ -277,19 +270,20 @@ fn read_unit(
     };
     Ok(ReadUnit {
         count,
-        values,
-        copied: None,
+        payload: Payload::Values(values),
     })
 }
 
 /// Bytes of source data a read unit stands for.
 fn read_bytes(read: &ReadUnit, dtype: DType) -> u64 {
-    let elements = || read.count.iter().product::<u64>() * dtype.size() as u64;
-    match &read.values {
-        _ if read.copied.is_some() => elements(),
-        Pending::Ready(Values::Fixed(b)) => b.len() as u64,
-        Pending::Ready(Values::Strings(v)) => v.iter().map(|x| x.len() as u64).sum(),
-        Pending::Raw(_) => elements(),
+    match &read.payload {
+        Payload::Values(Pending::Ready(Values::Fixed(b))) => b.len() as u64,
+        Payload::Values(Pending::Ready(Values::Strings(v))) => {
+            v.iter().map(|x| x.len() as u64).sum()
+        }
+        Payload::Stored(_) | Payload::Values(Pending::Raw(_)) => {
+            read.count.iter().product::<u64>() * dtype.size() as u64
+        }
     }
 }
 
@@ -304,14 +298,14 @@ fn encode_and_store(
 ) {
     let t = Instant::now();
     let result = crate::system::stage::catch(|| {
-        let bytes = if let Some(b) = read.copied {
-            b
-        } else {
-            let values = read
-                .values
-                .finish()
-                .map_err(|e| WriteError::Read(Box::new(e)))?;
-            enc.encode(&unit.indices, &read.count, values)?
+        let bytes = match read.payload {
+            Payload::Stored(b) => b,
+            Payload::Values(pending) => {
+                let values = pending
+                    .finish()
+                    .map_err(|e| WriteError::Read(Box::new(e)))?;
+                enc.encode(&unit.indices, &read.count, values)?
+            }
         };
         let t_enc = t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -328,13 +322,11 @@ fn encode_and_store(
 
 /// After the loop: records what finished (also on failure: a resumed run
 /// skips it), tells the other ranks of a failure at once, makes this rank's
-/// chunks durable and returns its statistics.
-#[allow(clippy::too_many_arguments)] // the loop's whole state, handed over once
+/// chunks durable (when it has units) and returns its statistics.
 fn finish(
     ctx: &MpiCtx,
     cfg: &ConvertConfig,
-    plan: &Plan,
-    rank: usize,
+    has_units: bool,
     mut journal: Journal,
     shared: Shared,
     mut stats: RankStats,
@@ -351,7 +343,7 @@ fn finish(
     if stopped_by_peer {
         return Ok(stats);
     }
-    if plan.units_count(rank) > 0 {
+    if has_units {
         store::sync_filesystem(&cfg.output)?;
     }
     let encoded = shared.stats.into_inner().unwrap_or_default();
