@@ -145,6 +145,17 @@ pub enum AppendModeArg {
     SkipExisting,
 }
 
+/// `--exchange`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExchangeArg {
+    /// The cheaper path for each variable
+    Auto,
+    /// Every variable through the exchange between ranks (except strings)
+    Always,
+    /// Every variable read directly by the rank that writes it
+    Never,
+}
+
 /// `convert` options.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
@@ -208,6 +219,12 @@ pub struct WorkerArgs {
     /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// How output units get their data: `direct` reads each unit's region from the inputs on the
+    /// rank that writes it; `exchange` reads and decodes every source chunk once, on one rank, and
+    /// sends its pieces to the ranks that write the units needing them (MPI all-to-all), in rounds
+    /// that fit --max-memory. `auto` picks the cheaper path for each variable [default: auto]
+    #[arg(long, value_enum)]
+    pub exchange: Option<ExchangeArg>,
 }
 
 impl WorkerArgs {
@@ -217,6 +234,13 @@ impl WorkerArgs {
     /// [`ConfigError::BadValue`] for a `--max-memory` that is not a size.
     pub fn apply(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
         cfg.threads = self.threads.filter(|&t| t > 0);
+        if let Some(x) = self.exchange {
+            cfg.exchange = match x {
+                ExchangeArg::Auto => crate::cli::config::ExchangeMode::Auto,
+                ExchangeArg::Always => crate::cli::config::ExchangeMode::Always,
+                ExchangeArg::Never => crate::cli::config::ExchangeMode::Never,
+            };
+        }
         if let Some(m) = &self.max_memory {
             cfg.max_memory = Some(crate::cli::config::parse_memory("--max-memory", m)?);
         }
@@ -249,6 +273,9 @@ pub struct PlanArgs {
     /// List every unit with its rank
     #[arg(long)]
     pub units: bool,
+    /// Threads, memory and exchange of each rank, as `convert` would use them.
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
@@ -523,6 +550,7 @@ impl PlanArgs {
         if let Some(c) = &self.codec {
             cfg.codec = Codec::parse(c)?;
         }
+        self.workers.apply(&mut cfg)?;
         cfg.progress = false;
         Ok(cfg)
     }

@@ -247,6 +247,20 @@ pub enum AppendMode {
     SkipExisting,
 }
 
+/// Whether the ranks exchange source pieces to build output units
+/// (`--exchange`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExchangeMode {
+    /// The cheaper path for each variable (default).
+    #[default]
+    Auto,
+    /// Every variable that can takes the exchange path.
+    Always,
+    /// Every variable takes the direct path.
+    Never,
+}
+
 /// How input files are combined.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CombineSettings {
@@ -312,6 +326,8 @@ pub struct ConvertConfig {
     pub threads: Option<usize>,
     /// Memory budget per rank in bytes (`None`: the default caches).
     pub max_memory: Option<u64>,
+    /// Direct or exchange path (`--exchange`).
+    pub exchange: ExchangeMode,
     /// Print progress on rank 0.
     pub progress: bool,
     /// How files are combined.
@@ -363,6 +379,7 @@ impl ConvertConfig {
             target_chunk_bytes: DEFAULT_TARGET_CHUNK_BYTES,
             threads: None,
             max_memory: None,
+            exchange: ExchangeMode::Auto,
             progress: true,
             combine: CombineSettings::default(),
             include: Vec::new(),

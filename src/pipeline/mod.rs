@@ -2,11 +2,14 @@
 //! [`inputs`] (paths and globs) → [`scan`] (each rank reads the structure of
 //! its share of the files) → [`combine`] (the files as one dataset) →
 //! [`select`] (variables, names, attributes) → [`plan`] (pure: chunk grid →
-//! one writer rank per chunk or shard) → [`read`] (parallel HDF5 hyperslab
-//! or raw-chunk reads, netCDF-C for netCDF-3). The store side follows in
+//! one writer rank per chunk or shard) → [`exchange`] (pure: for layouts that
+//! cut across the source chunks, the rounds, the blocks each rank reads once
+//! and the pieces the ranks send each other) → [`read`] (parallel HDF5
+//! hyperslab or raw-chunk reads, netCDF-C for netCDF-3). The store side follows in
 //! [`crate::store`].
 
 pub mod combine;
+pub mod exchange;
 pub mod inputs;
 pub mod plan;
 pub mod read;
