@@ -27,6 +27,32 @@ pub struct RankStats {
     pub sharded: bool,
     /// Units skipped because an interrupted run had finished them.
     pub units_resumed: u64,
+    /// Exchange rounds done.
+    pub rounds: u64,
+    /// Bytes sent to other ranks in the exchange.
+    pub bytes_sent: u64,
+    /// Bytes received from other ranks in the exchange.
+    pub bytes_received: u64,
+    /// Seconds packing, exchanging and placing pieces (main thread).
+    pub exchange_s: f64,
+}
+
+impl RankStats {
+    /// Adds the counters of a later phase of the same run.
+    pub fn absorb(&mut self, o: &Self) {
+        self.units += o.units;
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        self.read_s += o.read_s;
+        self.encode_s += o.encode_s;
+        self.write_s += o.write_s;
+        self.wait_s += o.wait_s;
+        self.units_resumed += o.units_resumed;
+        self.rounds += o.rounds;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.exchange_s += o.exchange_s;
+    }
 }
 
 /// Progress display on rank 0 (only when stderr is a terminal).

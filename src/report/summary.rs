@@ -48,10 +48,31 @@ pub struct Report {
     pub concat_len: Option<u64>,
     /// Rank 0's own counters.
     pub rank0: RankStats,
+    /// The exchange between ranks, when an array took that path.
+    pub exchange: Option<ExchangeReport>,
     /// Nodes, ranks per node, threads per rank.
     pub topology: crate::mpi::topology::JobTopology,
     /// Versions, command line, output filesystem.
     pub environment: crate::system::environment::RunEnvironment,
+}
+
+/// What the exchange path did, over all ranks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExchangeReport {
+    /// Arrays that took the exchange path.
+    pub arrays: Vec<String>,
+    /// Rounds.
+    pub rounds: usize,
+    /// Most reads of one source block (1: each decoded once).
+    pub passes: u32,
+    /// Source bytes decoded by the exchange, all ranks.
+    pub bytes_decoded: u64,
+    /// Bytes sent between ranks, all ranks.
+    pub bytes_sent: u64,
+    /// Max over mean of the bytes each rank decoded.
+    pub decode_imbalance: f64,
+    /// Max over mean of the bytes each rank wrote (uncompressed).
+    pub write_imbalance: f64,
 }
 
 impl Report {
@@ -93,6 +114,18 @@ impl Report {
             self.ranks,
             self.threads
         );
-        line + &resumed
+        let exchange = self.exchange.as_ref().map_or_else(String::new, |x| {
+            #[allow(clippy::cast_precision_loss)]
+            let (d, m) = (x.bytes_decoded as f64 / 1e9, x.bytes_sent as f64 / 1e9);
+            format!(
+                "; exchange: {} array(s), {} round(s), {} pass(es), {d:.3} GB decoded, {m:.3} GB sent between ranks, imbalance decode {:.2} write {:.2}",
+                x.arrays.len(),
+                x.rounds,
+                x.passes,
+                x.decode_imbalance,
+                x.write_imbalance
+            )
+        });
+        line + &resumed + &exchange
     }
 }

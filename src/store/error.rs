@@ -123,6 +123,26 @@ pub enum WriteError {
     /// The encoder threads could not be started.
     #[error("cannot start encoder threads: {0}")]
     Threads(String),
+    /// A step of the exchange between ranks failed.
+    #[error("array '{var}': exchange between ranks: {source}")]
+    Exchange {
+        /// Variable path.
+        var: String,
+        /// What went wrong.
+        source: crate::mpi::alltoall::StepError,
+    },
+    /// A rank received other bytes than the exchange plan gives it.
+    #[error("array '{var}': rank {from} sent {got} bytes in an exchange step where the plan gives {want}: the ranks do not share one plan")]
+    ExchangeMismatch {
+        /// Variable path.
+        var: String,
+        /// The sending rank.
+        from: usize,
+        /// Bytes received.
+        got: usize,
+        /// Bytes the plan gives.
+        want: usize,
+    },
     /// The run was interrupted by a signal.
     #[error("interrupted by {0}: finished units are recorded; run the same command with --resume to finish")]
     Interrupted(&'static str),

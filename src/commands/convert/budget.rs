@@ -9,7 +9,8 @@
 //! through HDF5's filter pipeline rather than raw).
 
 use crate::cli::error::ConfigError;
-use crate::pipeline::read::CHUNK_CACHE_BYTES;
+use crate::pipeline::exchange::Sizing;
+use crate::pipeline::read::{CHUNK_CACHE_BYTES, MAX_OPEN_FILES};
 
 const MIB: u64 = 1 << 20;
 
@@ -21,6 +22,60 @@ pub const HDF5_CACHE_BYTES: u64 = 64 * MIB;
 
 /// Bytes a unit in flight holds, per uncompressed byte.
 const UNIT_FACTOR: u64 = 3;
+
+/// The memory of a rank on the exchange path without `--max-memory`.
+pub const EXCHANGE_DEFAULT_BYTES: u64 = 512 * MIB;
+
+/// Most decoded bytes a rank reads in one exchange step.
+pub const STEP_BYTES: u64 = 32 * MIB;
+
+/// HDF5's chunk caches on the exchange path, all datasets together (raw
+/// chunk reads bypass them; reads that re-encode time values use them).
+pub const EXCHANGE_HDF5_BYTES: u64 = 16 * MIB;
+
+/// HDF5 chunk cache of each dataset for `total` bytes over every dataset a
+/// rank may hold open ([`MAX_OPEN_FILES`] files × `vars` variables), at
+/// least 1 MiB.
+pub fn hdf5_cache_per_dataset(total: u64, vars: usize) -> u64 {
+    let datasets = (MAX_OPEN_FILES * vars.max(1)) as u64;
+    (total / datasets).max(MIB)
+}
+
+/// The sizes of the exchange for `max` bytes per rank (default
+/// [`EXCHANGE_DEFAULT_BYTES`]), `ranks` ranks, `threads` encoder threads and
+/// units of at most `unit_bytes`: what is left after the baseline, HDF5's
+/// caches and the units being encoded goes to one step's decoded blocks,
+/// its send buffer and its receive buffer (at most one step from every
+/// rank, at most the round's units), and the units of a round.
+pub fn exchange_sizing(max: Option<u64>, ranks: usize, threads: usize, unit_bytes: u64) -> Sizing {
+    let m = max.unwrap_or(EXCHANGE_DEFAULT_BYTES);
+    let encoding = (threads.max(1) as u64 * 2).saturating_mul(unit_bytes);
+    let avail = m.saturating_sub(BASELINE_BYTES + EXCHANGE_HDF5_BYTES + encoding);
+    let step = (avail / 8).clamp(MIB, STEP_BYTES);
+    let rest = avail.saturating_sub(2 * step);
+    let receive = (ranks.max(1) as u64).saturating_mul(step);
+    let round_bytes = if receive <= rest / 2 {
+        rest - receive
+    } else {
+        rest / 2
+    };
+    Sizing {
+        round_bytes,
+        step_bytes: step,
+    }
+}
+
+/// What the exchange holds at most on a rank with `sizing` (the bound
+/// [`exchange_sizing`] keeps under `--max-memory`).
+pub fn exchange_bound(sizing: Sizing, ranks: usize, threads: usize, unit_bytes: u64) -> u64 {
+    let receive = (ranks.max(1) as u64 * sizing.step_bytes).min(sizing.round_bytes);
+    BASELINE_BYTES
+        + EXCHANGE_HDF5_BYTES
+        + (threads.max(1) as u64 * 2).saturating_mul(unit_bytes)
+        + 2 * sizing.step_bytes
+        + receive
+        + sizing.round_bytes
+}
 
 /// What a rank may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +164,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_exchange_fits_the_budget() {
+        for max in [Some(256 * MIB), Some(512 * MIB), Some(4 << 30), None] {
+            for ranks in [1, 2, 64, 1000] {
+                for unit in [MIB, 4 * MIB] {
+                    let s = exchange_sizing(max, ranks, 2, unit);
+                    let m = max.unwrap_or(EXCHANGE_DEFAULT_BYTES);
+                    assert!(exchange_bound(s, ranks, 2, unit) <= m, "{max:?} {ranks} {s:?}");
+                    assert!(s.step_bytes >= MIB && s.step_bytes <= STEP_BYTES);
+                }
+            }
+        }
+        let s = exchange_sizing(None, 2, 1, MIB);
+        assert!(s.round_bytes > 250 * MIB, "{s:?}");
+    }
+
+    #[test]
+    fn hdf5_caches_share_the_total() {
+        assert_eq!(hdf5_cache_per_dataset(64 * MIB, 4), 4 * MIB);
+        assert_eq!(hdf5_cache_per_dataset(64 * MIB, 1000), MIB);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::model::block::{place, place_items};
 use crate::model::schema::DType;
 use crate::mpi::ctx::MpiCtx;
+use crate::pipeline::exchange::Exchange;
 use crate::pipeline::plan::{ArrayPlan, Plan, Unit};
 use crate::pipeline::read::{Pending, Reader, Values};
 use crate::report::progress::{Progress, RankStats};
@@ -58,7 +59,7 @@ pub(super) fn memory_budget(
 
 /// What the encoder threads and the main thread share.
 #[derive(Default)]
-struct Shared {
+pub(super) struct Shared {
     /// The first error of any thread; the loop stops at it.
     failure: Mutex<Option<Error>>,
     /// Units, bytes and seconds of the encoder threads.
@@ -68,17 +69,17 @@ struct Shared {
 }
 
 impl Shared {
-    fn failed(&self) -> bool {
+    pub(super) fn failed(&self) -> bool {
         self.failure.lock().map_or(true, |g| g.is_some())
     }
 
-    fn fail(&self, e: Error) {
+    pub(super) fn fail(&self, e: Error) {
         if let Ok(mut g) = self.failure.lock() {
             g.get_or_insert(e);
         }
     }
 
-    fn drain(&self) -> Vec<u64> {
+    pub(super) fn drain(&self) -> Vec<u64> {
         self.finished
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
@@ -86,7 +87,7 @@ impl Shared {
     }
 
     /// Unit `seq` was stored: `bytes` written, `encode_s` and `write_s` spent.
-    fn stored(&self, seq: u64, bytes: u64, encode_s: f64, write_s: f64) {
+    pub(super) fn stored(&self, seq: u64, bytes: u64, encode_s: f64, write_s: f64) {
         if let Ok(mut st) = self.stats.lock() {
             st.units += 1;
             st.bytes_written += bytes;
@@ -123,6 +124,7 @@ pub(super) fn write_units(
     cfg: &ConvertConfig,
     job: &Job,
     plan: &Plan,
+    x: &Exchange,
     format: ZarrFormat,
     workers: &Workers,
     opened: &Opened,
@@ -134,6 +136,13 @@ pub(super) fn write_units(
     for a in &plan.arrays {
         encoders.push(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
     }
+    // The units of the exchange path come later, in rounds.
+    let direct = |u: &Unit| !x.is_exchanged(u.array);
+    let count = if x.any() {
+        plan.units_of(rank).filter(direct).count() as u64
+    } else {
+        plan.units_count(rank)
+    };
     let pool = encoder_pool(workers)?;
     let in_flight = workers.budget.in_flight.max(1);
     let (tok_tx, tok_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
@@ -144,17 +153,13 @@ pub(super) fn write_units(
     let mut stats = RankStats::default();
     let mut reader = Reader::new(&job.ds);
     reader.set_cache_limit(usize::try_from(workers.budget.chunk_cache).unwrap_or(usize::MAX));
-    let mut progress = Progress::new(
-        cfg.progress && ctx.is_root(),
-        plan.units_count(rank),
-        ctx.size(),
-    );
+    let mut progress = Progress::new(cfg.progress && ctx.is_root(), count, ctx.size());
     // Another rank's failure stops this rank's work early (it meets the
     // failing rank at the agreement); so does SIGTERM/SIGINT.
     let mut stopped_by_peer = false;
 
     pool.in_place_scope(|s| {
-        for (done, unit) in plan.units_of(rank).enumerate() {
+        for (done, unit) in plan.units_of(rank).filter(direct).enumerate() {
             if let Some(why) = stop(ctx, &shared, &mut journal) {
                 stopped_by_peer = matches!(why, Stop::Peer);
                 break;
@@ -186,8 +191,7 @@ pub(super) fn write_units(
         }
     });
     progress.finish();
-    let has_units = plan.units_count(rank) > 0;
-    finish(ctx, cfg, has_units, journal, shared, stats, stopped_by_peer)
+    finish(ctx, cfg, count > 0, journal, shared, stats, stopped_by_peer)
 }
 
 /// Why the loop stops before the next unit.
@@ -220,7 +224,7 @@ fn stop(ctx: &MpiCtx, shared: &Shared, journal: &mut Journal) -> Option<Stop> {
 
 /// The pool of encoder threads, pinned to `workers.pins` when there are
 /// pins.
-fn encoder_pool(workers: &Workers) -> Result<rayon::ThreadPool, WriteError> {
+pub(super) fn encoder_pool(workers: &Workers) -> Result<rayon::ThreadPool, WriteError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(workers.threads)
         .thread_name(|i| format!("zarrforge-encode-{i}"))
@@ -323,7 +327,7 @@ fn encode_and_store(
 /// After the loop: records what finished (also on failure: a resumed run
 /// skips it), tells the other ranks of a failure at once, makes this rank's
 /// chunks durable (when it has units) and returns its statistics.
-fn finish(
+pub(super) fn finish(
     ctx: &MpiCtx,
     cfg: &ConvertConfig,
     has_units: bool,
@@ -366,6 +370,46 @@ fn complete_unit(
     old: u64,
 ) -> Result<(Vec<u64>, Values), Error> {
     let (start, count) = a.unit_region(indices);
+    let (full, mut unit) = stored_part(enc, a, indices, k, old)?;
+    let origin = {
+        let mut o = vec![0u64; full.len()];
+        o[k] = old - start[k];
+        o
+    };
+    let mut s = start.clone();
+    s[k] = old;
+    let mut c = count.clone();
+    c[k] = (start[k] + count[k]).saturating_sub(old);
+    let new = reader.read(a.var, &s, &c)?;
+    match (&mut unit, new) {
+        (Values::Fixed(dst), Values::Fixed(p)) => {
+            place(dst, &full, &p, &c, &origin, a.dtype.size());
+        }
+        (Values::Strings(dst), Values::Strings(p)) => {
+            place_items(dst, &full, &p, &c, &origin);
+        }
+        _ => {
+            return Err(WriteError::KindMismatch {
+                var: a.path.clone(),
+            }
+            .into())
+        }
+    }
+    Ok((full, unit))
+}
+
+/// The whole unit at `indices` as an earlier run stored it, with
+/// everything from `old` on (along axis `k`) reset to the fill value: the
+/// part of an append's unit that the inputs do not give. Returns the unit
+/// shape and its values.
+pub(super) fn stored_part(
+    enc: &ArrayEncoder,
+    a: &ArrayPlan,
+    indices: &[u64],
+    k: usize,
+    old: u64,
+) -> Result<(Vec<u64>, Values), Error> {
+    let (start, _) = a.unit_region(indices);
     let full = enc.unit_shape().to_vec();
     let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
     let mut unit = match enc.load(indices)? {
@@ -386,25 +430,6 @@ fn complete_unit(
         }
         Values::Strings(dst) => {
             place_items(dst, &full, &vec![String::new(); n_tail], &tail, &origin);
-        }
-    }
-    let mut s = start.clone();
-    s[k] = old;
-    let mut c = count.clone();
-    c[k] = (start[k] + count[k]).saturating_sub(old);
-    let new = reader.read(a.var, &s, &c)?;
-    match (&mut unit, new) {
-        (Values::Fixed(dst), Values::Fixed(p)) => {
-            place(dst, &full, &p, &c, &origin, a.dtype.size());
-        }
-        (Values::Strings(dst), Values::Strings(p)) => {
-            place_items(dst, &full, &p, &c, &origin);
-        }
-        _ => {
-            return Err(WriteError::KindMismatch {
-                var: a.path.clone(),
-            }
-            .into())
         }
     }
     Ok((full, unit))

@@ -5,6 +5,7 @@
 //! same point with the same error and nothing is committed.
 
 pub mod budget;
+mod exchange;
 mod execute;
 mod job;
 
@@ -64,13 +65,28 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         || (job.append_from.is_some()
             && plan.total_units == 0
             && ds.concat.as_ref().map(|c| c.len) == job.append_from);
+    let (plan, x) = exchange_plan(ctx, cfg, &job, plan, &workers, &opened)?;
     crate::system::stage::enter("write");
     let stats = if opened.complete {
         Ok(RankStats::default())
     } else {
-        guarded(|| execute::write_units(ctx, cfg, &job, &plan, format, &workers, &opened))
+        guarded(|| execute::write_units(ctx, cfg, &job, &plan, &x, format, &workers, &opened))
     };
     let mut stats = ctx.agree(stats)?;
+    let exchanged = if x.rounds.is_empty() || opened.complete {
+        None
+    } else {
+        crate::system::stage::enter("exchange");
+        crate::pipeline::read::hdf5::set_chunk_cache_bytes(usize::try_from(
+            budget::hdf5_cache_per_dataset(budget::EXCHANGE_HDF5_BYTES, plan.arrays.len()),
+        )
+        .unwrap_or(0));
+        let r = guarded(|| exchange::write_rounds(ctx, cfg, &job, &plan, &x, format, &workers, &opened));
+        let r = ctx.agree(r)?;
+        let report = exchange_report(ctx, &plan, &x, &r);
+        stats.absorb(&r);
+        Some(report)
+    };
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
     crate::system::stage::enter("commit");
@@ -103,6 +119,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         appended_from: job.append_from,
         concat_len: ds.concat.as_ref().map(|c| c.len),
         rank0: stats,
+        exchange: exchanged,
         topology,
         environment: crate::system::environment::RunEnvironment::detect(&cfg.output),
     })
@@ -140,6 +157,133 @@ fn open(
         plan
     };
     Ok((opened, plan))
+}
+
+/// The exchange plan of the run (the same on every rank) and the plan of
+/// the direct path, partitioned again over the units that path writes.
+fn exchange_plan(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    job: &Job,
+    plan: Plan,
+    workers: &execute::Workers,
+    opened: &Opened,
+) -> Result<(Plan, crate::pipeline::exchange::Exchange), Error> {
+    use crate::pipeline::exchange::{routes, Exchange};
+    let routes = routes(
+        &job.ds.sources,
+        &plan,
+        cfg.exchange,
+        workers.budget.chunk_cache,
+        budget::STEP_BYTES,
+    );
+    let largest = largest_unit(&plan);
+    let sizing = budget::exchange_sizing(cfg.max_memory, ctx.size(), workers.threads, largest.0);
+    let done = |seq: u64| journal::is_done(&opened.done, seq);
+    let x = Exchange::new(
+        &job.ds.sources,
+        &plan,
+        routes,
+        ctx.size(),
+        sizing,
+        job.append_from,
+        done,
+    )
+    .map_err(|(var, unit)| crate::cli::error::ConfigError::MemoryTooSmall {
+        have_mib: cfg.max_memory.unwrap_or(budget::EXCHANGE_DEFAULT_BYTES) >> 20,
+        need_mib: (budget::exchange_bound(
+            crate::pipeline::exchange::Sizing {
+                round_bytes: unit,
+                step_bytes: 1 << 20,
+            },
+            ctx.size(),
+            workers.threads,
+            unit,
+        ) + unit)
+            .div_ceil(1 << 20),
+        var,
+        unit_mib: unit.div_ceil(1 << 20),
+    })?;
+    if !x.any() {
+        return Ok((plan, x));
+    }
+    let firsts: Vec<(u64, bool)> = plan
+        .arrays
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.first_unit + a.num_units(), x.is_exchanged(i)))
+        .collect();
+    let exchanged = move |seq: u64| {
+        let i = firsts.partition_point(|(end, _)| *end <= seq);
+        firsts.get(i).is_some_and(|(_, e)| *e)
+    };
+    let plan = Plan::partition_skipping(plan.arrays, ctx.size(), |seq| done(seq) || exchanged(seq));
+    Ok((plan, x))
+}
+
+/// The largest unit of `plan`: uncompressed bytes and its array's path.
+fn largest_unit(plan: &Plan) -> (u64, &str) {
+    plan.arrays
+        .iter()
+        .map(|a| {
+            let n: u64 = a.unit_shape().iter().product();
+            (n.saturating_mul(a.dtype.size() as u64), a.path.as_str())
+        })
+        .max_by_key(|(b, _)| *b)
+        .unwrap_or((0, ""))
+}
+
+/// The exchange's figures over all ranks (collective).
+fn exchange_report(
+    ctx: &MpiCtx,
+    plan: &Plan,
+    x: &crate::pipeline::exchange::Exchange,
+    mine: &RankStats,
+) -> crate::report::summary::ExchangeReport {
+    let written: u64 = x
+        .rounds
+        .iter()
+        .map(|r| {
+            let a = &plan.arrays[r.array];
+            let me = usize::try_from(ctx.rank()).unwrap_or(0);
+            r.units_of(me)
+                .map(|k| a.unit_bytes(&a.unit_indices(k)))
+                .sum::<u64>()
+        })
+        .sum();
+    let imbalance = |v: u64| {
+        let total = ctx.sum_u64(v);
+        #[allow(clippy::cast_precision_loss)]
+        let max = ctx.max_f64(v as f64);
+        if total == 0 {
+            1.0
+        } else {
+            #[allow(clippy::cast_precision_loss)]
+            let mean = total as f64 / ctx.size() as f64;
+            max / mean
+        }
+    };
+    let mut reads: std::collections::HashMap<(usize, &[u64]), u32> = std::collections::HashMap::new();
+    for r in &x.rounds {
+        for b in &r.blocks {
+            *reads.entry((r.array, b.start.as_slice())).or_default() += 1;
+        }
+    }
+    crate::report::summary::ExchangeReport {
+        arrays: plan
+            .arrays
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| x.is_exchanged(*i))
+            .map(|(_, a)| a.path.clone())
+            .collect(),
+        rounds: x.rounds.len(),
+        passes: reads.values().copied().max().unwrap_or(0),
+        bytes_decoded: ctx.sum_u64(mine.bytes_read),
+        bytes_sent: ctx.sum_u64(mine.bytes_sent),
+        decode_imbalance: imbalance(mine.bytes_read),
+        write_imbalance: imbalance(written),
+    }
 }
 
 /// What the run report lists besides its figures: the variables left out
@@ -184,8 +328,13 @@ fn workers(
         }
     }
     let budget = execute::memory_budget(cfg, plan, threads)?;
+    // Each open dataset gets its own HDF5 chunk cache: the budget's share.
     crate::pipeline::read::hdf5::set_chunk_cache_bytes(
-        usize::try_from(budget.hdf5_cache).unwrap_or(0),
+        usize::try_from(budget::hdf5_cache_per_dataset(
+            budget.hdf5_cache,
+            plan.arrays.len(),
+        ))
+        .unwrap_or(0),
     );
     let workers = execute::Workers {
         threads,
