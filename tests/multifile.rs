@@ -34,6 +34,8 @@ pub(crate) struct Part {
     pub calendar: &'static str,
     /// Time as int32 instead of float64.
     pub int_time: bool,
+    /// A netCDF-3 (classic) file instead of netCDF-4.
+    pub classic: bool,
 }
 
 impl Part {
@@ -49,6 +51,7 @@ impl Part {
             fill: -9999.0,
             calendar: "standard",
             int_time: false,
+            classic: false,
         }
     }
 }
@@ -83,6 +86,23 @@ fn t2m(h: i64, j: usize, k: usize) -> f32 {
 
 /// Writes one file of a series.
 pub(crate) fn write_part(path: &Path, p: &Part) {
+    if p.classic {
+        // Written as netCDF-4, then copied to the classic format by
+        // netCDF-C's own nccopy.
+        let tmp = path.with_extension("nc4");
+        let mut q = p.clone();
+        q.classic = false;
+        write_part(&tmp, &q);
+        let st = std::process::Command::new("nccopy")
+            .args(["-k", "classic"])
+            .arg(&tmp)
+            .arg(path)
+            .status()
+            .expect("nccopy (netcdf-bin)");
+        assert!(st.success(), "nccopy failed");
+        std::fs::remove_file(&tmp).unwrap();
+        return;
+    }
     let mut f = netcdf::create(path).unwrap();
     f.add_attribute("title", "series").unwrap();
     f.add_attribute("source_file", path.file_name().unwrap().to_str().unwrap())
@@ -233,7 +253,7 @@ fn chunks_of(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// The store's files with the metadata documents parsed and `history`
 /// removed, for comparing two stores written by different runs.
-fn comparable(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+pub(crate) fn comparable(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     chunks_of(store)
         .into_iter()
         .map(|(p, b)| {
@@ -262,7 +282,7 @@ fn strip_history(v: &mut serde_json::Value) {
     }
 }
 
-fn assert_same_files(a: &[(PathBuf, Vec<u8>)], b: &[(PathBuf, Vec<u8>)], what: &str) {
+pub(crate) fn assert_same_files(a: &[(PathBuf, Vec<u8>)], b: &[(PathBuf, Vec<u8>)], what: &str) {
     let names = |x: &[(PathBuf, Vec<u8>)]| x.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
     assert_eq!(names(a), names(b), "{what}: file lists differ");
     for ((p, x), (_, y)) in a.iter().zip(b) {

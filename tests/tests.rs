@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod cli_docs;
 mod convert;
+mod exchange;
 mod fuzz;
 mod multifile;
 mod passthrough;

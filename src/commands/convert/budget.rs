@@ -173,7 +173,10 @@ mod tests {
                 for unit in [MIB, 4 * MIB] {
                     let s = exchange_sizing(max, ranks, 2, unit);
                     let m = max.unwrap_or(EXCHANGE_DEFAULT_BYTES);
-                    assert!(exchange_bound(s, ranks, 2, unit) <= m, "{max:?} {ranks} {s:?}");
+                    assert!(
+                        exchange_bound(s, ranks, 2, unit) <= m,
+                        "{max:?} {ranks} {s:?}"
+                    );
                     assert!(s.step_bytes >= MIB && s.step_bytes <= STEP_BYTES);
                 }
             }

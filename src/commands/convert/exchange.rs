@@ -16,9 +16,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::execute::{encoder_pool, finish, stored_part, Shared, Workers};
+use super::execute::{encoder_pool, finish, stored_part, Run, Shared};
 use super::Job;
-use crate::cli::config::{ConvertConfig, ZarrFormat};
 use crate::error::Error;
 use crate::model::block::copy_block;
 use crate::mpi::alltoall::StepError;
@@ -50,21 +49,21 @@ struct Side<'a> {
     me: usize,
 }
 
-/// Runs every round of `x` on this rank.
+/// Runs every round of the exchange plan on this rank.
 ///
 /// # Errors
 /// This rank's read, encode, store or exchange error.
-#[allow(clippy::too_many_arguments)] // the run's parts, as `write_units` takes them
-pub(super) fn write_rounds(
-    ctx: &MpiCtx,
-    cfg: &ConvertConfig,
-    job: &Job,
-    plan: &Plan,
-    x: &Exchange,
-    format: ZarrFormat,
-    workers: &Workers,
-    opened: &Opened,
-) -> Result<RankStats, Error> {
+pub(super) fn write_rounds(run: Run<'_>) -> Result<RankStats, Error> {
+    let Run {
+        ctx,
+        cfg,
+        job,
+        plan,
+        x,
+        format,
+        workers,
+        opened,
+    } = run;
     let me = usize::try_from(ctx.rank()).unwrap_or(0);
     let side = Side {
         ctx,
@@ -78,9 +77,9 @@ pub(super) fn write_rounds(
     let vars = job.ds.schema.vars();
     let mut encoders: HashMap<usize, ArrayEncoder> = HashMap::new();
     for r in &x.rounds {
-        if !encoders.contains_key(&r.array) {
+        if let std::collections::hash_map::Entry::Vacant(e) = encoders.entry(r.array) {
             let a = &plan.arrays[r.array];
-            encoders.insert(r.array, ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
+            e.insert(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
         }
     }
     let pool = encoder_pool(workers)?;
@@ -240,9 +239,6 @@ impl Side<'_> {
         stats: &mut RankStats,
     ) -> Result<(), StepError> {
         let a = &self.plan.arrays[round.array];
-        let size = a.dtype.size();
-        let n = self.ctx.size();
-        let pending = |k: u64| self.pending(a, k);
         let mine = round.step_blocks(self.me, s);
         let t = Instant::now();
         let decoded = if shared.failed() {
@@ -257,18 +253,48 @@ impl Side<'_> {
             }
         };
         stats.read_s += t.elapsed().as_secs_f64();
+        stats.bytes_read += decoded.iter().map(|d| d.len() as u64).sum::<u64>();
         let ok = !shared.failed();
         let t = Instant::now();
-        // What goes to each rank, then the pieces packed in that order.
-        let mut counts = vec![0usize; n];
-        if ok {
-            for b in mine.clone() {
-                self.x.pieces(self.plan, round, b, &pending, |p| {
-                    if p.owner != self.me {
-                        counts[p.owner] += to_usize(p.region.len()) * size;
-                    }
-                });
+        let (send, counts) = if ok {
+            self.pack(round, mine, &decoded, units)
+        } else {
+            (Vec::new(), vec![0; self.ctx.size()])
+        };
+        drop(decoded);
+        let received = self.ctx.all_to_all_bytes(&send, &counts, ok)?;
+        stats.bytes_sent += send.len() as u64;
+        drop(send);
+        stats.bytes_received += received.len() as u64;
+        for q in (0..self.ctx.size()).filter(|&q| q != self.me) {
+            if let Err(e) = self.unpack(round, s, q, received.from(q), units) {
+                shared.fail(e);
             }
+        }
+        stats.exchange_s += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Places the pieces of this rank's decoded `blocks` that its own units
+    /// need and packs the others', destination after destination; returns
+    /// the packed bytes and the bytes for each rank.
+    fn pack(
+        &self,
+        round: &Round,
+        blocks: std::ops::Range<usize>,
+        decoded: &[Vec<u8>],
+        units: &mut HashMap<u64, UnitBuf>,
+    ) -> (Vec<u8>, Vec<usize>) {
+        let a = &self.plan.arrays[round.array];
+        let size = a.dtype.size();
+        let pending = |k: u64| self.pending(a, k);
+        let mut counts = vec![0usize; self.ctx.size()];
+        for b in blocks.clone() {
+            self.x.pieces(self.plan, round, b, &pending, |p| {
+                if p.owner != self.me {
+                    counts[p.owner] += to_usize(p.region.len()) * size;
+                }
+            });
         }
         let mut cursor: Vec<usize> = counts
             .iter()
@@ -279,93 +305,95 @@ impl Side<'_> {
             })
             .collect();
         let mut send = vec![0u8; counts.iter().sum()];
-        if ok {
-            for (j, b) in mine.clone().enumerate() {
-                let block = &round.blocks[b];
-                let src = &decoded[j];
-                stats.bytes_read += src.len() as u64;
-                self.x.pieces(self.plan, round, b, &pending, |p| {
-                    let off = offset(&p.region, block);
-                    if p.owner == self.me {
-                        if let Some(u) = units.get_mut(&p.unit) {
-                            let dst_off = offset(&p.region, &u.origin());
-                            copy_block(
-                                src,
-                                &block.count,
-                                &off,
-                                &mut u.data,
-                                &u.shape,
-                                &dst_off,
-                                &p.region.count,
-                                size,
-                            );
-                        }
-                    } else {
-                        let len = to_usize(p.region.len()) * size;
-                        let c = cursor[p.owner];
+        for (j, b) in blocks.enumerate() {
+            let block = &round.blocks[b];
+            let Some(src) = decoded.get(j) else {
+                continue;
+            };
+            self.x.pieces(self.plan, round, b, &pending, |p| {
+                let off = offset(&p.region, block);
+                let ext = &p.region.count;
+                if p.owner == self.me {
+                    if let Some(u) = units.get_mut(&p.unit) {
+                        let dst = offset(&p.region, &u.origin());
                         copy_block(
                             src,
                             &block.count,
                             &off,
-                            &mut send[c..c + len],
-                            &p.region.count,
-                            &vec![0; p.region.count.len()],
-                            &p.region.count,
-                            size,
-                        );
-                        cursor[p.owner] += len;
-                    }
-                });
-            }
-        }
-        drop(decoded);
-        let received = self.ctx.all_to_all_bytes(&send, &counts, ok)?;
-        stats.bytes_sent += send.len() as u64;
-        drop(send);
-        stats.bytes_received += received.len() as u64;
-        for q in (0..n).filter(|&q| q != self.me) {
-            let data = received.from(q);
-            let mut at = 0usize;
-            let mut short = false;
-            for b in round.step_blocks(q, s) {
-                self.x.pieces(self.plan, round, b, &pending, |p| {
-                    if p.owner != self.me || short {
-                        return;
-                    }
-                    let len = to_usize(p.region.len()) * size;
-                    let Some(src) = data.get(at..at + len) else {
-                        short = true;
-                        return;
-                    };
-                    if let Some(u) = units.get_mut(&p.unit) {
-                        let dst_off = offset(&p.region, &u.origin());
-                        copy_block(
-                            src,
-                            &p.region.count,
-                            &vec![0; p.region.count.len()],
                             &mut u.data,
                             &u.shape,
-                            &dst_off,
-                            &p.region.count,
+                            &dst,
+                            ext,
                             size,
                         );
                     }
-                    at += len;
-                });
-            }
-            if short || at != data.len() {
-                shared.fail(
-                    WriteError::ExchangeMismatch {
-                        var: a.path.clone(),
-                        from: q,
-                        got: data.len(),
-                        want: at,
-                    }
-                    .into(),
-                );
-            }
+                } else {
+                    let len = to_usize(p.region.len()) * size;
+                    let c = cursor[p.owner];
+                    let zero = vec![0; ext.len()];
+                    copy_block(
+                        src,
+                        &block.count,
+                        &off,
+                        &mut send[c..c + len],
+                        ext,
+                        &zero,
+                        ext,
+                        size,
+                    );
+                    cursor[p.owner] += len;
+                }
+            });
         }
-        stats.exchange_s += t.elapsed().as_secs_f64();
+        (send, counts)
+    }
+
+    /// Places in this rank's units the pieces rank `q` sent in step `s`.
+    ///
+    /// # Errors
+    /// [`WriteError::ExchangeMismatch`] when `data` is not what the plan
+    /// gives.
+    fn unpack(
+        &self,
+        round: &Round,
+        s: usize,
+        q: usize,
+        data: &[u8],
+        units: &mut HashMap<u64, UnitBuf>,
+    ) -> Result<(), Error> {
+        let a = &self.plan.arrays[round.array];
+        let size = a.dtype.size();
+        let pending = |k: u64| self.pending(a, k);
+        let mut at = 0usize;
+        let mut short = false;
+        for b in round.step_blocks(q, s) {
+            self.x.pieces(self.plan, round, b, &pending, |p| {
+                if p.owner != self.me || short {
+                    return;
+                }
+                let len = to_usize(p.region.len()) * size;
+                let Some(src) = data.get(at..at + len) else {
+                    short = true;
+                    return;
+                };
+                if let Some(u) = units.get_mut(&p.unit) {
+                    let dst = offset(&p.region, &u.origin());
+                    let ext = &p.region.count;
+                    let zero = vec![0; ext.len()];
+                    copy_block(src, ext, &zero, &mut u.data, &u.shape, &dst, ext, size);
+                }
+                at += len;
+            });
+        }
+        if short || at != data.len() {
+            return Err(WriteError::ExchangeMismatch {
+                var: a.path.clone(),
+                from: q,
+                got: data.len(),
+                want: at,
+            }
+            .into());
+        }
         Ok(())
     }
 }

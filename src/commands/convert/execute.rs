@@ -116,19 +116,34 @@ enum Payload {
     Values(Pending),
 }
 
-/// Reads, encodes and stores the units of `rank`; reads on this thread,
-/// encodes and writes on `threads` workers with a bounded number of units in
-/// flight.
-pub(super) fn write_units(
-    ctx: &MpiCtx,
-    cfg: &ConvertConfig,
-    job: &Job,
-    plan: &Plan,
-    x: &Exchange,
-    format: ZarrFormat,
-    workers: &Workers,
-    opened: &Opened,
-) -> Result<RankStats, Error> {
+/// What both write phases of a rank (direct units, exchange rounds) work
+/// from.
+#[derive(Clone, Copy)]
+pub(super) struct Run<'a> {
+    pub(super) ctx: &'a MpiCtx,
+    pub(super) cfg: &'a ConvertConfig,
+    pub(super) job: &'a Job,
+    pub(super) plan: &'a Plan,
+    pub(super) x: &'a Exchange,
+    pub(super) format: ZarrFormat,
+    pub(super) workers: &'a Workers,
+    pub(super) opened: &'a Opened,
+}
+
+/// Reads, encodes and stores the units of `rank` that take the direct
+/// path; reads on this thread, encodes and writes on `threads` workers with
+/// a bounded number of units in flight.
+pub(super) fn write_units(run: Run<'_>) -> Result<RankStats, Error> {
+    let Run {
+        ctx,
+        cfg,
+        job,
+        plan,
+        x,
+        format,
+        workers,
+        opened,
+    } = run;
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let mut journal = Journal::open(&cfg.output, &opened.run, ctx.rank())?;
     let vars = job.ds.schema.vars();

@@ -66,27 +66,24 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
             && plan.total_units == 0
             && ds.concat.as_ref().map(|c| c.len) == job.append_from);
     let (plan, x) = exchange_plan(ctx, cfg, &job, plan, &workers, &opened)?;
+    let run = execute::Run {
+        ctx,
+        cfg,
+        job: &job,
+        plan: &plan,
+        x: &x,
+        format,
+        workers: &workers,
+        opened: &opened,
+    };
     crate::system::stage::enter("write");
     let stats = if opened.complete {
         Ok(RankStats::default())
     } else {
-        guarded(|| execute::write_units(ctx, cfg, &job, &plan, &x, format, &workers, &opened))
+        guarded(|| execute::write_units(run))
     };
     let mut stats = ctx.agree(stats)?;
-    let exchanged = if x.rounds.is_empty() || opened.complete {
-        None
-    } else {
-        crate::system::stage::enter("exchange");
-        crate::pipeline::read::hdf5::set_chunk_cache_bytes(usize::try_from(
-            budget::hdf5_cache_per_dataset(budget::EXCHANGE_HDF5_BYTES, plan.arrays.len()),
-        )
-        .unwrap_or(0));
-        let r = guarded(|| exchange::write_rounds(ctx, cfg, &job, &plan, &x, format, &workers, &opened));
-        let r = ctx.agree(r)?;
-        let report = exchange_report(ctx, &plan, &x, &r);
-        stats.absorb(&r);
-        Some(report)
-    };
+    let exchanged = exchange_phase(run, &mut stats)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
     crate::system::stage::enter("commit");
@@ -159,6 +156,32 @@ fn open(
     Ok((opened, plan))
 }
 
+/// After every rank wrote its direct units: the rounds of the exchange
+/// path, when there are any; their counters go into `stats`.
+fn exchange_phase(
+    run: execute::Run<'_>,
+    stats: &mut RankStats,
+) -> Result<Option<crate::report::summary::ExchangeReport>, Error> {
+    if run.x.rounds.is_empty() || run.opened.complete {
+        return Ok(None);
+    }
+    crate::system::stage::enter("exchange");
+    // Raw chunk reads bypass HDF5's caches; reads that re-encode time
+    // values use them.
+    crate::pipeline::read::hdf5::set_chunk_cache_bytes(
+        usize::try_from(budget::hdf5_cache_per_dataset(
+            budget::EXCHANGE_HDF5_BYTES,
+            run.plan.arrays.len(),
+        ))
+        .unwrap_or(0),
+    );
+    let r = guarded(|| exchange::write_rounds(run));
+    let r = run.ctx.agree(r)?;
+    let report = exchange_report(run.ctx, run.plan, run.x, &r);
+    stats.absorb(&r);
+    Ok(Some(report))
+}
+
 /// The exchange plan of the run (the same on every rank) and the plan of
 /// the direct path, partitioned again over the units that path writes.
 fn exchange_plan(
@@ -189,21 +212,23 @@ fn exchange_plan(
         job.append_from,
         done,
     )
-    .map_err(|(var, unit)| crate::cli::error::ConfigError::MemoryTooSmall {
-        have_mib: cfg.max_memory.unwrap_or(budget::EXCHANGE_DEFAULT_BYTES) >> 20,
-        need_mib: (budget::exchange_bound(
-            crate::pipeline::exchange::Sizing {
-                round_bytes: unit,
-                step_bytes: 1 << 20,
-            },
-            ctx.size(),
-            workers.threads,
-            unit,
-        ) + unit)
-            .div_ceil(1 << 20),
-        var,
-        unit_mib: unit.div_ceil(1 << 20),
-    })?;
+    .map_err(
+        |(var, unit)| crate::cli::error::ConfigError::MemoryTooSmall {
+            have_mib: cfg.max_memory.unwrap_or(budget::EXCHANGE_DEFAULT_BYTES) >> 20,
+            need_mib: (budget::exchange_bound(
+                crate::pipeline::exchange::Sizing {
+                    round_bytes: unit,
+                    step_bytes: 1 << 20,
+                },
+                ctx.size(),
+                workers.threads,
+                unit,
+            ) + unit)
+                .div_ceil(1 << 20),
+            var,
+            unit_mib: unit.div_ceil(1 << 20),
+        },
+    )?;
     if !x.any() {
         return Ok((plan, x));
     }
@@ -263,7 +288,8 @@ fn exchange_report(
             max / mean
         }
     };
-    let mut reads: std::collections::HashMap<(usize, &[u64]), u32> = std::collections::HashMap::new();
+    let mut reads: std::collections::HashMap<(usize, &[u64]), u32> =
+        std::collections::HashMap::new();
     for r in &x.rounds {
         for b in &r.blocks {
             *reads.entry((r.array, b.start.as_slice())).or_default() += 1;

@@ -455,8 +455,38 @@ impl Exchange {
             .into_iter()
             .map(|b| units.start + b as u64)
             .collect();
-        // The bounding box of what the round needs, then its blocks that
-        // feed at least one pending unit.
+        let blocks = self.blocks_of(a, i, &units, &owners, pending);
+        let block_bytes: Vec<u64> = blocks.iter().map(|b| b.len() * size).collect();
+        let readers = split(&block_bytes, self.ranks);
+        let largest = block_bytes.iter().copied().max().unwrap_or(1).max(1);
+        let batch = usize::try_from(self.sizing.step_bytes / largest)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let steps = (0..self.ranks)
+            .map(|r| (readers[r + 1] - readers[r]).div_ceil(batch))
+            .max()
+            .unwrap_or(0);
+        Some(Round {
+            array: i,
+            units,
+            owners,
+            blocks,
+            readers,
+            batch,
+            steps,
+        })
+    }
+
+    /// The blocks that feed at least one pending unit of `units`, in C
+    /// order: those of the bounding box of what the units need.
+    fn blocks_of(
+        &self,
+        a: &ArrayPlan,
+        i: usize,
+        units: &Range<u64>,
+        owners: &[u64],
+        pending: &impl Fn(u64) -> bool,
+    ) -> Vec<Block> {
         let ndim = a.shape.len();
         let mut lo = vec![u64::MAX; ndim];
         let mut hi = vec![0u64; ndim];
@@ -482,10 +512,9 @@ impl Exchange {
                 first..last.max(first)
             })
             .collect();
-        let mut blocks = Vec::new();
         let grid: Vec<u64> = ranges.iter().map(|r| r.len() as u64).collect();
-        let total: u64 = grid.iter().product();
-        for b in 0..total {
+        let mut blocks = Vec::new();
+        for b in 0..grid.iter().product::<u64>() {
             let idx = unravel(b, &grid);
             let (mut start, mut count) = (Vec::with_capacity(ndim), Vec::with_capacity(ndim));
             for d in 0..ndim {
@@ -495,7 +524,7 @@ impl Exchange {
             }
             let block = Block { start, count };
             let mut feeds = false;
-            self.for_each_piece(a, i, &units, &owners, &block, pending, |_| {
+            self.for_each_piece(a, i, units, owners, &block, pending, |_| {
                 feeds = true;
                 false
             });
@@ -503,25 +532,7 @@ impl Exchange {
                 blocks.push(block);
             }
         }
-        let block_bytes: Vec<u64> = blocks.iter().map(|b| b.len() * size).collect();
-        let readers = split(&block_bytes, self.ranks);
-        let largest = block_bytes.iter().copied().max().unwrap_or(1).max(1);
-        let batch = usize::try_from(self.sizing.step_bytes / largest)
-            .unwrap_or(usize::MAX)
-            .max(1);
-        let steps = (0..self.ranks)
-            .map(|r| (readers[r + 1] - readers[r]).div_ceil(batch))
-            .max()
-            .unwrap_or(0);
-        Some(Round {
-            array: i,
-            units,
-            owners,
-            blocks,
-            readers,
-            batch,
-            steps,
-        })
+        blocks
     }
 
     /// Calls `f` with every piece of `block` that a pending unit of

@@ -182,7 +182,9 @@ fn rounds_follow_slabs_so_a_longer_series_is_still_one_pass() {
 
 #[test]
 fn pieces_cover_every_unit_exactly_once() {
-    let layouts: &[(&[u64], Option<&[u64]>, &[u64], &[u64])] = &[
+    // Shape, source chunks, file lengths, unit shape.
+    type Layout<'a> = (&'a [u64], Option<&'a [u64]>, &'a [u64], &'a [u64]);
+    let layouts: &[Layout<'_>] = &[
         (&[10, 7, 9], Some(&[1, 7, 9]), &[4, 6], &[10, 3, 4]),
         (&[10, 7, 9], Some(&[3, 2, 5]), &[4, 6], &[4, 7, 2]),
         (&[10, 7, 9], None, &[3, 3, 4], &[5, 2, 9]),

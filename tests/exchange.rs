@@ -1,0 +1,280 @@
+//! The exchange path: the same stores, byte for byte, as the direct path,
+//! whatever the rank count, the layout (chunks, shards, v2), the inputs
+//! (netCDF-4 with time re-encoding, netCDF-3) and the way the store is
+//! built (at once, by appends, resumed after a failure on another rank
+//! count, across simulated nodes); and a failure in the middle of an
+//! exchange stops every rank with the error.
+
+// A test reads top to bottom as one scenario.
+#![allow(clippy::too_many_lines)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::common::*;
+use crate::multifile::{assert_same_files, comparable, series, Part};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+const LENS: [usize; 6] = [3, 2, 4, 3, 2, 4];
+
+/// Files with time re-encoding (two files in other units), five latitudes.
+fn inputs(dir: &Path, classic: bool) -> Vec<PathBuf> {
+    series(dir, "x", &LENS, |i, p: &mut Part| {
+        p.lat = 5;
+        p.vars = vec!["t2m", "p", "u10"];
+        p.classic = classic;
+        p.units = match i {
+            2 => "days since 2000-01-01 00:00:00".into(),
+            4 => "hours since 2000-01-01 05:00:00".into(),
+            _ => p.units.clone(),
+        };
+    })
+}
+
+fn convert(ranks: Option<usize>, out: &Path, files: &[PathBuf], extra: &[&str]) -> String {
+    let mut args = vec!["convert", "--quiet", "--history", "-o", s(out)];
+    args.extend(extra);
+    args.extend(files.iter().map(|p| s(p)));
+    let r = zarrforge(ranks, &args, MINUTE);
+    assert!(r.ok(), "{ranks:?} {extra:?}: {}", r.stderr);
+    r.stderr
+}
+
+#[test]
+fn the_exchange_path_writes_the_direct_paths_bytes_on_1_2_3_ranks() {
+    let dir = tmp();
+    let nc4 = inputs(&dir.path().join("nc4"), false);
+    let nc3 = inputs(&dir.path().join("nc3"), true);
+    for (label, files, layout) in [
+        ("chunks", &nc4, vec!["--chunks", "time=9,lat=2,lon=3"]),
+        (
+            "shards",
+            &nc4,
+            vec![
+                "--chunks",
+                "time=3,lat=2,lon=2",
+                "--shards",
+                "time=9,lat=4,lon=4",
+            ],
+        ),
+        (
+            "v2",
+            &nc4,
+            vec!["--chunks", "time=7,lat=3,lon=4", "--zarr-format", "2"],
+        ),
+        ("netcdf3", &nc3, vec!["--chunks", "time=18,lat=1,lon=4"]),
+    ] {
+        let direct = dir.path().join(format!("{label}-direct.zarr"));
+        let mut extra = layout.clone();
+        extra.extend(["--exchange", "never"]);
+        let text = convert(None, &direct, files, &extra);
+        assert!(!text.contains("exchange:"), "{text}");
+        let want = comparable(&direct);
+        for ranks in [None, Some(1), Some(2), Some(3)] {
+            let out = dir.path().join(format!("{label}-{ranks:?}.zarr"));
+            let mut extra = layout.clone();
+            extra.extend(["--exchange", "always"]);
+            let text = convert(ranks, &out, files, &extra);
+            assert!(
+                text.contains("exchange:") && text.contains("1 pass(es)"),
+                "{text}"
+            );
+            assert_same_files(&want, &comparable(&out), &format!("{label} {ranks:?}"));
+        }
+    }
+}
+
+/// Appending to a time-series store rewrites the last time chunk of every
+/// spatial block: on the exchange path the stored part comes from the
+/// store and only the new steps from the inputs.
+#[test]
+fn appends_on_the_exchange_path_equal_one_conversion() {
+    let dir = tmp();
+    let files = inputs(&dir.path().join("in"), false);
+    let layout = ["--chunks", "time=5,lat=2,lon=3"];
+    let whole = dir.path().join("whole.zarr");
+    let mut extra = layout.to_vec();
+    extra.extend(["--exchange", "never"]);
+    convert(Some(2), &whole, &files, &extra);
+    let parts = dir.path().join("parts.zarr");
+    let mut extra = layout.to_vec();
+    extra.extend(["--exchange", "always"]);
+    convert(Some(2), &parts, &files[..2], &extra);
+    let mut append = extra.clone();
+    append.push("--append");
+    convert(Some(3), &parts, &files[2..4], &append);
+    let text = convert(None, &parts, &files[4..], &append);
+    assert!(
+        text.contains("appended to") && text.contains("exchange:"),
+        "{text}"
+    );
+    assert_same_files(&comparable(&whole), &comparable(&parts), "appended");
+}
+
+/// A generated dataset large enough for several rounds under a small
+/// `--max-memory`: 8 files of 24 steps of 181 × 360, deflated, one step per
+/// source chunk.
+fn generated(dir: &Path) -> Vec<PathBuf> {
+    let r = zarrforge(
+        None,
+        &[
+            "bench",
+            "--generate-only",
+            "--dir",
+            s(dir),
+            "--files",
+            "8",
+            "--time",
+            "24",
+            "--lat",
+            "181",
+            "--lon",
+            "360",
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("inputs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Flips bytes in the middle of the stored (deflated) chunk `index` of
+/// `var` in `path`, keeping the file's size and modification time; returns
+/// the original bytes to put back.
+fn corrupt_chunk(path: &Path, var: &str, index: usize) -> (u64, Vec<u8>) {
+    let (offset, size) = {
+        let f = hdf5::File::open(path).unwrap();
+        let ds = f.dataset(var).unwrap();
+        let info = ds.chunk_info(index).unwrap();
+        (info.addr, info.size)
+    };
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = usize::try_from(offset + size / 4).unwrap();
+    let n = usize::try_from(size / 2).unwrap();
+    let old = bytes[at..at + n].to_vec();
+    for b in &mut bytes[at..at + n] {
+        *b ^= 0x5a;
+    }
+    rewrite_keeping_mtime(path, &bytes);
+    (offset + size / 4, old)
+}
+
+fn rewrite_keeping_mtime(path: &Path, bytes: &[u8]) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    std::fs::write(path, bytes).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+#[test]
+fn a_failure_mid_exchange_stops_every_rank_and_resume_finishes_on_another_rank_count() {
+    let dir = tmp();
+    let files = generated(&dir.path().join("gen"));
+    let layout = ["--chunks", "time=192,lat=19,lon=36", "--max-memory", "100M"];
+    let clean = dir.path().join("clean.zarr");
+    let text = convert(Some(2), &clean, &files, &layout);
+    // The time-series layout takes the exchange path by itself, in several
+    // rounds under this budget.
+    assert!(text.contains("exchange: 3 array(s)"), "{text}");
+    assert!(!text.contains(" 3 round(s)"), "{text}");
+
+    // A damaged source chunk in a late file of the last variable: the
+    // rank that decodes it fails during a round; every rank stops.
+    let victim = &files[6];
+    let (at, old) = corrupt_chunk(victim, "msl", 5);
+    let out = dir.path().join("failed.zarr");
+    let mut args = vec!["convert", "--quiet", "-o", s(&out)];
+    args.extend(layout);
+    args.extend(files.iter().map(|p| s(p)));
+    let r = zarrforge(Some(3), &args, 2 * MINUTE);
+    assert!(!r.ok(), "a damaged chunk was accepted");
+    assert!(
+        r.stderr.contains(s(victim)) && r.stderr.contains("msl"),
+        "the error names the file and the variable: {}",
+        r.stderr
+    );
+    assert!(!out.join("zarr.json").exists(), "a failed run committed");
+    assert!(
+        out.join(".zarrforge").exists(),
+        "the failed run left no journal"
+    );
+
+    // Put the bytes back; the resume on two ranks reads only what its
+    // unfinished units need and ends with the clean run's bytes.
+    let mut bytes = std::fs::read(victim).unwrap();
+    let at = usize::try_from(at).unwrap();
+    bytes[at..at + old.len()].copy_from_slice(&old);
+    rewrite_keeping_mtime(victim, &bytes);
+    args.push("--resume");
+    let r = zarrforge(Some(2), &args, 2 * MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("resumed:"), "{}", r.stderr);
+    assert_same_files(&comparable(&clean), &comparable(&out), "resumed");
+}
+
+/// The fakenodes launcher shipped with the tests (`tests/fakenodes`): Open
+/// MPI sees distinct hosts and uses TCP between them.
+fn fakenodes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakenodes/run.sh")
+}
+
+#[test]
+fn two_simulated_nodes_write_the_same_bytes() {
+    // Off /tmp: every simulated node has a private /tmp.
+    let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fakenodes-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let files = inputs(&work.join("in"), false);
+    let layout = ["--chunks", "time=9,lat=2,lon=3"];
+    let direct = work.join("direct.zarr");
+    let mut extra = layout.to_vec();
+    extra.extend(["--exchange", "never"]);
+    convert(None, &direct, &files, &extra);
+    let out = work.join("nodes.zarr");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(fakenodes())
+        .args(["2", "2", "--", BIN, "convert", "--quiet", "--history"])
+        .args(["--exchange", "always", "-o", s(&out)])
+        .args(layout)
+        .args(files.iter().map(|p| s(p)))
+        .current_dir(&work)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out_put = wait_output(child, Duration::from_secs(180));
+    assert!(out_put.0 == Some(0), "fakenodes run: {}", out_put.1);
+    assert!(out_put.1.contains("exchange:"), "{}", out_put.1);
+    assert_same_files(&comparable(&direct), &comparable(&out), "2 nodes x 2 ranks");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Waits for `child` at most `timeout` (killing it then: a hang) and returns
+/// its exit code and its standard error.
+fn wait_output(mut child: std::process::Child, timeout: Duration) -> (Option<i32>, String) {
+    let err = child.stderr.take().unwrap();
+    let t = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the fakenodes run did not finish in {timeout:?} (hang)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, t.join().unwrap_or_default())
+}
