@@ -94,7 +94,7 @@ pub fn describe_plan(plan: &Plan, units: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} arrays, {} units, {:.3} GB uncompressed, {} ranks, imbalance {:.3} (max/mean bytes)",
+        "{} arrays, {} units, {:.3} GB uncompressed on the direct path, {} ranks, imbalance {:.3} (max/mean bytes)",
         plan.arrays.len(),
         plan.total_units,
         {
@@ -229,13 +229,23 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(),
 pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(), Error> {
     let cfg = args.to_config()?;
     let job = crate::commands::convert::prepare_job(ctx, &cfg)?;
-    let p = Plan::new(&job.ds, &cfg, args.ranks.unwrap_or(ctx.size()))?;
+    let ranks = args.ranks.unwrap_or(ctx.size());
+    let p = Plan::new(&job.ds, &cfg, ranks)?;
     // Where this launch's ranks and threads would run.
     let topo = Topology::detect();
     let threads = topo.encoder_threads(ctx.ranks_on_node());
     let topology = ctx.job_topology(&topo, threads, topo.is_bound());
     if !ctx.is_root() {
         return Ok(());
+    }
+    let threads = cfg.threads.unwrap_or(threads).max(1);
+    let (p, x) = crate::commands::convert::paths(&cfg, &job, p, ranks, threads, &[])?;
+    let traffic = x.traffic(&p, |_| false);
+    let mut peaks = Vec::with_capacity(ranks);
+    for r in 0..ranks {
+        peaks.push(crate::commands::convert::peak_memory(
+            &cfg, &p, threads, &traffic, r,
+        )?);
     }
     if args.json {
         let mut v = serde_json::to_value(&p).unwrap_or_default();
@@ -244,13 +254,82 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
                 "topology".into(),
                 serde_json::to_value(&topology).unwrap_or_default(),
             );
+            m.insert(
+                "exchange".into(),
+                serde_json::json!({
+                    "routes": x.routes,
+                    "rounds": x.rounds.len(),
+                    "sizing": x.sizing,
+                    "traffic": traffic,
+                    "peak_memory": peaks.iter().map(|(d, e)| (*d).max(*e)).collect::<Vec<_>>(),
+                }),
+            );
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         println!("topology of this launch: {}", topology.line());
         print!("{}", describe_plan(&p, args.units));
+        print!("{}", describe_exchange(&p, &x, &traffic, &peaks));
     }
     Ok(())
+}
+
+/// The paths of a plan, and on the exchange path what every rank decodes,
+/// sends, receives and holds.
+pub fn describe_exchange(
+    plan: &Plan,
+    x: &crate::pipeline::exchange::Exchange,
+    t: &crate::pipeline::exchange::Traffic,
+    peaks: &[(u64, u64)],
+) -> String {
+    use crate::pipeline::exchange::{imbalance, Path};
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let mut out = String::new();
+    for (a, r) in plan.arrays.iter().zip(&x.routes) {
+        let why = if r.path == Path::Exchange {
+            format!("exchange, blocks {:?}", r.block)
+        } else if r.cached && r.amplification > 1.0 {
+            "direct (the decoded-chunk cache serves neighbouring units)".to_string()
+        } else {
+            "direct".to_string()
+        };
+        let _ = writeln!(
+            out,
+            "  path {}: {why}; the direct path decodes {:.1}x the source",
+            a.path, r.amplification
+        );
+    }
+    if !x.any() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "exchange: {} round(s), {} step(s), {} pass(es) over the source, {} messages with data; rounds of {:.0} MiB and steps of {:.0} MiB per rank; imbalance decode {:.3} write {:.3}",
+        t.rounds,
+        t.steps,
+        t.passes,
+        t.messages,
+        mib(x.sizing.round_bytes),
+        mib(x.sizing.step_bytes),
+        imbalance(&t.decoded),
+        imbalance(&t.written)
+    );
+    for r in 0..x.ranks {
+        let (direct, exchange) = peaks.get(r).copied().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  rank {r}: decodes {:.1} MiB, sends {:.1} MiB, receives {:.1} MiB, writes {:.1} MiB; peak memory {:.0} MiB (direct path {:.0} MiB, exchange {:.0} MiB)",
+            mib(t.decoded[r]),
+            mib(t.sent[r]),
+            mib(t.received[r]),
+            mib(t.written[r]),
+            mib(direct.max(exchange)),
+            mib(direct),
+            mib(exchange)
+        );
+    }
+    out
 }
 
 /// `zarrforge recipe check`: the recipe parsed, its inputs scanned and

@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::model::block::copy_block;
 use crate::mpi::alltoall::StepError;
 use crate::mpi::ctx::MpiCtx;
-use crate::pipeline::exchange::{Block, Exchange, Round};
+use crate::pipeline::exchange::{Block, Exchange, Piece, Round};
 use crate::pipeline::plan::{ArrayPlan, Plan};
 use crate::pipeline::read::{Pending, Reader, Values};
 use crate::report::progress::{Progress, RankStats};
@@ -288,13 +288,17 @@ impl Side<'_> {
         let a = &self.plan.arrays[round.array];
         let size = a.dtype.size();
         let pending = |k: u64| self.pending(a, k);
+        // Every piece of these blocks, enumerated once.
+        let mut pieces: Vec<(usize, Piece)> = Vec::new();
+        for (j, b) in blocks.clone().enumerate() {
+            self.x
+                .pieces(self.plan, round, b, &pending, None, |p| pieces.push((j, p)));
+        }
         let mut counts = vec![0usize; self.ctx.size()];
-        for b in blocks.clone() {
-            self.x.pieces(self.plan, round, b, &pending, |p| {
-                if p.owner != self.me {
-                    counts[p.owner] += to_usize(p.region.len()) * size;
-                }
-            });
+        for (_, p) in &pieces {
+            if p.owner != self.me {
+                counts[p.owner] += to_usize(p.region.len()) * size;
+            }
         }
         let mut cursor: Vec<usize> = counts
             .iter()
@@ -305,45 +309,43 @@ impl Side<'_> {
             })
             .collect();
         let mut send = vec![0u8; counts.iter().sum()];
-        for (j, b) in blocks.enumerate() {
-            let block = &round.blocks[b];
-            let Some(src) = decoded.get(j) else {
+        let first = blocks.start;
+        for (j, p) in pieces {
+            let (Some(src), Some(block)) = (decoded.get(j), round.blocks.get(first + j)) else {
                 continue;
             };
-            self.x.pieces(self.plan, round, b, &pending, |p| {
-                let off = offset(&p.region, block);
-                let ext = &p.region.count;
-                if p.owner == self.me {
-                    if let Some(u) = units.get_mut(&p.unit) {
-                        let dst = offset(&p.region, &u.origin());
-                        copy_block(
-                            src,
-                            &block.count,
-                            &off,
-                            &mut u.data,
-                            &u.shape,
-                            &dst,
-                            ext,
-                            size,
-                        );
-                    }
-                } else {
-                    let len = to_usize(p.region.len()) * size;
-                    let c = cursor[p.owner];
-                    let zero = vec![0; ext.len()];
+            let off = offset(&p.region, &block.start);
+            let ext = &p.region.count;
+            if p.owner == self.me {
+                if let Some(u) = units.get_mut(&p.unit) {
+                    let dst = offset(&p.region, &u.start);
                     copy_block(
                         src,
                         &block.count,
                         &off,
-                        &mut send[c..c + len],
-                        ext,
-                        &zero,
+                        &mut u.data,
+                        &u.shape,
+                        &dst,
                         ext,
                         size,
                     );
-                    cursor[p.owner] += len;
                 }
-            });
+            } else {
+                let len = to_usize(p.region.len()) * size;
+                let c = cursor[p.owner];
+                let zero = vec![0; ext.len()];
+                copy_block(
+                    src,
+                    &block.count,
+                    &off,
+                    &mut send[c..c + len],
+                    ext,
+                    &zero,
+                    ext,
+                    size,
+                );
+                cursor[p.owner] += len;
+            }
         }
         (send, counts)
     }
@@ -367,23 +369,24 @@ impl Side<'_> {
         let mut at = 0usize;
         let mut short = false;
         for b in round.step_blocks(q, s) {
-            self.x.pieces(self.plan, round, b, &pending, |p| {
-                if p.owner != self.me || short {
-                    return;
-                }
-                let len = to_usize(p.region.len()) * size;
-                let Some(src) = data.get(at..at + len) else {
-                    short = true;
-                    return;
-                };
-                if let Some(u) = units.get_mut(&p.unit) {
-                    let dst = offset(&p.region, &u.origin());
-                    let ext = &p.region.count;
-                    let zero = vec![0; ext.len()];
-                    copy_block(src, ext, &zero, &mut u.data, &u.shape, &dst, ext, size);
-                }
-                at += len;
-            });
+            self.x
+                .pieces(self.plan, round, b, &pending, Some(self.me), |p| {
+                    if short {
+                        return;
+                    }
+                    let len = to_usize(p.region.len()) * size;
+                    let Some(src) = data.get(at..at + len) else {
+                        short = true;
+                        return;
+                    };
+                    if let Some(u) = units.get_mut(&p.unit) {
+                        let dst = offset(&p.region, &u.start);
+                        let ext = &p.region.count;
+                        let zero = vec![0; ext.len()];
+                        copy_block(src, ext, &zero, &mut u.data, &u.shape, &dst, ext, size);
+                    }
+                    at += len;
+                });
         }
         if short || at != data.len() {
             return Err(WriteError::ExchangeMismatch {
@@ -395,15 +398,6 @@ impl Side<'_> {
             .into());
         }
         Ok(())
-    }
-}
-
-impl UnitBuf {
-    fn origin(&self) -> Block {
-        Block {
-            start: self.start.clone(),
-            count: self.shape.clone(),
-        }
     }
 }
 
@@ -452,14 +446,9 @@ fn store_unit(enc: &ArrayEncoder, a: &ArrayPlan, seq: u64, k: u64, u: UnitBuf, s
     }
 }
 
-/// The position of `inner` inside `outer`, per dimension.
-fn offset(inner: &Block, outer: &Block) -> Vec<u64> {
-    inner
-        .start
-        .iter()
-        .zip(&outer.start)
-        .map(|(i, o)| i - o)
-        .collect()
+/// The position of `inner` inside a box that starts at `outer`.
+fn offset(inner: &Block, outer: &[u64]) -> Vec<u64> {
+    inner.start.iter().zip(outer).map(|(i, o)| i - o).collect()
 }
 
 fn to_usize(n: u64) -> usize {

@@ -192,22 +192,42 @@ fn exchange_plan(
     workers: &execute::Workers,
     opened: &Opened,
 ) -> Result<(Plan, crate::pipeline::exchange::Exchange), Error> {
+    paths(cfg, job, plan, ctx.size(), workers.threads, &opened.done)
+}
+
+/// The paths of `plan` on `ranks` ranks of `threads` encoder threads, for
+/// the units not `done` (journal bits): the exchange plan, and the plan of
+/// the direct path partitioned again over the units that path writes.
+/// Pure: `plan` shows what `convert` will do.
+///
+/// # Errors
+/// [`crate::cli::error::ConfigError::MemoryTooSmall`] when one unit does
+/// not fit the exchange's round budget.
+pub fn paths(
+    cfg: &ConvertConfig,
+    job: &Job,
+    plan: Plan,
+    ranks: usize,
+    threads: usize,
+    done: &[u8],
+) -> Result<(Plan, crate::pipeline::exchange::Exchange), Error> {
     use crate::pipeline::exchange::{routes, Exchange};
+    let budget = execute::memory_budget(cfg, &plan, threads)?;
     let routes = routes(
         &job.ds.sources,
         &plan,
         cfg.exchange,
-        workers.budget.chunk_cache,
+        budget.chunk_cache,
         budget::STEP_BYTES,
     );
     let largest = largest_unit(&plan);
-    let sizing = budget::exchange_sizing(cfg.max_memory, ctx.size(), workers.threads, largest.0);
-    let done = |seq: u64| journal::is_done(&opened.done, seq);
+    let sizing = budget::exchange_sizing(cfg.max_memory, ranks, threads, largest.0);
+    let done = |seq: u64| journal::is_done(done, seq);
     let x = Exchange::new(
         &job.ds.sources,
         &plan,
         routes,
-        ctx.size(),
+        ranks,
         sizing,
         job.append_from,
         done,
@@ -220,8 +240,8 @@ fn exchange_plan(
                     round_bytes: unit,
                     step_bytes: 1 << 20,
                 },
-                ctx.size(),
-                workers.threads,
+                ranks,
+                threads,
                 unit,
             ) + unit)
                 .div_ceil(1 << 20),
@@ -242,8 +262,36 @@ fn exchange_plan(
         let i = firsts.partition_point(|(end, _)| *end <= seq);
         firsts.get(i).is_some_and(|(_, e)| *e)
     };
-    let plan = Plan::partition_skipping(plan.arrays, ctx.size(), |seq| done(seq) || exchanged(seq));
+    let plan = Plan::partition_skipping(plan.arrays, ranks, |seq| done(seq) || exchanged(seq));
     Ok((plan, x))
+}
+
+/// The most a rank holds on each path: the direct path's bound
+/// ([`budget::Budget::bound`]) and the exchange's (its largest round and
+/// step on that rank, from `traffic`), bytes.
+///
+/// # Errors
+/// [`crate::cli::error::ConfigError::MemoryTooSmall`] from the direct
+/// path's budget.
+pub fn peak_memory(
+    cfg: &ConvertConfig,
+    plan: &Plan,
+    threads: usize,
+    traffic: &crate::pipeline::exchange::Traffic,
+    rank: usize,
+) -> Result<(u64, u64), Error> {
+    let b = execute::memory_budget(cfg, plan, threads)?;
+    let largest = largest_unit(plan).0;
+    let direct = b.bound(largest);
+    let encoding = (threads.max(1) as u64 * 2).saturating_mul(largest);
+    let exchange = traffic.round_peak.get(rank).map_or(0, |r| {
+        budget::BASELINE_BYTES
+            + budget::EXCHANGE_HDF5_BYTES
+            + encoding
+            + r
+            + traffic.step_peak.get(rank).copied().unwrap_or(0)
+    });
+    Ok((direct, exchange))
 }
 
 /// The largest unit of `plan`: uncompressed bytes and its array's path.

@@ -524,7 +524,7 @@ impl Exchange {
             }
             let block = Block { start, count };
             let mut feeds = false;
-            self.for_each_piece(a, i, units, owners, &block, pending, |_| {
+            self.for_each_piece(a, i, units, owners, &block, pending, None, |_| {
                 feeds = true;
                 false
             });
@@ -546,6 +546,7 @@ impl Exchange {
         owners: &[u64],
         block: &Block,
         pending: &impl Fn(u64) -> bool,
+        only: Option<usize>,
         mut f: impl FnMut(Piece) -> bool,
     ) {
         let us = a.unit_shape();
@@ -578,14 +579,20 @@ impl Exchange {
             if !units.contains(&k) || !pending(k) {
                 continue;
             }
+            let owner = owners
+                .partition_point(|&b| b <= k)
+                .saturating_sub(1)
+                .min(self.ranks - 1);
+            if only.is_some_and(|o| o != owner) {
+                continue;
+            }
             let need = self.needed(a, i, k);
             let Some(region) = intersect(&need, block) else {
                 continue;
             };
-            let owner = owners.partition_point(|&b| b <= k).saturating_sub(1);
             if !f(Piece {
                 unit: k,
-                owner: owner.min(self.ranks - 1),
+                owner,
                 region,
             }) {
                 return;
@@ -593,14 +600,16 @@ impl Exchange {
         }
     }
 
-    /// Calls `f` with every piece of block `b` of `round`, in the order
-    /// both the reading rank and the owners use.
+    /// Calls `f` with every piece of block `b` of `round` (only those
+    /// for rank `only`, when given), in the order both the reading rank and
+    /// the owners use.
     pub fn pieces(
         &self,
         plan: &Plan,
         round: &Round,
         b: usize,
         pending: &impl Fn(u64) -> bool,
+        only: Option<usize>,
         mut f: impl FnMut(Piece),
     ) {
         let a = &plan.arrays[round.array];
@@ -614,6 +623,7 @@ impl Exchange {
             &round.owners,
             block,
             pending,
+            only,
             |p| {
                 f(p);
                 true
@@ -653,30 +663,29 @@ impl Exchange {
             }
             for s in 0..round.steps {
                 let mut recv = vec![0u64; r];
+                let mut held = vec![0u64; r];
                 let mut pairs = vec![false; r * r];
                 for q in 0..r {
-                    let mut send = 0u64;
-                    let mut decoded = 0u64;
                     for b in round.step_blocks(q, s) {
                         let block = &round.blocks[b];
-                        decoded += block.len() * size;
+                        let n = block.len() * size;
+                        t.decoded[q] += n;
+                        held[q] += n;
                         *reads.entry((round.array, block.start.clone())).or_default() += 1;
-                        self.pieces(plan, round, b, &pending, |p| {
+                        self.pieces(plan, round, b, &pending, None, |p| {
                             if p.owner != q {
                                 let n = p.region.len() * size;
-                                send += n;
+                                t.sent[q] += n;
+                                held[q] += n;
                                 recv[p.owner] += n;
                                 pairs[q * r + p.owner] = true;
                             }
                         });
                     }
-                    t.decoded[q] += decoded;
-                    t.sent[q] += send;
-                    t.step_peak[q] = t.step_peak[q].max(decoded + send);
                 }
-                for (q, n) in recv.iter().enumerate() {
-                    t.received[q] += n;
-                    t.step_peak[q] = t.step_peak[q].max(*n);
+                for q in 0..r {
+                    t.received[q] += recv[q];
+                    t.step_peak[q] = t.step_peak[q].max(held[q] + recv[q]);
                 }
                 t.messages += pairs.iter().filter(|&&p| p).count() as u64;
             }
@@ -699,7 +708,7 @@ pub struct Traffic {
     pub written: Vec<u64>,
     /// Largest round's assembled units.
     pub round_peak: Vec<u64>,
-    /// Largest step's decoded blocks plus send (or receive) buffers.
+    /// Largest step's decoded blocks, send and receive buffers.
     pub step_peak: Vec<u64>,
     /// Most reads of one block (1: every source byte decoded once).
     pub passes: u32,

@@ -78,7 +78,7 @@ fn check_cover(x: &Exchange, plan: &Plan, done: &dyn Fn(u64) -> bool) {
         assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
         let pending = |k: u64| !done(k);
         for (b, block) in round.blocks.iter().enumerate() {
-            x.pieces(plan, round, b, &pending, |p| {
+            x.pieces(plan, round, b, &pending, None, |p| {
                 assert!(round.units.contains(&p.unit));
                 assert_eq!(p.owner, round.owner(p.unit));
                 assert!(!done(p.unit));
