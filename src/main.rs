@@ -10,6 +10,7 @@ use zarrforge::report::console;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    zarrforge::system::heap::keep_freed_buffers();
     let ctx = match MpiCtx::init() {
         Ok(c) => c,
         Err(e) => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use crate::multifile::{assert_same_files, comparable, series, Part};
+use crate::reliability::{journal_units, rank_pids, signal, spawn, wait_for};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -115,9 +116,10 @@ fn appends_on_the_exchange_path_equal_one_conversion() {
 }
 
 /// A generated dataset large enough for several rounds under a small
-/// `--max-memory`: 8 files of 24 steps of 181 × 360, deflated, one step per
-/// source chunk.
-fn generated(dir: &Path) -> Vec<PathBuf> {
+/// `--max-memory`: `files` files of 24 steps of 181 × 360, deflated, one
+/// step per source chunk.
+fn generated(dir: &Path, files: usize) -> Vec<PathBuf> {
+    let files = files.to_string();
     let r = zarrforge(
         None,
         &[
@@ -126,7 +128,7 @@ fn generated(dir: &Path) -> Vec<PathBuf> {
             "--dir",
             s(dir),
             "--files",
-            "8",
+            &files,
             "--time",
             "24",
             "--lat",
@@ -176,7 +178,7 @@ fn rewrite_keeping_mtime(path: &Path, bytes: &[u8]) {
 #[test]
 fn a_failure_mid_exchange_stops_every_rank_and_resume_finishes_on_another_rank_count() {
     let dir = tmp();
-    let files = generated(&dir.path().join("gen"));
+    let files = generated(&dir.path().join("gen"), 8);
     let layout = ["--chunks", "time=192,lat=19,lon=36", "--max-memory", "100M"];
     let clean = dir.path().join("clean.zarr");
     let text = convert(Some(2), &clean, &files, &layout);
@@ -217,6 +219,60 @@ fn a_failure_mid_exchange_stops_every_rank_and_resume_finishes_on_another_rank_c
     assert!(r.ok(), "{}", r.stderr);
     assert!(r.stderr.contains("resumed:"), "{}", r.stderr);
     assert_same_files(&comparable(&clean), &comparable(&out), "resumed");
+}
+
+/// SIGTERM to one rank, then SIGKILL of one rank, while the ranks are in
+/// the exchange rounds: every rank ends, nothing is committed, and the
+/// interrupted store resumes on another rank count to the clean bytes.
+#[test]
+fn sigterm_or_a_killed_rank_during_the_rounds_ends_every_rank() {
+    let dir = tmp();
+    let files = generated(&dir.path().join("gen"), 16);
+    let layout = ["--chunks", "time=384,lat=19,lon=36", "--max-memory", "100M"];
+    let clean = dir.path().join("clean.zarr");
+    convert(Some(2), &clean, &files, &layout);
+    for (label, sig) in [("term", libc::SIGTERM), ("kill", libc::SIGKILL)] {
+        let out = dir.path().join(format!("{label}.zarr"));
+        let mut args = vec!["convert", "--quiet", "-o", s(&out)];
+        args.extend(layout);
+        args.extend(files.iter().map(|p| s(p)));
+        let mut child = spawn(3, &args);
+        let start = std::time::Instant::now();
+        let mut finished = false;
+        while journal_units(&out) < 1 {
+            assert!(start.elapsed() < 2 * MINUTE, "{label}: no journal progress");
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !finished {
+            let pids = rank_pids(s(&out));
+            assert_eq!(pids.len(), 3, "{label}: ranks {pids:?}");
+            signal(pids[1], sig);
+        }
+        let (code, err) = wait_for(&mut child, MINUTE);
+        if code == Some(0) {
+            // The rounds were done when the signal came.
+            assert!(out.join("zarr.json").exists(), "{label}: {err}");
+            continue;
+        }
+        assert!(!out.join("zarr.json").exists(), "{label}: committed");
+        if sig == libc::SIGTERM {
+            assert!(err.contains("interrupted by SIGTERM"), "{err}");
+        }
+        // mpirun may return while a rank is still being torn down.
+        let gone = std::time::Instant::now();
+        while !rank_pids(s(&out)).is_empty() {
+            assert!(gone.elapsed() < MINUTE, "{label}: ranks left running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        args.push("--resume");
+        let r = zarrforge(Some(2), &args, 2 * MINUTE);
+        assert!(r.ok(), "{label} resume: {}", r.stderr);
+        assert_same_files(&comparable(&clean), &comparable(&out), label);
+    }
 }
 
 /// The fakenodes launcher shipped with the tests (`tests/fakenodes`): Open

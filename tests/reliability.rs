@@ -30,7 +30,7 @@ fn dataset(dir: &Path, steps: usize) -> PathBuf {
 }
 
 /// `mpirun -np N zarrforge ARGS` in the background.
-fn spawn(ranks: usize, args: &[&str]) -> Child {
+pub(crate) fn spawn(ranks: usize, args: &[&str]) -> Child {
     Command::new("mpirun")
         .args(["-np", &ranks.to_string(), BIN])
         .args(args)
@@ -46,7 +46,7 @@ fn spawn(ranks: usize, args: &[&str]) -> Child {
 }
 
 /// PIDs of the zarrforge ranks whose command line mentions `marker`.
-fn rank_pids(marker: &str) -> Vec<i32> {
+pub(crate) fn rank_pids(marker: &str) -> Vec<i32> {
     let bin = std::fs::canonicalize(BIN).unwrap();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -64,7 +64,7 @@ fn rank_pids(marker: &str) -> Vec<i32> {
 }
 
 /// Units recorded in the store's journal so far.
-fn journal_units(store: &Path) -> u64 {
+pub(crate) fn journal_units(store: &Path) -> u64 {
     std::fs::read_dir(store.join(".zarrforge/journal")).map_or(0, |d| {
         d.flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with("units-"))
@@ -73,7 +73,7 @@ fn journal_units(store: &Path) -> u64 {
     })
 }
 
-fn wait_for(child: &mut Child, limit: Duration) -> (Option<i32>, String) {
+pub(crate) fn wait_for(child: &mut Child, limit: Duration) -> (Option<i32>, String) {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -92,7 +92,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> (Option<i32>, String) {
     }
 }
 
-fn signal(pid: i32, sig: libc::c_int) {
+pub(crate) fn signal(pid: i32, sig: libc::c_int) {
     // SAFETY: sending a signal to a child process of this test.
     unsafe {
         libc::kill(pid, sig);

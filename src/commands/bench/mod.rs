@@ -66,7 +66,11 @@ pub struct RankFigures {
     pub write_s: f64,
     /// Seconds the main thread waited for an encoder slot.
     pub wait_s: f64,
-    /// Busy seconds: read + encode + write.
+    /// Seconds packing, exchanging and placing pieces (exchange path).
+    pub exchange_s: f64,
+    /// Bytes sent to other ranks (exchange path).
+    pub bytes_sent: u64,
+    /// Busy seconds: read + encode + write + exchange.
     pub busy_s: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
@@ -125,10 +129,23 @@ impl BenchReport {
             c.environment.mpi,
             c.environment.output_filesystem
         ));
-        out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s   busy s  RSS MiB\n");
+        if let Some(x) = &c.exchange {
+            out.push_str(&format!(
+                "  exchange: {} of {} arrays, {} round(s), {} pass(es), {:.3} GB decoded, {:.3} GB sent between ranks; imbalance decode {:.3} write {:.3}\n",
+                x.arrays.len(),
+                c.arrays,
+                x.rounds,
+                x.passes,
+                gb(x.bytes_decoded),
+                gb(x.bytes_sent),
+                x.decode_imbalance,
+                x.write_imbalance
+            ));
+        }
+        out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s  exch s   busy s  RSS MiB\n");
         for r in &self.ranks {
             out.push_str(&format!(
-                "  {:>4} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.0}\n",
+                "  {:>4} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}\n",
                 r.rank,
                 r.units,
                 gb(r.bytes_read),
@@ -137,6 +154,7 @@ impl BenchReport {
                 r.encode_s,
                 r.write_s,
                 r.wait_s,
+                r.exchange_s,
                 r.busy_s,
                 r.peak_rss_mib
             ));
@@ -275,7 +293,9 @@ fn figures(ctx: &MpiCtx, s: &RankStats) -> RankFigures {
         encode_s: s.encode_s,
         write_s: s.write_s,
         wait_s: s.wait_s,
-        busy_s: s.read_s + s.encode_s + s.write_s,
+        exchange_s: s.exchange_s,
+        bytes_sent: s.bytes_sent,
+        busy_s: s.read_s + s.encode_s + s.write_s + s.exchange_s,
         peak_rss_mib: peak_rss_mib(),
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::cli::error::ConfigError;
 use crate::pipeline::exchange::Sizing;
+use crate::pipeline::read::hdf5::MAX_OPEN_DATASETS;
 use crate::pipeline::read::{CHUNK_CACHE_BYTES, MAX_OPEN_FILES};
 
 const MIB: u64 = 1 << 20;
@@ -17,7 +18,7 @@ const MIB: u64 = 1 << 20;
 /// Memory of a rank before any unit: libraries, MPI, HDF5 metadata.
 pub const BASELINE_BYTES: u64 = 64 * MIB;
 
-/// Default HDF5 chunk cache per dataset.
+/// Default HDF5 chunk caches of a rank, all open datasets together.
 pub const HDF5_CACHE_BYTES: u64 = 64 * MIB;
 
 /// Bytes a unit in flight holds, per uncompressed byte.
@@ -34,11 +35,10 @@ pub const STEP_BYTES: u64 = 32 * MIB;
 pub const EXCHANGE_HDF5_BYTES: u64 = 16 * MIB;
 
 /// HDF5 chunk cache of each dataset for `total` bytes over every dataset a
-/// rank may hold open ([`MAX_OPEN_FILES`] files × `vars` variables), at
-/// least 1 MiB.
-pub fn hdf5_cache_per_dataset(total: u64, vars: usize) -> u64 {
-    let datasets = (MAX_OPEN_FILES * vars.max(1)) as u64;
-    (total / datasets).max(MIB)
+/// rank may hold open ([`MAX_OPEN_FILES`] files × [`MAX_OPEN_DATASETS`]
+/// datasets each).
+pub fn hdf5_cache_per_dataset(total: u64) -> u64 {
+    total / (MAX_OPEN_FILES * MAX_OPEN_DATASETS) as u64
 }
 
 /// The sizes of the exchange for `max` bytes per rank (default
@@ -84,7 +84,7 @@ pub struct Budget {
     pub in_flight: usize,
     /// Decoded source chunks kept for later units, bytes.
     pub chunk_cache: u64,
-    /// HDF5 chunk cache per dataset, bytes.
+    /// HDF5 chunk caches, all open datasets together, bytes.
     pub hdf5_cache: u64,
 }
 
@@ -187,8 +187,7 @@ mod tests {
 
     #[test]
     fn hdf5_caches_share_the_total() {
-        assert_eq!(hdf5_cache_per_dataset(64 * MIB, 4), 4 * MIB);
-        assert_eq!(hdf5_cache_per_dataset(64 * MIB, 1000), MIB);
+        assert_eq!(hdf5_cache_per_dataset(64 * MIB), 8 * MIB);
     }
 
     #[test]

@@ -169,11 +169,7 @@ fn exchange_phase(
     // Raw chunk reads bypass HDF5's caches; reads that re-encode time
     // values use them.
     crate::pipeline::read::hdf5::set_chunk_cache_bytes(
-        usize::try_from(budget::hdf5_cache_per_dataset(
-            budget::EXCHANGE_HDF5_BYTES,
-            run.plan.arrays.len(),
-        ))
-        .unwrap_or(0),
+        usize::try_from(budget::hdf5_cache_per_dataset(budget::EXCHANGE_HDF5_BYTES)).unwrap_or(0),
     );
     let r = guarded(|| exchange::write_rounds(run));
     let r = run.ctx.agree(r)?;
@@ -404,11 +400,7 @@ fn workers(
     let budget = execute::memory_budget(cfg, plan, threads)?;
     // Each open dataset gets its own HDF5 chunk cache: the budget's share.
     crate::pipeline::read::hdf5::set_chunk_cache_bytes(
-        usize::try_from(budget::hdf5_cache_per_dataset(
-            budget.hdf5_cache,
-            plan.arrays.len(),
-        ))
-        .unwrap_or(0),
+        usize::try_from(budget::hdf5_cache_per_dataset(budget.hdf5_cache)).unwrap_or(0),
     );
     let workers = execute::Workers {
         threads,

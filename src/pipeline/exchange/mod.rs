@@ -569,13 +569,39 @@ impl Exchange {
             ext.push(g1 - g0 + 1);
         }
         let n: u64 = ext.iter().product();
-        for j in 0..n {
-            let off = unravel(j, &ext);
-            let k = off
-                .iter()
-                .zip(&first)
-                .zip(&a.grid)
-                .fold(0u64, |acc, ((o, f), g)| acc * g.max(&1) + o + f);
+        // The units the block overlaps, in C order: the box of them, or for
+        // one owner, its own range when that is shorter (at many ranks a
+        // rank owns a small part of what a block feeds).
+        let range = only.map(|o| {
+            let lo = owners[o].max(units.start);
+            lo..owners[o + 1].min(units.end).max(lo)
+        });
+        let by_range = range.as_ref().is_some_and(|r| r.end - r.start < n);
+        let count = if by_range {
+            range.as_ref().map_or(0, |r| r.end - r.start)
+        } else {
+            n
+        };
+        for j in 0..count {
+            let k = if by_range {
+                let k = range.as_ref().map_or(0, |r| r.start) + j;
+                let idx = unravel(k, &a.grid);
+                let inside = idx
+                    .iter()
+                    .zip(&first)
+                    .zip(&ext)
+                    .all(|((i, f), e)| *i >= *f && *i < f + e);
+                if !inside {
+                    continue;
+                }
+                k
+            } else {
+                let off = unravel(j, &ext);
+                off.iter()
+                    .zip(&first)
+                    .zip(&a.grid)
+                    .fold(0u64, |acc, ((o, f), g)| acc * g.max(&1) + o + f)
+            };
             if !units.contains(&k) || !pending(k) {
                 continue;
             }

@@ -77,6 +77,17 @@ fn check_cover(x: &Exchange, plan: &Plan, done: &dyn Fn(u64) -> bool) {
         }
         assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
         let pending = |k: u64| !done(k);
+        // The pieces for one owner are the full list's, in the same order.
+        for (b, _) in round.blocks.iter().enumerate() {
+            let mut all = Vec::new();
+            x.pieces(plan, round, b, &pending, None, |p| all.push(p));
+            for r in 0..x.ranks {
+                let mut mine = Vec::new();
+                x.pieces(plan, round, b, &pending, Some(r), |p| mine.push(p));
+                let want: Vec<Piece> = all.iter().filter(|p| p.owner == r).cloned().collect();
+                assert_eq!(mine, want);
+            }
+        }
         for (b, block) in round.blocks.iter().enumerate() {
             x.pieces(plan, round, b, &pending, None, |p| {
                 assert!(round.units.contains(&p.unit));

@@ -26,6 +26,10 @@ use crate::pipeline::read::error::ReadError;
 /// neighbouring output chunks share.
 const CHUNK_CACHE_BYTES: usize = 64 << 20;
 
+/// Datasets a file keeps open at once (each with its own chunk cache): a
+/// rank reads one variable after the other.
+pub const MAX_OPEN_DATASETS: usize = 2;
+
 /// HDF5 chunk cache per dataset for files opened from now on (the memory
 /// budget lowers it; see [`crate::commands::convert::budget`]).
 static CHUNK_CACHE: std::sync::atomic::AtomicUsize =
@@ -57,6 +61,8 @@ pub struct Hdf5Reader {
     // refuses to close a file that still has open objects: the file (and its
     // chunk caches) would stay open for the rest of the run.
     datasets: HashMap<String, hdf5::Dataset>,
+    /// The open datasets, least recently used first.
+    recent: Vec<String>,
     file: hdf5::File,
     path: PathBuf,
     /// The file's size when opened: a stored chunk cannot be larger.
@@ -87,12 +93,23 @@ impl Hdf5Reader {
             file,
             path: path.to_path_buf(),
             datasets: HashMap::new(),
+            recent: Vec::new(),
             file_len: std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
         })
     }
 
     fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
+        if let Some(k) = self.recent.iter().position(|p| *p == var.path) {
+            let p = self.recent.remove(k);
+            self.recent.push(p);
+        }
         if !self.datasets.contains_key(&var.path) {
+            // Each open dataset holds its own chunk cache: at most
+            // MAX_OPEN_DATASETS stay open (the budget counts that many).
+            while self.recent.len() >= MAX_OPEN_DATASETS {
+                let old = self.recent.remove(0);
+                self.datasets.remove(&old);
+            }
             // netCDF-4 stores a variable that has a dimension's name without
             // being its coordinate variable as `_nc4_non_coord_NAME`; the
             // dataset `NAME` is then the dimension scale, so the renamed
@@ -112,6 +129,7 @@ impl Hdf5Reader {
                     })?,
             };
             self.datasets.insert(var.path.clone(), ds);
+            self.recent.push(var.path.clone());
         }
         self.datasets.get(&var.path).ok_or_else(|| ReadError::Hdf5 {
             path: self.path.clone(),
