@@ -208,9 +208,12 @@ class Refs:
     """Clean stores of one format: A (files 0-1), B (files 2-3), AB (A with
     files 2-3 appended) and an interrupted conversion of A."""
 
-    def __init__(self, fmt, files):
-        self.fmt = fmt
-        base = os.path.join(WORK, f"refs-v{fmt}")
+    def __init__(self, fmt, files, extra=()):
+        self.extra = list(extra)
+        # The label in stores' names and cases: the format, and "x" for the
+        # exchange path.
+        self.fmt = f"{fmt}x" if self.extra else fmt
+        base = os.path.join(WORK, f"refs-v{self.fmt}")
         os.makedirs(base, exist_ok=True)
         self.a = os.path.join(base, "A.zarr")
         self.b = os.path.join(base, "B.zarr")
@@ -218,16 +221,17 @@ class Refs:
         self.partial = os.path.join(base, "partial.zarr")
         fa, fb = files[:2], files[2:]
         self.fa, self.fb = fa, fb
+        x = self.extra
         for out, fs in ((self.a, fa), (self.b, fb)):
             copy_store(None, out)
-            rc, _, err = run(convert_args(fmt, out, fs))
+            rc, _, err = run(convert_args(fmt, out, fs, *x))
             assert rc == 0, err
         copy_store(self.a, self.ab)
-        rc, _, err = run(convert_args(fmt, self.ab, fb, "--append"))
+        rc, _, err = run(convert_args(fmt, self.ab, fb, "--append", *x))
         assert rc == 0, err
         # Interrupted: rank 1 killed after its first journal batch.
         copy_store(None, self.partial)
-        rc, _, err = run(convert_args(fmt, self.partial, fa), fault="journal.flushed@1:1")
+        rc, _, err = run(convert_args(fmt, self.partial, fa, *x), fault="journal.flushed@1:1")
         assert rc != 0 and not os.path.exists(os.path.join(self.partial, "zarr.json" if fmt == 3 else ".zgroup"))
         self.views = {}
         for name, path in (("A", self.a), ("B", self.b), ("AB", self.ab)):
@@ -238,11 +242,12 @@ class Refs:
 
     def operations(self, out):
         """name -> (initial store, command, recovery commands, old, new)."""
-        fmt = self.fmt
-        conv = convert_args(fmt, out, self.fa)
-        resume = convert_args(fmt, out, self.fa, "--resume")
-        append = convert_args(fmt, out, self.fb, "--append")
-        over = convert_args(fmt, out, self.fb, "--overwrite")
+        fmt = str(self.fmt).rstrip("x")
+        x = self.extra
+        conv = convert_args(fmt, out, self.fa, *x)
+        resume = convert_args(fmt, out, self.fa, "--resume", *x)
+        append = convert_args(fmt, out, self.fb, "--append", *x)
+        over = convert_args(fmt, out, self.fb, "--overwrite", *x)
         return {
             "convert": (None, conv, [resume], None, "A"),
             "resume": (self.partial, resume, [resume], None, "A"),
@@ -251,7 +256,7 @@ class Refs:
         }
 
 
-def trace_points(initial, cmd, out, tag):
+def trace_points(initial, cmd, out, tag, quick=False):
     copy_store(initial, out)
     trace = os.path.join(WORK, f"trace-{tag}")
     if os.path.exists(trace):
@@ -269,19 +274,19 @@ def trace_points(initial, cmd, out, tag):
     points = []
     for (rank, name), total in sorted(counts.items()):
         picks = sorted({1, 2, (total + 1) // 2, total} & set(range(1, total + 1)))
-        if QUICK:
+        if QUICK or quick:
             picks = sorted({1, total})
         for n in picks:
             points.append((rank, name, n))
     return points
 
 
-def kill_walk(refs, stats):
+def kill_walk(refs, stats, quick=False):
     out = os.path.join(WORK, f"store-v{refs.fmt}.zarr")
     hit = os.path.join(WORK, "hit")
     for op, (initial, cmd, recoveries, old, new) in refs.operations(out).items():
         tag = f"v{refs.fmt} {op}"
-        points = trace_points(initial, cmd, out, f"v{refs.fmt}-{op}")
+        points = trace_points(initial, cmd, out, f"v{refs.fmt}-{op}", quick)
         for i, (rank, name, n) in enumerate(points):
             case = f"{tag}: kill rank {rank} at {name}@{n}"
             copy_store(initial, out)
@@ -406,6 +411,9 @@ def main():
         kill_walk(refs, stats)
         paused_races(refs, stats)
         together_races(refs, stats, 1 if QUICK else 2)
+    # The exchange path (every array through the all-to-all rounds): the
+    # same operations killed at the first and last occurrence of every point.
+    kill_walk(Refs(3, files, ["--exchange", "always"]), stats, quick=True)
     print(
         f"faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
         f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races, "
