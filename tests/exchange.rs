@@ -283,10 +283,13 @@ fn fakenodes() -> PathBuf {
 
 #[test]
 fn two_simulated_nodes_write_the_same_bytes() {
-    // Off /tmp: every simulated node has a private /tmp.
-    let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fakenodes-work");
+    // Off /tmp, the binary too: every simulated node has a private /tmp
+    // (and the checkout may be under /tmp).
+    let work = Path::new("/var/tmp").join(format!("zarrforge-fakenodes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
+    let bin = work.join("zarrforge");
+    std::fs::copy(BIN, &bin).unwrap();
     let files = inputs(&work.join("in"), false);
     let layout = ["--chunks", "time=9,lat=2,lon=3"];
     let direct = work.join("direct.zarr");
@@ -296,7 +299,7 @@ fn two_simulated_nodes_write_the_same_bytes() {
     let out = work.join("nodes.zarr");
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(fakenodes())
-        .args(["2", "2", "--", BIN, "convert", "--quiet", "--history"])
+        .args(["2", "2", "--", s(&bin), "convert", "--quiet", "--history"])
         .args(["--exchange", "always", "-o", s(&out)])
         .args(layout)
         .args(files.iter().map(|p| s(p)))
