@@ -399,6 +399,13 @@ fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
 }
 
 /// This rank's share of every array's chunks, compared element by element.
+///
+/// The chunks are taken in bands: consecutive chunks along the innermost
+/// dimension of the chunk grid, about [`BLOCK_ELEMENTS`] in all. A band is
+/// compared in blocks of at most that many elements, each read from the
+/// sources at once, so a source chunk that many store chunks share (a
+/// store chunked as long time series, the sources one step per chunk) is
+/// decoded once per block, not once per store chunk.
 fn compare(
     jobs: &[Job],
     arrays: &[Array<FilesystemStore>],
@@ -409,24 +416,49 @@ fn compare(
     let mut sources = Sources::new(files);
     let mut tally = Tally::default();
     let mut unit = 0usize;
+    let store_err = |job: &Job, e: &dyn std::fmt::Display| VerifyError::Store {
+        array: job.path.clone(),
+        msg: e.to_string(),
+    };
     for (job, arr) in jobs.iter().zip(arrays) {
         let grid = arr.chunk_grid_shape().to_vec();
-        let chunks: u64 = grid.iter().product();
-        for k in 0..chunks {
-            unit += 1;
-            if (unit - 1) % size.max(1) != rank {
-                continue;
-            }
-            let idx = unravel(k, &grid);
-            let region = arr
-                .chunk_subset_bounded(&idx)
-                .map_err(|e| VerifyError::Store {
-                    array: job.path.clone(),
-                    msg: e.to_string(),
-                })?;
-            tally.units += 1;
-            for (start, count) in blocks(region.start(), region.shape(), BLOCK_ELEMENTS) {
-                compare_block(job, arr, &mut sources, &start, &count, &mut tally)?;
+        if grid.contains(&0) {
+            continue;
+        }
+        let inner = grid.last().copied().unwrap_or(1).max(1);
+        let outer: u64 = grid[..grid.len().saturating_sub(1)].iter().product();
+        let chunk: u64 = arr
+            .chunk_shape(&vec![0; grid.len()])
+            .map_or(1, |c| c.iter().map(|n| n.get()).product::<u64>())
+            .max(1);
+        let band = (BLOCK_ELEMENTS / chunk).clamp(1, inner);
+        for o in 0..outer {
+            let mut j = 0;
+            while j < inner {
+                let (first, last) = (o * inner + j, o * inner + (j + band).min(inner) - 1);
+                let n = last - first + 1;
+                j += band;
+                unit += 1;
+                if (unit - 1) % size.max(1) != rank {
+                    continue;
+                }
+                let a = arr
+                    .chunk_subset_bounded(&unravel(first, &grid))
+                    .map_err(|e| store_err(job, &e))?;
+                let b = arr
+                    .chunk_subset_bounded(&unravel(last, &grid))
+                    .map_err(|e| store_err(job, &e))?;
+                let start = a.start().to_vec();
+                let mut count = a.shape().to_vec();
+                if let (Some(c), Some(bs), Some(bc)) =
+                    (count.last_mut(), b.start().last(), b.shape().last())
+                {
+                    *c = bs + bc - start.last().copied().unwrap_or(0);
+                }
+                tally.units += n;
+                for (s, c) in blocks(&start, &count, BLOCK_ELEMENTS) {
+                    compare_block(job, arr, &mut sources, &s, &c, &mut tally)?;
+                }
             }
         }
     }
