@@ -290,6 +290,12 @@ fn two_simulated_nodes_write_the_same_bytes() {
     std::fs::create_dir_all(&work).unwrap();
     let bin = work.join("zarrforge");
     std::fs::copy(BIN, &bin).unwrap();
+    // The launcher and its agent as well: the nodes' daemons call it.
+    let launcher = work.join("fakenodes");
+    std::fs::create_dir_all(&launcher).unwrap();
+    for f in ["run.sh", "fake-ssh"] {
+        std::fs::copy(fakenodes().with_file_name(f), launcher.join(f)).unwrap();
+    }
     let files = inputs(&work.join("in"), false);
     let layout = ["--chunks", "time=9,lat=2,lon=3"];
     let direct = work.join("direct.zarr");
@@ -298,7 +304,7 @@ fn two_simulated_nodes_write_the_same_bytes() {
     convert(None, &direct, &files, &extra);
     let out = work.join("nodes.zarr");
     let mut cmd = std::process::Command::new("bash");
-    cmd.arg(fakenodes())
+    cmd.arg(launcher.join("run.sh"))
         .args(["2", "2", "--", s(&bin), "convert", "--quiet", "--history"])
         .args(["--exchange", "always", "-o", s(&out)])
         .args(layout)
