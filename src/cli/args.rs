@@ -216,7 +216,8 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Memory budget per rank, e.g. 300M or 2G: sizes the caches and the units in flight, and
-    /// refuses a layout whose units cannot fit [default: about 250 MiB of caches]
+    /// refuses a layout whose units cannot fit; on the exchange path it sizes the rounds
+    /// [default: about 250 MiB of caches on the direct path, 512 MiB on the exchange path]
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
     /// How output units get their data: `direct` reads each unit's region from the inputs on the
