@@ -45,16 +45,20 @@ pub(super) fn memory_budget(
     let Some(max) = cfg.max_memory else {
         return Ok(Budget::unlimited(threads));
     };
-    let largest = plan
-        .arrays
+    let largest = largest_unit(plan);
+    Ok(Budget::fit(max, threads, largest.0, largest.1)?)
+}
+
+/// The largest unit of `plan`: uncompressed bytes and its array's path.
+pub(super) fn largest_unit(plan: &Plan) -> (u64, &str) {
+    plan.arrays
         .iter()
         .map(|a| {
             let n: u64 = a.unit_shape().iter().product();
             (n.saturating_mul(a.dtype.size() as u64), a.path.as_str())
         })
         .max_by_key(|(b, _)| *b)
-        .unwrap_or((0, ""));
-    Ok(Budget::fit(max, threads, largest.0, largest.1)?)
+        .unwrap_or((0, ""))
 }
 
 /// What the encoder threads and the main thread share.

@@ -216,7 +216,7 @@ pub fn paths(
         budget.chunk_cache,
         budget::STEP_BYTES,
     );
-    let largest = largest_unit(&plan);
+    let largest = execute::largest_unit(&plan);
     let sizing = budget::exchange_sizing(cfg.max_memory, ranks, threads, largest.0);
     let done = |seq: u64| journal::is_done(done, seq);
     let x = Exchange::new(
@@ -277,7 +277,7 @@ pub fn peak_memory(
     rank: usize,
 ) -> Result<(u64, u64), Error> {
     let b = execute::memory_budget(cfg, plan, threads)?;
-    let largest = largest_unit(plan).0;
+    let largest = execute::largest_unit(plan).0;
     let direct = b.bound(largest);
     let encoding = (threads.max(1) as u64 * 2).saturating_mul(largest);
     let exchange = traffic.round_peak.get(rank).map_or(0, |r| {
@@ -288,18 +288,6 @@ pub fn peak_memory(
             + traffic.step_peak.get(rank).copied().unwrap_or(0)
     });
     Ok((direct, exchange))
-}
-
-/// The largest unit of `plan`: uncompressed bytes and its array's path.
-fn largest_unit(plan: &Plan) -> (u64, &str) {
-    plan.arrays
-        .iter()
-        .map(|a| {
-            let n: u64 = a.unit_shape().iter().product();
-            (n.saturating_mul(a.dtype.size() as u64), a.path.as_str())
-        })
-        .max_by_key(|(b, _)| *b)
-        .unwrap_or((0, ""))
 }
 
 /// The exchange's figures over all ranks (collective).
@@ -332,13 +320,6 @@ fn exchange_report(
             max / mean
         }
     };
-    let mut reads: std::collections::HashMap<(usize, &[u64]), u32> =
-        std::collections::HashMap::new();
-    for r in &x.rounds {
-        for b in &r.blocks {
-            *reads.entry((r.array, b.start.as_slice())).or_default() += 1;
-        }
-    }
     crate::report::summary::ExchangeReport {
         arrays: plan
             .arrays
@@ -348,7 +329,7 @@ fn exchange_report(
             .map(|(_, a)| a.path.clone())
             .collect(),
         rounds: x.rounds.len(),
-        passes: reads.values().copied().max().unwrap_or(0),
+        passes: x.passes(),
         bytes_decoded: ctx.sum_u64(mine.bytes_read),
         bytes_sent: ctx.sum_u64(mine.bytes_sent),
         decode_imbalance: imbalance(mine.bytes_read),

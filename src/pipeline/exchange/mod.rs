@@ -657,6 +657,18 @@ impl Exchange {
         );
     }
 
+    /// Most reads of one block over the rounds (1: every source byte is
+    /// decoded once).
+    pub fn passes(&self) -> u32 {
+        let mut reads: HashMap<(usize, &[u64]), u32> = HashMap::new();
+        for r in &self.rounds {
+            for b in &r.blocks {
+                *reads.entry((r.array, b.start.as_slice())).or_default() += 1;
+            }
+        }
+        reads.values().copied().max().unwrap_or(0)
+    }
+
     /// What every rank decodes, sends, receives and holds (a pass over
     /// every piece: for `plan` and the report, not for the run itself).
     pub fn traffic(&self, plan: &Plan, done: impl Fn(u64) -> bool) -> Traffic {
@@ -673,7 +685,6 @@ impl Exchange {
             rounds: self.rounds.len(),
             steps: self.rounds.iter().map(|x| x.steps).sum(),
         };
-        let mut reads: HashMap<(usize, Vec<u64>), u32> = HashMap::new();
         for round in &self.rounds {
             let a = &plan.arrays[round.array];
             let size = a.dtype.size() as u64;
@@ -697,7 +708,6 @@ impl Exchange {
                         let n = block.len() * size;
                         t.decoded[q] += n;
                         held[q] += n;
-                        *reads.entry((round.array, block.start.clone())).or_default() += 1;
                         self.pieces(plan, round, b, &pending, None, |p| {
                             if p.owner != q {
                                 let n = p.region.len() * size;
@@ -716,7 +726,7 @@ impl Exchange {
                 t.messages += pairs.iter().filter(|&&p| p).count() as u64;
             }
         }
-        t.passes = reads.values().copied().max().unwrap_or(0);
+        t.passes = self.passes();
         t
     }
 }
