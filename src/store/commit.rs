@@ -1,6 +1,7 @@
 //! The commit: rank 0 writes all metadata after every rank has succeeded.
 //!
-//! Every chunk is made durable first (`syncfs`). Then the whole commit is
+//! Every chunk is made durable first (`syncfs`; on object storage, every
+//! upload has succeeded). Then the whole commit is
 //! written down in one file, `.zarrforge/commit.bin`: every metadata
 //! document in order and the store's new state. Once that file is durable
 //! the commit is decided: the documents are written (array metadata, group
@@ -10,13 +11,17 @@
 //! ([`finish_pending`]) before anything else, so an append's new length and
 //! its state can never disagree. For a new store the root document
 //! (`zarr.json` in v3, `.zgroup` in v2) is what readers wait for.
+//!
+//! On object storage every document is a single PUT, all or nothing, and
+//! each is complete before the next is sent: the root document is the last
+//! object a run writes.
 
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::files::write_atomic;
 use super::metadata;
+use super::storage::{self, Storage};
 use crate::cli::config::ZarrFormat;
 use crate::model::schema::Schema;
 use crate::pipeline::plan::Plan;
@@ -43,8 +48,8 @@ impl Pending {
     }
 }
 
-fn pending_path(store: &Path) -> std::path::PathBuf {
-    store.join(super::files::MARKER_DIR).join(PENDING_FILE)
+fn pending_key() -> String {
+    storage::join(super::files::MARKER_DIR, PENDING_FILE)
 }
 
 /// Consolidated entries sorted by key: readers (zarr-python) group the
@@ -57,27 +62,20 @@ fn sorted(m: Map<String, Value>) -> Map<String, Value> {
 
 /// Writes the documents and the state of a decided commit, then removes
 /// its record. Writing them again is harmless: the same bytes.
-fn apply(store: &Path, pending: &Pending) -> Result<(), WriteError> {
+fn apply(s: &dyn Storage, pending: &Pending) -> Result<(), WriteError> {
     for (key, bytes) in &pending.docs {
-        write_atomic(&store.join(key), bytes)?;
+        s.put(key, bytes)?;
         crate::system::fault::point("commit.doc");
     }
-    write_atomic(
-        &store
-            .join(super::files::MARKER_DIR)
-            .join(super::files::STATE_FILE),
+    s.put(
+        &storage::join(super::files::MARKER_DIR, super::files::STATE_FILE),
         &pending.state,
     )?;
     crate::system::fault::point("commit.state");
-    super::files::sync_filesystem(store)?;
-    let p = pending_path(store);
-    match std::fs::remove_file(&p) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(WriteError::io(&p, "remove", e)),
-    }
+    s.sync()?;
+    s.delete(&[pending_key()])?;
     crate::system::fault::point("commit.done");
-    super::files::sync_filesystem(store)
+    s.sync()
 }
 
 /// Finishes a commit that a killed run decided but did not finish writing.
@@ -88,16 +86,19 @@ fn apply(store: &Path, pending: &Pending) -> Result<(), WriteError> {
 /// [`WriteError::Io`]: the record cannot be read or decoded, or a document
 /// cannot be written.
 pub fn finish_pending(store: &Path) -> Result<bool, WriteError> {
-    let p = pending_path(store);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(WriteError::io(&p, "read", e)),
+    let s = storage::open(store)?;
+    let Some(bytes) = s.get(&pending_key())? else {
+        return Ok(false);
     };
     let (pending, _): (Pending, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| WriteError::io(&p, "decode", std::io::Error::other(e.to_string())))?;
-    apply(store, &pending)?;
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).map_err(|e| {
+            WriteError::io(
+                s.describe(&pending_key()),
+                "decode",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+    apply(s.as_ref(), &pending)?;
     Ok(true)
 }
 
@@ -175,26 +176,28 @@ pub fn commit(
             pending.add(store, ".zgroup", &zgroup)?;
         }
     }
+    let s = storage::open(store)?;
     let record =
         bincode::serde::encode_to_vec(&pending, bincode::config::standard()).map_err(|e| {
             WriteError::io(
-                pending_path(store),
+                s.describe(&pending_key()),
                 "encode",
                 std::io::Error::other(e.to_string()),
             )
         })?;
     // Every chunk durable before the commit is decided, the decision
     // durable before any document changes.
-    super::files::sync_filesystem(store)?;
-    write_atomic(&pending_path(store), &record)?;
-    super::files::sync_filesystem(store)?;
+    s.sync()?;
+    s.put(&pending_key(), &record)?;
+    s.sync()?;
     crate::system::fault::point("commit.decided");
-    apply(store, &pending)
+    apply(s.as_ref(), &pending)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::files::write_atomic;
 
     #[test]
     fn a_decided_commit_is_finished_by_the_next_run() {
@@ -208,7 +211,7 @@ mod tests {
             state: b"state".to_vec(),
         };
         let record = bincode::serde::encode_to_vec(&pending, bincode::config::standard()).unwrap();
-        write_atomic(&pending_path(store), &record).unwrap();
+        write_atomic(&store.join(pending_key()), &record).unwrap();
         // Killed after the first document.
         write_atomic(&store.join("t/zarr.json"), b"{\"a\":1}").unwrap();
         assert!(finish_pending(store).unwrap());
@@ -220,14 +223,14 @@ mod tests {
             .join(super::super::files::MARKER_DIR)
             .join(super::super::files::STATE_FILE);
         assert_eq!(std::fs::read(state).unwrap(), b"state");
-        assert!(!pending_path(store).exists());
+        assert!(!store.join(pending_key()).exists());
         assert!(!finish_pending(store).unwrap());
     }
 
     #[test]
     fn an_unreadable_commit_record_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().unwrap();
-        write_atomic(&pending_path(dir.path()), b"\xff\xff\xff").unwrap();
+        write_atomic(&dir.path().join(pending_key()), b"\xff\xff\xff").unwrap();
         let e = finish_pending(dir.path()).unwrap_err().to_string();
         assert!(e.contains("commit.bin") && e.contains("decode"), "{e}");
     }

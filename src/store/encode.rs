@@ -2,10 +2,10 @@
 //!
 //! zarrs builds the codec chain from the same metadata that the commit
 //! writes, so a unit is encoded exactly as the metadata describes; the bytes
-//! are then written with [`super::files::write_atomic`]. Edge units are padded
+//! are then written through the store's [`Storage`]. Edge units are padded
 //! to the full unit shape with the fill value, as Zarr requires.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use zarrs::array::{
@@ -20,11 +20,12 @@ use crate::model::schema::{DType, Var};
 use crate::pipeline::plan::ArrayPlan;
 use crate::pipeline::read::Values;
 use crate::store::error::WriteError;
+use crate::store::storage::{self, Storage};
 
 /// Encodes and stores the units of one output array.
 pub struct ArrayEncoder {
     array: Array<MemoryStore>,
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
     path: String,
     format: ZarrFormat,
     dtype: DType,
@@ -37,7 +38,8 @@ impl ArrayEncoder {
     /// Prepares the encoder of `a` (variable `var`) in the store at `store`.
     ///
     /// # Errors
-    /// [`WriteError::Array`] when zarrs refuses the metadata.
+    /// [`WriteError::Array`] when zarrs refuses the metadata;
+    /// [`WriteError::Remote`] when the store's storage cannot be opened.
     pub fn new(
         store: &Path,
         var: &Var,
@@ -57,7 +59,7 @@ impl ArrayEncoder {
                 .map_err(|e| err(e.into()))?;
         Ok(Self {
             array,
-            dir: store.join(&a.path),
+            storage: storage::open(store)?,
             path: a.path.clone(),
             format,
             dtype: var.dtype,
@@ -124,11 +126,8 @@ impl ArrayEncoder {
     /// [`WriteError::Io`] when the file cannot be read,
     /// [`WriteError::Encode`] when it cannot be decoded.
     pub fn load(&self, indices: &[u64]) -> Result<Option<Values>, WriteError> {
-        let path = self.unit_path(indices);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(WriteError::io(path, "read back", e)),
+        let Some(bytes) = self.storage.get(&self.unit_key(indices))? else {
+            return Ok(None);
         };
         let err = |source: crate::store::error::BoxError| WriteError::Encode {
             var: self.path.clone(),
@@ -171,16 +170,19 @@ impl ArrayEncoder {
         &self.pad
     }
 
-    /// Path of the unit's file.
-    pub fn unit_path(&self, indices: &[u64]) -> PathBuf {
-        self.dir.join(metadata::chunk_key(self.format, indices))
+    /// Key of the unit in the store.
+    pub fn unit_key(&self, indices: &[u64]) -> String {
+        storage::join(&self.path, &metadata::chunk_key(self.format, indices))
     }
 
-    /// Stores encoded bytes of the unit at `indices`.
+    /// Stores encoded bytes of the unit at `indices`. On object storage the
+    /// upload may still be in flight when this returns: the journal waits
+    /// for it ([`Storage::sync`]) before it records the unit.
     ///
     /// # Errors
-    /// [`WriteError::Io`] with the path.
-    pub fn store(&self, indices: &[u64], bytes: &[u8]) -> Result<(), WriteError> {
-        super::files::write_atomic(&self.unit_path(indices), bytes)
+    /// [`WriteError::Io`] with the path; [`WriteError::Remote`] of this
+    /// upload or an earlier one.
+    pub fn store(&self, indices: &[u64], bytes: Vec<u8>) -> Result<(), WriteError> {
+        self.storage.put_later(&self.unit_key(indices), bytes)
     }
 }

@@ -84,6 +84,17 @@ pub enum WriteError {
         /// OS error.
         source: std::io::Error,
     },
+    /// An object-storage request failed (after its retries), or the store's
+    /// URL or credentials are unusable.
+    #[error("{url}: {what}: {source}")]
+    Remote {
+        /// The object's (or store's) URL.
+        url: String,
+        /// What was being done.
+        what: &'static str,
+        /// The client's error.
+        source: BoxError,
+    },
     /// A symbolic link inside a store that a run is about to write into
     /// again: zarrforge never writes through one.
     #[error("{0}: a symbolic link inside the store; zarrforge does not write through links: remove it, then run the same command again")]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::config::ZarrFormat;
 use crate::cli::error::ConfigError;
 use crate::store::error::WriteError;
+use crate::store::storage;
 
 /// Hidden directory of zarrforge's own files inside a store.
 pub const MARKER_DIR: &str = ".zarrforge";
@@ -29,8 +30,23 @@ pub fn root_key(format: ZarrFormat) -> &'static str {
     }
 }
 
+/// Whether anything is at `output`: a path, or objects under the prefix.
+pub fn output_exists(output: &Path) -> bool {
+    if storage::is_remote(output) {
+        return storage::open(output)
+            .and_then(|s| s.list(""))
+            .is_ok_and(|k| !k.is_empty());
+    }
+    output.exists()
+}
+
 /// Whether `dir` is a store written by zarrforge.
 pub fn is_our_store(dir: &Path) -> bool {
+    if storage::is_remote(dir) {
+        return storage::open(dir)
+            .and_then(|s| s.exists(&super::remote::marker_key()))
+            .unwrap_or(false);
+    }
     dir.join(MARKER_DIR).join(MARKER_FILE).is_file()
 }
 
@@ -40,6 +56,11 @@ pub const CLEARING_FILE: &str = "clearing";
 
 /// Whether an `--overwrite` was interrupted while deleting `dir`.
 pub fn is_clearing(dir: &Path) -> bool {
+    if storage::is_remote(dir) {
+        return storage::open(dir)
+            .and_then(|s| s.exists(&storage::join(MARKER_DIR, CLEARING_FILE)))
+            .unwrap_or(false);
+    }
     dir.join(MARKER_DIR).join(CLEARING_FILE).exists()
 }
 
@@ -53,6 +74,9 @@ pub fn is_clearing(dir: &Path) -> bool {
 /// contains an input, or cannot be created. An existing directory that
 /// [`is_unclaimed`] is used as it is.
 pub fn prepare(output: &Path, inputs: &[PathBuf]) -> Result<(), ConfigError> {
+    if storage::is_remote(output) {
+        return super::remote::prepare(output);
+    }
     let out_err = |source| ConfigError::Output {
         path: output.to_path_buf(),
         source,
@@ -84,6 +108,11 @@ pub fn prepare(output: &Path, inputs: &[PathBuf]) -> Result<(), ConfigError> {
 /// in [`MARKER_DIR`], or nothing at all. Such a directory is used as a new
 /// store; nothing in it can be anybody's data.
 pub fn is_unclaimed(dir: &Path) -> bool {
+    if storage::is_remote(dir) {
+        return storage::open(dir)
+            .and_then(|s| super::remote::is_unclaimed(s.as_ref()))
+            .unwrap_or(false);
+    }
     let only = |d: &Path, ok: &dyn Fn(&str, bool) -> bool| -> bool {
         std::fs::read_dir(d).is_ok_and(|entries| {
             entries.into_iter().all(|e| {
@@ -106,6 +135,9 @@ pub fn is_unclaimed(dir: &Path) -> bool {
 /// # Errors
 /// [`ConfigError::OutputIsInput`], or [`ConfigError::Output`].
 pub fn check_inputs(output: &Path, inputs: &[PathBuf]) -> Result<(), ConfigError> {
+    if storage::is_remote(output) {
+        return Ok(());
+    }
     let abs_out = absolute(output).map_err(|source| ConfigError::Output {
         path: output.to_path_buf(),
         source,
@@ -132,8 +164,8 @@ pub fn mark(output: &Path) -> Result<(), WriteError> {
         "writer": "zarrforge",
         "version": env!("CARGO_PKG_VERSION"),
     });
-    write_atomic(
-        &output.join(MARKER_DIR).join(MARKER_FILE),
+    storage::open(output)?.put(
+        &storage::join(MARKER_DIR, MARKER_FILE),
         &serde_json::to_vec_pretty(&marker).unwrap_or_default(),
     )?;
     crate::system::fault::point("store.marked");
@@ -144,6 +176,9 @@ pub fn mark(output: &Path) -> Result<(), WriteError> {
 /// (the first write failed): the path is free again, as before the run.
 /// Only files zarrforge wrote there are removed; anything else is kept.
 pub fn unmake(output: &Path) {
+    if storage::is_remote(output) {
+        return super::remote::unmake(output);
+    }
     let _ = remove_stale_temps(output);
     let _ = std::fs::remove_file(output.join(MARKER_DIR).join(MARKER_FILE));
     let _ = std::fs::remove_dir(output.join(MARKER_DIR));
@@ -152,7 +187,8 @@ pub fn unmake(output: &Path) {
 
 /// Metadata documents, removed first in every directory so that no reader
 /// finds an array whose chunks are being deleted.
-const METADATA_KEYS: [&str; 5] = [".zmetadata", "zarr.json", ".zgroup", ".zarray", ".zattrs"];
+pub(crate) const METADATA_KEYS: [&str; 5] =
+    [".zmetadata", "zarr.json", ".zgroup", ".zarray", ".zattrs"];
 
 /// Deletes the contents of the zarrforge store `dir` for `--overwrite`,
 /// keeping its marker and lock: the caller holds the lock throughout, so
@@ -168,6 +204,9 @@ const METADATA_KEYS: [&str; 5] = [".zmetadata", "zarr.json", ".zgroup", ".zarray
 /// # Errors
 /// [`WriteError::Io`] naming the entry that could not be removed.
 pub fn clear(dir: &Path) -> Result<(), WriteError> {
+    if storage::is_remote(dir) {
+        return super::remote::clear(storage::open(dir)?.as_ref());
+    }
     let marker_dir = dir.join(MARKER_DIR);
     let clearing = marker_dir.join(CLEARING_FILE);
     if !clearing.exists() {
@@ -479,6 +518,9 @@ pub fn is_temp_name(name: &str) -> bool {
 /// [`WriteError::Link`] naming the first link; [`WriteError::Io`] when a
 /// directory cannot be read.
 pub fn remove_stale_temps(store: &Path) -> Result<u64, WriteError> {
+    if storage::is_remote(store) {
+        return Ok(0);
+    }
     let mut removed = 0;
     let mut dirs = vec![store.to_path_buf()];
     while let Some(d) = dirs.pop() {

@@ -16,6 +16,10 @@
 //! a run can be resumed with any number of ranks: every journal file of every
 //! earlier run is read and its units are skipped. A torn last record (a rank
 //! killed while appending) is ignored, and its unit is simply redone.
+//!
+//! On object storage, which has no append, each batch is an immutable
+//! object `units-RUN-RANK-BATCH`, written after every upload of its units
+//! has succeeded; the lock is a create-only PUT (`If-None-Match: *`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::error::ConfigError;
 use crate::store::error::WriteError;
 use crate::store::files::MARKER_DIR;
+use crate::store::storage::{self, Storage};
 
 /// Directory of the journal inside the store.
 pub const JOURNAL_DIR: &str = "journal";
@@ -112,10 +117,13 @@ impl PlanPrint {
 /// [`WriteError::Io`].
 pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
     let d = dir(store);
-    std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+    let s = storage::open(store)?;
+    if s.dir().is_some() {
+        std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+    }
     let bytes = serde_json::to_vec_pretty(print)
         .map_err(|e| WriteError::io(d.join("plan.json"), "encode", std::io::Error::other(e)))?;
-    crate::store::files::write_atomic(&d.join("plan.json"), &bytes)?;
+    s.put(&plan_key(), &bytes)?;
     crate::system::fault::point("journal.started");
     Ok(())
 }
@@ -125,14 +133,22 @@ pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
 /// # Errors
 /// [`WriteError::Io`] when it exists but cannot be read.
 pub fn saved_print(store: &Path) -> Result<Option<PlanPrint>, WriteError> {
-    let p = dir(store).join("plan.json");
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| WriteError::io(&p, "parse", std::io::Error::other(e))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(WriteError::io(&p, "read", e)),
+    let s = storage::open(store)?;
+    match s.get(&plan_key())? {
+        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            WriteError::io(s.describe(&plan_key()), "parse", std::io::Error::other(e))
+        }),
+        None => Ok(None),
     }
+}
+
+/// Key of the journal directory inside the store.
+fn journal_key() -> String {
+    storage::join(MARKER_DIR, JOURNAL_DIR)
+}
+
+fn plan_key() -> String {
+    storage::join(&journal_key(), "plan.json")
 }
 
 /// Every unit recorded by every journal file, as a bitmap of `total` bits.
@@ -141,19 +157,14 @@ pub fn saved_print(store: &Path) -> Result<Option<PlanPrint>, WriteError> {
 /// [`WriteError::Io`] when a journal file cannot be read.
 pub fn done_units(store: &Path, total: u64) -> Result<Vec<u8>, WriteError> {
     let mut bits = vec![0u8; usize::try_from(total.div_ceil(8)).unwrap_or(0)];
-    let d = dir(store);
-    let entries = match std::fs::read_dir(&d) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(bits),
-        Err(e) => return Err(WriteError::io(&d, "read journal", e)),
-    };
-    for e in entries {
-        let e = e.map_err(|e| WriteError::io(&d, "read journal", e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    let s = storage::open(store)?;
+    for key in s.list(&journal_key())? {
+        let name = key.rsplit('/').next().unwrap_or_default();
         if !name.starts_with("units-") {
             continue;
         }
-        let bytes = std::fs::read(e.path()).map_err(|err| WriteError::io(e.path(), "read", err))?;
+        // A batch listed but gone since is no record.
+        let Some(bytes) = s.get(&key)? else { continue };
         // A torn last record is ignored.
         for rec in bytes.chunks_exact(8) {
             let mut a = [0u8; 8];
@@ -188,6 +199,12 @@ pub fn count(bits: &[u8]) -> u64 {
 /// [`WriteError::Io`].
 pub fn remove(store: &Path) -> Result<(), WriteError> {
     let d = dir(store);
+    let s = storage::open(store)?;
+    if s.dir().is_none() {
+        s.delete(&s.list(&journal_key())?)?;
+        crate::system::fault::point("journal.removed");
+        return Ok(());
+    }
     match std::fs::remove_dir_all(&d) {
         Ok(()) => {
             crate::system::fault::point("journal.removed");
@@ -198,11 +215,24 @@ pub fn remove(store: &Path) -> Result<(), WriteError> {
     }
 }
 
-/// One rank's journal file, written in batches.
+/// Where a rank's batches go.
+enum Sink {
+    /// One append-only file.
+    File(std::fs::File),
+    /// One object per batch: `units-RUN-RANK-BATCH`.
+    Objects {
+        /// Key prefix of this rank's batches.
+        prefix: String,
+        /// Next batch number.
+        next: u64,
+    },
+}
+
+/// One rank's journal, written in batches.
 pub struct Journal {
-    store: PathBuf,
-    file: std::fs::File,
-    path: PathBuf,
+    storage: std::sync::Arc<dyn Storage>,
+    sink: Sink,
+    path: String,
     pending: Vec<u64>,
     last: Instant,
     recorded: u64,
@@ -214,18 +244,29 @@ impl Journal {
     /// # Errors
     /// [`WriteError::Io`].
     pub fn open(store: &Path, run: &str, rank: i32) -> Result<Self, WriteError> {
-        let d = dir(store);
-        std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
-        let path = d.join(format!("units-{run}-{rank}"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| WriteError::io(&path, "open journal", e))?;
+        let storage = storage::open(store)?;
+        let name = storage::join(&journal_key(), &format!("units-{run}-{rank}"));
+        let sink = if storage.dir().is_some() {
+            let d = dir(store);
+            std::fs::create_dir_all(&d).map_err(|e| WriteError::io(&d, "create journal", e))?;
+            let path = d.join(format!("units-{run}-{rank}"));
+            Sink::File(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| WriteError::io(&path, "open journal", e))?,
+            )
+        } else {
+            Sink::Objects {
+                prefix: name.clone(),
+                next: 0,
+            }
+        };
         Ok(Self {
-            store: store.to_path_buf(),
-            file,
-            path,
+            path: storage.describe(&name),
+            storage,
+            sink,
             pending: Vec::new(),
             last: Instant::now(),
             recorded: 0,
@@ -253,15 +294,21 @@ impl Journal {
         if self.pending.is_empty() {
             return Ok(());
         }
-        crate::store::files::sync_filesystem(&self.store)?;
+        self.storage.sync()?;
         let mut buf = Vec::with_capacity(self.pending.len() * 8);
         for s in &self.pending {
             buf.extend_from_slice(&s.to_le_bytes());
         }
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| WriteError::io(&self.path, "write journal", e))?;
+        match &mut self.sink {
+            Sink::File(file) => file
+                .write_all(&buf)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| WriteError::io(&self.path, "write journal", e))?,
+            Sink::Objects { prefix, next } => {
+                self.storage.put(&format!("{prefix}-{next}"), &buf)?;
+                *next += 1;
+            }
+        }
         self.recorded += self.pending.len() as u64;
         self.pending.clear();
         crate::system::fault::point("journal.flushed");
@@ -456,7 +503,57 @@ pub enum Takeover {
 /// The lock of a store, held by rank 0 and released on drop.
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
+    release: Release,
+}
+
+/// What releasing a lock removes.
+#[derive(Debug)]
+enum Release {
+    /// The lock file.
+    File(PathBuf),
+    /// The lock object.
+    Object(std::sync::Arc<dyn Storage>, String),
+}
+
+/// Whether a run may take over the lock held by `holder` (`None`: an
+/// unreadable lock); waits a moment for a holder on this host to exit.
+///
+/// # Errors
+/// [`ConfigError::Locked`] naming the holder and what to do.
+fn may_take(
+    store: &Path,
+    holder: Option<&LockInfo>,
+    takeover: Takeover,
+) -> Result<(), ConfigError> {
+    let mut stale = holder.is_none_or(LockInfo::is_stale);
+    // A resumed run may start while the killed job's ranks are still being
+    // torn down: give a holder on this host a moment to exit.
+    if !stale && takeover == Takeover::Stale {
+        if let Some(h) = holder.filter(|h| h.host == crate::system::environment::hostname()) {
+            let until = Instant::now() + STALE_GRACE;
+            while !stale && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+                stale = h.is_stale();
+            }
+        }
+    }
+    let take = match takeover {
+        Takeover::Always => true,
+        Takeover::Stale => stale,
+        Takeover::Never => false,
+    };
+    if take {
+        return Ok(());
+    }
+    Err(ConfigError::Locked {
+        store: store.to_path_buf(),
+        holder: holder.map_or_else(|| "an unreadable lock".into(), LockInfo::describe),
+        hint: if stale {
+            "that run is gone: run the same command again to take the store over"
+        } else {
+            "wait for it to end; if it is gone (killed on another node), run the same command with --break-lock"
+        },
+    })
 }
 
 impl Lock {
@@ -465,6 +562,9 @@ impl Lock {
     /// # Errors
     /// [`ConfigError::Locked`] when another run holds it (or a stale run, without takeover).
     pub fn acquire(store: &Path, takeover: Takeover) -> Result<Self, ConfigError> {
+        if storage::is_remote(store) {
+            return Self::acquire_object(store, takeover);
+        }
         let path = store.join(MARKER_DIR).join(LOCK_FILE);
         let io = |e: std::io::Error| ConfigError::Output {
             path: path.clone(),
@@ -502,52 +602,20 @@ impl Lock {
             path: path.to_path_buf(),
             source: e,
         };
+        let held = || Self {
+            release: Release::File(path.to_path_buf()),
+        };
         for _ in 0..2 {
             match std::fs::hard_link(tmp, path) {
                 Ok(()) => {
                     crate::system::fault::point("lock.published");
-                    return Ok(Self {
-                        path: path.to_path_buf(),
-                    });
+                    return Ok(held());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder: Option<LockInfo> = std::fs::read(path)
                         .ok()
                         .and_then(|b| serde_json::from_slice(&b).ok());
-                    let mut stale = holder.as_ref().is_none_or(LockInfo::is_stale);
-                    // A resumed run may start while the killed job's ranks
-                    // are still being torn down: give a holder on this host
-                    // a moment to exit.
-                    if !stale && takeover == Takeover::Stale {
-                        if let Some(h) = holder
-                            .as_ref()
-                            .filter(|h| h.host == crate::system::environment::hostname())
-                        {
-                            let until = Instant::now() + STALE_GRACE;
-                            while !stale && Instant::now() < until {
-                                std::thread::sleep(Duration::from_millis(100));
-                                stale = h.is_stale();
-                            }
-                        }
-                    }
-                    let take = match takeover {
-                        Takeover::Always => true,
-                        Takeover::Stale => stale,
-                        Takeover::Never => false,
-                    };
-                    if !take {
-                        let who =
-                            holder.map_or_else(|| "an unreadable lock".into(), |h| h.describe());
-                        return Err(ConfigError::Locked {
-                            store: store.to_path_buf(),
-                            holder: who,
-                            hint: if stale {
-                                "that run is gone: run the same command again to take the store over"
-                            } else {
-                                "wait for it to end; if it is gone (killed on another node), run the same command with --break-lock"
-                            },
-                        });
-                    }
+                    may_take(store, holder.as_ref(), takeover)?;
                     std::fs::remove_file(path).map_err(io)?;
                     crate::system::fault::point("lock.broken");
                 }
@@ -565,9 +633,7 @@ impl Lock {
                         .open(path)
                         .map_err(io)?;
                     f.write_all(&me).and_then(|()| f.sync_all()).map_err(io)?;
-                    return Ok(Self {
-                        path: path.to_path_buf(),
-                    });
+                    return Ok(held());
                 }
                 Err(e) => return Err(io(e)),
             }
@@ -576,11 +642,66 @@ impl Lock {
             "lock taken by another run while breaking it",
         )))
     }
+
+    /// The lock of a store on object storage: a create-only PUT
+    /// (`If-None-Match: *`). An existing lock is read first, so that a
+    /// server that ignores the condition still refuses a live holder; after
+    /// the PUT the lock is read back, and a second create-only PUT checks
+    /// that the server honours the condition (it must answer 412). Where it
+    /// does not, the run goes on with a warning: two runs started at the
+    /// same instant cannot then be told apart.
+    fn acquire_object(store: &Path, takeover: Takeover) -> Result<Self, ConfigError> {
+        let remote = |e: WriteError| ConfigError::Output {
+            path: store.to_path_buf(),
+            source: std::io::Error::other(e),
+        };
+        let s = storage::open(store).map_err(remote)?;
+        let key = storage::join(MARKER_DIR, LOCK_FILE);
+        let me = serde_json::to_vec_pretty(&LockInfo::current()).unwrap_or_default();
+        for _ in 0..2 {
+            if let Some(b) = s.get(&key).map_err(remote)? {
+                if b != me {
+                    let holder: Option<LockInfo> = serde_json::from_slice(&b).ok();
+                    may_take(store, holder.as_ref(), takeover)?;
+                    s.delete(std::slice::from_ref(&key)).map_err(remote)?;
+                }
+            }
+            s.put_new(&key, &me).map_err(remote)?;
+            if s.get(&key).map_err(remote)?.as_deref() != Some(&me[..]) {
+                // Another run won the race: look at its lock.
+                continue;
+            }
+            // The same bytes again: a server that honours the condition
+            // refuses; one that does not rewrites the same content.
+            if s.put_new(&key, &me).map_err(remote)? {
+                eprintln!(
+                    "zarrforge: warning: {}: the object store ignores conditional writes (If-None-Match: *); the lock is checked by reading it, which cannot exclude two runs started at the same instant",
+                    store.display()
+                );
+            }
+            crate::system::fault::point("lock.published");
+            return Ok(Self {
+                release: Release::Object(s, key),
+            });
+        }
+        Err(ConfigError::Locked {
+            store: store.to_path_buf(),
+            holder: "another run that took the lock at the same moment".into(),
+            hint: "wait for it to end, or run the same command again",
+        })
+    }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        match &self.release {
+            Release::File(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            Release::Object(s, key) => {
+                let _ = s.delete(std::slice::from_ref(key));
+            }
+        }
     }
 }
 

@@ -13,4 +13,6 @@ pub mod files;
 pub mod journal;
 pub mod metadata;
 pub mod opening;
+pub mod remote;
 pub mod state;
+pub mod storage;

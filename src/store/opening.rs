@@ -12,6 +12,7 @@ use crate::cli::config::{ConvertConfig, ZarrFormat};
 use crate::cli::error::ConfigError;
 use crate::store::journal::{self, Lock, PlanPrint, Takeover};
 use crate::store::state;
+use crate::store::storage;
 use crate::store::{commit, files as store};
 
 /// What rank 0 found when it opened the store; every rank gets it.
@@ -126,10 +127,15 @@ pub fn decide(found: Found, req: Request) -> Decision {
 /// `--resume` of a committed store.
 pub fn survey(cfg: &ConvertConfig, format: ZarrFormat, print: &PlanPrint) -> Found {
     let out = &cfg.output;
-    let Ok(meta) = std::fs::symlink_metadata(out) else {
-        return Found::Absent;
+    let remote = storage::is_remote(out);
+    let link = if remote {
+        false
+    } else {
+        let Ok(meta) = std::fs::symlink_metadata(out) else {
+            return Found::Absent;
+        };
+        meta.file_type().is_symlink()
     };
-    let link = meta.file_type().is_symlink();
     if store::is_unclaimed(out) && !link {
         return Found::Absent;
     }
@@ -139,7 +145,14 @@ pub fn survey(cfg: &ConvertConfig, format: ZarrFormat, print: &PlanPrint) -> Fou
     if store::is_clearing(out) {
         return Found::Clearing;
     }
-    if !out.join(store::root_key(format)).is_file() {
+    let committed = if remote {
+        storage::open(out)
+            .and_then(|s| s.exists(store::root_key(format)))
+            .unwrap_or(false)
+    } else {
+        out.join(store::root_key(format)).is_file()
+    };
+    if !committed {
         return Found::Building;
     }
     let same_plan = cfg.resume
@@ -177,7 +190,9 @@ pub fn lock_existing(cfg: &ConvertConfig) -> Result<Option<Lock>, Error> {
     }
     // --overwrite never deletes through a link; the others may reach a
     // store through one.
-    let is_dir = if cfg.overwrite {
+    let is_dir = if storage::is_remote(out) {
+        true
+    } else if cfg.overwrite {
         std::fs::symlink_metadata(out).is_ok_and(|m| m.is_dir())
     } else {
         std::fs::metadata(out).is_ok_and(|m| m.is_dir())

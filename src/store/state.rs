@@ -101,17 +101,23 @@ fn not_appendable(path: &Path, reason: impl Into<String>) -> AppendError {
 /// [`AppendError::NotAppendable`] when the store was not written by
 /// zarrforge, is not committed, or its state cannot be read.
 pub fn load(store: &Path) -> Result<StoreState, AppendError> {
+    let s = crate::store::storage::open(store).map_err(|e| not_appendable(store, e.to_string()))?;
     if !crate::store::files::is_our_store(store) {
         return Err(not_appendable(store, "not a store written by zarrforge"));
     }
-    let path = store.join(MARKER_DIR).join(STATE_FILE);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| not_appendable(store, format!("{}: {e}", path.display())))?;
+    let key = crate::store::storage::join(MARKER_DIR, STATE_FILE);
+    let path = s.describe(&key);
+    let bytes = s
+        .get(&key)
+        .map_err(|e| not_appendable(store, e.to_string()))?
+        .ok_or_else(|| not_appendable(store, format!("{path}: not found")))?;
     let (mut state, _): (StoreState, usize) =
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| not_appendable(store, format!("{}: {e}", path.display())))?;
-    let root = store.join(root_key(state.format));
-    if !root.is_file() {
+            .map_err(|e| not_appendable(store, format!("{path}: {e}")))?;
+    let committed = s
+        .exists(root_key(state.format))
+        .map_err(|e| not_appendable(store, e.to_string()))?;
+    if !committed {
         return Err(not_appendable(
             store,
             "the store was never committed (an earlier run did not finish); convert it again",
@@ -143,12 +149,14 @@ fn committed_len(store: &Path, state: &StoreState, dim: &str) -> Result<u64, App
             format!("no array has dimension '{dim}'"),
         ));
     };
+    let s = crate::store::storage::open(store).map_err(|e| not_appendable(store, e.to_string()))?;
     let read = |key: &str| -> Result<Value, AppendError> {
-        let p = store.join(key);
-        let text = std::fs::read(&p)
-            .map_err(|e| not_appendable(store, format!("{}: {e}", p.display())))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| not_appendable(store, format!("{}: {e}", p.display())))
+        let p = s.describe(key);
+        let text = s
+            .get(key)
+            .map_err(|e| not_appendable(store, e.to_string()))?
+            .ok_or_else(|| not_appendable(store, format!("{p}: not found")))?;
+        serde_json::from_slice(&text).map_err(|e| not_appendable(store, format!("{p}: {e}")))
     };
     let shape = match state.format {
         ZarrFormat::V3 => {

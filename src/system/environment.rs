@@ -72,6 +72,13 @@ fn netcdf_version() -> String {
 /// The type of the filesystem holding `path` (or its nearest existing
 /// ancestor), by its magic number.
 pub fn filesystem_type(path: &Path) -> String {
+    if let Some(scheme) = path
+        .to_str()
+        .and_then(|s| s.split_once("://"))
+        .map(|(s, _)| s)
+    {
+        return format!("{scheme} (object storage)");
+    }
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let Some(existing) = abs.ancestors().find(|p| p.exists()) else {
         return "unknown".into();

@@ -436,8 +436,9 @@ fn store_unit(enc: &ArrayEncoder, a: &ArrayPlan, seq: u64, k: u64, u: UnitBuf, s
         let bytes = enc.encode(&idx, &u.shape, Values::Fixed(u.data))?;
         let te = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        enc.store(&idx, &bytes)?;
-        Ok::<_, WriteError>((bytes.len() as u64, te, t.elapsed().as_secs_f64()))
+        let n = bytes.len() as u64;
+        enc.store(&idx, bytes)?;
+        Ok::<_, WriteError>((n, te, t.elapsed().as_secs_f64()))
     })
     .unwrap_or_else(|p| Err(WriteError::Panic(p)));
     match result {

@@ -24,7 +24,6 @@ use crate::pipeline::read::{Pending, Reader, Values};
 use crate::report::progress::{Progress, RankStats};
 use crate::store::encode::ArrayEncoder;
 use crate::store::error::WriteError;
-use crate::store::files as store;
 use crate::store::journal::{self, Journal};
 use crate::store::opening::Opened;
 
@@ -332,8 +331,9 @@ fn encode_and_store(
         };
         let t_enc = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        enc.store(&unit.indices, &bytes)?;
-        Ok::<_, WriteError>((bytes.len() as u64, t_enc, t.elapsed().as_secs_f64()))
+        let n = bytes.len() as u64;
+        enc.store(&unit.indices, bytes)?;
+        Ok::<_, WriteError>((n, t_enc, t.elapsed().as_secs_f64()))
     })
     .unwrap_or_else(|p| Err(WriteError::Panic(p)));
     match result {
@@ -367,7 +367,7 @@ pub(super) fn finish(
         return Ok(stats);
     }
     if has_units {
-        store::sync_filesystem(&cfg.output)?;
+        crate::store::storage::open(&cfg.output)?.sync()?;
     }
     let encoded = shared.stats.into_inner().unwrap_or_default();
     stats.units = encoded.units;

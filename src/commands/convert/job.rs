@@ -59,7 +59,7 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     // state for an append.
     let (files, state): (Vec<PathBuf>, Option<StoreState>) = from_root(ctx, || {
         let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
-        let state = if cfg.append && cfg.output.exists() {
+        let state = if cfg.append && crate::store::files::output_exists(&cfg.output) {
             Some(state::load(&cfg.output)?)
         } else {
             None

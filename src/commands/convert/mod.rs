@@ -38,6 +38,7 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     let t0 = Instant::now();
     cfg.validate()?;
     crate::system::signals::install();
+    reach_store(ctx, cfg)?;
     // Rank 0 locks an existing store before its state is read.
     let mut lock: Option<journal::Lock> = None;
     // (A payload that is never empty: an empty one means "rank 0 failed".)
@@ -120,6 +121,13 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         topology,
         environment: crate::system::environment::RunEnvironment::detect(&cfg.output),
     })
+}
+
+/// Every rank reaches the store with its own client (credentials and
+/// endpoints may differ between nodes) before anything is read.
+fn reach_store(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<(), Error> {
+    let checked = guarded(|| crate::store::storage::check(&cfg.output).map_err(Error::from));
+    ctx.agree(checked)
 }
 
 /// Rank 0 prepares (or reopens) the store, takes its lock (kept in `lock`)
@@ -379,6 +387,14 @@ fn workers(
         }
     }
     let budget = execute::memory_budget(cfg, plan, threads)?;
+    if crate::store::storage::is_remote(&cfg.output) {
+        crate::store::storage::open(&cfg.output)?.set_inflight_bytes(
+            cfg.max_memory
+                .map_or(crate::store::storage::INFLIGHT_DEFAULT_BYTES, |m| {
+                    (m / 8).clamp(16 << 20, 1 << 30)
+                }),
+        );
+    }
     // Each open dataset gets its own HDF5 chunk cache: the budget's share.
     crate::pipeline::read::hdf5::set_chunk_cache_bytes(
         usize::try_from(budget::hdf5_cache_per_dataset(budget.hdf5_cache)).unwrap_or(0),
@@ -453,9 +469,10 @@ fn plan_print(
 /// The format of an existing store, from its root document.
 fn store_format(path: &std::path::Path) -> Option<crate::cli::config::ZarrFormat> {
     use crate::cli::config::ZarrFormat;
-    if path.join("zarr.json").is_file() {
+    let s = crate::store::storage::open(path).ok()?;
+    if s.exists("zarr.json").ok()? {
         Some(ZarrFormat::V3)
-    } else if path.join(".zgroup").is_file() {
+    } else if s.exists(".zgroup").ok()? {
         Some(ZarrFormat::V2)
     } else {
         None

@@ -40,7 +40,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zarrs::array::Array;
-use zarrs::filesystem::FilesystemStore;
+use zarrs::storage::ReadableStorageTraits;
 
 use crate::cli::config::ConvertConfig;
 use crate::error::Error;
@@ -290,7 +290,11 @@ fn share_scans(
     })
 }
 
-type Prepared = (expect::Expected, Vec<Array<FilesystemStore>>, Vec<String>);
+type Prepared = (
+    expect::Expected,
+    Vec<Array<dyn ReadableStorageTraits>>,
+    Vec<String>,
+);
 
 /// The expectation, with every array to compare opened (on every rank,
 /// identically).
@@ -408,7 +412,7 @@ fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
 /// decoded once per block, not once per store chunk.
 fn compare(
     jobs: &[Job],
-    arrays: &[Array<FilesystemStore>],
+    arrays: &[Array<dyn ReadableStorageTraits>],
     files: Vec<PathBuf>,
     rank: usize,
     size: usize,
@@ -469,7 +473,7 @@ fn compare(
 #[allow(clippy::too_many_lines)] // one comparison walk: raw and decoded, element by element, with the report's counters
 fn compare_block(
     job: &Job,
-    arr: &Array<FilesystemStore>,
+    arr: &Array<dyn ReadableStorageTraits>,
     sources: &mut Sources,
     start: &[u64],
     count: &[u64],

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArraySubset};
-use zarrs::filesystem::FilesystemStore;
+use zarrs::storage::ReadableStorageTraits;
 
 use super::json;
 use super::source::{NcType, Raw};
@@ -38,6 +38,9 @@ const PRIVATE_DIR: &str = ".zarrforge";
 /// [`VerifyError::NotAStore`] without a root document; [`VerifyError::Io`]
 /// when a directory or document cannot be read.
 pub(crate) fn collect(store: &Path) -> Result<(Format, Vec<(String, String)>), VerifyError> {
+    if crate::store::storage::is_remote(store) {
+        return collect_remote(store);
+    }
     let format = if store.join("zarr.json").is_file() {
         Format::V3
     } else if store.join(".zgroup").is_file() || store.join(".zarray").is_file() {
@@ -187,10 +190,10 @@ impl StoreArray {
     /// zarrs' refusal, as text.
     pub(crate) fn open(
         &self,
-        storage: &Arc<FilesystemStore>,
+        storage: &Arc<dyn ReadableStorageTraits>,
         format: Format,
         t: NcType,
-    ) -> Result<Array<FilesystemStore>, String> {
+    ) -> Result<Array<dyn ReadableStorageTraits>, String> {
         let mut doc = json::standard(self.doc.clone());
         let Some(m) = doc.as_object_mut() else {
             return Err("the metadata is not a JSON object".into());
@@ -407,7 +410,7 @@ impl StoreTree {
 /// # Errors
 /// zarrs' error (a damaged chunk), as text.
 pub(crate) fn retrieve(
-    array: &Array<FilesystemStore>,
+    array: &Array<dyn ReadableStorageTraits>,
     start: &[u64],
     count: &[u64],
 ) -> Result<Raw, String> {
@@ -434,12 +437,78 @@ pub(crate) fn retrieve(
 ///
 /// # Errors
 /// [`VerifyError::Io`] when the store cannot be opened.
-pub(crate) fn storage(store: &Path) -> Result<Arc<FilesystemStore>, VerifyError> {
-    FilesystemStore::new(store)
-        .map(Arc::new)
-        .map_err(|e| VerifyError::Io {
-            path: store.to_path_buf(),
-            what: "open the store",
-            source: std::io::Error::other(e.to_string()),
-        })
+pub(crate) fn storage(store: &Path) -> Result<Arc<dyn ReadableStorageTraits>, VerifyError> {
+    let err = |e: String| VerifyError::Io {
+        path: store.to_path_buf(),
+        what: "open the store",
+        source: std::io::Error::other(e),
+    };
+    if crate::store::storage::is_remote(store) {
+        let s = crate::store::storage::open(store).map_err(|e| err(e.to_string()))?;
+        return Ok(Arc::new(crate::store::storage::zarrs_reader::ZarrsReader(
+            s,
+        )));
+    }
+    zarrs::filesystem::FilesystemStore::new(store)
+        .map(|s| Arc::new(s) as Arc<dyn ReadableStorageTraits>)
+        .map_err(|e| err(e.to_string()))
+}
+
+/// [`collect`] for a store on object storage: one listing, the metadata
+/// documents taken from it (nothing below an array, nothing in zarrforge's
+/// own directory).
+fn collect_remote(store: &Path) -> Result<(Format, Vec<(String, String)>), VerifyError> {
+    let io = |what: &'static str, e: crate::store::error::WriteError| VerifyError::Io {
+        path: store.to_path_buf(),
+        what,
+        source: std::io::Error::other(e),
+    };
+    let s = crate::store::storage::open(store).map_err(|e| io("open the store", e))?;
+    let keys = s.list("").map_err(|e| io("list the store", e))?;
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    let format = if has("zarr.json") {
+        Format::V3
+    } else if has(".zgroup") || has(".zarray") {
+        Format::V2
+    } else {
+        return Err(VerifyError::NotAStore(store.to_path_buf()));
+    };
+    let names: &[&str] = match format {
+        Format::V3 => &["zarr.json"],
+        Format::V2 => &[".zgroup", ".zarray", ".zattrs"],
+    };
+    let mut docs = Vec::new();
+    let mut arrays: Vec<String> = Vec::new();
+    for k in &keys {
+        let (rel, name) = k.rsplit_once('/').unwrap_or(("", k.as_str()));
+        if !names.contains(&name)
+            || rel == PRIVATE_DIR
+            || rel.starts_with(&format!("{PRIVATE_DIR}/"))
+            || arrays.iter().any(|a| {
+                // Below an array (its own documents are in `rel == a`).
+                if a.is_empty() {
+                    !rel.is_empty()
+                } else {
+                    rel.starts_with(&format!("{a}/"))
+                }
+            })
+        {
+            continue;
+        }
+        let bytes = s
+            .get(k)
+            .map_err(|e| io("read metadata", e))?
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let is_array = match format {
+            Format::V3 => json::parse(&text)
+                .map_or(true, |v| v.get("node_type") != Some(&Value::from("group"))),
+            Format::V2 => name == ".zarray",
+        };
+        if is_array {
+            arrays.push(rel.to_string());
+        }
+        docs.push((k.clone(), text));
+    }
+    Ok((format, docs))
 }
