@@ -16,10 +16,10 @@ ZF_VENV="${ZF_VENV:-$ZF_ROOT/.venv-test}"
 
 # Creates the Python venv used by the interop tests (idempotent).
 zf_venv() {
-    if [ ! -x "$ZF_VENV/bin/python" ] || ! "$ZF_VENV/bin/python" -c "import xarray, zarr, netCDF4, dask, h5py" 2>/dev/null; then
+    if [ ! -x "$ZF_VENV/bin/python" ] || ! "$ZF_VENV/bin/python" -c "import xarray, zarr, netCDF4, dask, h5py, s3fs" 2>/dev/null; then
         echo "==> creating Python venv $ZF_VENV (xarray, zarr>=3, netCDF4)" >&2
         python3 -m venv "$ZF_VENV"
         "$ZF_VENV/bin/pip" install -q --upgrade pip
-        "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy dask h5py
+        "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy dask h5py s3fs
     fi
 }

@@ -28,6 +28,16 @@ impl Run {
 /// Runs `zarrforge ARGS` with `ranks` ranks (`None`: singleton, no mpirun),
 /// killing it after `timeout`.
 pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) -> Run {
+    zarrforge_env(ranks, args, timeout, &[])
+}
+
+/// [`zarrforge`] with more environment variables (every rank gets them).
+pub(crate) fn zarrforge_env(
+    ranks: Option<usize>,
+    args: &[&str],
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Run {
     let session = ranks.map(|_| ompi_session_base());
     let mut cmd = match (ranks, &session) {
         (Some(n), Some(base)) => {
@@ -48,6 +58,7 @@ pub(crate) fn zarrforge(ranks: Option<usize>, args: &[&str], timeout: Duration) 
         .env("HDF5_USE_FILE_LOCKING", "FALSE")
         // --help wraps at the terminal width: keep it fixed.
         .env_remove("COLUMNS")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn zarrforge");

@@ -13,4 +13,5 @@ mod multifile;
 mod passthrough;
 mod real_files;
 mod reliability;
+mod s3;
 mod verify;

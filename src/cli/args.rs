@@ -294,6 +294,9 @@ pub struct BenchArgs {
     /// Working directory: generated inputs (DIR/inputs) and the store (DIR/bench.zarr)
     #[arg(long, value_name = "DIR", default_value = "zarrforge-bench")]
     pub dir: PathBuf,
+    /// Where the store goes instead of DIR/bench.zarr: a directory or s3://BUCKET/PREFIX (replaced at each run)
+    #[arg(long, value_name = "STORE")]
+    pub output: Option<PathBuf>,
     /// Files to generate
     #[arg(long, default_value_t = 16)]
     pub files: usize,
@@ -338,7 +341,11 @@ impl BenchArgs {
     /// # Errors
     /// [`ConfigError`] for a bad option.
     pub fn to_config(&self, inputs: Vec<String>) -> Result<ConvertConfig, ConfigError> {
-        let mut cfg = ConvertConfig::new(inputs, self.dir.join("bench.zarr"));
+        let out = self
+            .output
+            .clone()
+            .unwrap_or_else(|| self.dir.join("bench.zarr"));
+        let mut cfg = ConvertConfig::new(inputs, out);
         let source = self.codec.as_deref().map(str::trim) == Some("source");
         if self.inputs.is_empty() && self.layout.chunks.is_none() && !source {
             cfg.chunks = DimSizes::parse("--chunks", "time=24,lat=181,lon=360")?;

@@ -20,6 +20,20 @@ import numpy as np
 import xarray as xr
 import zarr
 
+
+def storage_options(store):
+    """fsspec options for an s3:// store (the test server's endpoint and
+    keys, from ZF_S3_ENDPOINT and the AWS_* variables); none for a path."""
+    import os
+    if not str(store).startswith("s3://"):
+        return {}
+    return {"storage_options": {
+        "endpoint_url": os.environ["ZF_S3_ENDPOINT"],
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "client_kwargs": {"region_name": "us-east-1"},
+    }}
+
 warnings.filterwarnings("ignore")
 
 
@@ -48,6 +62,8 @@ def check_dtypes(a, b, what):
 
 def store_format(store):
     import os
+    if str(store).startswith("s3://"):
+        return zarr.open_group(store, mode="r", **storage_options(store)).metadata.zarr_format
     return 3 if os.path.exists(os.path.join(store, "zarr.json")) else 2
 
 
@@ -106,13 +122,13 @@ def compare_group(nc_path, store, group):
     # Each source is loaded and closed at once: netCDF4 is opened again below,
     # and HDF5 must not see a handle that xarray's file cache still holds.
     src = load(xr.open_dataset(nc_path, decode_cf=False, **kw))
-    out = load(xr.open_zarr(store, decode_cf=False, consolidated=None, chunks=None, **kw))
+    out = load(xr.open_zarr(store, decode_cf=False, consolidated=None, chunks=None, **kw, **storage_options(store)))
     unmasked = documented(src, out, store_format(store))
     xr.testing.assert_identical(src, out)
     check_dtypes(src, out, label + " (raw)")
 
     src = load(xr.open_dataset(nc_path, **kw))
-    out = load(xr.open_zarr(store, consolidated=None, chunks=None, **kw))
+    out = load(xr.open_zarr(store, consolidated=None, chunks=None, **kw, **storage_options(store)))
     documented(src, out, store_format(store))
     for name in unmasked:
         # The fill of a text variable is not masked in a v3 store: compare
@@ -145,7 +161,7 @@ def compare_group(nc_path, store, group):
 
 
 def compare_zarr_python(nc_path, store):
-    root = zarr.open_group(store, mode="r")
+    root = zarr.open_group(store, mode="r", **storage_options(store))
     with netCDF4.Dataset(nc_path) as ds:
         ds.set_auto_maskandscale(False)
         # Raw chars, as xarray reads them: with an _Encoding attribute netCDF4

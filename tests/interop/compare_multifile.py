@@ -31,6 +31,20 @@ import numpy as np
 import xarray as xr
 import zarr
 
+
+def storage_options(store):
+    """fsspec options for an s3:// store (the test server's endpoint and
+    keys, from ZF_S3_ENDPOINT and the AWS_* variables); none for a path."""
+    import os
+    if not str(store).startswith("s3://"):
+        return {}
+    return {"storage_options": {
+        "endpoint_url": os.environ["ZF_S3_ENDPOINT"],
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "client_kwargs": {"region_name": "us-east-1"},
+    }}
+
 warnings.filterwarnings("ignore")
 
 # How the files combine into one dataset, for sets like those of
@@ -154,7 +168,7 @@ def time_first(info):
 
 def check_zarr_python(store, src):
     try:
-        root = zarr.open_group(store, mode="r")
+        root = zarr.open_group(store, mode="r", **storage_options(store))
     except Exception as e:  # noqa: BLE001 - report whatever zarr raises
         fail(f"zarr.open_group({store!r}) failed: {type(e).__name__}: {e}")
     got = set(root.array_keys())
@@ -263,11 +277,11 @@ def main():
         check_zarr_python(store, src)
 
         out_raw = drop_ignored_attrs(
-            xr.open_zarr(store, consolidated=None, decode_cf=False).load())
+            xr.open_zarr(store, consolidated=None, decode_cf=False, **storage_options(store)).load())
         check_time_encoding(out_raw, first_attrs, first_path)
         check_raw(src_raw, out_raw)
 
-        out = drop_ignored_attrs(xr.open_zarr(store, consolidated=None).load())
+        out = drop_ignored_attrs(xr.open_zarr(store, consolidated=None, **storage_options(store)).load())
         check_decoded(src, out, src_raw)
     except Failure as e:
         print(f"FAIL {store} vs {len(files)} files: {e}", file=sys.stderr)

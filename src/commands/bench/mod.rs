@@ -74,6 +74,12 @@ pub struct RankFigures {
     pub busy_s: f64,
     /// Peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// PUT requests to object storage (a multipart upload counts its parts).
+    #[serde(default)]
+    pub puts: u64,
+    /// Bytes uploaded to object storage.
+    #[serde(default)]
+    pub put_bytes: u64,
 }
 
 /// The benchmark report.
@@ -141,6 +147,19 @@ impl BenchReport {
                 x.decode_imbalance,
                 x.write_imbalance
             ));
+        }
+        if self.ranks.iter().any(|r| r.puts > 0) {
+            let secs = c.seconds.max(1e-9);
+            for r in &self.ranks {
+                out.push_str(&format!(
+                    "  object storage, rank {}: {} PUTs, {:.3} GB: {:.1} MB/s, {:.1} requests/s\n",
+                    r.rank,
+                    r.puts,
+                    gb(r.put_bytes),
+                    r.put_bytes as f64 / 1e6 / secs,
+                    r.puts as f64 / secs
+                ));
+            }
         }
         out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s  exch s   busy s  RSS MiB\n");
         for r in &self.ranks {
@@ -236,7 +255,7 @@ pub fn run(
     generate_s: f64,
 ) -> Result<BenchReport, Error> {
     let report = convert(ctx, cfg, topo)?;
-    let mine = figures(ctx, &report.rank0);
+    let mine = figures(ctx, cfg, &report.rank0);
     let bytes = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
         .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
     let gathered = ctx.gather_bytes(bytes);
@@ -282,8 +301,18 @@ pub fn run(
     })
 }
 
-fn figures(ctx: &MpiCtx, s: &RankStats) -> RankFigures {
+fn figures(ctx: &MpiCtx, cfg: &ConvertConfig, s: &RankStats) -> RankFigures {
+    let (puts, put_bytes) = if crate::store::storage::is_remote(&cfg.output) {
+        crate::store::storage::open(&cfg.output)
+            .ok()
+            .and_then(|st| st.uploaded())
+            .unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
     RankFigures {
+        puts,
+        put_bytes,
         rank: ctx.rank(),
         host: crate::system::environment::hostname(),
         units: s.units,

@@ -31,8 +31,20 @@ use super::url::S3Url;
 use super::Storage;
 use crate::store::error::WriteError;
 
-/// Objects larger than this go up as multipart uploads.
+/// Objects larger than this go up as multipart uploads (unless
+/// `ZARRFORGE_S3_MULTIPART_BYTES` says otherwise).
 pub const MULTIPART_BYTES: usize = 32 << 20;
+
+/// The multipart threshold in force.
+fn multipart_bytes() -> usize {
+    static V: OnceLock<usize> = OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("ZARRFORGE_S3_MULTIPART_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MULTIPART_BYTES)
+    })
+}
 /// Size of one part of a multipart upload.
 pub const PART_BYTES: usize = 16 << 20;
 /// Uploads in flight per rank at most.
@@ -92,19 +104,26 @@ impl S3Storage {
         if let Some(s) = map.get(url) {
             return Ok(Arc::clone(s));
         }
-        let s = Arc::new(Self::new(url.clone())?);
+        let settings = Settings::from_env().map_err(|e| WriteError::Remote {
+            url: url.to_string(),
+            what: "find S3 credentials and endpoint",
+            source: e.to_string().into(),
+        })?;
+        let s = Arc::new(Self::with_settings(url.clone(), &settings)?);
         map.insert(url.clone(), Arc::clone(&s));
         Ok(s)
     }
 
-    fn new(url: S3Url) -> Result<Self, WriteError> {
+    /// A client of `url` made from `settings` (not shared: tools and tests).
+    ///
+    /// # Errors
+    /// [`WriteError::Remote`] when the client cannot be built.
+    pub fn with_settings(url: S3Url, settings: &Settings) -> Result<Self, WriteError> {
         let err = |what: &'static str, msg: String| WriteError::Remote {
             url: url.to_string(),
             what,
             source: msg.into(),
         };
-        let settings = Settings::from_env()
-            .map_err(|e| err("find S3 credentials and endpoint", e.to_string()))?;
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(100),
@@ -230,6 +249,9 @@ impl S3Storage {
     }
 }
 
+/// What a failed upload during a run means for the user.
+const RESUMABLE: &str = "; finished units are recorded: once the object store answers again, run the same command with --resume";
+
 /// The server's error in one line, with what it most likely means.
 fn hint(e: &object_store::Error) -> String {
     let text = one_line(e);
@@ -260,7 +282,7 @@ async fn upload(
 ) -> Result<(), object_store::Error> {
     use std::sync::atomic::Ordering::Relaxed;
     let n = bytes.len() as u64;
-    if bytes.len() <= MULTIPART_BYTES {
+    if bytes.len() <= multipart_bytes() {
         client.put(path, PutPayload::from(bytes)).await?;
         stats.puts.fetch_add(1, Relaxed);
         stats.bytes.fetch_add(n, Relaxed);
@@ -307,7 +329,11 @@ impl Storage for S3Storage {
         let bytes = bytes.to_vec();
         self.rt
             .block_on(async move { upload(&client, &path, bytes, &stats).await })
-            .map_err(|e| self.remote(key, "upload", &e))
+            .map_err(|e| WriteError::Remote {
+                url: self.describe(key),
+                what: "upload",
+                source: format!("{}{RESUMABLE}", hint(&e)).into(),
+            })
     }
 
     fn put_later(&self, key: &str, bytes: Vec<u8>) -> Result<(), WriteError> {
@@ -348,7 +374,7 @@ impl Storage for S3Storage {
                     *f = Some(WriteError::Remote {
                         url,
                         what: "upload",
-                        source: hint(&e).into(),
+                        source: format!("{}{RESUMABLE}", hint(&e)).into(),
                     });
                 }
             }
