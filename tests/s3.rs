@@ -524,6 +524,12 @@ fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_sto
     assert!(zarrforge(None, &convert_args(s(&local), &files, &layout), 2 * MINUTE).ok());
     let got = download(&server, prefix, dir.path());
     assert_same_files(&comparable(&got), &comparable(&local), "resumed");
+    let i = run(&env, None, &["inspect", &url], &[]);
+    assert!(
+        i.ok() && i.stdout.contains(": committed") && i.stdout.contains("t2m: "),
+        "{}",
+        i.stdout
+    );
 }
 
 #[test]

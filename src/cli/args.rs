@@ -252,7 +252,7 @@ impl WorkerArgs {
 /// `inspect` options.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Input netCDF file
+    /// Input netCDF file, or a store (a directory or s3://BUCKET/PREFIX): its state, arrays, journal and lock
     pub input: PathBuf,
     /// Print JSON instead of text
     #[arg(long)]

@@ -203,12 +203,22 @@ pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String 
     out
 }
 
-/// `zarrforge inspect`: one file's structure, read by rank 0.
+/// `zarrforge inspect`: one file's structure, or a store's state
+/// ([`super::inspect_store`]), read by rank 0.
 ///
 /// # Errors
 /// The file's structure cannot be read.
 pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(), Error> {
     if !ctx.is_root() {
+        return Ok(());
+    }
+    if super::inspect_store::is_store(&args.input) {
+        let v = super::inspect_store::view(&args.input)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            print!("{}", super::inspect_store::describe(&v));
+        }
         return Ok(());
     }
     let mut s = crate::pipeline::scan::structure::read_schema(&args.input, true)?;
