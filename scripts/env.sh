@@ -23,3 +23,17 @@ zf_venv() {
         "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy dask h5py s3fs
     fi
 }
+
+# A venv with moto's S3 server, for the lock race test only (tests/s3.rs):
+# unlike s3s-fs, its create-only PUT is atomic under a race. Exports
+# ZF_MOTO_SERVER (idempotent).
+zf_moto() {
+    local venv="$ZF_ROOT/.venv-moto"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        echo "==> creating Python venv $venv (moto[server])" >&2
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --upgrade pip
+        "$venv/bin/pip" install -q "moto[server]"
+    fi
+    export ZF_MOTO_SERVER="$venv/bin/moto_server"
+}

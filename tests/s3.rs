@@ -567,3 +567,109 @@ fn a_storm_of_503_slowdown_is_survived_by_the_retries() {
     let got = download(&server, prefix, dir.path());
     assert_same_files(&comparable(&got), &comparable(&local), "throttled");
 }
+
+/// moto's S3 server (`ZF_MOTO_SERVER`, or the venv `zf_moto` makes).
+fn moto_server() -> PathBuf {
+    std::env::var_os("ZF_MOTO_SERVER").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-moto/bin/moto_server"),
+        PathBuf::from,
+    )
+}
+
+/// Creates a bucket on a server that takes unsigned requests (moto).
+fn make_bucket(port: u16, bucket: &str) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "create bucket: {answer}"
+    );
+}
+
+#[test]
+fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
+    // s3s-fs's create-only PUT is not atomic under a race; moto's is.
+    let moto = moto_server();
+    assert!(
+        moto.is_file(),
+        "{} not found: run `source scripts/env.sh && zf_moto` (scripts/test does)",
+        moto.display()
+    );
+    let dir = tmp();
+    let files = inputs(&dir.path().join("in"));
+    let port = free_port();
+    let mut server = Command::new(&moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    wait_listening(port);
+    make_bucket(port, BUCKET);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let layout = ["--chunks", "time=4,lat=2,lon=3"];
+    let local = dir.path().join("clean.zarr");
+    assert!(zarrforge(None, &convert_args(s(&local), &files, &layout), MINUTE).ok());
+    for round in 0..3 {
+        let prefix = format!("race/r{round}.zarr");
+        let url = format!("s3://{BUCKET}/{prefix}");
+        let args = convert_args(&url, &files, &layout);
+        let children: Vec<Child> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .args(&args)
+                    .env("AWS_ACCESS_KEY_ID", KEY)
+                    .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                    .env("AWS_ENDPOINT_URL", &endpoint)
+                    .env("AWS_REGION", "us-east-1")
+                    .env("HDF5_USE_FILE_LOCKING", "FALSE")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut won = 0;
+        for mut c in children {
+            let (code, err) = crate::reliability::wait_for(&mut c, 2 * MINUTE);
+            if code == Some(0) {
+                won += 1;
+            } else {
+                // Refused by the lock, by the marker of the winner's store
+                // (being written, or committed), never half-way.
+                assert!(
+                    err.contains("locked")
+                        || err.contains("already exists")
+                        || err.contains("unfinished conversion"),
+                    "round {round}: a loser failed otherwise: {err}"
+                );
+            }
+        }
+        assert_eq!(won, 1, "round {round}: {won} runs wrote the store");
+        let c = client_at(&endpoint, &prefix);
+        let out = dir.path().join(format!("r{round}"));
+        for k in c.list("").unwrap() {
+            let p = out.join(&k);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, c.get(&k).unwrap().unwrap()).unwrap();
+        }
+        assert_same_files(
+            &comparable(&out),
+            &comparable(&local),
+            &format!("round {round}"),
+        );
+        assert!(
+            !out.join(".zarrforge/lock").exists(),
+            "round {round}: lock left"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -373,6 +373,15 @@ fn fresh(
         drop(lock);
         return Err(e.into());
     }
+    // Object storage has no exclusive mkdir: with the lock held, the prefix
+    // must still hold nothing but it (another run may have created and
+    // committed a store between the survey and the lock).
+    if storage::is_remote(out) {
+        if let Err(e) = crate::store::remote::prepare(out) {
+            drop(lock);
+            return Err(e.into());
+        }
+    }
     if let Err(e) = store::mark(out) {
         drop(lock);
         store::unmake(out);
