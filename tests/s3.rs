@@ -438,23 +438,11 @@ fn bad_credentials_a_missing_bucket_or_no_server_fail_on_every_rank_before_any_w
     );
 }
 
-/// Units recorded in the store's journal objects (8 bytes per unit).
-fn journaled(server: &Server, prefix: &str) -> u64 {
-    let c = server.client(prefix);
-    c.list(".zarrforge/journal")
-        .unwrap_or_default()
-        .iter()
-        .filter(|k| k.contains("/units-"))
-        .map(|k| c.size(k).ok().flatten().unwrap_or(0) / 8)
-        .sum()
-}
-
-#[test]
-fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_store() {
-    let dir = tmp();
-    let files: Vec<PathBuf> = (0..6)
+/// `n` generated model-like files (24 steps of 91 x 180) under `dir`.
+fn generated(dir: &Path, n: usize) -> Vec<PathBuf> {
+    (0..n)
         .map(|i| {
-            let p = dir.path().join(format!("g{i}.nc"));
+            let p = dir.join(format!("g{i}.nc"));
             let r = zarrforge(
                 None,
                 &[
@@ -474,7 +462,24 @@ fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_sto
             assert!(r.ok(), "{}", r.stderr);
             p
         })
-        .collect();
+        .collect()
+}
+
+/// Units recorded in the store's journal objects (8 bytes per unit).
+fn journaled(server: &Server, prefix: &str) -> u64 {
+    let c = server.client(prefix);
+    c.list(".zarrforge/journal")
+        .unwrap_or_default()
+        .iter()
+        .filter(|k| k.contains("/units-"))
+        .map(|k| c.size(k).ok().flatten().unwrap_or(0) / 8)
+        .sum()
+}
+
+#[test]
+fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_store() {
+    let dir = tmp();
+    let files = generated(dir.path(), 6);
     let mut server = Server::start(dir.path());
     let env = server.env();
     let prefix = "runs/killed.zarr";
@@ -672,4 +677,66 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn ranks_killed_mid_conversion_on_s3_resume_on_another_rank_count() {
+    let dir = tmp();
+    let files = generated(dir.path(), 6);
+    let server = Server::start(dir.path());
+    let env = server.env();
+    let prefix = "runs/sigkill.zarr";
+    let url = format!("s3://{BUCKET}/{prefix}");
+    let layout = ["--chunks", "time=2,lat=23,lon=45"];
+    let args = convert_args(&url, &files, &layout);
+    let mut child = Command::new("mpirun")
+        .args(["-np", "2", BIN])
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + MINUTE;
+    while journaled(&server, prefix) == 0 {
+        assert!(Instant::now() < until, "no unit was journaled");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no handler runs, the lock and the journal stay behind.
+    for pid in crate::reliability::rank_pids(prefix) {
+        crate::reliability::signal(pid, libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let c = server.client(prefix);
+    assert!(!c.exists("zarr.json").unwrap(), "committed");
+    assert!(
+        c.exists(".zarrforge/lock").unwrap(),
+        "the killed run's lock"
+    );
+    // The holder is provably gone (dead PIDs on this host): taken over.
+    let r = run(
+        &env,
+        None,
+        &convert_args(&url, &files, &[layout[0], layout[1], "--resume"]),
+        &[],
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let local = dir.path().join("clean.zarr");
+    assert!(zarrforge(None, &convert_args(s(&local), &files, &layout), 2 * MINUTE).ok());
+    let got = download(&server, prefix, dir.path());
+    assert_same_files(
+        &comparable(&got),
+        &comparable(&local),
+        "resumed after SIGKILL",
+    );
 }

@@ -34,7 +34,7 @@ pub fn root_key(format: ZarrFormat) -> &'static str {
 pub fn output_exists(output: &Path) -> bool {
     if storage::is_remote(output) {
         return storage::open(output)
-            .and_then(|s| s.list(""))
+            .and_then(|s| s.children(""))
             .is_ok_and(|k| !k.is_empty());
     }
     output.exists()

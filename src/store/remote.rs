@@ -22,12 +22,20 @@ fn to_config(output: &Path, e: WriteError) -> ConfigError {
     }
 }
 
-/// Whether the prefix holds nothing but a creation's leftovers.
+/// Whether the prefix holds nothing but a creation's leftovers. Lists only
+/// the root and `.zarrforge/` (two requests, whatever the store's size).
 ///
 /// # Errors
 /// [`WriteError`] when it cannot be listed.
 pub fn is_unclaimed(s: &dyn Storage) -> Result<bool, WriteError> {
-    Ok(s.list("")?.iter().all(|k| is_creation_leftover(k)))
+    let top = s.children("")?;
+    if top.iter().any(|n| *n != format!("{MARKER_DIR}/")) {
+        return Ok(false);
+    }
+    if top.is_empty() {
+        return Ok(true);
+    }
+    Ok(s.list(MARKER_DIR)?.iter().all(|k| is_creation_leftover(k)))
 }
 
 /// Checks that the prefix is free for a new store: empty, or holding only
@@ -38,11 +46,10 @@ pub fn is_unclaimed(s: &dyn Storage) -> Result<bool, WriteError> {
 /// [`ConfigError::NotOurStore`] for anything else there.
 pub fn prepare(output: &Path) -> Result<(), ConfigError> {
     let s = storage::open(output).map_err(|e| to_config(output, e))?;
-    let keys = s.list("").map_err(|e| to_config(output, e))?;
-    if keys.iter().all(|k| is_creation_leftover(k)) {
+    if is_unclaimed(s.as_ref()).map_err(|e| to_config(output, e))? {
         return Ok(());
     }
-    if keys.contains(&marker_key()) {
+    if s.exists(&marker_key()).map_err(|e| to_config(output, e))? {
         return Err(ConfigError::OutputExists(output.to_path_buf()));
     }
     Err(ConfigError::NotOurStore(output.to_path_buf()))

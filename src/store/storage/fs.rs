@@ -108,6 +108,24 @@ impl Storage for DirStorage {
         Ok(out)
     }
 
+    fn children(&self, prefix: &str) -> Result<Vec<String>, WriteError> {
+        let d = self.path(prefix);
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(WriteError::io(&d, "read directory", e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let e = e.map_err(|err| WriteError::io(&d, "read directory", err))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dir = e.file_type().is_ok_and(|t| t.is_dir());
+            out.push(if dir { format!("{name}/") } else { name });
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn delete(&self, keys: &[String]) -> Result<(), WriteError> {
         for k in keys {
             let p = self.path(k);
@@ -164,6 +182,8 @@ mod tests {
         assert_eq!(s.size("a").unwrap(), None);
         assert_eq!(s.list("").unwrap(), ["a/b", "a/c/d"]);
         assert_eq!(s.list("a/c").unwrap(), ["a/c/d"]);
+        assert_eq!(s.children("").unwrap(), ["a/"]);
+        assert_eq!(s.children("a").unwrap(), ["b", "c/"]);
         assert!(s.put_new("l", b"1").unwrap());
         assert!(!s.put_new("l", b"2").unwrap());
         assert_eq!(s.get("l").unwrap().unwrap(), b"1");

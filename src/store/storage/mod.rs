@@ -101,6 +101,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// [`WriteError`].
     fn list(&self, prefix: &str) -> Result<Vec<String>, WriteError>;
 
+    /// The names directly under `prefix` (`""`: the store's root): objects
+    /// as `name`, deeper levels as `name/`, sorted. One listing request on
+    /// object storage, however many objects lie deeper.
+    ///
+    /// # Errors
+    /// [`WriteError`].
+    fn children(&self, prefix: &str) -> Result<Vec<String>, WriteError>;
+
     /// Removes `keys`; absent keys are fine. Object stores remove them in
     /// batches.
     ///

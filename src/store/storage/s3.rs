@@ -485,6 +485,25 @@ impl Storage for S3Storage {
         Ok(keys)
     }
 
+    fn children(&self, prefix: &str) -> Result<Vec<String>, WriteError> {
+        let path = self.path(prefix)?;
+        let client = Arc::clone(&self.client);
+        let r = self.rt.block_on(async move {
+            let p = (!path.as_ref().is_empty()).then_some(path);
+            client.list_with_delimiter(p.as_ref()).await
+        });
+        let r = r.map_err(|e| self.remote(prefix, "list", &e))?;
+        let name = |p: &ObjPath| p.filename().unwrap_or_default().to_string();
+        let mut out: Vec<String> = r
+            .objects
+            .iter()
+            .map(|m| name(&m.location))
+            .chain(r.common_prefixes.iter().map(|p| format!("{}/", name(p))))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     fn delete(&self, keys: &[String]) -> Result<(), WriteError> {
         if keys.is_empty() {
             return Ok(());
