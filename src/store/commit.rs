@@ -49,7 +49,7 @@ impl Pending {
 }
 
 fn pending_key() -> String {
-    storage::join(super::files::MARKER_DIR, PENDING_FILE)
+    storage::join(super::layout::MARKER_DIR, PENDING_FILE)
 }
 
 /// Consolidated entries sorted by key: readers (zarr-python) group the
@@ -68,7 +68,7 @@ fn apply(s: &dyn Storage, pending: &Pending) -> Result<(), WriteError> {
         crate::system::fault::point("commit.doc");
     }
     s.put(
-        &storage::join(super::files::MARKER_DIR, super::files::STATE_FILE),
+        &storage::join(super::layout::MARKER_DIR, super::layout::STATE_FILE),
         &pending.state,
     )?;
     crate::system::fault::point("commit.state");
@@ -197,7 +197,7 @@ pub fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::files::write_atomic;
+    use crate::store::storage::fs::write_atomic;
 
     #[test]
     fn a_decided_commit_is_finished_by_the_next_run() {
@@ -220,8 +220,8 @@ mod tests {
             b"{\"root\":1}"
         );
         let state = store
-            .join(super::super::files::MARKER_DIR)
-            .join(super::super::files::STATE_FILE);
+            .join(super::super::layout::MARKER_DIR)
+            .join(super::super::layout::STATE_FILE);
         assert_eq!(std::fs::read(state).unwrap(), b"state");
         assert!(!store.join(pending_key()).exists());
         assert!(!finish_pending(store).unwrap());

@@ -6,29 +6,15 @@
 //! store has no root metadata (`zarr.json` or `.zgroup`), so no reader can
 //! take a partial store for a finished one.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cli::config::ZarrFormat;
 use crate::cli::error::ConfigError;
 use crate::store::error::WriteError;
 use crate::store::storage;
 
-/// Hidden directory of zarrforge's own files inside a store.
-pub const MARKER_DIR: &str = ".zarrforge";
-/// The marker file that identifies a store written by zarrforge.
-pub const MARKER_FILE: &str = "store.json";
-/// File of the store's saved state (`state::StoreState`), inside
-/// [`MARKER_DIR`].
-pub const STATE_FILE: &str = "dataset.bin";
-
-/// The root metadata key whose presence means "committed".
-pub fn root_key(format: ZarrFormat) -> &'static str {
-    match format {
-        ZarrFormat::V3 => "zarr.json",
-        ZarrFormat::V2 => ".zgroup",
-    }
-}
+use super::layout::METADATA_KEYS;
+pub use super::layout::{root_key, CLEARING_FILE, MARKER_DIR, MARKER_FILE, STATE_FILE};
+pub use super::storage::fs::{sync_filesystem, write_atomic};
 
 /// Whether anything is at `output`: a path, or objects under the prefix.
 pub fn output_exists(output: &Path) -> bool {
@@ -49,10 +35,6 @@ pub fn is_our_store(dir: &Path) -> bool {
     }
     dir.join(MARKER_DIR).join(MARKER_FILE).is_file()
 }
-
-/// The file whose presence means "an `--overwrite` is deleting this
-/// store", inside [`MARKER_DIR`].
-pub const CLEARING_FILE: &str = "clearing";
 
 /// Whether an `--overwrite` was interrupted while deleting `dir`.
 pub fn is_clearing(dir: &Path) -> bool {
@@ -185,11 +167,6 @@ pub fn unmake(output: &Path) {
     let _ = std::fs::remove_dir(output);
 }
 
-/// Metadata documents, removed first in every directory so that no reader
-/// finds an array whose chunks are being deleted.
-pub(crate) const METADATA_KEYS: [&str; 5] =
-    [".zmetadata", "zarr.json", ".zgroup", ".zarray", ".zattrs"];
-
 /// Deletes the contents of the zarrforge store `dir` for `--overwrite`,
 /// keeping its marker and lock: the caller holds the lock throughout, so
 /// the new run owns the directory from the old store's last moment on.
@@ -316,65 +293,6 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
         out.push(n);
     }
     Ok(out)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so readers never see a partial file. Creates missing parent
-/// directories.
-///
-/// # Errors
-/// [`WriteError::Io`] with the path (disk full, quota, permissions).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let create = || std::fs::File::create(&tmp);
-    let mut f = match create() {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| WriteError::io(dir, "create directory", e))?;
-            create().map_err(|e| WriteError::io(&tmp, "create", e))?
-        }
-        Err(e) => return Err(WriteError::io(&tmp, "create", e)),
-    };
-    if let Err(e) = f.write_all(bytes) {
-        drop(f);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(WriteError::io(path, "write", e));
-    }
-    drop(f);
-    crate::system::fault::point("write.temp");
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        WriteError::io(path, "rename", e)
-    })?;
-    crate::system::fault::point("write.renamed");
-    Ok(())
-}
-
-/// Flushes the filesystem holding `dir` to stable storage (`syncfs`).
-///
-/// # Errors
-/// [`WriteError::Io`].
-pub fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {
-    let f = std::fs::File::open(dir).map_err(|e| WriteError::io(dir, "open for sync", e))?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: syncfs on a valid, open file descriptor.
-        let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
-        if rc != 0 {
-            return Err(WriteError::io(dir, "sync", std::io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        // No syncfs: flush everything (sync) and the directory itself.
-        // SAFETY: sync(2) takes no arguments and cannot fail.
-        unsafe { libc::sync() };
-        f.sync_all().map_err(|e| WriteError::io(dir, "sync", e))
-    }
 }
 
 #[cfg(test)]

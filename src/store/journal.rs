@@ -29,13 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::error::ConfigError;
 use crate::store::error::WriteError;
-use crate::store::files::MARKER_DIR;
+use crate::store::layout::MARKER_DIR;
+pub use crate::store::layout::{JOURNAL_DIR, LOCK_FILE};
 use crate::store::storage::{self, Storage};
 
-/// Directory of the journal inside the store.
-pub const JOURNAL_DIR: &str = "journal";
-/// Lock file inside [`MARKER_DIR`].
-pub const LOCK_FILE: &str = "lock";
 /// Units recorded per batch at most.
 pub const BATCH_UNITS: usize = 512;
 /// How long `--resume` waits for a lock holder on this host to exit.

@@ -11,6 +11,7 @@ pub mod encode;
 pub mod error;
 pub mod files;
 pub mod journal;
+pub mod layout;
 pub mod metadata;
 pub mod opening;
 pub mod remote;

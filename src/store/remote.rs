@@ -5,14 +5,14 @@
 
 use std::path::Path;
 
-use super::files::{CLEARING_FILE, MARKER_DIR, MARKER_FILE};
+use super::layout::{CLEARING_FILE, LOCK_FILE, MARKER_DIR, MARKER_FILE, METADATA_KEYS};
 use super::storage::{self, Storage};
 use crate::cli::error::ConfigError;
 use crate::store::error::WriteError;
 
 /// The store's keys that its creation leaves before the marker.
 fn is_creation_leftover(key: &str) -> bool {
-    key == storage::join(MARKER_DIR, super::journal::LOCK_FILE)
+    key == storage::join(MARKER_DIR, LOCK_FILE)
 }
 
 fn to_config(output: &Path, e: WriteError) -> ConfigError {
@@ -80,16 +80,13 @@ pub fn clear(s: &dyn Storage) -> Result<(), WriteError> {
         s.put(&clearing, b"an --overwrite is deleting this store\n")?;
     }
     crate::system::fault::point("overwrite.begun");
-    let roots: Vec<String> = super::files::METADATA_KEYS
-        .iter()
-        .map(|k| (*k).to_string())
-        .collect();
+    let roots: Vec<String> = METADATA_KEYS.iter().map(|k| (*k).to_string()).collect();
     s.delete(&roots)?;
     crate::system::fault::point("overwrite.hidden");
     let keep = [
         marker_key(),
         clearing.clone(),
-        storage::join(MARKER_DIR, super::journal::LOCK_FILE),
+        storage::join(MARKER_DIR, LOCK_FILE),
     ];
     let (docs, rest): (Vec<String>, Vec<String>) = s
         .list("")?
@@ -97,7 +94,7 @@ pub fn clear(s: &dyn Storage) -> Result<(), WriteError> {
         .filter(|k| !keep.contains(k))
         .partition(|k| {
             let name = k.rsplit('/').next().unwrap_or_default();
-            super::files::METADATA_KEYS.contains(&name)
+            METADATA_KEYS.contains(&name)
         });
     s.delete(&docs)?;
     s.delete(&rest)?;

@@ -17,7 +17,7 @@ use crate::pipeline::combine::{set_dim_len, Concat, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::store::error::AppendError;
 use crate::store::error::WriteError;
-use crate::store::files::{root_key, MARKER_DIR, STATE_FILE};
+use crate::store::layout::{root_key, MARKER_DIR, STATE_FILE};
 
 /// One array's layout, as committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

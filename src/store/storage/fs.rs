@@ -1,5 +1,5 @@
 //! A store in a directory: atomic writes by temporary file and rename
-//! ([`crate::store::files::write_atomic`]), durability by `syncfs`, and an
+//! ([`write_atomic`]), durability by `syncfs` ([`sync_filesystem`]), and an
 //! exclusive create for [`Storage::put_new`].
 
 use std::io::Write;
@@ -35,11 +35,11 @@ impl Storage for DirStorage {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), WriteError> {
-        crate::store::files::write_atomic(&self.path(key), bytes)
+        write_atomic(&self.path(key), bytes)
     }
 
     fn sync(&self) -> Result<(), WriteError> {
-        crate::store::files::sync_filesystem(&self.root)
+        sync_filesystem(&self.root)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, WriteError> {
@@ -161,6 +161,65 @@ impl Storage for DirStorage {
 
     fn dir(&self) -> Option<&Path> {
         Some(&self.root)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so readers never see a partial file. Creates missing parent
+/// directories.
+///
+/// # Errors
+/// [`WriteError::Io`] with the path (disk full, quota, permissions).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let create = || std::fs::File::create(&tmp);
+    let mut f = match create() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| WriteError::io(dir, "create directory", e))?;
+            create().map_err(|e| WriteError::io(&tmp, "create", e))?
+        }
+        Err(e) => return Err(WriteError::io(&tmp, "create", e)),
+    };
+    if let Err(e) = f.write_all(bytes) {
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(WriteError::io(path, "write", e));
+    }
+    drop(f);
+    crate::system::fault::point("write.temp");
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        WriteError::io(path, "rename", e)
+    })?;
+    crate::system::fault::point("write.renamed");
+    Ok(())
+}
+
+/// Flushes the filesystem holding `dir` to stable storage (`syncfs`).
+///
+/// # Errors
+/// [`WriteError::Io`].
+pub fn sync_filesystem(dir: &Path) -> Result<(), WriteError> {
+    let f = std::fs::File::open(dir).map_err(|e| WriteError::io(dir, "open for sync", e))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs on a valid, open file descriptor.
+        let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+        if rc != 0 {
+            return Err(WriteError::io(dir, "sync", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // No syncfs: flush everything (sync) and the directory itself.
+        // SAFETY: sync(2) takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+        f.sync_all().map_err(|e| WriteError::io(dir, "sync", e))
     }
 }
 
