@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill-point and race harness of zarrforge's store safety.
 
-usage: harness.py BIN WORKDIR [--quick]
+usage: harness.py BIN WORKDIR [--quick] [--s3]
 
 BIN is zarrforge built with the `fault-injection` feature (src/system/fault.rs):
 every step that changes a store calls a named kill point. For each
@@ -25,6 +25,12 @@ as a clean run. (2) every pair of operations started together on one store,
 repeated: each ends with success or a one-line refusal, and the store is
 one of the states the pair can produce when run one after the other.
 
+With --s3 the stores live on a real S3 server (s3s-fs on 127.0.0.1, its
+data under WORKDIR): the commands write s3://faults/..., xarray reads
+through s3fs, and the harness copies and compares stores in the server's
+data directory (one file per object). The kill walk of v3 (first and last
+occurrence of each point) and the paused races run there.
+
 Prints a line per failure and a summary; exits 1 when anything failed.
 """
 
@@ -47,6 +53,10 @@ import xarray as xr
 BIN = os.path.abspath(sys.argv[1])
 WORK = os.path.abspath(sys.argv[2])
 QUICK = "--quick" in sys.argv
+S3 = "--s3" in sys.argv
+S3_BUCKET = "faults"
+S3_ROOT = os.path.join(WORK, "s3data", S3_BUCKET)
+S3_OPTIONS = {}
 RANKS = 2
 TIMEOUT = 180
 
@@ -64,6 +74,44 @@ for k in ("ZARRFORGE_FAULT", "ZARRFORGE_FAULT_TRACE", "ZARRFORGE_FAULT_HIT"):
     ENV.pop(k, None)
 
 failures = []
+
+
+def start_s3():
+    """s3s-fs on a free port; its data (one file per object) under WORK."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    os.makedirs(S3_ROOT, exist_ok=True)
+    exe = os.environ.get("ZF_S3S_FS") or os.path.expanduser("~/.cargo/bin/s3s-fs")
+    if not os.path.exists(exe):
+        exe = shutil.which("s3s-fs") or exe
+    server = subprocess.Popen(
+        [exe, "--host", "127.0.0.1", "--port", str(port), "--access-key", "zfkey",
+         "--secret-key", "zfsecret", os.path.dirname(S3_ROOT)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    ENV.update(AWS_ACCESS_KEY_ID="zfkey", AWS_SECRET_ACCESS_KEY="zfsecret",
+               AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1")
+    S3_OPTIONS.update(endpoint_url=endpoint, key="zfkey", secret="zfsecret",
+                      client_kwargs={"region_name": "us-east-1"})
+    return server
+
+
+def loc(path):
+    """What the commands and readers are given for a store kept at `path`:
+    the path, or on S3 the URL of the object prefix the server keeps there."""
+    if S3 and path.startswith(S3_ROOT):
+        return f"s3://{S3_BUCKET}/" + os.path.relpath(path, S3_ROOT)
+    return path
 
 
 def fail(what):
@@ -159,7 +207,9 @@ def leftovers(path):
     """What an interrupted run leaves and a finished one must not."""
     bad = []
     for root, dirs, files in os.walk(path):
-        for f in files + dirs:
+        # The S3 server keeps empty directories where objects were: only
+        # objects count there.
+        for f in files if S3 else files + dirs:
             rel = os.path.relpath(os.path.join(root, f), path)
             if re.match(r".*/?\.[^/]*\.tmp\d+$", rel) or rel in (
                 ".zarrforge/lock",
@@ -176,7 +226,8 @@ def view(path, consolidated):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = xr.open_zarr(path, consolidated=consolidated, decode_times=False)
+            kw = {"storage_options": S3_OPTIONS} if S3 else {}
+            ds = xr.open_zarr(loc(path), consolidated=consolidated, decode_times=False, **kw)
             parts = []
             for name in sorted(ds.variables):
                 v = ds.variables[name]
@@ -201,7 +252,7 @@ def copy_store(src, dst):
 
 
 def convert_args(fmt, out, files, *extra):
-    return ["convert", "--quiet", "--zarr-format", str(fmt), "--chunks", "time=3,lat=4", "-o", out] + list(extra) + files
+    return ["convert", "--quiet", "--zarr-format", str(fmt), "--chunks", "time=3,lat=4", "-o", loc(out)] + list(extra) + files
 
 
 class Refs:
@@ -213,7 +264,7 @@ class Refs:
         # The label in stores' names and cases: the format, and "x" for the
         # exchange path.
         self.fmt = f"{fmt}x" if self.extra else fmt
-        base = os.path.join(WORK, f"refs-v{self.fmt}")
+        base = os.path.join(S3_ROOT if S3 else WORK, f"refs-v{self.fmt}")
         os.makedirs(base, exist_ok=True)
         self.a = os.path.join(base, "A.zarr")
         self.b = os.path.join(base, "B.zarr")
@@ -282,7 +333,7 @@ def trace_points(initial, cmd, out, tag, quick=False):
 
 
 def kill_walk(refs, stats, quick=False):
-    out = os.path.join(WORK, f"store-v{refs.fmt}.zarr")
+    out = os.path.join(S3_ROOT if S3 else WORK, f"store-v{refs.fmt}.zarr")
     hit = os.path.join(WORK, "hit")
     for op, (initial, cmd, recoveries, old, new) in refs.operations(out).items():
         tag = f"v{refs.fmt} {op}"
@@ -335,7 +386,7 @@ def one_line_refusal(rc, err):
 
 
 def paused_races(refs, stats):
-    out = os.path.join(WORK, f"race-v{refs.fmt}.zarr")
+    out = os.path.join(S3_ROOT if S3 else WORK, f"race-v{refs.fmt}.zarr")
     hit = os.path.join(WORK, "hit-race")
     ops = refs.operations(out)
     pauses = {
@@ -406,6 +457,20 @@ def main():
     files = make_inputs(os.path.join(WORK, "inputs"))
     stats = {"kills": 0, "recovered": 0, "not reached": 0, "paused races": 0, "pair races": 0}
     t0 = time.time()
+    if S3:
+        server = start_s3()
+        try:
+            refs = Refs(3, files)
+            kill_walk(refs, stats, quick=True)
+            paused_races(refs, stats)
+        finally:
+            server.terminate()
+        print(
+            f"faults on S3: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
+            f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races; "
+            f"{len(failures)} failures in {time.time() - t0:.0f} s"
+        )
+        sys.exit(1 if failures else 0)
     for fmt in (3, 2):
         refs = Refs(fmt, files)
         kill_walk(refs, stats)
