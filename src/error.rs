@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::cli::error::ConfigError;
-use crate::mpi::ctx::{FailureKind, MpiError, RankError, RankFailure};
+use crate::mpi::ctx::{Failure, MpiError, RankError, RankFailure};
 use crate::pipeline::combine::error::CombineError;
 use crate::pipeline::read::error::ReadError;
 use crate::pipeline::scan::error::SchemaError;
@@ -41,7 +41,7 @@ pub enum Error {
     #[error(transparent)]
     Write(#[from] WriteError),
     /// One or more ranks failed; the messages are collected per rank.
-    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|f| format!("[rank {}] {}", f.rank, f.message)).collect::<Vec<_>>().join("; "))]
+    #[error("{} rank(s) failed: {}", .0.len(), .0.iter().map(|f| format!("[rank {}] {}", f.rank, f.failure.message)).collect::<Vec<_>>().join("; "))]
     Ranks(Vec<RankFailure>),
     /// A panic caught on this rank.
     #[error(transparent)]
@@ -82,30 +82,167 @@ impl From<AppendError> for Error {
 /// Exit status of a run stopped by SIGTERM/SIGINT whose finished units are
 /// recorded (`EX_TEMPFAIL`): the same command with `--resume` finishes it.
 /// Job scripts requeue on it.
-pub const EXIT_INTERRUPTED: u8 = 75;
+pub const EXIT_INTERRUPTED: u8 = ExitStatus::Interrupted as u8;
+
+/// The exit statuses of every subcommand: a stable table (docs/errors.md)
+/// that job scripts and workflow engines branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    /// Done (also: nothing left to do).
+    Success = 0,
+    /// `verify` (or `convert --verify`) found differences.
+    Differences = 1,
+    /// A bad option, option value or recipe (as clap's own usage errors).
+    Usage = 2,
+    /// A source cannot be found, read or understood, or the sources do
+    /// not fit together.
+    Input = 3,
+    /// The output store cannot be created, written or read.
+    Store = 4,
+    /// The store refuses the operation as asked: it exists, is not
+    /// zarrforge's, is unfinished, holds another plan, or the append does
+    /// not fit it.
+    Refused = 5,
+    /// Another run holds the store's lock.
+    Locked = 6,
+    /// A failure inside zarrforge or MPI (a bug to report).
+    Internal = 70,
+    /// Interrupted by a signal with its finished units recorded: run the
+    /// same command with `--resume`.
+    Interrupted = 75,
+}
+
+impl ExitStatus {
+    /// Every status, in table order.
+    pub const ALL: [ExitStatus; 9] = [
+        Self::Success,
+        Self::Differences,
+        Self::Usage,
+        Self::Input,
+        Self::Store,
+        Self::Refused,
+        Self::Locked,
+        Self::Internal,
+        Self::Interrupted,
+    ];
+
+    /// The name used in events and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Differences => "differences",
+            Self::Usage => "usage",
+            Self::Input => "input",
+            Self::Store => "store",
+            Self::Refused => "refused",
+            Self::Locked => "locked",
+            Self::Internal => "internal",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// The status of a numeric code (codes not in the table are internal).
+    pub fn from_code(code: u8) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| *s as u8 == code)
+            .unwrap_or(Self::Internal)
+    }
+}
+
+impl ConfigError {
+    /// The exit status of this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            ConfigError::Locked { .. } => ExitStatus::Locked,
+            ConfigError::OutputExists(_)
+            | ConfigError::NotOurStore(_)
+            | ConfigError::PlanChanged { .. }
+            | ConfigError::Unfinished(_) => ExitStatus::Refused,
+            ConfigError::Output { .. } => ExitStatus::Store,
+            ConfigError::NoMatch(_) | ConfigError::Glob { .. } | ConfigError::FileList { .. } => {
+                ExitStatus::Input
+            }
+            _ => ExitStatus::Usage,
+        }
+    }
+}
+
+impl WriteError {
+    /// The exit status of this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            WriteError::Interrupted(_) => ExitStatus::Interrupted,
+            WriteError::Read(_) => ExitStatus::Input,
+            WriteError::Io { .. }
+            | WriteError::NoSpace { .. }
+            | WriteError::Remote { .. }
+            | WriteError::Link(_) => ExitStatus::Store,
+            _ => ExitStatus::Internal,
+        }
+    }
+}
 
 impl Error {
+    /// The exit status of this error, the same on every rank for a
+    /// collective failure: the first failing rank's that is not an
+    /// interruption, else [`ExitStatus::Interrupted`].
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Error::Config(e) => e.exit_status(),
+            Error::Schema(_) | Error::Combine(_) | Error::Read(_) => ExitStatus::Input,
+            Error::Append(_) => ExitStatus::Refused,
+            Error::Write(e) => e.exit_status(),
+            Error::Ranks(list) => list
+                .iter()
+                .map(|f| ExitStatus::from_code(f.failure.status))
+                .find(|s| *s != ExitStatus::Interrupted)
+                .unwrap_or(if list.is_empty() {
+                    ExitStatus::Internal
+                } else {
+                    ExitStatus::Interrupted
+                }),
+            Error::Verify(_) => ExitStatus::Differences,
+            Error::Verifying(e) => match e {
+                VerifyError::Netcdf { .. } => ExitStatus::Input,
+                VerifyError::NotAStore(_) | VerifyError::Io { .. } | VerifyError::Store { .. } => {
+                    ExitStatus::Store
+                }
+                VerifyError::Exchange(_) | VerifyError::Panic(_) => ExitStatus::Internal,
+            },
+            Error::Panic(_) | Error::Mpi(_) => ExitStatus::Internal,
+        }
+    }
+
     /// Whether this error is an interruption by a signal on every failing
     /// rank (a run to resume, not a failure to fix).
     pub fn is_interrupted(&self) -> bool {
+        self.exit_status() == ExitStatus::Interrupted
+    }
+
+    /// Whether the same command with `--resume` can finish the run: it was
+    /// interrupted, or it stopped on a full disk or a failed upload with its
+    /// finished units recorded.
+    pub fn is_resumable(&self) -> bool {
         match self {
-            Error::Write(WriteError::Interrupted(_)) => true,
-            Error::Ranks(list) => {
-                !list.is_empty() && list.iter().all(|f| f.kind == FailureKind::Interrupted)
-            }
+            Error::Write(WriteError::Interrupted(_) | WriteError::NoSpace { .. }) => true,
+            // Uploads that failed after their retries; not a bad URL or
+            // credentials.
+            Error::Write(WriteError::Remote { what, .. }) => *what == "upload",
+            Error::Ranks(list) => !list.is_empty() && list.iter().all(|f| f.failure.resumable),
             _ => false,
         }
     }
 }
 
 impl RankError for Error {
-    fn failure(&self) -> (FailureKind, String) {
-        let kind = if self.is_interrupted() {
-            FailureKind::Interrupted
-        } else {
-            FailureKind::Failed
-        };
-        (kind, chain(self))
+    fn failure(&self) -> Failure {
+        Failure {
+            status: self.exit_status() as u8,
+            resumable: self.is_resumable(),
+            message: chain(self),
+        }
     }
 
     fn from_ranks(failures: Vec<RankFailure>) -> Self {

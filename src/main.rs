@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zarrforge::cli::args::{Cli, Command};
-use zarrforge::error::{chain, EXIT_INTERRUPTED};
+use zarrforge::cli::args::Cli;
+use zarrforge::error::{chain, ExitStatus};
 use zarrforge::mpi::ctx::MpiCtx;
 use zarrforge::report::console;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("zarrforge: error: {}", chain(&e));
-            return ExitCode::FAILURE;
+            return ExitCode::from(ExitStatus::Internal as u8);
         }
     };
     zarrforge::system::stage::install_panic_hook(ctx.rank(), ctx.size());
@@ -23,20 +23,10 @@ fn main() -> ExitCode {
     let code = match zarrforge::commands::run(&ctx, &cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let status = if e.is_interrupted() {
-                EXIT_INTERRUPTED
-            } else {
-                1
-            };
+            let status = e.exit_status() as u8;
             // Collective failures are printed once, by rank 0.
             if ctx.is_root() {
-                let msg = console::message(&e);
-                eprintln!("zarrforge: error: {msg}");
-                if let Command::Convert(args) = &cli.command {
-                    if let Some(path) = &args.report {
-                        console::failure_report(path, &msg, e.is_interrupted(), status);
-                    }
-                }
+                eprintln!("zarrforge: error: {}", console::message(&e));
             }
             ExitCode::from(status)
         }

@@ -225,7 +225,7 @@ fn unreadable_input() {
         out.to_str().unwrap(),
         src.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
     let line = r
         .stderr
         .lines()
@@ -291,7 +291,7 @@ fn read_only_output_directory() {
         out.to_str().unwrap(),
         src.to_str().unwrap(),
     ]);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     let line = r
         .stderr
         .lines()
@@ -453,7 +453,7 @@ fn tasks_launched_as_singletons_are_refused() {
         .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .output()
         .unwrap();
-    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(run.status.code(), Some(70));
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(

@@ -472,7 +472,7 @@ fn a_repeated_append_is_refused_or_skipped() {
         &["convert", "--quiet", "--append", "-o", s(&out), s(&copy)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("already holds 'time' = 4") && r.stderr.contains("skip-existing"),
         "{}",
@@ -505,7 +505,7 @@ fn a_repeated_append_is_refused_or_skipped() {
         &["convert", "--quiet", "--append", "-o", s(&out), s(&odd)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("units") || r.stderr.contains("before the end"),
         "{}",
@@ -553,7 +553,7 @@ fn append_creates_a_missing_store_and_refuses_foreign_ones() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("not a store written by zarrforge"),
         "{}",
@@ -570,7 +570,7 @@ fn append_creates_a_missing_store_and_refuses_foreign_ones() {
         &["convert", "--quiet", "--append", "-o", s(&out), s(&other)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("'p' is missing from the new files"),
         "{}",
@@ -591,7 +591,7 @@ fn append_creates_a_missing_store_and_refuses_foreign_ones() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("keeps the store's layout"),
         "{}",
@@ -657,7 +657,7 @@ fn time_units_are_reencoded_exactly() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(3));
     assert!(r.stderr.contains("not a whole number"), "{}", r.stderr);
     assert!(!bad.join("zarr.json").exists());
 }
@@ -690,7 +690,7 @@ fn merges_variable_families() {
         &["convert", "--quiet", "-o", s(&bad), &glob],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(3));
     assert!(
         r.stderr.contains("merged files disagree on 'time'"),
         "{}",
@@ -794,7 +794,7 @@ fn inconsistent_inputs_are_refused() {
         let mut args = vec!["convert", "--quiet", "-o", s(&out)];
         args.extend(files.iter().map(|p| s(p)));
         let r = zarrforge(Some(2), &args, MINUTE);
-        assert_eq!(r.code, Some(1), "{name}: {}", r.stderr);
+        assert_eq!(r.code, Some(3), "{name}: {}", r.stderr);
         // One line from zarrforge (mpirun adds its own notice).
         let ours: Vec<&str> = r
             .stderr
@@ -871,7 +871,7 @@ attributes = { long_name = "2 m temperature" }
     // A typo in a recipe is an error naming the key.
     std::fs::write(&recipe, "inputz = [\"data/r*.nc\"]\n").unwrap();
     let r = zarrforge(None, &["recipe", "check", s(&recipe)], MINUTE);
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(2));
     assert!(
         r.stderr.contains("inputz") && r.stderr.contains("recipe.toml"),
         "{}",
@@ -888,7 +888,7 @@ attributes = { long_name = "2 m temperature" }
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(3));
     assert!(r.stderr.contains("matches no file"), "{}", r.stderr);
 }
 
@@ -930,7 +930,7 @@ fn static_values_are_compared_on_request_and_file_lists_work() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(3));
     assert!(
         r.stderr.contains("variable 'orog': data differs between"),
         "{}",

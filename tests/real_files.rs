@@ -41,7 +41,7 @@ fn refused(ranks: Option<usize>, input: &Path, out: &Path, expect: &[&str]) -> S
         ],
         2 * MINUTE,
     );
-    assert_eq!(run.code, Some(1), "{input:?}: {}", run.stderr);
+    assert_eq!(run.code, Some(3), "{input:?}: {}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(!run.stderr.contains("memory allocation"), "{}", run.stderr);
     let errors: Vec<&str> = run
@@ -137,7 +137,7 @@ fn crafted_headers_promising_huge_sizes_are_refused_at_once() {
     refused(None, &input, &t.path().join("o.zarr"), &["truncated"]);
     refused(Some(2), &input, &t.path().join("o2.zarr"), &["truncated"]);
     let run = zarrforge(None, &["plan", input.to_str().unwrap()], MINUTE);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(run.stderr.contains("huge.nc"), "{}", run.stderr);
 }
 
@@ -157,7 +157,7 @@ fn names_that_are_not_utf8_are_refused_naming_the_file() {
     std::fs::write(&bad, &bytes).unwrap();
     refused(Some(2), &bad, &t.path().join("o.zarr"), &["UTF-8"]);
     let run = zarrforge(None, &["inspect", bad.to_str().unwrap()], MINUTE);
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 

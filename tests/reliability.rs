@@ -181,7 +181,7 @@ fn a_killed_run_resumes_with_another_rank_count() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(
         r.stderr.contains("unfinished conversion: use --resume"),
         "{}",
@@ -268,7 +268,7 @@ fn a_killed_run_resumes_with_another_rank_count() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     assert!(r.stderr.contains("cannot resume"), "{}", r.stderr);
 }
 
@@ -367,7 +367,7 @@ fn a_failure_on_one_rank_stops_all_ranks() {
         MINUTE,
     );
     let secs = t.elapsed().as_secs_f64();
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(3), "{}", r.stderr);
     let ours: Vec<&str> = r
         .stderr
         .lines()
@@ -404,7 +404,7 @@ fn a_second_writer_is_locked_out() {
         &["convert", "--quiet", "--resume", "-o", s(&out), s(&src)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(6));
     assert!(
         r.stderr.contains("is locked by another zarrforge run"),
         "{}",
@@ -420,7 +420,7 @@ fn a_second_writer_is_locked_out() {
         &["convert", "--quiet", "--overwrite", "-o", s(&out), s(&src)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1), "overwrote a locked store");
+    assert_eq!(r.code, Some(6), "overwrote a locked store");
     assert!(out.join(".zarrforge/lock").exists());
     // A lock whose process is gone is stale: --resume takes it over.
     let stale = live.replace(&std::process::id().to_string(), "4194300");
@@ -430,7 +430,7 @@ fn a_second_writer_is_locked_out() {
         &["convert", "--quiet", "-o", s(&out), s(&src)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1));
+    assert_eq!(r.code, Some(5));
     let r = zarrforge(
         Some(2),
         &["convert", "--quiet", "--resume", "-o", s(&out), s(&src)],
@@ -549,7 +549,7 @@ fn disk_full_is_reported_and_resumable() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     assert!(
         r.stderr.contains("disk full") && r.stderr.contains("No space left on device"),
         "{}",
@@ -660,7 +660,7 @@ fn a_full_filesystem_at_the_first_write_leaves_no_directory() {
         s(&src),
     ];
     let r = zarrforge(Some(2), &args, MINUTE);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     let lines: Vec<&str> = r
         .stderr
         .lines()
@@ -684,7 +684,7 @@ fn a_full_filesystem_at_the_first_write_leaves_no_directory() {
     std::fs::remove_dir_all(&out).unwrap();
     fill(&filler);
     let r = zarrforge(Some(2), &args, MINUTE);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     std::fs::remove_file(&filler).unwrap();
     let mut resume = args.to_vec();
     resume.push("--resume");
@@ -724,7 +724,7 @@ fn links_inside_a_store_are_refused() {
     let mut resume = args.to_vec();
     resume.push("--resume");
     let r = zarrforge(Some(2), &resume, MINUTE);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     assert!(
         r.stderr.contains("t2m/c/0") && r.stderr.contains("symbolic link"),
         "{}",
@@ -748,7 +748,7 @@ fn links_inside_a_store_are_refused() {
         &["convert", "--quiet", "--append", "-o", s(&out), s(&more)],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     assert!(r.stderr.contains("symbolic link"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
 }
@@ -791,7 +791,7 @@ fn an_append_accepts_the_stores_own_chunks() {
         ],
         MINUTE,
     );
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
     assert!(r.stderr.contains("--chunks asks lat=30"), "{}", r.stderr);
     let append = [
         "convert",
@@ -834,7 +834,7 @@ fn inode_starvation_is_reported_and_resumable() {
         s(&src),
     ];
     let r = zarrforge(Some(2), &args, MINUTE);
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert_eq!(r.code, Some(4), "{}", r.stderr);
     assert!(
         r.stderr.contains("No space left on device") && r.stderr.contains(s(&out)),
         "{}",

@@ -414,7 +414,7 @@ fn bad_credentials_a_missing_bucket_or_no_server_fail_on_every_rank_before_any_w
             &convert_args(&url, &files, &[]),
             &[("ZARRFORGE_S3_RETRY_SECONDS", "1"), ("HOME", s(dir.path()))],
         );
-        assert_eq!(r.code, Some(1), "{label}: {}", r.stderr);
+        assert_eq!(r.code, Some(4), "{label}: {}", r.stderr);
         let errors: Vec<&str> = r
             .stderr
             .lines()

@@ -198,9 +198,15 @@ pub struct ConvertArgs {
     /// Encoder threads and memory of each rank.
     #[command(flatten)]
     pub workers: WorkerArgs,
-    /// Do not show progress on a terminal
+    /// Do not show progress (events are still written)
     #[arg(long)]
     pub quiet: bool,
+    /// Seconds between two progress lines of the whole job on rank 0's stderr when it is not a terminal (a batch log); on a terminal a live bar is shown instead
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub progress_interval: f64,
+    /// Write the run's events as JSON Lines to this file (rank 0), `-` for stdout: started, phases, progress, warnings, failures, committed or failed (schema in docs/events.md)
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     /// Write the run report as JSON to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -561,5 +567,13 @@ impl PlanArgs {
         self.workers.apply(&mut cfg)?;
         cfg.progress = false;
         Ok(cfg)
+    }
+}
+
+/// A number of seconds of at least 0.1.
+fn positive_seconds(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.1 => Ok(x),
+        _ => Err(format!("'{v}' is not a number of seconds of at least 0.1")),
     }
 }

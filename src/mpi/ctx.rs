@@ -43,6 +43,12 @@ fn launched_as_many() -> Option<(&'static str, u64)> {
 /// Message tag of the early failure notice.
 const FAILURE_TAG: i32 = 4077;
 
+/// Message tag of a rank's progress counters (to rank 0).
+const PROGRESS_TAG: i32 = 4078;
+
+/// Words of a progress message.
+pub const PROGRESS_WORDS: usize = 4;
+
 /// Owns the MPI universe and the world communicator.
 pub struct MpiCtx {
     world: SimpleCommunicator,
@@ -238,6 +244,53 @@ impl MpiCtx {
         seen
     }
 
+    /// Sends this rank's progress counters to rank 0 (a few words, sent
+    /// eagerly by MPI implementations: the call returns at once, whether
+    /// rank 0 receives them now or later). Rank 0 sends nothing.
+    pub fn send_progress(&self, words: &[u64; PROGRESS_WORDS]) {
+        if !self.is_root() {
+            self.world
+                .process_at_rank(0)
+                .send_with_tag(&words[..], PROGRESS_TAG);
+        }
+    }
+
+    /// On rank 0: every progress message that has arrived, as (rank,
+    /// counters), oldest first. Never blocks; elsewhere, nothing.
+    pub fn drain_progress(&self) -> Vec<(i32, [u64; PROGRESS_WORDS])> {
+        let mut out = Vec::new();
+        if !self.is_root() {
+            return out;
+        }
+        while let Some((msg, status)) = self
+            .world
+            .any_process()
+            .immediate_matched_probe_with_tag(PROGRESS_TAG)
+        {
+            let mut words = [0u64; PROGRESS_WORDS];
+            let _ = msg.matched_receive_into(&mut words[..]);
+            out.push((status.source_rank(), words));
+        }
+        out
+    }
+
+    /// Waits until every rank has called it, calling `poll` every few
+    /// milliseconds meanwhile (a non-blocking barrier): rank 0 keeps
+    /// printing the job's progress while it waits for the other ranks.
+    pub fn wait_polling(&self, mut poll: impl FnMut()) {
+        let mut req = self.world.immediate_barrier();
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(r) => req = r,
+            }
+            poll();
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Rank 0 computes a value and broadcasts it; every rank gets it, or
     /// every rank fails, with rank 0's own error when it has one. The value
     /// travels as bincode (attribute values may be NaN or infinite, which
@@ -297,17 +350,15 @@ impl MpiCtx {
     }
 
     /// Exchanges each rank's status; every rank gets the failures of all
-    /// ranks as `(rank, message)`, in rank order.
-    pub fn gather_failures(&self, local: Option<(FailureKind, String)>) -> Vec<RankFailure> {
-        // One status byte first (0 ok, 1 failed, 2 interrupted), so no rank
-        // sends an empty buffer.
-        let status = match &local {
-            None => 0u8,
-            Some((FailureKind::Failed, _)) => 1,
-            Some((FailureKind::Interrupted, _)) => 2,
-        };
+    /// ranks, in rank order.
+    pub fn gather_failures(&self, local: Option<Failure>) -> Vec<RankFailure> {
+        // One status byte first (0 ok, else the exit status, with the high
+        // bit set when resumable), so no rank sends an empty buffer.
+        let status = local.as_ref().map_or(0u8, |f| {
+            (f.status.clamp(1, 0x7f)) | if f.resumable { 0x80 } else { 0 }
+        });
         let mut bytes = vec![status];
-        bytes.extend(local.map(|(_, m)| m.into_bytes()).unwrap_or_default());
+        bytes.extend(local.map(|f| f.message.into_bytes()).unwrap_or_default());
         bytes.truncate(1 << 20);
         let len = i32::try_from(bytes.len()).unwrap_or(1);
         let bytes = &bytes[..];
@@ -328,15 +379,17 @@ impl MpiCtx {
                     usize::try_from(l).unwrap_or(0),
                 );
                 let msg = all.get(d..d + l)?;
-                let kind = match msg.first() {
-                    Some(1) => FailureKind::Failed,
-                    Some(2) => FailureKind::Interrupted,
-                    _ => return None,
-                };
+                let status = *msg.first()?;
+                if status == 0 {
+                    return None;
+                }
                 Some(RankFailure {
                     rank: i32::try_from(r).unwrap_or(i32::MAX),
-                    kind,
-                    message: String::from_utf8_lossy(&msg[1..]).into_owned(),
+                    failure: Failure {
+                        status: status & 0x7f,
+                        resumable: status & 0x80 != 0,
+                        message: String::from_utf8_lossy(&msg[1..]).into_owned(),
+                    },
                 })
             })
             .collect()
@@ -382,18 +435,21 @@ pub struct MpiError(pub String);
 /// tells the others, and the error made of every failing rank's message.
 pub trait RankError: Sized {
     /// This rank's failure as the other ranks are told of it.
-    fn failure(&self) -> (FailureKind, String);
+    fn failure(&self) -> Failure;
     /// The error every rank returns when `failures` failed.
     fn from_ranks(failures: Vec<RankFailure>) -> Self;
 }
 
 /// How a rank failed, as the ranks tell each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// An error to fix.
-    Failed,
-    /// Stopped by a signal with its finished units recorded: resumable.
-    Interrupted,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The exit status this failure gives (1 to 127; see
+    /// `crate::error::ExitStatus`).
+    pub status: u8,
+    /// Whether the same command with `--resume` can finish the run.
+    pub resumable: bool,
+    /// The error chain on one line.
+    pub message: String,
 }
 
 /// One rank's failure, gathered from every rank.
@@ -401,8 +457,6 @@ pub enum FailureKind {
 pub struct RankFailure {
     /// The rank.
     pub rank: i32,
-    /// Its kind.
-    pub kind: FailureKind,
-    /// The error chain on one line.
-    pub message: String,
+    /// What it reported.
+    pub failure: Failure,
 }

@@ -26,9 +26,12 @@ pub fn message(e: &Error) -> String {
         Error::Ranks(list) => {
             let mut merged: Vec<(Vec<i32>, &str)> = Vec::new();
             for f in list {
-                match merged.iter_mut().find(|(_, x)| *x == f.message.as_str()) {
+                match merged
+                    .iter_mut()
+                    .find(|(_, x)| *x == f.failure.message.as_str())
+                {
                     Some((ranks, _)) => ranks.push(f.rank),
-                    None => merged.push((vec![f.rank], f.message.as_str())),
+                    None => merged.push((vec![f.rank], f.failure.message.as_str())),
                 }
             }
             merged
@@ -49,10 +52,11 @@ pub fn message(e: &Error) -> String {
 /// interrupted: its status, exit status and message. A launcher may not
 /// pass the ranks' exit status on (`mpirun` stopped by SIGTERM exits 1
 /// while the ranks exit 75); a job script reads the report instead.
-pub fn failure_report(path: &Path, msg: &str, interrupted: bool, status: u8) {
+pub fn failure_report(path: &Path, msg: &str, interrupted: bool, status: u8, resumable: bool) {
     let json = serde_json::json!({
         "status": if interrupted { "interrupted" } else { "failed" },
         "exit_status": status,
+        "resumable": resumable,
         "error": msg,
     });
     if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {

@@ -1,10 +1,14 @@
-//! Per-rank counters and timings, the end-of-run summary, and progress on
-//! rank 0.
+//! Per-rank counters and timings, and the progress of the whole job:
+//! every rank's counters gathered on rank 0 ([`JobProgress`], pure) and
+//! shown there ([`Display`]: a live bar on a terminal, a plain line every
+//! interval in a batch log).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::report::events::{Phase, Snapshot};
 
 /// What one rank did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,56 +59,317 @@ impl RankStats {
     }
 }
 
-/// Progress display on rank 0 (only when stderr is a terminal).
-pub struct Progress {
-    enabled: bool,
-    start: Instant,
-    last: Instant,
-    total: u64,
-    ranks: usize,
+/// What one rank has written so far in this run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Units written.
+    pub units: u64,
+    /// Uncompressed bytes of those units.
+    pub bytes: u64,
 }
 
-impl Progress {
-    /// `total` units of this rank, out of a job of `ranks` ranks.
-    pub fn new(enabled: bool, total: u64, ranks: usize) -> Self {
-        let now = Instant::now();
+/// The job's progress from every rank's latest counters (rank 0). Pure:
+/// time comes in as arguments.
+#[derive(Debug, Clone)]
+pub struct JobProgress {
+    ranks: Vec<Option<Counters>>,
+    units_total: u64,
+    bytes_total: u64,
+    phase: Option<Phase>,
+    /// When the first phase that writes units began.
+    work_start: Option<Instant>,
+}
+
+impl JobProgress {
+    /// A job of `ranks` ranks, nothing known yet.
+    pub fn new(ranks: usize) -> Self {
         Self {
-            enabled: enabled && std::io::stderr().is_terminal(),
-            start: now,
-            last: now,
-            total,
-            ranks,
+            ranks: vec![None; ranks.max(1)],
+            units_total: 0,
+            bytes_total: 0,
+            phase: None,
+            work_start: None,
         }
     }
 
-    /// Reports `done` units and `bytes` read so far on this rank.
-    pub fn update(&mut self, done: u64, bytes: u64) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
-            return;
+    /// The units (and their uncompressed bytes) this run writes.
+    pub fn set_totals(&mut self, units: u64, bytes: u64) {
+        self.units_total = units;
+        self.bytes_total = bytes;
+    }
+
+    /// A phase began at `now`.
+    pub fn set_phase(&mut self, phase: Phase, now: Instant) {
+        self.phase = Some(phase);
+        if matches!(phase, Phase::Write | Phase::Exchange) && self.work_start.is_none() {
+            self.work_start = Some(now);
         }
-        self.last = Instant::now();
-        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Option<Phase> {
+        self.phase
+    }
+
+    /// `rank`'s latest counters (they only grow; an older message that
+    /// arrives late changes nothing).
+    pub fn update(&mut self, rank: usize, c: Counters) {
+        if let Some(slot) = self.ranks.get_mut(rank) {
+            let old = slot.unwrap_or_default();
+            *slot = Some(Counters {
+                units: old.units.max(c.units),
+                bytes: old.bytes.max(c.bytes),
+            });
+        }
+    }
+
+    /// Where the job is at `now`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let units_done: u64 = self.ranks.iter().flatten().map(|c| c.units).sum();
+        let bytes_done: u64 = self.ranks.iter().flatten().map(|c| c.bytes).sum();
+        let secs = self
+            .work_start
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         #[allow(clippy::cast_precision_loss)]
-        let gbs = bytes as f64 * self.ranks as f64 / secs / 1e9;
-        eprint!(
-            "\rzarrforge: {done}/{} units on rank 0 ({:.0}%), ~{gbs:.2} GB/s over {} rank(s)   ",
-            self.total,
-            if self.total == 0 {
-                100.0
-            } else {
-                #[allow(clippy::cast_precision_loss)]
-                {
-                    done as f64 * 100.0 / self.total as f64
-                }
-            },
-            self.ranks
-        );
+        let (gb_per_s, eta_s) = if secs > 0.0 && bytes_done > 0 {
+            let rate = bytes_done as f64 / secs;
+            let left = self.bytes_total.saturating_sub(bytes_done) as f64;
+            (rate / 1e9, Some((left / rate * 10.0).round() / 10.0))
+        } else if secs > 0.0 && units_done > 0 {
+            let rate = units_done as f64 / secs;
+            let left = self.units_total.saturating_sub(units_done) as f64;
+            (0.0, Some((left / rate * 10.0).round() / 10.0))
+        } else {
+            (0.0, None)
+        };
+        Snapshot {
+            phase: self.phase,
+            units_done,
+            units_total: self.units_total,
+            bytes_done,
+            bytes_total: self.bytes_total,
+            gb_per_s: (gb_per_s * 1000.0).round() / 1000.0,
+            eta_s,
+            ranks_reporting: self.ranks.iter().filter(|c| c.is_some()).count(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// One plain line for a batch log.
+    pub fn line(&self, elapsed: Duration, ranks: usize) -> String {
+        #[allow(clippy::cast_precision_loss)]
+        let pct = if self.units_total == 0 {
+            100.0
+        } else {
+            self.units_done as f64 * 100.0 / self.units_total as f64
+        };
+        let eta = self.eta_s.map_or_else(|| "?".to_string(), hms_f);
+        format!(
+            "zarrforge: {} {}: {}/{} units ({pct:.1}%), {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}, {}/{ranks} ranks reporting",
+            hms(elapsed.as_secs()),
+            self.phase.map_or("start", Phase::name),
+            self.units_done,
+            self.units_total,
+            gb(self.bytes_done),
+            gb(self.bytes_total),
+            self.gb_per_s,
+            self.ranks_reporting,
+        )
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn gb(b: u64) -> f64 {
+    b as f64 / 1e9
+}
+
+/// `H:MM:SS`.
+fn hms(secs: u64) -> String {
+    format!("{}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn hms_f(secs: f64) -> String {
+    hms(secs.max(0.0).round() as u64)
+}
+
+/// How rank 0 shows progress.
+pub enum Display {
+    /// Nothing (`--quiet`, or not rank 0).
+    Off,
+    /// A live bar on a terminal.
+    Bar(indicatif::ProgressBar),
+    /// A plain line every `every` (stderr is a file or a pipe).
+    Lines {
+        /// The interval.
+        every: Duration,
+        /// When the last line was printed.
+        last: Instant,
+    },
+}
+
+impl Display {
+    /// The display for rank 0's stderr: a bar when it is a terminal, else
+    /// plain lines every `every`; `Off` when not `enabled`.
+    pub fn new(enabled: bool, every: Duration) -> Self {
+        if !enabled {
+            Self::Off
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "zarrforge {prefix:8} [{bar:30}] {pos}/{len} units {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            Self::Bar(bar)
+        } else {
+            Self::Lines {
+                every,
+                last: Instant::now(),
+            }
+        }
     }
 
-    /// Clears the progress line.
-    pub fn finish(&self) {
-        if self.enabled {
-            eprint!("\r{:80}\r", "");
+    /// Whether a plain line is due at `now` (always false for a bar).
+    pub fn due(&self, now: Instant) -> bool {
+        match self {
+            Self::Lines { every, last } => now.saturating_duration_since(*last) >= *every,
+            _ => false,
         }
+    }
+
+    /// Shows `s`: updates the bar, or prints a line (and restarts the
+    /// interval).
+    pub fn show(&mut self, s: &Snapshot, elapsed: Duration, ranks: usize, now: Instant) {
+        match self {
+            Self::Off => {}
+            Self::Bar(bar) => {
+                bar.set_length(s.units_total);
+                bar.set_position(s.units_done);
+                bar.set_prefix(s.phase.map_or("start", Phase::name));
+                let eta = s.eta_s.map_or_else(|| "?".to_string(), hms_f);
+                bar.set_message(format!(
+                    "{:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}",
+                    gb(s.bytes_done),
+                    gb(s.bytes_total),
+                    s.gb_per_s
+                ));
+            }
+            Self::Lines { last, .. } => {
+                eprintln!("{}", s.line(elapsed, ranks));
+                *last = now;
+            }
+        }
+    }
+
+    /// A phase began: named on the bar, or one line in a batch log.
+    pub fn phase(&mut self, phase: Phase, elapsed: Duration) {
+        match self {
+            Self::Off => {}
+            Self::Bar(bar) => bar.set_prefix(phase.name()),
+            Self::Lines { .. } => {
+                eprintln!(
+                    "zarrforge: {} phase {}",
+                    hms(elapsed.as_secs()),
+                    phase.name()
+                );
+            }
+        }
+    }
+
+    /// Removes the bar (lines stay).
+    pub fn finish(&mut self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_sums_every_rank_and_keeps_the_latest_counters() {
+        let t0 = Instant::now();
+        let mut p = JobProgress::new(3);
+        p.set_totals(100, 1_000_000_000);
+        let s = p.snapshot(t0);
+        assert_eq!((s.units_done, s.ranks_reporting), (0, 0));
+        assert!(s.eta_s.is_none());
+        p.set_phase(Phase::Write, t0);
+        p.update(
+            0,
+            Counters {
+                units: 10,
+                bytes: 100_000_000,
+            },
+        );
+        p.update(
+            2,
+            Counters {
+                units: 15,
+                bytes: 150_000_000,
+            },
+        );
+        // A late, older message of rank 2 changes nothing.
+        p.update(
+            2,
+            Counters {
+                units: 5,
+                bytes: 50_000_000,
+            },
+        );
+        // A rank beyond the job is ignored.
+        p.update(7, Counters { units: 5, bytes: 5 });
+        let s = p.snapshot(t0 + Duration::from_secs(10));
+        assert_eq!(s.units_done, 25);
+        assert_eq!(s.bytes_done, 250_000_000);
+        assert_eq!(s.ranks_reporting, 2);
+        assert!((s.gb_per_s - 0.025).abs() < 1e-9);
+        // 750 MB left at 25 MB/s.
+        assert_eq!(s.eta_s, Some(30.0));
+        let line = s.line(Duration::from_secs(75), 3);
+        assert!(
+            line.contains("0:01:15 write: 25/100 units (25.0%)"),
+            "{line}"
+        );
+        assert!(line.contains("ETA 0:00:30, 2/3 ranks reporting"), "{line}");
+    }
+
+    #[test]
+    fn the_rate_counts_from_the_first_phase_that_writes() {
+        let t0 = Instant::now();
+        let mut p = JobProgress::new(1);
+        p.set_totals(4, 0);
+        p.set_phase(Phase::Scan, t0);
+        p.set_phase(Phase::Exchange, t0 + Duration::from_secs(100));
+        p.set_phase(Phase::Write, t0 + Duration::from_secs(200));
+        p.update(0, Counters { units: 2, bytes: 0 });
+        let s = p.snapshot(t0 + Duration::from_secs(110));
+        // No bytes: the ETA comes from units, 2 units in 10 s.
+        assert_eq!(s.eta_s, Some(10.0));
+    }
+
+    #[test]
+    fn lines_are_due_once_per_interval() {
+        let t0 = Instant::now();
+        let mut d = Display::Lines {
+            every: Duration::from_secs(30),
+            last: t0,
+        };
+        assert!(!d.due(t0 + Duration::from_secs(29)));
+        assert!(d.due(t0 + Duration::from_secs(30)));
+        d.show(
+            &Snapshot::default(),
+            Duration::ZERO,
+            1,
+            t0 + Duration::from_secs(30),
+        );
+        assert!(!d.due(t0 + Duration::from_secs(59)));
+        assert!(!Display::Off.due(t0 + Duration::from_secs(1000)));
     }
 }

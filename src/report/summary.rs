@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::report::events::Phase;
 use crate::report::progress::RankStats;
 
 /// The outcome of a conversion, summed over ranks.
@@ -48,12 +49,87 @@ pub struct Report {
     pub concat_len: Option<u64>,
     /// Rank 0's own counters.
     pub rank0: RankStats,
+    /// Every rank's counters, seconds per stage and peak memory.
+    pub per_rank: Vec<RankFigures>,
+    /// Highest peak resident memory of a rank, MiB.
+    pub peak_rss_mib: f64,
+    /// Wall seconds of each phase (rank 0).
+    pub phases: PhaseSeconds,
     /// The exchange between ranks, when an array took that path.
     pub exchange: Option<ExchangeReport>,
     /// Nodes, ranks per node, threads per rank.
     pub topology: crate::mpi::topology::JobTopology,
     /// Versions, command line, output filesystem.
     pub environment: crate::system::environment::RunEnvironment,
+}
+
+/// One rank's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankFigures {
+    /// Rank.
+    pub rank: i32,
+    /// Host.
+    pub host: String,
+    /// Units written.
+    pub units: u64,
+    /// Uncompressed bytes read.
+    pub bytes_read: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Main-thread read seconds.
+    pub read_s: f64,
+    /// Decode + encode seconds (summed over encoder threads).
+    pub encode_s: f64,
+    /// Write seconds (summed over encoder threads).
+    pub write_s: f64,
+    /// Seconds the main thread waited for an encoder slot.
+    pub wait_s: f64,
+    /// Seconds packing, exchanging and placing pieces (exchange path).
+    pub exchange_s: f64,
+    /// Bytes sent to other ranks (exchange path).
+    pub bytes_sent: u64,
+    /// Busy seconds: read + encode + write + exchange.
+    pub busy_s: f64,
+    /// Peak resident memory, MiB.
+    pub peak_rss_mib: f64,
+    /// PUT requests to object storage (a multipart upload counts its parts).
+    #[serde(default)]
+    pub puts: u64,
+    /// Bytes uploaded to object storage.
+    #[serde(default)]
+    pub put_bytes: u64,
+}
+
+/// Wall seconds of each phase of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseSeconds {
+    /// Reading the inputs' structure.
+    pub scan_s: f64,
+    /// Planning and opening the store.
+    pub plan_s: f64,
+    /// Units read, encoded and written directly.
+    pub write_s: f64,
+    /// Units assembled through the exchange between ranks.
+    pub exchange_s: f64,
+    /// The metadata commit.
+    pub commit_s: f64,
+    /// `--verify`.
+    pub verify_s: f64,
+}
+
+impl PhaseSeconds {
+    /// Adds `s` seconds to `phase`.
+    pub fn add(&mut self, phase: Phase, s: f64) {
+        let slot = match phase {
+            Phase::Scan => &mut self.scan_s,
+            Phase::Plan => &mut self.plan_s,
+            Phase::Write => &mut self.write_s,
+            Phase::Exchange => &mut self.exchange_s,
+            Phase::Commit => &mut self.commit_s,
+            Phase::Verify => &mut self.verify_s,
+        };
+        *slot += s;
+    }
 }
 
 /// What the exchange path did, over all ranks.

@@ -24,3 +24,17 @@ pub fn keep_freed_buffers() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
+
+/// Peak resident memory of this process, MiB.
+pub fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
+    if r != 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    {
+        u.ru_maxrss as f64 / 1024.0
+    }
+}

@@ -18,15 +18,15 @@ pub mod synth;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cli::config::ConvertConfig;
-use crate::commands::convert::{convert, Report};
+use crate::commands::convert::{convert, Monitor, Report};
 use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
 use crate::mpi::topology::Topology;
 use crate::pipeline::scan::error::SchemaError;
-use crate::report::progress::RankStats;
+pub use crate::report::summary::RankFigures;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -43,43 +43,6 @@ pub struct BenchSpec {
     pub dir: PathBuf,
     /// Reuse inputs already in `dir`.
     pub reuse: bool,
-}
-
-/// One rank's figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RankFigures {
-    /// Rank.
-    pub rank: i32,
-    /// Host.
-    pub host: String,
-    /// Units written.
-    pub units: u64,
-    /// Uncompressed bytes read.
-    pub bytes_read: u64,
-    /// Bytes written.
-    pub bytes_written: u64,
-    /// Main-thread read seconds.
-    pub read_s: f64,
-    /// Decode + encode seconds (summed over encoder threads).
-    pub encode_s: f64,
-    /// Write seconds (summed over encoder threads).
-    pub write_s: f64,
-    /// Seconds the main thread waited for an encoder slot.
-    pub wait_s: f64,
-    /// Seconds packing, exchanging and placing pieces (exchange path).
-    pub exchange_s: f64,
-    /// Bytes sent to other ranks (exchange path).
-    pub bytes_sent: u64,
-    /// Busy seconds: read + encode + write + exchange.
-    pub busy_s: f64,
-    /// Peak resident memory, MiB.
-    pub peak_rss_mib: f64,
-    /// PUT requests to object storage (a multipart upload counts its parts).
-    #[serde(default)]
-    pub puts: u64,
-    /// Bytes uploaded to object storage.
-    #[serde(default)]
-    pub put_bytes: u64,
 }
 
 /// The benchmark report.
@@ -187,20 +150,6 @@ fn gb(b: u64) -> f64 {
     b as f64 / 1e9
 }
 
-/// Peak resident memory of this process, MiB.
-pub fn peak_rss_mib() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut u) };
-    if r != 0 {
-        return 0.0;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    {
-        u.ru_maxrss as f64 / 1024.0
-    }
-}
-
 /// Generates the inputs (in parallel) unless `cfg` names inputs.
 ///
 /// # Errors
@@ -254,11 +203,7 @@ pub fn run(
     topo: &Topology,
     generate_s: f64,
 ) -> Result<BenchReport, Error> {
-    let report = convert(ctx, cfg, topo)?;
-    let mine = figures(ctx, cfg, &report.rank0);
-    let bytes = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
-        .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())))?;
-    let gathered = ctx.gather_bytes(bytes);
+    let report = convert(ctx, cfg, topo, &mut Monitor::silent(ctx))?;
     let floor_one = if ctx.is_root() {
         crate::system::stage::guarded(|| {
             crate::commands::bench::floor::one_thread_seconds(cfg, &report)
@@ -267,14 +212,7 @@ pub fn run(
         Ok(0.0)
     };
     let floor_one = floor_one.unwrap_or(0.0);
-    let mut ranks: Vec<RankFigures> = Vec::new();
-    for part in gathered.unwrap_or_default() {
-        if let Ok((r, _)) =
-            bincode::serde::decode_from_slice::<RankFigures, _>(&part, bincode::config::standard())
-        {
-            ranks.push(r);
-        }
-    }
+    let ranks = report.per_rank.clone();
     #[allow(clippy::cast_precision_loss)]
     let mean = ranks.iter().map(|r| r.busy_s).sum::<f64>() / ranks.len().max(1) as f64;
     let max = ranks.iter().map(|r| r.busy_s).fold(0.0, f64::max);
@@ -299,34 +237,6 @@ pub fn run(
         generate_s,
         convert: report,
     })
-}
-
-fn figures(ctx: &MpiCtx, cfg: &ConvertConfig, s: &RankStats) -> RankFigures {
-    let (puts, put_bytes) = if crate::store::storage::is_remote(&cfg.output) {
-        crate::store::storage::open(&cfg.output)
-            .ok()
-            .and_then(|st| st.uploaded())
-            .unwrap_or((0, 0))
-    } else {
-        (0, 0)
-    };
-    RankFigures {
-        puts,
-        put_bytes,
-        rank: ctx.rank(),
-        host: crate::system::environment::hostname(),
-        units: s.units,
-        bytes_read: s.bytes_read,
-        bytes_written: s.bytes_written,
-        read_s: s.read_s,
-        encode_s: s.encode_s,
-        write_s: s.write_s,
-        wait_s: s.wait_s,
-        exchange_s: s.exchange_s,
-        bytes_sent: s.bytes_sent,
-        busy_s: s.read_s + s.encode_s + s.write_s + s.exchange_s,
-        peak_rss_mib: peak_rss_mib(),
-    }
 }
 
 /// `zarrforge generate`: one synthetic file, written by rank 0.

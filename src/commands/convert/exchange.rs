@@ -25,7 +25,7 @@ use crate::mpi::ctx::MpiCtx;
 use crate::pipeline::exchange::{Block, Exchange, Piece, Round};
 use crate::pipeline::plan::{ArrayPlan, Plan};
 use crate::pipeline::read::{Pending, Reader, Values};
-use crate::report::progress::{Progress, RankStats};
+use crate::report::progress::RankStats;
 use crate::store::encode::ArrayEncoder;
 use crate::store::error::WriteError;
 use crate::store::journal::{self, Journal};
@@ -53,7 +53,7 @@ struct Side<'a> {
 ///
 /// # Errors
 /// This rank's read, encode, store or exchange error.
-pub(super) fn write_rounds(run: Run<'_>) -> Result<RankStats, Error> {
+pub(super) fn write_rounds(run: Run<'_>, monitor: &mut super::Monitor) -> Result<RankStats, Error> {
     let Run {
         ctx,
         cfg,
@@ -93,9 +93,7 @@ pub(super) fn write_rounds(run: Run<'_>) -> Result<RankStats, Error> {
         .iter()
         .map(|r| r.units_of(me).end - r.units_of(me).start)
         .sum();
-    let mut progress = Progress::new(cfg.progress && ctx.is_root(), total, ctx.size());
     let mut stopped_by_peer = false;
-    let mut done = 0u64;
     for round in &x.rounds {
         let Some(enc) = encoders.get(&round.array) else {
             continue;
@@ -111,11 +109,16 @@ pub(super) fn write_rounds(run: Run<'_>) -> Result<RankStats, Error> {
         if let Err(e) = journal.add(shared.drain()) {
             shared.fail(e.into());
         }
-        done += round.units_of(me).end - round.units_of(me).start;
-        progress.update(done, stats.bytes_read);
+        let a = &plan.arrays[round.array];
+        let (units, bytes) = round
+            .units_of(me)
+            .filter(|k| !journal::is_done(&opened.done, a.first_unit + k))
+            .fold((0u64, 0u64), |(n, b), k| {
+                (n + 1, b + a.unit_bytes(&a.unit_indices(k)))
+            });
+        monitor.add(ctx, units, bytes);
         stats.rounds += 1;
     }
-    progress.finish();
     let has_units = total > 0;
     finish(ctx, cfg, has_units, journal, shared, stats, stopped_by_peer)
 }

@@ -21,7 +21,7 @@ use crate::mpi::ctx::MpiCtx;
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::plan::{ArrayPlan, Plan, Unit};
 use crate::pipeline::read::{Pending, Reader, Values};
-use crate::report::progress::{Progress, RankStats};
+use crate::report::progress::RankStats;
 use crate::store::encode::ArrayEncoder;
 use crate::store::error::WriteError;
 use crate::store::journal::{self, Journal};
@@ -136,7 +136,7 @@ pub(super) struct Run<'a> {
 /// Reads, encodes and stores the units of `rank` that take the direct
 /// path; reads on this thread, encodes and writes on `threads` workers with
 /// a bounded number of units in flight.
-pub(super) fn write_units(run: Run<'_>) -> Result<RankStats, Error> {
+pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<RankStats, Error> {
     let Run {
         ctx,
         cfg,
@@ -171,13 +171,12 @@ pub(super) fn write_units(run: Run<'_>) -> Result<RankStats, Error> {
     let mut stats = RankStats::default();
     let mut reader = Reader::new(&job.ds);
     reader.set_cache_limit(usize::try_from(workers.budget.chunk_cache).unwrap_or(usize::MAX));
-    let mut progress = Progress::new(cfg.progress && ctx.is_root(), count, ctx.size());
     // Another rank's failure stops this rank's work early (it meets the
     // failing rank at the agreement); so does SIGTERM/SIGINT.
     let mut stopped_by_peer = false;
 
     pool.in_place_scope(|s| {
-        for (done, unit) in plan.units_of(rank).filter(direct).enumerate() {
+        for unit in plan.units_of(rank).filter(direct) {
             if let Some(why) = stop(ctx, &shared, &mut journal) {
                 stopped_by_peer = matches!(why, Stop::Peer);
                 break;
@@ -196,7 +195,8 @@ pub(super) fn write_units(run: Run<'_>) -> Result<RankStats, Error> {
                 }
             };
             stats.read_s += t.elapsed().as_secs_f64();
-            stats.bytes_read += read_bytes(&read, plan.arrays[unit.array].dtype);
+            let bytes = read_bytes(&read, plan.arrays[unit.array].dtype);
+            stats.bytes_read += bytes;
             let t = Instant::now();
             if tok_rx.recv().is_err() {
                 break;
@@ -205,10 +205,9 @@ pub(super) fn write_units(run: Run<'_>) -> Result<RankStats, Error> {
             let enc = &encoders[unit.array];
             let (shared, tok_tx) = (&shared, tok_tx.clone());
             s.spawn(move |_| encode_and_store(enc, &unit, read, shared, &tok_tx));
-            progress.update(done as u64 + 1, stats.bytes_read);
+            monitor.add(ctx, 1, bytes);
         }
     });
-    progress.finish();
     finish(ctx, cfg, count > 0, journal, shared, stats, stopped_by_peer)
 }
 

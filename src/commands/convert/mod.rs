@@ -8,9 +8,11 @@ pub mod budget;
 mod exchange;
 mod execute;
 mod job;
+mod monitor;
 
 pub use crate::report::summary::Report;
 pub use job::{from_root, prepare_job, Job};
+pub use monitor::Monitor;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -20,7 +22,9 @@ use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
 use crate::mpi::topology::Topology;
 use crate::pipeline::plan::Plan;
+use crate::report::events::{Event, Phase};
 use crate::report::progress::RankStats;
+use crate::report::summary::RankFigures;
 use crate::store::commit;
 use crate::store::journal;
 use crate::store::opening::{self, Opened};
@@ -34,10 +38,17 @@ use crate::system::stage::guarded;
 /// Any stage's error; when several ranks fail, [`Error::Ranks`] with each
 /// rank's message. The store is then left without root metadata (or, for an
 /// append, with its previous metadata).
-pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Report, Error> {
+#[allow(clippy::too_many_lines)] // one stage after the other, each a few lines
+pub fn convert(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    topo: &Topology,
+    monitor: &mut Monitor,
+) -> Result<Report, Error> {
     let t0 = Instant::now();
     cfg.validate()?;
     crate::system::signals::install();
+    monitor.phase(Phase::Scan);
     reach_store(ctx, cfg)?;
     // Rank 0 locks an existing store before its state is read.
     let mut lock: Option<journal::Lock> = None;
@@ -48,12 +59,19 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     })?;
     let job = prepare_job(ctx, cfg)?;
     let ds = &job.ds;
+    monitor.phase(Phase::Plan);
     crate::system::stage::enter("plan");
     let plan = match &job.arrays {
         Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
         None => Plan::new(ds, cfg, ctx.size())?,
     };
     let (workers, topology) = workers(ctx, cfg, topo, &plan)?;
+    if ctx.is_root() {
+        if let Some(w) = topology.warning() {
+            eprintln!("{w}");
+            monitor.warning(w.trim_start_matches("zarrforge: warning: "));
+        }
+    }
     let threads = workers.threads;
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
@@ -67,6 +85,9 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
             && plan.total_units == 0
             && ds.concat.as_ref().map(|c| c.len) == job.append_from);
     let (plan, x) = exchange_plan(ctx, cfg, &job, plan, &workers, &opened)?;
+    if ctx.is_root() {
+        planned(monitor, cfg, &job, &plan, &x, &opened);
+    }
     let run = execute::Run {
         ctx,
         cfg,
@@ -78,16 +99,21 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
         opened: &opened,
     };
     crate::system::stage::enter("write");
+    monitor.phase(Phase::Write);
     let stats = if opened.complete {
         Ok(RankStats::default())
     } else {
-        guarded(|| execute::write_units(run))
+        guarded(|| execute::write_units(run, monitor))
     };
+    // Every rank, whatever happened on it: rank 0 shows the job's progress
+    // until the last rank is done.
+    monitor.wait_for_ranks(ctx);
     let mut stats = ctx.agree(stats)?;
-    let exchanged = exchange_phase(run, &mut stats)?;
+    let exchanged = exchange_phase(run, &mut stats, monitor)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
 
     crate::system::stage::enter("commit");
+    monitor.phase(Phase::Commit);
     let committed = if ctx.is_root() {
         guarded(|| commit_store(cfg, ds, &plan, format, &print, nothing_new))
     } else {
@@ -95,9 +121,14 @@ pub fn convert(ctx: &MpiCtx, cfg: &ConvertConfig, topo: &Topology) -> Result<Rep
     };
     ctx.agree(committed)?;
     drop(lock);
+    monitor.finish();
 
     let (skipped, warnings) = notes(ds, cfg);
+    let per_rank = gather_figures(ctx, cfg, &stats);
     Ok(Report {
+        peak_rss_mib: per_rank.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
+        per_rank,
+        phases: monitor.phases(),
         output: cfg.output.clone(),
         ranks: ctx.size(),
         threads,
@@ -169,17 +200,20 @@ fn open(
 fn exchange_phase(
     run: execute::Run<'_>,
     stats: &mut RankStats,
+    monitor: &mut Monitor,
 ) -> Result<Option<crate::report::summary::ExchangeReport>, Error> {
     if run.x.rounds.is_empty() || run.opened.complete {
         return Ok(None);
     }
     crate::system::stage::enter("exchange");
+    monitor.phase(Phase::Exchange);
     // Raw chunk reads bypass HDF5's caches; reads that re-encode time
     // values use them.
     crate::pipeline::read::hdf5::set_chunk_cache_bytes(
         usize::try_from(budget::hdf5_cache_per_dataset(budget::EXCHANGE_HDF5_BYTES)).unwrap_or(0),
     );
-    let r = guarded(|| exchange::write_rounds(run));
+    let r = guarded(|| exchange::write_rounds(run, monitor));
+    monitor.wait_for_ranks(run.ctx);
     let r = run.ctx.agree(r)?;
     let report = exchange_report(run.ctx, run.plan, run.x, &r);
     stats.absorb(&r);
@@ -345,6 +379,93 @@ fn exchange_report(
     }
 }
 
+/// Rank 0 announces the plan: what this run writes, and the totals the
+/// job's progress counts against.
+fn planned(
+    monitor: &mut Monitor,
+    cfg: &ConvertConfig,
+    job: &Job,
+    plan: &Plan,
+    x: &crate::pipeline::exchange::Exchange,
+    opened: &Opened,
+) {
+    let (units, bytes) = if opened.complete {
+        (0, 0)
+    } else {
+        monitor::totals(plan, opened.resumed, |seq| {
+            journal::is_done(&opened.done, seq)
+        })
+    };
+    monitor.set_totals(units, bytes);
+    let mode = if opened.complete {
+        "complete"
+    } else if opened.resumed > 0 {
+        "resume"
+    } else if job.append_from.is_some() {
+        "append"
+    } else if cfg.overwrite {
+        "overwrite"
+    } else {
+        "create"
+    };
+    monitor.event(&Event::Planned {
+        files: job.ds.files.len(),
+        arrays: plan.arrays.len(),
+        units_total: plan.total_units,
+        units_resumed: opened.resumed,
+        units_to_write: units,
+        bytes_to_write: bytes,
+        exchange_arrays: plan
+            .arrays
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| x.is_exchanged(*i))
+            .map(|(_, a)| a.path.clone())
+            .collect(),
+        mode: mode.to_string(),
+    });
+}
+
+/// Every rank's figures, gathered on rank 0 (elsewhere empty).
+fn gather_figures(ctx: &MpiCtx, cfg: &ConvertConfig, s: &RankStats) -> Vec<RankFigures> {
+    let (puts, put_bytes) = if crate::store::storage::is_remote(&cfg.output) {
+        crate::store::storage::open(&cfg.output)
+            .ok()
+            .and_then(|st| st.uploaded())
+            .unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
+    let mine = RankFigures {
+        puts,
+        put_bytes,
+        rank: ctx.rank(),
+        host: crate::system::environment::hostname(),
+        units: s.units,
+        bytes_read: s.bytes_read,
+        bytes_written: s.bytes_written,
+        read_s: s.read_s,
+        encode_s: s.encode_s,
+        write_s: s.write_s,
+        wait_s: s.wait_s,
+        exchange_s: s.exchange_s,
+        bytes_sent: s.bytes_sent,
+        busy_s: s.read_s + s.encode_s + s.write_s + s.exchange_s,
+        peak_rss_mib: crate::system::heap::peak_rss_mib(),
+    };
+    let bytes =
+        bincode::serde::encode_to_vec(&mine, bincode::config::standard()).unwrap_or_default();
+    ctx.gather_bytes(bytes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|part| {
+            bincode::serde::decode_from_slice::<RankFigures, _>(part, bincode::config::standard())
+                .ok()
+                .map(|(r, _)| r)
+        })
+        .collect()
+}
+
 /// What the run report lists besides its figures: the variables left out
 /// (`--skip-unsupported`) and every warning of the way to Zarr.
 fn notes(
@@ -381,11 +502,6 @@ fn workers(
     // Encoder threads of a bound rank are pinned inside its cpuset.
     let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
     let topology = ctx.job_topology(topo, threads, !pins.is_empty());
-    if ctx.is_root() {
-        if let Some(w) = topology.warning() {
-            eprintln!("{w}");
-        }
-    }
     let budget = execute::memory_budget(cfg, plan, threads)?;
     if crate::store::storage::is_remote(&cfg.output) {
         crate::store::storage::open(&cfg.output)?.set_inflight_bytes(
@@ -480,19 +596,79 @@ fn store_format(path: &std::path::Path) -> Option<crate::cli::config::ZarrFormat
 }
 
 /// `zarrforge convert`: converts, prints the warnings and the summary
-/// (rank 0), writes the `--report`, and verifies when asked.
+/// (rank 0), writes the `--report` and the `--events`, and verifies when
+/// asked.
 ///
 /// # Errors
 /// The conversion's or the verification's error.
 pub fn command(ctx: &MpiCtx, args: &crate::cli::args::ConvertArgs) -> Result<(), Error> {
-    let cfg = args.to_config()?;
+    let t0 = Instant::now();
+    let events = if ctx.is_root() {
+        crate::report::events::Events::open(args.events.as_deref()).map_err(|e| {
+            Error::Write(crate::store::error::WriteError::io(
+                &e.path,
+                "create the events file",
+                e.source,
+            ))
+        })
+    } else {
+        Ok(crate::report::events::Events::none())
+    };
+    let events = ctx.agree(events)?;
+    let cfg = args.to_config();
+    let interval = std::time::Duration::from_secs_f64(args.progress_interval.max(0.1));
+    let progress = cfg.as_ref().is_ok_and(|c| c.progress);
+    let mut monitor = Monitor::new(ctx, progress, interval, events);
+    let nodes = ctx.nodes();
+    monitor.event(&Event::Started {
+        command: "convert".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        output: cfg.as_ref().map_or_else(
+            |_| {
+                args.output
+                    .as_ref()
+                    .map(|o| o.display().to_string())
+                    .unwrap_or_default()
+            },
+            |c| c.output.display().to_string(),
+        ),
+        inputs: cfg
+            .as_ref()
+            .map_or_else(|_| args.input.inputs.clone(), |c| c.inputs.clone()),
+        ranks: ctx.size(),
+        nodes,
+    });
+    let result = cfg
+        .map_err(Error::from)
+        .and_then(|cfg| run_command(ctx, args, &cfg, &mut monitor, t0));
+    if let Err(e) = &result {
+        monitor.finish();
+        if ctx.is_root() {
+            failed(&mut monitor, e, args.report.as_deref());
+        }
+    }
+    result
+}
+
+/// Converts, reports and verifies (see [`command`]).
+fn run_command(
+    ctx: &MpiCtx,
+    args: &crate::cli::args::ConvertArgs,
+    cfg: &ConvertConfig,
+    monitor: &mut Monitor,
+    t0: Instant,
+) -> Result<(), Error> {
     let topo = Topology::detect();
-    let report = convert(ctx, &cfg, &topo)?;
+    let report = convert(ctx, cfg, &topo, monitor)?;
     if ctx.is_root() {
         for s in &report.skipped {
             eprintln!("zarrforge: warning: skipped unsupported variable {s}");
+            monitor.warning(&format!("skipped unsupported variable {s}"));
         }
         crate::report::console::print_warnings(&report.warnings);
+        for w in &report.warnings {
+            monitor.warning(w);
+        }
         if let Some(path) = &args.report {
             let mut value = serde_json::to_value(&report).unwrap_or_default();
             if let Some(m) = value.as_object_mut() {
@@ -504,8 +680,52 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::ConvertArgs) -> Result<(),
         eprintln!("{}", report.summary());
     }
     if cfg.verify {
-        let v = super::verify::verify(ctx, &cfg)?;
-        return super::verify::finish(ctx, &v, None);
+        monitor.phase(Phase::Verify);
+        let v = super::verify::verify(ctx, cfg)?;
+        super::verify::finish(ctx, &v, None)?;
+        monitor.finish();
     }
+    monitor.event(&Event::Committed {
+        output: report.output.display().to_string(),
+        arrays: report.arrays,
+        units_written: report.units,
+        units_resumed: report.units_resumed,
+        bytes_read: report.bytes_read,
+        bytes_written: report.bytes_written,
+        seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+    });
     Ok(())
+}
+
+/// Rank 0's account of a failed run: one event per failing rank, the
+/// `failed` event, and the `--report` with the status. A launcher may not
+/// pass the ranks' exit status on (`mpirun` stopped by SIGTERM exits 1
+/// while the ranks exit 75); a job script reads the report or the events.
+fn failed(monitor: &mut Monitor, e: &Error, report: Option<&std::path::Path>) {
+    if let Error::Ranks(list) = e {
+        for f in list {
+            monitor.event(&Event::RankFailed {
+                rank: f.rank,
+                message: f.failure.message.clone(),
+                resumable: f.failure.resumable,
+            });
+        }
+    }
+    let msg = crate::report::console::message(e);
+    let status = e.exit_status();
+    monitor.event(&Event::Failed {
+        error: msg.clone(),
+        exit_status: status as u8,
+        status: status.name().into(),
+        resumable: e.is_resumable(),
+    });
+    if let Some(path) = report {
+        crate::report::console::failure_report(
+            path,
+            &msg,
+            e.is_interrupted(),
+            status as u8,
+            e.is_resumable(),
+        );
+    }
 }

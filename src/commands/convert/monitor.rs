@@ -1,0 +1,245 @@
+//! What a conversion shows while it runs: the job's progress over all
+//! ranks on rank 0's stderr, the `--events` stream, and the wall time of
+//! each phase.
+//!
+//! Every rank counts the units it has written. A rank other than 0 sends
+//! its counters to rank 0 at most every few seconds (a few words, sent
+//! eagerly: it never waits for rank 0). Rank 0 takes whatever has arrived
+//! whenever it passes a unit, and while it waits for the other ranks at the
+//! end of a phase ([`MpiCtx::wait_polling`]), so that a batch log shows the
+//! job's progress even when rank 0 has finished its own share.
+
+use std::time::{Duration, Instant};
+
+use crate::mpi::ctx::{MpiCtx, PROGRESS_WORDS};
+use crate::pipeline::plan::Plan;
+use crate::report::events::{Event, Events, Phase};
+use crate::report::progress::{Counters, Display, JobProgress};
+use crate::report::summary::PhaseSeconds;
+
+/// Progress, events and phase timings of one rank.
+pub struct Monitor {
+    rank: usize,
+    ranks: usize,
+    start: Instant,
+    events: Events,
+    display: Display,
+    job: JobProgress,
+    mine: Counters,
+    /// How often a rank sends its counters (and rank 0 writes a progress
+    /// event).
+    send_every: Duration,
+    last_send: Instant,
+    every: Duration,
+    last_event: Instant,
+    current: Option<(Phase, Instant)>,
+    phases: PhaseSeconds,
+}
+
+impl Monitor {
+    /// The monitor of this rank: progress shown by rank 0 when `progress`
+    /// (a bar on a terminal, else a line every `every`), events written by
+    /// rank 0 into `events`.
+    pub fn new(ctx: &MpiCtx, progress: bool, every: Duration, events: Events) -> Self {
+        let root = ctx.is_root();
+        let now = Instant::now();
+        let every = every.max(Duration::from_millis(100));
+        Self {
+            rank: usize::try_from(ctx.rank()).unwrap_or(0),
+            ranks: ctx.size(),
+            start: now,
+            events: if root { events } else { Events::none() },
+            display: Display::new(progress && root, every),
+            job: JobProgress::new(ctx.size()),
+            mine: Counters::default(),
+            send_every: (every / 3).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            last_send: now,
+            every,
+            last_event: now,
+            current: None,
+            phases: PhaseSeconds::default(),
+        }
+    }
+
+    /// A monitor that shows and writes nothing (`bench`, tests).
+    pub fn silent(ctx: &MpiCtx) -> Self {
+        Self::new(ctx, false, Duration::from_secs(30), Events::none())
+    }
+
+    /// Seconds since the run began.
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Writes an event (rank 0; elsewhere nothing).
+    pub fn event(&mut self, e: &Event) {
+        self.events.emit(e);
+    }
+
+    /// A warning for the events stream (the caller prints it).
+    pub fn warning(&mut self, message: &str) {
+        self.event(&Event::Warning {
+            message: message.to_string(),
+        });
+    }
+
+    /// A phase begins on this rank: the previous one's time is recorded;
+    /// rank 0 announces it.
+    pub fn phase(&mut self, phase: Phase) {
+        let now = Instant::now();
+        self.close_phase(now);
+        self.current = Some((phase, now));
+        self.job.set_phase(phase, now);
+        let elapsed = self.elapsed();
+        self.display.phase(phase, elapsed);
+        self.event(&Event::Phase { phase });
+    }
+
+    /// Adds the time of the current phase to its total.
+    fn close_phase(&mut self, now: Instant) {
+        if let Some((p, t)) = self.current.take() {
+            let s = now.saturating_duration_since(t).as_secs_f64();
+            self.phases.add(p, s);
+            if matches!(p, Phase::Write | Phase::Exchange) {
+                // Where the job ended up: 100% once every rank is done.
+                self.progress_event(now);
+            }
+        }
+    }
+
+    /// The units (and their uncompressed bytes) this run writes, over all
+    /// ranks (what rank 0 shows progress against).
+    pub fn set_totals(&mut self, units: u64, bytes: u64) {
+        self.job.set_totals(units, bytes);
+    }
+
+    /// This rank wrote `units` more units of `bytes` uncompressed bytes.
+    pub fn add(&mut self, ctx: &MpiCtx, units: u64, bytes: u64) {
+        self.mine.units += units;
+        self.mine.bytes += bytes;
+        self.tick(ctx);
+    }
+
+    /// Sends this rank's counters when due (other ranks); takes what has
+    /// arrived and shows it when due (rank 0). Cheap: call it often.
+    pub fn tick(&mut self, ctx: &MpiCtx) {
+        let now = Instant::now();
+        if self.rank != 0 {
+            if now.saturating_duration_since(self.last_send) >= self.send_every {
+                self.send(ctx, now);
+            }
+            return;
+        }
+        self.job.update(0, self.mine);
+        self.receive(ctx);
+        if self.display.due(now) || matches!(self.display, Display::Bar(_)) {
+            let s = self.job.snapshot(now);
+            let elapsed = self.elapsed();
+            self.display.show(&s, elapsed, self.ranks, now);
+        }
+        if self.events.enabled() && now.saturating_duration_since(self.last_event) >= self.every {
+            self.progress_event(now);
+        }
+    }
+
+    fn send(&mut self, ctx: &MpiCtx, now: Instant) {
+        let phase = self.current.map_or(0, |(p, _)| p.index() as u64);
+        let words: [u64; PROGRESS_WORDS] = [self.mine.units, self.mine.bytes, phase, 0];
+        ctx.send_progress(&words);
+        self.last_send = now;
+    }
+
+    fn receive(&mut self, ctx: &MpiCtx) {
+        for (rank, w) in ctx.drain_progress() {
+            self.job.update(
+                usize::try_from(rank).unwrap_or(usize::MAX),
+                Counters {
+                    units: w[0],
+                    bytes: w[1],
+                },
+            );
+        }
+    }
+
+    fn progress_event(&mut self, now: Instant) {
+        if self.rank == 0 && self.events.enabled() {
+            self.job.update(0, self.mine);
+            let s = self.job.snapshot(now);
+            self.events.emit(&Event::Progress(s));
+            self.last_event = now;
+        }
+    }
+
+    /// Waits for every rank at the end of a phase (collective; call it on
+    /// every rank, whatever happened on this one): a rank sends its final
+    /// counters first; rank 0 keeps showing progress while it waits.
+    pub fn wait_for_ranks(&mut self, ctx: &MpiCtx) {
+        if self.rank != 0 {
+            self.send(ctx, Instant::now());
+            ctx.wait_polling(|| {});
+            return;
+        }
+        ctx.wait_polling(|| self.tick(ctx));
+        // Every rank's final counters were sent before the barrier.
+        self.receive(ctx);
+    }
+
+    /// The run is over on this rank: the last phase is timed, the bar
+    /// removed.
+    pub fn finish(&mut self) {
+        self.close_phase(Instant::now());
+        self.display.finish();
+    }
+
+    /// Wall seconds of each phase on this rank.
+    pub fn phases(&self) -> PhaseSeconds {
+        let mut p = self.phases.clone();
+        if let Some((phase, t)) = self.current {
+            p.add(phase, t.elapsed().as_secs_f64());
+        }
+        p
+    }
+}
+
+/// The units of `plan` not `done` and their uncompressed bytes (exact up
+/// to a few million units; beyond, the bytes of finished units are
+/// estimated from their share of the units).
+pub(super) fn totals(plan: &Plan, resumed: u64, done: impl Fn(u64) -> bool) -> (u64, u64) {
+    const EXACT: u64 = 4 << 20;
+    let units = plan.total_units.saturating_sub(resumed);
+    let mut bytes = 0u64;
+    for a in &plan.arrays {
+        let us = a.unit_shape();
+        // The region the units cover, clipped to the array.
+        let covered =
+            a.lo.iter()
+                .zip(&a.grid)
+                .zip(us)
+                .zip(&a.shape)
+                .fold(1u64, |acc, (((lo, g), s), n)| {
+                    let from = lo.saturating_mul(*s).min(*n);
+                    let to = (lo + g).saturating_mul(*s).min(*n);
+                    acc.saturating_mul(to - from)
+                })
+                .saturating_mul(a.dtype.size() as u64);
+        bytes = bytes.saturating_add(covered);
+        if resumed > 0 && plan.total_units <= EXACT {
+            for k in 0..a.num_units() {
+                if done(a.first_unit + k) {
+                    bytes = bytes.saturating_sub(a.unit_bytes(&a.unit_indices(k)));
+                }
+            }
+        }
+    }
+    if resumed > 0 && plan.total_units > EXACT {
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        {
+            bytes = (bytes as f64 * units as f64 / plan.total_units.max(1) as f64) as u64;
+        }
+    }
+    (units, bytes)
+}
