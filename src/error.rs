@@ -317,3 +317,54 @@ pub enum VerifyError {
     #[error("internal error (panic) while verifying: {0}")]
     Panic(String),
 }
+
+#[cfg(test)]
+mod exit_status_tests {
+    use super::*;
+
+    /// docs/errors.md's table and [`ExitStatus`] agree, row for row.
+    #[test]
+    fn the_documented_table_is_the_code() {
+        let doc = include_str!("../docs/errors.md");
+        let section = doc
+            .split("## Exit statuses")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap_or_default();
+        let rows: Vec<(u8, &str)> = section
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.split('|').map(str::trim).skip(1);
+                let code = cells.next()?.parse().ok()?;
+                Some((code, cells.next()?))
+            })
+            .collect();
+        let code: Vec<(u8, &str)> = ExitStatus::ALL
+            .iter()
+            .map(|s| (*s as u8, s.name()))
+            .collect();
+        assert_eq!(rows, code);
+        for s in ExitStatus::ALL {
+            assert_eq!(ExitStatus::from_code(s as u8), s);
+        }
+        assert_eq!(ExitStatus::from_code(99), ExitStatus::Internal);
+    }
+
+    #[test]
+    fn several_ranks_give_the_first_status_that_is_not_an_interruption() {
+        let f = |rank, status, resumable| RankFailure {
+            rank,
+            failure: Failure {
+                status,
+                resumable,
+                message: String::new(),
+            },
+        };
+        let e = Error::Ranks(vec![f(0, 75, true), f(1, 3, false), f(2, 4, false)]);
+        assert_eq!(e.exit_status(), ExitStatus::Input);
+        assert!(!e.is_resumable());
+        let e = Error::Ranks(vec![f(0, 75, true), f(2, 75, true)]);
+        assert_eq!(e.exit_status(), ExitStatus::Interrupted);
+        assert!(e.is_resumable() && e.is_interrupted());
+    }
+}

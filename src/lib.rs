@@ -35,6 +35,19 @@
 
 #![warn(missing_docs)]
 
+/// `eprintln!` in one `write` call: a line of rank 0's stderr (progress,
+/// warnings, the error) is never split by another writer of the same pipe
+/// (the events on stdout when a launcher or a workflow engine merges the
+/// two streams, the other ranks' lines).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }};
+}
+
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     let ctx = match MpiCtx::init() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("zarrforge: error: {}", chain(&e));
+            zarrforge::say!("zarrforge: error: {}", chain(&e));
             return ExitCode::from(ExitStatus::Internal as u8);
         }
     };
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
             let status = e.exit_status() as u8;
             // Collective failures are printed once, by rank 0.
             if ctx.is_root() {
-                eprintln!("zarrforge: error: {}", console::message(&e));
+                zarrforge::say!("zarrforge: error: {}", console::message(&e));
             }
             ExitCode::from(status)
         }

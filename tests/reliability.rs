@@ -280,11 +280,14 @@ fn sigterm_stops_cleanly_and_resume_finishes() {
     let dir = tmp();
     let src = dataset(dir.path(), 96);
     let out = dir.path().join("term.zarr");
+    let events = dir.path().join("events.jsonl");
     let mut child = spawn(
         2,
         &[
             "convert",
             "--quiet",
+            "--events",
+            s(&events),
             "--chunks",
             CHUNKS,
             "-o",
@@ -311,6 +314,23 @@ fn sigterm_stops_cleanly_and_resume_finishes() {
         code,
         Some(75),
         "an interrupted run exits with EX_TEMPFAIL: {err}"
+    );
+    // The events end with the interruption, resumable, after each rank's.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "failed", "{text}");
+    assert_eq!(last["exit_status"], 75, "{text}");
+    assert_eq!(last["status"], "interrupted", "{text}");
+    assert_eq!(last["resumable"], true, "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "rank_failed" && l["resumable"] == true),
+        "{text}"
     );
     eprintln!(
         "sigterm: stopped after {} journaled units",

@@ -15,3 +15,4 @@ mod real_files;
 mod reliability;
 mod s3;
 mod verify;
+mod workflow;

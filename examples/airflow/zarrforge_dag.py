@@ -101,7 +101,7 @@ def zarrforge_command(params: dict, ti) -> str:
     )
     # The events go to a file, not to stdout: the task log is one pipe for stdout and stderr.
     return "\n".join([
-        f"echo 'zarrforge try {ti.try_number}: events in {events}'",
+        "echo " + shlex.quote(f"zarrforge try {ti.try_number}: events in {events}"),
         f"mkdir -p {shlex.quote(os.path.dirname(events))}",
         convert,
     ])

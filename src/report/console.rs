@@ -10,10 +10,10 @@ use crate::error::{chain, Error};
 pub fn print_warnings(warnings: &[String]) {
     const SHOWN: usize = 20;
     for w in warnings.iter().take(SHOWN) {
-        eprintln!("zarrforge: warning: {w}");
+        crate::say!("zarrforge: warning: {w}");
     }
     if warnings.len() > SHOWN {
-        eprintln!(
+        crate::say!(
             "zarrforge: warning: ... and {} more (all in the --report JSON)",
             warnings.len() - SHOWN
         );
@@ -60,7 +60,7 @@ pub fn failure_report(path: &Path, msg: &str, interrupted: bool, status: u8, res
         "error": msg,
     });
     if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default()) {
-        eprintln!(
+        crate::say!(
             "zarrforge: warning: {}: cannot write the report: {e}",
             path.display()
         );

@@ -1,6 +1,7 @@
 //! Machine-readable events of a run (`--events FILE`, `-` for stdout):
 //! JSON Lines, one object per line, written by rank 0 and flushed line by
-//! line, so that a workflow engine can follow a run as it goes.
+//! line, so that a workflow engine can follow a run as it goes. A file is
+//! appended to, so that the runs of a requeued job follow each other.
 //!
 //! The schema is versioned ([`SCHEMA`]); `docs/events.md` describes it and
 //! `docs/events.schema.json` is its JSON Schema. A later version only adds
@@ -216,11 +217,15 @@ impl Events {
         let sink = match target {
             None => None,
             Some(p) if p == Path::new("-") => Some(Sink::Stdout),
+            // Appended to: the runs of a requeued job follow each other in
+            // one file, each from its `started` line.
             Some(p) => Some(Sink::File(
-                BufWriter::new(File::create(p).map_err(|source| EventsError {
-                    path: p.to_path_buf(),
-                    source,
-                })?),
+                BufWriter::new(File::options().create(true).append(true).open(p).map_err(
+                    |source| EventsError {
+                        path: p.to_path_buf(),
+                        source,
+                    },
+                )?),
                 p.to_path_buf(),
             )),
         };
@@ -275,7 +280,9 @@ impl Events {
                 Sink::Stdout => "stdout".to_string(),
                 Sink::File(_, p) => p.display().to_string(),
             };
-            eprintln!("zarrforge: warning: {name}: cannot write events, no more are written: {e}");
+            crate::say!(
+                "zarrforge: warning: {name}: cannot write events, no more are written: {e}"
+            );
             self.sink = None;
         }
     }

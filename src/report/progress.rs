@@ -259,7 +259,7 @@ impl Display {
                 ));
             }
             Self::Lines { last, .. } => {
-                eprintln!("{}", s.line(elapsed, ranks));
+                crate::say!("{}", s.line(elapsed, ranks));
                 *last = now;
             }
         }
@@ -271,7 +271,7 @@ impl Display {
             Self::Off => {}
             Self::Bar(bar) => bar.set_prefix(phase.name()),
             Self::Lines { .. } => {
-                eprintln!(
+                crate::say!(
                     "zarrforge: {} phase {}",
                     hms(elapsed.as_secs()),
                     phase.name()

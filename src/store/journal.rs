@@ -671,7 +671,7 @@ impl Lock {
             // The same bytes again: a server that honours the condition
             // refuses; one that does not rewrites the same content.
             if s.put_new(&key, &me).map_err(remote)? {
-                eprintln!(
+                crate::say!(
                     "zarrforge: warning: {}: the object store ignores conditional writes (If-None-Match: *); the lock is checked by reading it, which cannot exclude two runs started at the same instant",
                     store.display()
                 );

@@ -180,7 +180,7 @@ pub fn install_panic_hook(rank: i32, size: usize) {
             return;
         }
         let message = payload_text(info.payload());
-        eprintln!(
+        crate::say!(
             "zarrforge: error: [rank {}] internal error (panic) during {} at {location}: {message}; aborting every rank",
             RANK.load(Ordering::Relaxed),
             current()

@@ -283,7 +283,7 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::BenchArgs) -> Result<(), E
     };
     if args.generate_only {
         if ctx.is_root() {
-            eprintln!(
+            crate::say!(
                 "zarrforge bench: {} input file(s) in {} ({generate_s:.2} s)",
                 inputs.len(),
                 args.dir.join("inputs").display()

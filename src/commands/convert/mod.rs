@@ -68,7 +68,7 @@ pub fn convert(
     let (workers, topology) = workers(ctx, cfg, topo, &plan)?;
     if ctx.is_root() {
         if let Some(w) = topology.warning() {
-            eprintln!("{w}");
+            crate::say!("{w}");
             monitor.warning(w.trim_start_matches("zarrforge: warning: "));
         }
     }
@@ -662,7 +662,7 @@ fn run_command(
     let report = convert(ctx, cfg, &topo, monitor)?;
     if ctx.is_root() {
         for s in &report.skipped {
-            eprintln!("zarrforge: warning: skipped unsupported variable {s}");
+            crate::say!("zarrforge: warning: skipped unsupported variable {s}");
             monitor.warning(&format!("skipped unsupported variable {s}"));
         }
         crate::report::console::print_warnings(&report.warnings);
@@ -677,7 +677,7 @@ fn run_command(
             }
             super::write_report(path, &serde_json::to_vec_pretty(&value).unwrap_or_default())?;
         }
-        eprintln!("{}", report.summary());
+        crate::say!("{}", report.summary());
     }
     if cfg.verify {
         monitor.phase(Phase::Verify);
