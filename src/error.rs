@@ -175,6 +175,10 @@ impl WriteError {
         match self {
             WriteError::Interrupted(_) => ExitStatus::Interrupted,
             WriteError::Read(_) => ExitStatus::Input,
+            // A malformed `-o` URL: the command line, not the store.
+            WriteError::Remote { what, .. } if *what == crate::store::storage::PARSE_URL => {
+                ExitStatus::Usage
+            }
             WriteError::Io { .. }
             | WriteError::NoSpace { .. }
             | WriteError::Remote { .. }

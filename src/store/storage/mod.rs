@@ -20,6 +20,10 @@ pub use url::Location;
 
 use crate::store::error::WriteError;
 
+/// What a [`WriteError::Remote`] of a malformed store URL was doing (its
+/// exit status is a usage error's).
+pub const PARSE_URL: &str = "parse the output URL";
+
 /// Bytes of uploads in flight per rank without `--max-memory` (with it:
 /// an eighth of it, between 16 MiB and 1 GiB).
 pub const INFLIGHT_DEFAULT_BYTES: u64 = 64 << 20;

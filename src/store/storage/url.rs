@@ -55,7 +55,7 @@ impl Location {
         };
         let bad = |why: &str| WriteError::Remote {
             url: s.to_string(),
-            what: "parse the output URL",
+            what: super::PARSE_URL,
             source: why.to_string().into(),
         };
         let Some(rest) = s.strip_prefix("s3://") else {
