@@ -303,9 +303,11 @@ fn two_simulated_nodes_write_the_same_bytes() {
     extra.extend(["--exchange", "never"]);
     convert(None, &direct, &files, &extra);
     let out = work.join("nodes.zarr");
+    let events = work.join("events.jsonl");
     let mut cmd = std::process::Command::new("bash");
     cmd.arg(launcher.join("run.sh"))
         .args(["2", "2", "--", s(&bin), "convert", "--quiet", "--history"])
+        .args(["--events", s(&events), "--progress-interval", "0.2"])
         .args(["--exchange", "always", "-o", s(&out)])
         .args(layout)
         .args(files.iter().map(|p| s(p)))
@@ -321,6 +323,22 @@ fn two_simulated_nodes_write_the_same_bytes() {
     assert!(out_put.0 == Some(0), "fakenodes run: {}", out_put.1);
     assert!(out_put.1.contains("exchange:"), "{}", out_put.1);
     assert_same_files(&comparable(&direct), &comparable(&out), "2 nodes x 2 ranks");
+    // Rank 0 heard from the ranks of the other node: the last progress
+    // event counts every rank's units.
+    let evs: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(evs[0]["nodes"], 2, "{:?}", evs[0]);
+    let last = evs
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "progress")
+        .unwrap();
+    assert_eq!(last["ranks_reporting"], 4, "{last}");
+    assert_eq!(last["units_done"], last["units_total"], "{last}");
+    assert_eq!(evs.last().unwrap()["event"], "committed");
     let _ = std::fs::remove_dir_all(&work);
 }
 
