@@ -8,7 +8,8 @@ every step that changes a store calls a named kill point. For each
 operation (convert, resume, append, overwrite) and Zarr format (2, 3), a
 first run lists every point the operation reaches (ZARRFORGE_FAULT_TRACE).
 Then, for each point (and for repeated points the 1st, 2nd, middle and last
-time it is reached), the operation starts again from the same initial store
+time it is reached; in Zarr v2, whose protocol steps are v3's, the 1st and
+last), the operation starts again from the same initial store
 and the chosen rank is killed (SIGKILL) there. After each kill:
 
   - what xarray sees, with consolidated metadata and without, must be the
@@ -473,7 +474,10 @@ def main():
         sys.exit(1 if failures else 0)
     for fmt in (3, 2):
         refs = Refs(fmt, files)
-        kill_walk(refs, stats)
+        # Zarr v2 differs from v3 in the metadata written, not in the steps
+        # of the protocol: its walk kills at the first and last occurrence of
+        # every point (v3 also at the second and the middle one).
+        kill_walk(refs, stats, quick=fmt == 2)
         paused_races(refs, stats)
         together_races(refs, stats, 1 if QUICK else 2)
     # The exchange path (every array through the all-to-all rounds): the
