@@ -331,11 +331,7 @@ fn two_simulated_nodes_write_the_same_bytes() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(evs[0]["nodes"], 2, "{:?}", evs[0]);
-    let last = evs
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "progress")
-        .unwrap();
+    let last = evs.iter().rev().find(|e| e["event"] == "progress").unwrap();
     assert_eq!(last["ranks_reporting"], 4, "{last}");
     assert_eq!(last["units_done"], last["units_total"], "{last}");
     assert_eq!(evs.last().unwrap()["event"], "committed");
