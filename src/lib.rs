@@ -14,13 +14,16 @@
 //! * [`store`]: encode → files and journal → commit, and what a run does
 //!   with the store it finds;
 //! * [`error`]: the error every command returns, one variant per stage;
-//! * [`report`]: what a run tells its user (progress, the run report);
+//! * [`report`]: what a run tells its user (the job's progress, the
+//!   `--events` stream, the run report);
 //! * [`commands`]: convert, verify, inspect and bench, each stringing the
 //!   stages together.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), zarrforge::error::Error> {
 //! use zarrforge::cli::config::*;
+//! use std::time::Duration;
+//! use zarrforge::commands::convert::{convert, Monitor};
 //! use zarrforge::mpi::{ctx::MpiCtx, topology::Topology};
 //! let ctx = MpiCtx::init()?;
 //! // Inputs may be paths or globs: files are concatenated along their
@@ -28,7 +31,11 @@
 //! let mut cfg = ConvertConfig::new(vec!["run_*.nc".into()], "out.zarr".into());
 //! cfg.chunks = DimSizes::parse("--chunks", "time=24")?;
 //! cfg.codec = Codec::parse("zstd:3")?;
-//! let report = zarrforge::commands::convert::convert(&ctx, &cfg, &Topology::detect())?;
+//! // Progress lines of the whole job every 30 s on rank 0's stderr, no
+//! // events (`report::events::Events::open` writes them).
+//! let events = zarrforge::report::events::Events::none();
+//! let mut monitor = Monitor::new(&ctx, true, Duration::from_secs(30), events);
+//! let report = convert(&ctx, &cfg, &Topology::detect(), &mut monitor)?;
 //! println!("{}", report.summary());
 //! # Ok(()) }
 //! ```
