@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::{chain, Error};
+use crate::error::{chain, Error, ExitStatus};
 
 /// Prints warnings, the first few in full (many files can repeat one).
 pub fn print_warnings(warnings: &[String]) {
@@ -52,10 +52,10 @@ pub fn message(e: &Error) -> String {
 /// interrupted: its status, exit status and message. A launcher may not
 /// pass the ranks' exit status on (`mpirun` stopped by SIGTERM exits 1
 /// while the ranks exit 75); a job script reads the report instead.
-pub fn failure_report(path: &Path, msg: &str, interrupted: bool, status: u8, resumable: bool) {
+pub fn failure_report(path: &Path, msg: &str, status: ExitStatus, resumable: bool) {
     let json = serde_json::json!({
-        "status": if interrupted { "interrupted" } else { "failed" },
-        "exit_status": status,
+        "status": if status == ExitStatus::Interrupted { "interrupted" } else { "failed" },
+        "exit_status": status as u8,
         "resumable": resumable,
         "error": msg,
     });

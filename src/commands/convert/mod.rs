@@ -363,13 +363,7 @@ fn exchange_report(
         }
     };
     crate::report::summary::ExchangeReport {
-        arrays: plan
-            .arrays
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| x.is_exchanged(*i))
-            .map(|(_, a)| a.path.clone())
-            .collect(),
+        arrays: exchanged_paths(plan, x),
         rounds: x.rounds.len(),
         passes: x.passes(),
         bytes_decoded: ctx.sum_u64(mine.bytes_read),
@@ -377,6 +371,16 @@ fn exchange_report(
         decode_imbalance: imbalance(mine.bytes_read),
         write_imbalance: imbalance(written),
     }
+}
+
+/// The paths of the arrays that take the exchange path.
+fn exchanged_paths(plan: &Plan, x: &crate::pipeline::exchange::Exchange) -> Vec<String> {
+    plan.arrays
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| x.is_exchanged(*i))
+        .map(|(_, a)| a.path.clone())
+        .collect()
 }
 
 /// Rank 0 announces the plan: what this run writes, and the totals the
@@ -415,13 +419,7 @@ fn planned(
         units_resumed: opened.resumed,
         units_to_write: units,
         bytes_to_write: bytes,
-        exchange_arrays: plan
-            .arrays
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| x.is_exchanged(*i))
-            .map(|(_, a)| a.path.clone())
-            .collect(),
+        exchange_arrays: exchanged_paths(plan, x),
         mode: mode.to_string(),
     });
 }
@@ -720,12 +718,6 @@ fn failed(monitor: &mut Monitor, e: &Error, report: Option<&std::path::Path>) {
         resumable: e.is_resumable(),
     });
     if let Some(path) = report {
-        crate::report::console::failure_report(
-            path,
-            &msg,
-            e.is_interrupted(),
-            status as u8,
-            e.is_resumable(),
-        );
+        crate::report::console::failure_report(path, &msg, status, e.is_resumable());
     }
 }
