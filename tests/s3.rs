@@ -3,8 +3,8 @@
 //! the same bytes as a store in a directory on 1, 2 and 3 ranks; append,
 //! overwrite and verify on S3; one clear error on every rank for bad
 //! credentials, a missing bucket or an unreachable endpoint, with nothing
-//! written; the server killed in the middle of a conversion, then
-//! `--resume` once it is back; a storm of 503 `SlowDown` answers survived by
+//! written; the endpoint lost in the middle of a conversion, then
+//! `--resume` against the restarted server; a storm of 503 `SlowDown` answers survived by
 //! the retries; the lock as an object.
 
 // A test reads top to bottom as one scenario.
@@ -465,31 +465,64 @@ fn generated(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Units recorded in the store's journal objects (8 bytes per unit).
-fn journaled(server: &Server, prefix: &str) -> u64 {
-    let c = server.client(prefix);
-    c.list(".zarrforge/journal")
-        .unwrap_or_default()
-        .iter()
-        .filter(|k| k.contains("/units-"))
-        .map(|k| c.size(k).ok().flatten().unwrap_or(0) / 8)
-        .sum()
+/// `tests/s3/slowdown_proxy.py` on a free port in front of `server`,
+/// answering every `every`-th request with 503 (0: none) and with an
+/// optional gate (`die:TEXT` or `hold:TEXT`, see the script). Returns the
+/// proxy and the environment that points the ranks at it.
+fn proxy(
+    server: &Server,
+    every: u32,
+    count: &Path,
+    gate: Option<&str>,
+) -> (Child, Vec<(String, String)>) {
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/slowdown_proxy.py");
+    let child = Command::new("python3")
+        .arg(&script)
+        .args([
+            &port.to_string(),
+            &server.port.to_string(),
+            &every.to_string(),
+            s(count),
+        ])
+        .args(gate)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the proxy");
+    wait_listening(port);
+    let mut env = server.env();
+    for (k, v) in &mut env {
+        if k == "AWS_ENDPOINT_URL" {
+            *v = format!("http://127.0.0.1:{port}");
+        }
+    }
+    (child, env)
 }
 
 #[test]
-fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_store() {
+fn the_endpoint_lost_mid_conversion_fails_every_rank_and_resume_finishes_the_store() {
     let dir = tmp();
     let files = generated(dir.path(), 6);
     let mut server = Server::start(dir.path());
     let env = server.env();
     let prefix = "runs/killed.zarr";
     let url = format!("s3://{BUCKET}/{prefix}");
+    // 3459 units, more than two journal batches on each of the 2 ranks: the
+    // endpoint vanishes (the proxy exits) right after the first batch lands,
+    // while every rank still has units to write, whatever this machine's
+    // speed.
     let layout = ["--chunks", "time=2,lat=23,lon=45"];
+    let (mut gate, via_gate) = proxy(
+        &server,
+        0,
+        &dir.path().join("refused"),
+        Some("die:/.zarrforge/journal/units-"),
+    );
     let args = convert_args(&url, &files, &layout);
     let mut child = Command::new("mpirun")
         .args(["-np", "2", BIN])
         .args(&args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(via_gate.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("ZARRFORGE_S3_RETRY_SECONDS", "3")
         .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base())
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -500,23 +533,26 @@ fn the_server_killed_mid_conversion_fails_every_rank_and_resume_finishes_the_sto
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let until = Instant::now() + MINUTE;
-    while journaled(&server, prefix) == 0 {
-        assert!(Instant::now() < until, "no unit was journaled");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server.kill();
     let (code, err) = crate::reliability::wait_for(&mut child, 2 * MINUTE);
+    let _ = gate.kill();
+    let gone = gate.wait().unwrap();
+    assert!(gone.success(), "the endpoint never vanished: {gone}; {err}");
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains(&url) && err.contains("--resume"), "{err}");
+    // The server itself restarts between the runs.
+    server.kill();
     server.run();
     assert!(
         !server.client(prefix).exists("zarr.json").unwrap(),
         "committed"
+    );
+    let c = server.client(prefix);
+    assert!(
+        c.list(".zarrforge/journal")
+            .unwrap()
+            .iter()
+            .any(|k| k.contains("/units-")),
+        "no journal batch on the server"
     );
     let r = run(
         &env,
@@ -542,22 +578,8 @@ fn a_storm_of_503_slowdown_is_survived_by_the_retries() {
     let dir = tmp();
     let files = inputs(&dir.path().join("in"));
     let server = Server::start(dir.path());
-    let port = free_port();
     let count = dir.path().join("refused");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/slowdown_proxy.py");
-    let mut proxy = Command::new("python3")
-        .arg(&script)
-        .args([&port.to_string(), &server.port.to_string(), "3", s(&count)])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the proxy");
-    wait_listening(port);
-    let mut env = server.env();
-    for (k, v) in &mut env {
-        if k == "AWS_ENDPOINT_URL" {
-            *v = format!("http://127.0.0.1:{port}");
-        }
-    }
+    let (mut proxy, env) = proxy(&server, 3, &count, None);
     let prefix = "runs/throttled.zarr";
     let url = format!("s3://{BUCKET}/{prefix}");
     let layout = ["--chunks", "time=2,lat=2,lon=2"];
@@ -687,12 +709,17 @@ fn ranks_killed_mid_conversion_on_s3_resume_on_another_rank_count() {
     let env = server.env();
     let prefix = "runs/sigkill.zarr";
     let url = format!("s3://{BUCKET}/{prefix}");
+    // More than two journal batches per rank; the proxy stops answering
+    // once the first has landed, so the ranks are alive mid-write when
+    // they are killed, whatever this machine's speed.
     let layout = ["--chunks", "time=2,lat=23,lon=45"];
+    let held = dir.path().join("held");
+    let (mut gate, via_gate) = proxy(&server, 0, &held, Some("hold:/.zarrforge/journal/units-"));
     let args = convert_args(&url, &files, &layout);
     let mut child = Command::new("mpirun")
         .args(["-np", "2", BIN])
         .args(&args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(via_gate.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("OMPI_MCA_orte_tmpdir_base", ompi_session_base())
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -702,8 +729,8 @@ fn ranks_killed_mid_conversion_on_s3_resume_on_another_rank_count() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let until = Instant::now() + MINUTE;
-    while journaled(&server, prefix) == 0 {
+    let until = Instant::now() + 2 * MINUTE;
+    while std::fs::read_to_string(&held).unwrap_or_default() != "held" {
         assert!(Instant::now() < until, "no unit was journaled");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -717,6 +744,8 @@ fn ranks_killed_mid_conversion_on_s3_resume_on_another_rank_count() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = gate.kill();
+    let _ = gate.wait();
     let c = server.client(prefix);
     assert!(!c.exists("zarr.json").unwrap(), "committed");
     assert!(
