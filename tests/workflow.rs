@@ -265,7 +265,21 @@ fn a_batch_log_shows_progress_at_the_interval_and_the_events_tell_the_run() {
         .map(|e| e["elapsed_s"].as_f64().unwrap())
         .collect();
     assert!(elapsed.windows(2).all(|w| w[0] <= w[1]), "{elapsed:?}");
-    let prog: Vec<&Value> = evs.iter().filter(|e| e["event"] == "progress").collect();
+    // The scan counts the input files, over both ranks, then ends.
+    let scan: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["phase"] == "scan")
+        .collect();
+    let end = scan.last().expect("no progress event of the scan");
+    assert_eq!(
+        (end["units_done"].as_u64(), end["units_total"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(end["ranks_reporting"], 2);
+    let prog: Vec<&Value> = evs
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["phase"] == "write")
+        .collect();
     assert!(prog.len() >= 2, "{prog:?}");
     // Spaced by the interval, except the last (the end of the phase).
     for w in prog[..prog.len() - 1].windows(2) {

@@ -142,6 +142,12 @@ class EventLogger:
                 ev.get("files"), ev.get("arrays"), ev.get("units_to_write"), ev.get("units_total"),
                 ev.get("units_resumed"), _gb(ev.get("bytes_to_write")), ev.get("mode"),
             )
+        elif kind == "progress" and ev.get("phase") == "scan":
+            # The scan counts input files (no bytes).
+            self.log.info(
+                "scan: %s/%s files, ETA %s, %s rank(s) reporting", ev.get("units_done"),
+                ev.get("units_total"), _duration(ev.get("eta_s")), ev.get("ranks_reporting"),
+            )
         elif kind == "progress":
             total = ev.get("units_total") or 0
             pct = 100.0 * (ev.get("units_done") or 0) / total if total else 100.0

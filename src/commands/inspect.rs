@@ -238,7 +238,11 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(),
 /// The job's or the plan's error.
 pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(), Error> {
     let cfg = args.to_config()?;
-    let job = crate::commands::convert::prepare_job(ctx, &cfg)?;
+    let job = crate::commands::convert::prepare_job(
+        ctx,
+        &cfg,
+        &mut crate::commands::convert::Monitor::silent(ctx),
+    )?;
     let ranks = args.ranks.unwrap_or(ctx.size());
     let p = Plan::new(&job.ds, &cfg, ranks)?;
     // Where this launch's ranks and threads would run.
@@ -352,7 +356,11 @@ pub fn recipe_check(ctx: &MpiCtx, a: &crate::cli::args::RecipeCheckArgs) -> Resu
     let mut cfg = crate::cli::config::ConvertConfig::new(Vec::new(), std::path::PathBuf::default());
     recipe.apply(&a.recipe, &mut cfg)?;
     cfg.validate()?;
-    let job = crate::commands::convert::prepare_job(ctx, &cfg)?;
+    let job = crate::commands::convert::prepare_job(
+        ctx,
+        &cfg,
+        &mut crate::commands::convert::Monitor::silent(ctx),
+    )?;
     let p = Plan::new(&job.ds, &cfg, ctx.size())?;
     if ctx.is_root() {
         print!("{}", describe_job(&job, &p));

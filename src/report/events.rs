@@ -158,6 +158,10 @@ impl Phase {
 pub struct Snapshot {
     /// The current phase.
     pub phase: Option<Phase>,
+    /// Whether the counts are of input files (the scan: `units_*` count
+    /// files, `bytes_*` are 0) rather than units.
+    #[serde(skip)]
+    pub files: bool,
     /// Units written by every rank so far in this run.
     pub units_done: u64,
     /// Units this run writes.

@@ -68,6 +68,34 @@ pub struct Counters {
     pub bytes: u64,
 }
 
+/// What the progress of a phase counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Input files scanned (the scan).
+    Files,
+    /// Units written (the write and exchange phases: one count over both).
+    Units,
+}
+
+impl Count {
+    /// What `phase` counts, if anything.
+    pub fn of(phase: Phase) -> Option<Self> {
+        match phase {
+            Phase::Scan => Some(Self::Files),
+            Phase::Write | Phase::Exchange => Some(Self::Units),
+            Phase::Plan | Phase::Commit | Phase::Verify => None,
+        }
+    }
+
+    /// Its noun in a progress line.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Units => "units",
+        }
+    }
+}
+
 /// The job's progress from every rank's latest counters (rank 0). Pure:
 /// time comes in as arguments.
 #[derive(Debug, Clone)]
@@ -76,8 +104,8 @@ pub struct JobProgress {
     units_total: u64,
     bytes_total: u64,
     phase: Option<Phase>,
-    /// When the first phase that writes units began.
-    work_start: Option<Instant>,
+    /// What is being counted, since when.
+    count: Option<(Count, Instant)>,
 }
 
 impl JobProgress {
@@ -88,22 +116,32 @@ impl JobProgress {
             units_total: 0,
             bytes_total: 0,
             phase: None,
-            work_start: None,
+            count: None,
         }
     }
 
-    /// The units (and their uncompressed bytes) this run writes.
+    /// The units (and their uncompressed bytes) this run writes, or the
+    /// files it scans (no bytes).
     pub fn set_totals(&mut self, units: u64, bytes: u64) {
         self.units_total = units;
         self.bytes_total = bytes;
     }
 
-    /// A phase began at `now`.
+    /// A phase began at `now`. A phase that counts something new (the
+    /// scan's files, then the units) starts its count from zero.
     pub fn set_phase(&mut self, phase: Phase, now: Instant) {
         self.phase = Some(phase);
-        if matches!(phase, Phase::Write | Phase::Exchange) && self.work_start.is_none() {
-            self.work_start = Some(now);
+        if let Some(c) = Count::of(phase) {
+            if self.count.map(|(was, _)| was) != Some(c) {
+                self.count = Some((c, now));
+                self.ranks.iter_mut().for_each(|r| *r = None);
+            }
         }
+    }
+
+    /// What the current count is of.
+    pub fn counting(&self) -> Option<Count> {
+        self.count.map(|(c, _)| c)
     }
 
     /// The current phase.
@@ -128,8 +166,8 @@ impl JobProgress {
         let units_done: u64 = self.ranks.iter().flatten().map(|c| c.units).sum();
         let bytes_done: u64 = self.ranks.iter().flatten().map(|c| c.bytes).sum();
         let secs = self
-            .work_start
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            .count
+            .map_or(0.0, |(_, t)| now.saturating_duration_since(t).as_secs_f64());
         #[allow(clippy::cast_precision_loss)]
         let (gb_per_s, eta_s) = if secs > 0.0 && bytes_done > 0 {
             let rate = bytes_done as f64 / secs;
@@ -144,6 +182,7 @@ impl JobProgress {
         };
         Snapshot {
             phase: self.phase,
+            files: self.counting() == Some(Count::Files),
             units_done,
             units_total: self.units_total,
             bytes_done,
@@ -165,6 +204,16 @@ impl Snapshot {
             self.units_done as f64 * 100.0 / self.units_total as f64
         };
         let eta = self.eta_s.map_or_else(|| "?".to_string(), hms_f);
+        if self.files {
+            return format!(
+                "zarrforge: {} {}: {}/{} files ({pct:.1}%), ETA {eta}, {}/{ranks} ranks reporting",
+                hms(elapsed.as_secs()),
+                self.phase.map_or("start", Phase::name),
+                self.units_done,
+                self.units_total,
+                self.ranks_reporting,
+            );
+        }
         format!(
             "zarrforge: {} {}: {}/{} units ({pct:.1}%), {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}, {}/{ranks} ranks reporting",
             hms(elapsed.as_secs()),
@@ -219,7 +268,7 @@ impl Display {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "zarrforge {prefix:8} [{bar:30}] {pos}/{len} units {msg}",
+                    "zarrforge {prefix:8} [{bar:30}] {pos}/{len} {msg}",
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -251,12 +300,16 @@ impl Display {
                 bar.set_position(s.units_done);
                 bar.set_prefix(s.phase.map_or("start", Phase::name));
                 let eta = s.eta_s.map_or_else(|| "?".to_string(), hms_f);
-                bar.set_message(format!(
-                    "{:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}",
-                    gb(s.bytes_done),
-                    gb(s.bytes_total),
-                    s.gb_per_s
-                ));
+                bar.set_message(if s.files {
+                    format!("files, ETA {eta}")
+                } else {
+                    format!(
+                        "units, {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}",
+                        gb(s.bytes_done),
+                        gb(s.bytes_total),
+                        s.gb_per_s
+                    )
+                });
             }
             Self::Lines { last, .. } => {
                 crate::say!("{}", s.line(elapsed, ranks));
@@ -352,6 +405,47 @@ mod tests {
         let s = p.snapshot(t0 + Duration::from_secs(110));
         // No bytes: the ETA comes from units, 2 units in 10 s.
         assert_eq!(s.eta_s, Some(10.0));
+    }
+
+    #[test]
+    fn the_scan_counts_files_then_the_write_counts_units_from_zero() {
+        let t0 = Instant::now();
+        let mut p = JobProgress::new(2);
+        p.set_phase(Phase::Scan, t0);
+        p.set_totals(40, 0);
+        p.update(0, Counters { units: 6, bytes: 0 });
+        p.update(1, Counters { units: 4, bytes: 0 });
+        let s = p.snapshot(t0 + Duration::from_secs(5));
+        assert_eq!((s.units_done, s.ranks_reporting), (10, 2));
+        // 30 files left at 2 files/s.
+        assert_eq!(s.eta_s, Some(15.0));
+        let line = s.line(Duration::from_secs(5), 2);
+        assert!(
+            line.contains("0:00:05 scan: 10/40 files (25.0%), ETA 0:00:15, 2/2 ranks reporting"),
+            "{line}"
+        );
+        assert!(!line.contains("GB"), "{line}");
+        p.set_phase(Phase::Plan, t0 + Duration::from_secs(20));
+        p.set_totals(1000, 1_000_000);
+        p.set_phase(Phase::Write, t0 + Duration::from_secs(21));
+        let s = p.snapshot(t0 + Duration::from_secs(21));
+        assert_eq!((s.units_done, s.ranks_reporting, s.eta_s), (0, 0, None));
+        p.update(
+            1,
+            Counters {
+                units: 100,
+                bytes: 100_000,
+            },
+        );
+        let s = p.snapshot(t0 + Duration::from_secs(31));
+        assert_eq!((s.units_done, s.units_total), (100, 1000));
+        assert_eq!(s.eta_s, Some(90.0));
+        assert!(s
+            .line(Duration::from_secs(31), 2)
+            .contains("100/1000 units"));
+        // The exchange goes on counting the same units.
+        p.set_phase(Phase::Exchange, t0 + Duration::from_secs(40));
+        assert_eq!(p.snapshot(t0 + Duration::from_secs(40)).units_done, 100);
     }
 
     #[test]

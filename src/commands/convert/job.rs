@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::config::ConvertConfig;
+use crate::commands::convert::monitor::Monitor;
 use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
 use crate::pipeline::combine::{combine, CombineOptions, Dataset};
@@ -53,7 +54,7 @@ pub struct Job {
 ///
 /// # Errors
 /// Any scan, combination, selection or append-check error.
-pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
+pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig, monitor: &mut Monitor) -> Result<Job, Error> {
     let t0 = Instant::now();
     // Rank 0 expands the inputs (one directory scan) and reads the store's
     // state for an append.
@@ -80,12 +81,20 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<Job, Error> {
     let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let (lo, hi) = crate::pipeline::scan::share(files.len(), rank, ctx.size());
     crate::system::stage::enter("scan");
+    monitor.set_totals(files.len() as u64, 0);
     let mine = guarded(|| {
         files[lo..hi]
             .iter()
-            .map(|p| scan_file_isolated(p, &opts, cfg.scan_timeout).map_err(Error::from))
+            .map(|p| {
+                let scan = scan_file_isolated(p, &opts, cfg.scan_timeout).map_err(Error::from);
+                monitor.add(ctx, 1, 0);
+                scan
+            })
             .collect::<Result<Vec<FileScan>, Error>>()
     });
+    // Every rank, whatever happened on it: rank 0 shows the scan's
+    // progress until the last rank is done.
+    monitor.wait_for_ranks(ctx);
     let mine = ctx.agree(mine)?;
     let payload = bincode::serde::encode_to_vec(&mine, bincode::config::standard())
         .map_err(|e| Error::Schema(SchemaError::Exchange(e.to_string())));

@@ -57,7 +57,7 @@ pub fn convert(
         lock = opening::lock_existing(cfg)?;
         Ok(true)
     })?;
-    let job = prepare_job(ctx, cfg)?;
+    let job = prepare_job(ctx, cfg, monitor)?;
     let ds = &job.ds;
     monitor.phase(Phase::Plan);
     crate::system::stage::enter("plan");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::mpi::ctx::{MpiCtx, PROGRESS_WORDS};
 use crate::pipeline::plan::Plan;
 use crate::report::events::{Event, Events, Phase};
-use crate::report::progress::{Counters, Display, JobProgress};
+use crate::report::progress::{Count, Counters, Display, JobProgress};
 use crate::report::summary::PhaseSeconds;
 
 /// Progress, events and phase timings of one rank.
@@ -89,7 +89,12 @@ impl Monitor {
         let now = Instant::now();
         self.close_phase(now);
         self.current = Some((phase, now));
+        let counted = self.job.counting();
         self.job.set_phase(phase, now);
+        if self.job.counting() != counted {
+            // The scan's files, then the units: each counted from zero.
+            self.mine = Counters::default();
+        }
         let elapsed = self.elapsed();
         self.display.phase(phase, elapsed);
         self.event(&Event::Phase { phase });
@@ -100,7 +105,7 @@ impl Monitor {
         if let Some((p, t)) = self.current.take() {
             let s = now.saturating_duration_since(t).as_secs_f64();
             self.phases.add(p, s);
-            if matches!(p, Phase::Write | Phase::Exchange) {
+            if Count::of(p).is_some() {
                 // Where the job ended up: 100% once every rank is done.
                 self.progress_event(now);
             }
@@ -108,12 +113,13 @@ impl Monitor {
     }
 
     /// The units (and their uncompressed bytes) this run writes, over all
-    /// ranks (what rank 0 shows progress against).
+    /// ranks, or the files it scans (what rank 0 shows progress against).
     pub fn set_totals(&mut self, units: u64, bytes: u64) {
         self.job.set_totals(units, bytes);
     }
 
-    /// This rank wrote `units` more units of `bytes` uncompressed bytes.
+    /// This rank wrote `units` more units of `bytes` uncompressed bytes
+    /// (or, in the scan, scanned `units` more files).
     pub fn add(&mut self, ctx: &MpiCtx, units: u64, bytes: u64) {
         self.mine.units += units;
         self.mine.bytes += bytes;
@@ -150,7 +156,13 @@ impl Monitor {
     }
 
     fn receive(&mut self, ctx: &MpiCtx) {
+        let counting = self.job.counting();
         for (rank, w) in ctx.drain_progress() {
+            // A late message of the scan counts files, not units.
+            let phase = usize::try_from(w[2]).ok().and_then(|i| Phase::ALL.get(i));
+            if phase.and_then(|p| Count::of(*p)) != counting {
+                continue;
+            }
             self.job.update(
                 usize::try_from(rank).unwrap_or(usize::MAX),
                 Counters {
