@@ -474,3 +474,104 @@ fn every_subcommand_gives_the_same_exit_status_for_an_error_class() {
         }
     }
 }
+
+/// The final progress event of `phase` (it ends each counted phase).
+fn last_progress<'a>(evs: &'a [Value], phase: &str) -> &'a Value {
+    evs.iter()
+        .rfind(|e| e["event"] == "progress" && e["phase"] == phase)
+        .unwrap_or_else(|| panic!("no progress event of {phase}: {evs:?}"))
+}
+
+/// `verify` (and `convert --verify`) follow a run the same way: progress
+/// of the scan in files and of the comparison in units, then `verified`,
+/// identical or not; an error that stops the comparison ends with `failed`.
+#[test]
+fn verify_shows_its_progress_and_ends_its_events_with_verified() {
+    let dir = tmp();
+    let files = dataset(dir.path(), 24);
+    let out = dir.path().join("o.zarr");
+    let ev = dir.path().join("convert.jsonl");
+    let mut args = vec![
+        "convert",
+        "--quiet",
+        "--verify",
+        "--chunks",
+        "time=2,lat=181,lon=360",
+        "--events",
+        s(&ev),
+        "-o",
+        s(&out),
+    ];
+    args.extend(files.iter().map(|p| s(p)));
+    let r = zarrforge(Some(2), &args, 3 * MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    let evs = events(&std::fs::read_to_string(&ev).unwrap());
+    let k = kinds(&evs);
+    assert_eq!(k[k.len() - 2..], ["verified", "committed"], "{k:?}");
+    let verified = &evs[evs.len() - 2];
+    assert_eq!(verified["identical"], true);
+    assert_eq!(verified["mismatches"], 0);
+    let end = last_progress(&evs, "verify");
+    assert_eq!(end["units_done"], verified["units"]);
+    assert_eq!(end["units_total"], verified["units"]);
+    assert!(end["bytes_done"].as_u64().unwrap() > 0);
+    assert_eq!(end["bytes_done"], end["bytes_total"]);
+
+    // `verify` alone, its events on stdout and its report on stderr.
+    let verify = |store: &Path| {
+        let mut args = vec!["verify", "--progress-interval", "0.2", "--events", "-"];
+        args.extend(files.iter().map(|p| s(p)));
+        args.push(s(store));
+        zarrforge(Some(2), &args, 3 * MINUTE)
+    };
+    let r = verify(&out);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("zarrforge verify: ") && r.stderr.contains(": identical"),
+        "{}",
+        r.stderr
+    );
+    let evs = events(&r.stdout);
+    let k = kinds(&evs);
+    assert_eq!(k[0], "started");
+    assert_eq!(evs[0]["command"], "verify");
+    assert_eq!(evs[0]["output"], s(&out));
+    assert_eq!(*k.last().unwrap(), "verified", "{k:?}");
+    let phases: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["event"] == "phase")
+        .map(|e| e["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["scan", "verify"]);
+    let scan = last_progress(&evs, "scan");
+    assert_eq!(
+        (scan["units_done"].as_u64(), scan["units_total"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(scan["ranks_reporting"], 2);
+    let end = last_progress(&evs, "verify");
+    let verified = evs.last().unwrap();
+    assert_eq!(end["units_done"], verified["units"]);
+    assert_eq!(end["units_total"], verified["units"]);
+    assert_eq!(end["ranks_reporting"], 2);
+    assert_eq!(verified["identical"], true);
+    assert_eq!(verified["files"], 3);
+
+    // A chunk gone: the comparison ends, with its differences, exit 1.
+    std::fs::remove_file(out.join("t2m/c/0/0/0")).unwrap();
+    let r = verify(&out);
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let evs = events(&r.stdout);
+    let verified = evs.last().unwrap();
+    assert_eq!(verified["event"], "verified");
+    assert_eq!(verified["identical"], false);
+    assert!(verified["mismatches"].as_u64().unwrap() > 0, "{verified}");
+
+    // No store: the comparison cannot start.
+    let r = verify(&dir.path().join("none.zarr"));
+    assert_ne!(r.code, Some(0));
+    let evs = events(&r.stdout);
+    let failed = evs.last().unwrap();
+    assert_eq!(failed["event"], "failed");
+    assert_eq!(failed["exit_status"].as_i64(), r.code.map(i64::from));
+}

@@ -198,15 +198,9 @@ pub struct ConvertArgs {
     /// Encoder threads and memory of each rank.
     #[command(flatten)]
     pub workers: WorkerArgs,
-    /// Do not show progress (events are still written)
-    #[arg(long)]
-    pub quiet: bool,
-    /// Seconds between two progress lines of the whole job on rank 0's stderr when it is not a terminal (a batch log); on a terminal a live bar is shown instead
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
-    pub progress_interval: f64,
-    /// Write the run's events as JSON Lines to this file (rank 0), `-` for stdout: started, phases, progress, warnings, failures, committed or failed (schema in docs/events.md)
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
+    /// Progress and events.
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// Write the run report as JSON to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -371,6 +365,28 @@ impl BenchArgs {
     }
 }
 
+/// How a run shows itself while it runs (`convert`, `verify`).
+#[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// Do not show progress (events are still written)
+    #[arg(long)]
+    pub quiet: bool,
+    /// Seconds between two progress lines of the whole job on rank 0's stderr when it is not a terminal (a batch log); on a terminal a live bar is shown instead
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub progress_interval: f64,
+    /// Write the run's events as JSON Lines to this file (rank 0), `-` for stdout: started, phases, progress, warnings, failures, then committed (convert), verified (verify) or failed (schema in docs/events.md)
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+impl ProgressArgs {
+    /// Whether the events go to stdout (`--events -`): then nothing else
+    /// may.
+    pub fn events_on_stdout(&self) -> bool {
+        self.events.as_deref() == Some(std::path::Path::new("-"))
+    }
+}
+
 /// `verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -398,6 +414,9 @@ pub struct VerifyArgs {
     /// Write the verification report as JSON to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Progress and events.
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 impl VerifyArgs {
@@ -547,7 +566,7 @@ impl ConvertArgs {
             ));
         }
         self.workers.apply(&mut cfg)?;
-        cfg.progress = !self.quiet;
+        cfg.progress = !self.progress.quiet;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod convert;
 pub mod inspect;
 pub mod inspect_store;
+pub mod monitor;
 pub mod verify;
 
 use crate::cli::args::{Cli, Command, RecipeCommand};

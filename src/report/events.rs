@@ -93,6 +93,29 @@ pub enum Event {
         /// Wall seconds of the run.
         seconds: f64,
     },
+    /// The store was compared with its sources (`verify`: its last line
+    /// unless an error stopped the comparison; `convert --verify`: before
+    /// `committed` or `failed`).
+    Verified {
+        /// The store.
+        output: String,
+        /// Source files.
+        files: usize,
+        /// Arrays compared.
+        arrays: usize,
+        /// Units (chunks or shards) compared.
+        units: u64,
+        /// Values compared.
+        values: u64,
+        /// Values that differ.
+        mismatches: u64,
+        /// Differences in the metadata.
+        metadata_differences: usize,
+        /// Whether the store holds exactly what the sources hold.
+        identical: bool,
+        /// Wall seconds of the comparison.
+        seconds: f64,
+    },
     /// The run failed (last line of a failed run).
     Failed {
         /// The error, one line.
@@ -153,15 +176,47 @@ impl Phase {
     }
 }
 
+/// What the progress of a phase counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Input files scanned (the scan).
+    Files,
+    /// Units written (the write and exchange phases: one count over both).
+    Units,
+    /// Units compared with the sources (the verification: a count of its
+    /// own).
+    Compared,
+}
+
+impl Count {
+    /// What `phase` counts, if anything.
+    pub fn of(phase: Phase) -> Option<Self> {
+        match phase {
+            Phase::Scan => Some(Self::Files),
+            Phase::Write | Phase::Exchange => Some(Self::Units),
+            Phase::Verify => Some(Self::Compared),
+            Phase::Plan | Phase::Commit => None,
+        }
+    }
+
+    /// Its noun in a progress line.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::Units | Self::Compared => "units",
+        }
+    }
+}
+
 /// Where a job is: the progress event and the progress line.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
     /// The current phase.
     pub phase: Option<Phase>,
-    /// Whether the counts are of input files (the scan: `units_*` count
-    /// files, `bytes_*` are 0) rather than units.
+    /// What `units_*` count: input files in the scan (`bytes_*` are then
+    /// 0), units written, or units compared in the verification.
     #[serde(skip)]
-    pub files: bool,
+    pub count: Option<Count>,
     /// Units written by every rank so far in this run.
     pub units_done: u64,
     /// Units this run writes.

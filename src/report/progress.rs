@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::report::events::{Phase, Snapshot};
+use crate::report::events::{Count, Phase, Snapshot};
 
 /// What one rank did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,34 +66,6 @@ pub struct Counters {
     pub units: u64,
     /// Uncompressed bytes of those units.
     pub bytes: u64,
-}
-
-/// What the progress of a phase counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Count {
-    /// Input files scanned (the scan).
-    Files,
-    /// Units written (the write and exchange phases: one count over both).
-    Units,
-}
-
-impl Count {
-    /// What `phase` counts, if anything.
-    pub fn of(phase: Phase) -> Option<Self> {
-        match phase {
-            Phase::Scan => Some(Self::Files),
-            Phase::Write | Phase::Exchange => Some(Self::Units),
-            Phase::Plan | Phase::Commit | Phase::Verify => None,
-        }
-    }
-
-    /// Its noun in a progress line.
-    pub fn noun(self) -> &'static str {
-        match self {
-            Self::Files => "files",
-            Self::Units => "units",
-        }
-    }
 }
 
 /// The job's progress from every rank's latest counters (rank 0). Pure:
@@ -182,7 +154,7 @@ impl JobProgress {
         };
         Snapshot {
             phase: self.phase,
-            files: self.counting() == Some(Count::Files),
+            count: self.counting(),
             units_done,
             units_total: self.units_total,
             bytes_done,
@@ -204,7 +176,8 @@ impl Snapshot {
             self.units_done as f64 * 100.0 / self.units_total as f64
         };
         let eta = self.eta_s.map_or_else(|| "?".to_string(), hms_f);
-        if self.files {
+        let noun = self.count.map_or("units", Count::noun);
+        if self.count == Some(Count::Files) {
             return format!(
                 "zarrforge: {} {}: {}/{} files ({pct:.1}%), ETA {eta}, {}/{ranks} ranks reporting",
                 hms(elapsed.as_secs()),
@@ -215,7 +188,7 @@ impl Snapshot {
             );
         }
         format!(
-            "zarrforge: {} {}: {}/{} units ({pct:.1}%), {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}, {}/{ranks} ranks reporting",
+            "zarrforge: {} {}: {}/{} {noun} ({pct:.1}%), {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}, {}/{ranks} ranks reporting",
             hms(elapsed.as_secs()),
             self.phase.map_or("start", Phase::name),
             self.units_done,
@@ -300,11 +273,12 @@ impl Display {
                 bar.set_position(s.units_done);
                 bar.set_prefix(s.phase.map_or("start", Phase::name));
                 let eta = s.eta_s.map_or_else(|| "?".to_string(), hms_f);
-                bar.set_message(if s.files {
-                    format!("files, ETA {eta}")
+                let noun = s.count.map_or("units", Count::noun);
+                bar.set_message(if s.count == Some(Count::Files) {
+                    format!("{noun}, ETA {eta}")
                 } else {
                     format!(
-                        "units, {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}",
+                        "{noun}, {:.2}/{:.2} GB, {:.3} GB/s, ETA {eta}",
                         gb(s.bytes_done),
                         gb(s.bytes_total),
                         s.gb_per_s

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::config::ConvertConfig;
-use crate::commands::convert::monitor::Monitor;
+use crate::commands::monitor::Monitor;
 use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
 use crate::pipeline::combine::{combine, CombineOptions, Dataset};

@@ -8,11 +8,10 @@ pub mod budget;
 mod exchange;
 mod execute;
 mod job;
-mod monitor;
 
+pub use crate::commands::monitor::Monitor;
 pub use crate::report::summary::Report;
 pub use job::{from_root, prepare_job, Job};
-pub use monitor::Monitor;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -396,7 +395,7 @@ fn planned(
     let (units, bytes) = if opened.complete {
         (0, 0)
     } else {
-        monitor::totals(plan, opened.resumed, |seq| {
+        totals(plan, opened.resumed, |seq| {
             journal::is_done(&opened.done, seq)
         })
     };
@@ -601,22 +600,8 @@ fn store_format(path: &std::path::Path) -> Option<crate::cli::config::ZarrFormat
 /// The conversion's or the verification's error.
 pub fn command(ctx: &MpiCtx, args: &crate::cli::args::ConvertArgs) -> Result<(), Error> {
     let t0 = Instant::now();
-    let events = if ctx.is_root() {
-        crate::report::events::Events::open(args.events.as_deref()).map_err(|e| {
-            Error::Write(crate::store::error::WriteError::io(
-                &e.path,
-                "create the events file",
-                e.source,
-            ))
-        })
-    } else {
-        Ok(crate::report::events::Events::none())
-    };
-    let events = ctx.agree(events)?;
+    let mut monitor = Monitor::for_command(ctx, &args.progress)?;
     let cfg = args.to_config();
-    let interval = std::time::Duration::from_secs_f64(args.progress_interval.max(0.1));
-    let progress = cfg.as_ref().is_ok_and(|c| c.progress);
-    let mut monitor = Monitor::new(ctx, progress, interval, events);
     let nodes = ctx.nodes();
     monitor.event(&Event::Started {
         command: "convert".into(),
@@ -679,9 +664,15 @@ fn run_command(
     }
     if cfg.verify {
         monitor.phase(Phase::Verify);
-        let v = super::verify::verify(ctx, cfg)?;
-        super::verify::finish(ctx, &v, None)?;
+        let v = super::verify::verify(ctx, cfg, monitor)?;
         monitor.finish();
+        monitor.event(&super::verify::verified(&v));
+        let text = if args.progress.events_on_stdout() {
+            super::verify::Text::Stderr
+        } else {
+            super::verify::Text::Stdout
+        };
+        super::verify::finish(ctx, &v, None, text)?;
     }
     monitor.event(&Event::Committed {
         output: report.output.display().to_string(),
@@ -700,24 +691,52 @@ fn run_command(
 /// pass the ranks' exit status on (`mpirun` stopped by SIGTERM exits 1
 /// while the ranks exit 75); a job script reads the report or the events.
 fn failed(monitor: &mut Monitor, e: &Error, report: Option<&std::path::Path>) {
-    if let Error::Ranks(list) = e {
-        for f in list {
-            monitor.event(&Event::RankFailed {
-                rank: f.rank,
-                message: f.failure.message.clone(),
-                resumable: f.failure.resumable,
-            });
+    monitor.failed(e);
+    if let Some(path) = report {
+        let msg = crate::report::console::message(e);
+        crate::report::console::failure_report(path, &msg, e.exit_status(), e.is_resumable());
+    }
+}
+
+/// The units of `plan` not `done` and their uncompressed bytes (exact up
+/// to a few million units; beyond, the bytes of finished units are
+/// estimated from their share of the units).
+fn totals(plan: &Plan, resumed: u64, done: impl Fn(u64) -> bool) -> (u64, u64) {
+    const EXACT: u64 = 4 << 20;
+    let units = plan.total_units.saturating_sub(resumed);
+    let mut bytes = 0u64;
+    for a in &plan.arrays {
+        let us = a.unit_shape();
+        // The region the units cover, clipped to the array.
+        let covered =
+            a.lo.iter()
+                .zip(&a.grid)
+                .zip(us)
+                .zip(&a.shape)
+                .fold(1u64, |acc, (((lo, g), s), n)| {
+                    let from = lo.saturating_mul(*s).min(*n);
+                    let to = (lo + g).saturating_mul(*s).min(*n);
+                    acc.saturating_mul(to - from)
+                })
+                .saturating_mul(a.dtype.size() as u64);
+        bytes = bytes.saturating_add(covered);
+        if resumed > 0 && plan.total_units <= EXACT {
+            for k in 0..a.num_units() {
+                if done(a.first_unit + k) {
+                    bytes = bytes.saturating_sub(a.unit_bytes(&a.unit_indices(k)));
+                }
+            }
         }
     }
-    let msg = crate::report::console::message(e);
-    let status = e.exit_status();
-    monitor.event(&Event::Failed {
-        error: msg.clone(),
-        exit_status: status as u8,
-        status: status.name().into(),
-        resumable: e.is_resumable(),
-    });
-    if let Some(path) = report {
-        crate::report::console::failure_report(path, &msg, status, e.is_resumable());
+    if resumed > 0 && plan.total_units > EXACT {
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        {
+            bytes = (bytes as f64 * units as f64 / plan.total_units.max(1) as f64) as u64;
+        }
     }
+    (units, bytes)
 }

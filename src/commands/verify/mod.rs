@@ -43,9 +43,11 @@ use zarrs::array::Array;
 use zarrs::storage::ReadableStorageTraits;
 
 use crate::cli::config::ConvertConfig;
+use crate::commands::monitor::Monitor;
 use crate::error::Error;
 use crate::error::VerifyError;
 use crate::mpi::ctx::MpiCtx;
+use crate::report::events::{Event, Phase};
 use expect::{Job, Options};
 use source::{FileScan, NcAttr, NcType, Raw, Sources};
 
@@ -126,7 +128,11 @@ impl VerifyReport {
 ///
 /// # Errors
 /// Errors reading either side (not differences: those are in the report).
-pub fn verify(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<VerifyReport, Error> {
+pub fn verify(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    monitor: &mut Monitor,
+) -> Result<VerifyReport, Error> {
     let t0 = Instant::now();
     let store = cfg.output.clone();
     let opts = options(cfg);
@@ -136,7 +142,7 @@ pub fn verify(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<VerifyReport, Error> 
         Ok((files, format == store::Format::V3, docs))
     })?;
     let coord_dims: Vec<String> = opts.concat_dim.iter().cloned().collect();
-    let scans = share_scans(ctx, &files, &coord_dims)?;
+    let scans = share_scans(ctx, &files, &coord_dims, monitor)?;
     let format = if v3 {
         store::Format::V3
     } else {
@@ -145,8 +151,13 @@ pub fn verify(ctx: &MpiCtx, cfg: &ConvertConfig) -> Result<VerifyReport, Error> 
     let tree = store::StoreTree::new(format, &docs);
     let prepared = ctx.agree(guarded(|| prepare(&store, &scans, &tree, &opts)))?;
     let (expected, arrays, diffs) = prepared;
-    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
-    let local = guarded(|| compare(&expected.jobs, &arrays, files.clone(), rank, ctx.size()));
+    monitor.phase(Phase::Verify);
+    let (units, bytes) = totals(&expected.jobs, &arrays);
+    monitor.set_totals(units, bytes);
+    let local = guarded(|| compare(ctx, &expected.jobs, &arrays, files.clone(), monitor));
+    // Every rank, whatever happened on it: rank 0 shows the comparison's
+    // progress until the last rank is done.
+    monitor.wait_for_ranks(ctx);
     let tally = ctx.agree(local)?;
     let units = ctx.sum_u64(tally.units);
     let values = ctx.sum_u64(tally.values);
@@ -270,15 +281,27 @@ fn share_scans(
     ctx: &MpiCtx,
     files: &[PathBuf],
     coord_dims: &[String],
+    monitor: &mut Monitor,
 ) -> Result<Vec<FileScan>, Error> {
     let (rank, size) = (usize::try_from(ctx.rank()).unwrap_or(0), ctx.size());
-    let mine = ctx.agree(guarded(|| {
+    // The files are counted when the scan is shown as a phase of its own
+    // (`verify`; in `convert --verify` it is part of the verify phase).
+    let counted = monitor.is_in(Phase::Scan);
+    if counted {
+        monitor.set_totals(files.len() as u64, 0);
+    }
+    let mine = guarded(|| {
         let mut out: Vec<(usize, FileScan)> = Vec::new();
         for (i, f) in files.iter().enumerate().skip(rank).step_by(size.max(1)) {
             out.push((i, source::scan(f, coord_dims)?));
+            if counted {
+                monitor.add(ctx, 1, 0);
+            }
         }
         encode(&out)
-    }))?;
+    });
+    monitor.wait_for_ranks(ctx);
+    let mine = ctx.agree(mine)?;
     let gathered = ctx.gather_bytes(mine);
     from_rank0(ctx, || {
         let mut all: Vec<(usize, FileScan)> = Vec::new();
@@ -402,6 +425,21 @@ fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
     out
 }
 
+/// The units of every array (chunks, or shards) and their uncompressed
+/// bytes: what the comparison goes through.
+fn totals(jobs: &[Job], arrays: &[Array<dyn ReadableStorageTraits>]) -> (u64, u64) {
+    jobs.iter()
+        .zip(arrays)
+        .fold((0u64, 0u64), |(u, b), (job, arr)| {
+            let units: u64 = arr.chunk_grid_shape().iter().product();
+            let elements: u64 = arr.shape().iter().product();
+            (
+                u.saturating_add(units),
+                b.saturating_add(elements.saturating_mul(job.dtype.size() as u64)),
+            )
+        })
+}
+
 /// This rank's share of every array's chunks, compared element by element.
 ///
 /// The chunks are taken in bands: consecutive chunks along the innermost
@@ -411,12 +449,13 @@ fn blocks(start: &[u64], count: &[u64], max: u64) -> Vec<(Vec<u64>, Vec<u64>)> {
 /// store chunked as long time series, the sources one step per chunk) is
 /// decoded once per block, not once per store chunk.
 fn compare(
+    ctx: &MpiCtx,
     jobs: &[Job],
     arrays: &[Array<dyn ReadableStorageTraits>],
     files: Vec<PathBuf>,
-    rank: usize,
-    size: usize,
+    monitor: &mut Monitor,
 ) -> Result<Tally, Error> {
+    let (rank, size) = (usize::try_from(ctx.rank()).unwrap_or(0), ctx.size());
     let mut sources = Sources::new(files);
     let mut tally = Tally::default();
     let mut unit = 0usize;
@@ -463,6 +502,8 @@ fn compare(
                 for (s, c) in blocks(&start, &count, BLOCK_ELEMENTS) {
                     compare_block(job, arr, &mut sources, &s, &c, &mut tally)?;
                 }
+                let elements: u64 = count.iter().product();
+                monitor.add(ctx, n, elements.saturating_mul(job.dtype.size() as u64));
             }
         }
     }
@@ -608,13 +649,70 @@ fn to_usize(x: u64) -> usize {
 /// The verification's error, or [`Error::Verify`] when it found
 /// differences.
 pub fn command(ctx: &MpiCtx, args: &crate::cli::args::VerifyArgs) -> Result<(), Error> {
-    let cfg = args.to_config()?;
-    let report = verify(ctx, &cfg)?;
-    finish(ctx, &report, args.report.as_deref())
+    let mut monitor = Monitor::for_command(ctx, &args.progress)?;
+    let cfg = args.to_config();
+    monitor.event(&Event::Started {
+        command: "verify".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        output: cfg.as_ref().map_or_else(
+            |_| args.paths.last().cloned().unwrap_or_default(),
+            |c| c.output.display().to_string(),
+        ),
+        inputs: cfg.as_ref().map_or_else(
+            |_| args.paths[..args.paths.len().saturating_sub(1)].to_vec(),
+            |c| c.inputs.clone(),
+        ),
+        ranks: ctx.size(),
+        nodes: ctx.nodes(),
+    });
+    let report = cfg.map_err(Error::from).and_then(|cfg| {
+        monitor.phase(Phase::Scan);
+        verify(ctx, &cfg, &mut monitor)
+    });
+    monitor.finish();
+    match report {
+        Ok(report) => {
+            monitor.event(&verified(&report));
+            let text = if args.progress.events_on_stdout() {
+                Text::Stderr
+            } else {
+                Text::Stdout
+            };
+            finish(ctx, &report, args.report.as_deref(), text)
+        }
+        Err(e) => {
+            monitor.failed(&e);
+            Err(e)
+        }
+    }
 }
 
-/// Prints a verification (rank 0), writes it as JSON to `json`, and fails
-/// when it found differences.
+/// The `verified` event of a comparison.
+pub fn verified(r: &VerifyReport) -> Event {
+    Event::Verified {
+        output: r.store.display().to_string(),
+        files: r.files,
+        arrays: r.arrays,
+        units: r.units,
+        values: r.values,
+        mismatches: r.mismatches,
+        metadata_differences: r.metadata.len(),
+        identical: r.ok(),
+        seconds: (r.seconds * 1000.0).round() / 1000.0,
+    }
+}
+
+/// Where the text of a verification goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    /// stdout (the default).
+    Stdout,
+    /// stderr: stdout carries the events (`--events -`).
+    Stderr,
+}
+
+/// Prints a verification (rank 0) to `text`, writes it as JSON to `json`,
+/// and fails when it found differences.
 ///
 /// # Errors
 /// [`Error::Verify`] naming the store and the number of differences.
@@ -622,9 +720,13 @@ pub fn finish(
     ctx: &MpiCtx,
     report: &VerifyReport,
     json: Option<&std::path::Path>,
+    text: Text,
 ) -> Result<(), Error> {
     if ctx.is_root() {
-        println!("{}", report.text());
+        match text {
+            Text::Stdout => println!("{}", report.text()),
+            Text::Stderr => crate::say!("{}", report.text()),
+        }
         if let Some(path) = json {
             super::write_report(path, &serde_json::to_vec_pretty(report).unwrap_or_default())?;
         }

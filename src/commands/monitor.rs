@@ -1,6 +1,6 @@
-//! What a conversion shows while it runs: the job's progress over all
-//! ranks on rank 0's stderr, the `--events` stream, and the wall time of
-//! each phase.
+//! What a run (`convert`, `verify`) shows while it runs: the job's
+//! progress over all ranks on rank 0's stderr, the `--events` stream, and
+//! the wall time of each phase.
 //!
 //! Every rank counts the units it has written. A rank other than 0 sends
 //! its counters to rank 0 at most every few seconds (a few words, sent
@@ -11,10 +11,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cli::args::ProgressArgs;
+use crate::error::Error;
 use crate::mpi::ctx::{MpiCtx, PROGRESS_WORDS};
-use crate::pipeline::plan::Plan;
-use crate::report::events::{Event, Events, Phase};
-use crate::report::progress::{Count, Counters, Display, JobProgress};
+use crate::report::events::{Count, Event, Events, Phase};
+use crate::report::progress::{Counters, Display, JobProgress};
 use crate::report::summary::PhaseSeconds;
 
 /// Progress, events and phase timings of one rank.
@@ -61,6 +62,55 @@ impl Monitor {
         }
     }
 
+    /// The monitor of a command run with `args` (progress shown unless
+    /// `--quiet`), its events file opened on rank 0. Agreed: an events file
+    /// that cannot be created fails every rank before anything is read.
+    ///
+    /// # Errors
+    /// [`Error::Write`] when the events file cannot be created.
+    pub fn for_command(ctx: &MpiCtx, args: &ProgressArgs) -> Result<Self, Error> {
+        let events = if ctx.is_root() {
+            Events::open(args.events.as_deref()).map_err(|e| {
+                Error::Write(crate::store::error::WriteError::io(
+                    &e.path,
+                    "create the events file",
+                    e.source,
+                ))
+            })
+        } else {
+            Ok(Events::none())
+        };
+        let events = ctx.agree(events)?;
+        let interval = Duration::from_secs_f64(args.progress_interval.max(0.1));
+        Ok(Self::new(ctx, !args.quiet, interval, events))
+    }
+
+    /// Rank 0's account of a failed run in the events: one `rank_failed`
+    /// per failing rank, then `failed`.
+    pub fn failed(&mut self, e: &Error) {
+        if let Error::Ranks(list) = e {
+            for f in list {
+                self.event(&Event::RankFailed {
+                    rank: f.rank,
+                    message: f.failure.message.clone(),
+                    resumable: f.failure.resumable,
+                });
+            }
+        }
+        let status = e.exit_status();
+        self.event(&Event::Failed {
+            error: crate::report::console::message(e),
+            exit_status: status as u8,
+            status: status.name().into(),
+            resumable: e.is_resumable(),
+        });
+    }
+
+    /// Whether `phase` is the current one.
+    pub fn is_in(&self, phase: Phase) -> bool {
+        self.current.is_some_and(|(p, _)| p == phase)
+    }
+
     /// A monitor that shows and writes nothing (`bench`, tests).
     pub fn silent(ctx: &MpiCtx) -> Self {
         Self::new(ctx, false, Duration::from_secs(30), Events::none())
@@ -84,8 +134,11 @@ impl Monitor {
     }
 
     /// A phase begins on this rank: the previous one's time is recorded;
-    /// rank 0 announces it.
+    /// rank 0 announces it. Nothing happens when it is the current one.
     pub fn phase(&mut self, phase: Phase) {
+        if self.is_in(phase) {
+            return;
+        }
         let now = Instant::now();
         self.close_phase(now);
         self.current = Some((phase, now));
@@ -211,47 +264,4 @@ impl Monitor {
         }
         p
     }
-}
-
-/// The units of `plan` not `done` and their uncompressed bytes (exact up
-/// to a few million units; beyond, the bytes of finished units are
-/// estimated from their share of the units).
-pub(super) fn totals(plan: &Plan, resumed: u64, done: impl Fn(u64) -> bool) -> (u64, u64) {
-    const EXACT: u64 = 4 << 20;
-    let units = plan.total_units.saturating_sub(resumed);
-    let mut bytes = 0u64;
-    for a in &plan.arrays {
-        let us = a.unit_shape();
-        // The region the units cover, clipped to the array.
-        let covered =
-            a.lo.iter()
-                .zip(&a.grid)
-                .zip(us)
-                .zip(&a.shape)
-                .fold(1u64, |acc, (((lo, g), s), n)| {
-                    let from = lo.saturating_mul(*s).min(*n);
-                    let to = (lo + g).saturating_mul(*s).min(*n);
-                    acc.saturating_mul(to - from)
-                })
-                .saturating_mul(a.dtype.size() as u64);
-        bytes = bytes.saturating_add(covered);
-        if resumed > 0 && plan.total_units <= EXACT {
-            for k in 0..a.num_units() {
-                if done(a.first_unit + k) {
-                    bytes = bytes.saturating_sub(a.unit_bytes(&a.unit_indices(k)));
-                }
-            }
-        }
-    }
-    if resumed > 0 && plan.total_units > EXACT {
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        {
-            bytes = (bytes as f64 * units as f64 / plan.total_units.max(1) as f64) as u64;
-        }
-    }
-    (units, bytes)
 }
