@@ -880,3 +880,66 @@ fn inode_starvation_is_reported_and_resumable() {
         "the resumed store differs"
     );
 }
+
+/// A job killed while Open MPI's default MPI-IO component held its
+/// per-file-name semaphore (`/dev/shm/sem.OMPIO_<base name>`) leaves it
+/// taken: with that component, every later open of a file of that name on
+/// the node waits forever, so the killed job's resume would hang. Here the
+/// semaphore is left taken on purpose; runs on 1 and 2 ranks convert an
+/// input of that name all the same.
+#[test]
+fn a_semaphore_left_taken_by_a_killed_job_does_not_hang_the_next_run() {
+    use std::ffi::CString;
+    let dir = tmp();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("zf-sem-{}-{nanos}.nc", std::process::id());
+    let input = dir.path().join(&name);
+    let r = zarrforge(
+        None,
+        &[
+            "generate",
+            "--time",
+            "4",
+            "--lat",
+            "10",
+            "--lon",
+            "20",
+            s(&input),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let sem_name = CString::new(format!("/OMPIO_{name}")).unwrap();
+    // SAFETY: a valid C string; a new semaphore with value 0 (taken).
+    let sem = unsafe {
+        libc::sem_open(
+            sem_name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL,
+            0o644 as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    assert_ne!(sem, libc::SEM_FAILED, "cannot create the semaphore");
+    let runs: Vec<(Option<usize>, Run)> = [None, Some(2)]
+        .into_iter()
+        .map(|ranks| {
+            let out = dir.path().join(format!("o{}.zarr", ranks.unwrap_or(1)));
+            let r = zarrforge(
+                ranks,
+                &["convert", "--quiet", "-o", s(&out), s(&input)],
+                MINUTE,
+            );
+            (ranks, r)
+        })
+        .collect();
+    // SAFETY: the semaphore opened above.
+    unsafe {
+        libc::sem_close(sem);
+        libc::sem_unlink(sem_name.as_ptr());
+    }
+    for (ranks, r) in runs {
+        assert!(r.ok(), "{ranks:?} rank(s): {:?} {}", r.code, r.stderr);
+    }
+}

@@ -40,6 +40,25 @@ fn launched_as_many() -> Option<(&'static str, u64)> {
     })
 }
 
+/// Makes Open MPI read files through ROMIO, unless the user chose its I/O
+/// component (`OMPI_MCA_io`). Call before MPI is initialised, while the
+/// process has one thread. Other MPI libraries ignore the variable.
+///
+/// Open MPI's default component, OMPIO, takes a POSIX named semaphore
+/// called after the file's base name (`/dev/shm/sem.OMPIO_<name>`, its
+/// shared-file-pointer component `sm`) at every open. A rank killed while
+/// it holds it (a job killed by Slurm or by mpirun when another rank died)
+/// leaves it taken, and from then on every open of a file of that name on
+/// that node waits forever: the resume of the killed job hangs. Its other
+/// shared-file-pointer components create test and lock files next to the
+/// inputs, which may be read-only. ROMIO makes a shared file pointer only
+/// when one is used, and zarrforge never uses one.
+fn prefer_romio() {
+    if std::env::var_os("OMPI_MCA_io").is_none() {
+        std::env::set_var("OMPI_MCA_io", "^ompio");
+    }
+}
+
 /// Message tag of the early failure notice.
 const FAILURE_TAG: i32 = 4077;
 
@@ -63,6 +82,7 @@ impl MpiCtx {
     /// # Errors
     /// [`MpiError`] when MPI was already initialised or cannot start.
     pub fn init() -> Result<Self, MpiError> {
+        prefer_romio();
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| MpiError("MPI is already initialised".into()))?;
         let world = universe.world();
