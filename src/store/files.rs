@@ -167,6 +167,18 @@ pub fn unmake(output: &Path) {
     let _ = std::fs::remove_dir(output);
 }
 
+/// After a new store's lock was refused: removes the directories this
+/// run's [`prepare`] may have made, only if they are empty. Without the
+/// lock nothing in the store is this run's: the holder may already have
+/// written its marker and chunks (on object storage nothing is removed).
+pub fn unmake_empty(output: &Path) {
+    if storage::is_remote(output) {
+        return;
+    }
+    let _ = std::fs::remove_dir(output.join(MARKER_DIR));
+    let _ = std::fs::remove_dir(output);
+}
+
 /// Deletes the contents of the zarrforge store `dir` for `--overwrite`,
 /// keeping its marker and lock: the caller holds the lock throughout, so
 /// the new run owns the directory from the old store's last moment on.

@@ -582,7 +582,11 @@ impl Lock {
             f.write_all(&me)?;
             f.sync_all()
         };
-        write_tmp().map_err(io)?;
+        if let Err(e) = write_tmp() {
+            // This run's own file (a full disk): nothing stays behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         crate::system::fault::point("lock.written");
         let result = Self::publish(store, &path, &tmp, takeover);
         let _ = std::fs::remove_file(&tmp);

@@ -364,7 +364,9 @@ fn fresh(
     let lock = match Lock::acquire(out, takeover(cfg)) {
         Ok(l) => l,
         Err(e) => {
-            store::unmake(out);
+            // Another run holds the store (and may have marked it since
+            // the survey): nothing there is this run's to remove.
+            store::unmake_empty(out);
             return Err(e.into());
         }
     };
