@@ -667,11 +667,7 @@ fn run_command(
         let v = super::verify::verify(ctx, cfg, monitor)?;
         monitor.finish();
         monitor.event(&super::verify::verified(&v));
-        let text = if args.progress.events_on_stdout() {
-            super::verify::Text::Stderr
-        } else {
-            super::verify::Text::Stdout
-        };
+        let text = super::verify::Text::beside(&args.progress);
         super::verify::finish(ctx, &v, None, text)?;
     }
     monitor.event(&Event::Committed {

@@ -673,12 +673,12 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::VerifyArgs) -> Result<(), 
     match report {
         Ok(report) => {
             monitor.event(&verified(&report));
-            let text = if args.progress.events_on_stdout() {
-                Text::Stderr
-            } else {
-                Text::Stdout
-            };
-            finish(ctx, &report, args.report.as_deref(), text)
+            finish(
+                ctx,
+                &report,
+                args.report.as_deref(),
+                Text::beside(&args.progress),
+            )
         }
         Err(e) => {
             monitor.failed(&e);
@@ -709,6 +709,18 @@ pub enum Text {
     Stdout,
     /// stderr: stdout carries the events (`--events -`).
     Stderr,
+}
+
+impl Text {
+    /// Where the text goes beside the events of `progress`: stderr when
+    /// they take stdout (`--events -`).
+    pub fn beside(progress: &crate::cli::args::ProgressArgs) -> Self {
+        if progress.events_on_stdout() {
+            Self::Stderr
+        } else {
+            Self::Stdout
+        }
+    }
 }
 
 /// Prints a verification (rank 0) to `text`, writes it as JSON to `json`,
