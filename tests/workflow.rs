@@ -266,11 +266,7 @@ fn a_batch_log_shows_progress_at_the_interval_and_the_events_tell_the_run() {
         .collect();
     assert!(elapsed.windows(2).all(|w| w[0] <= w[1]), "{elapsed:?}");
     // The scan counts the input files, over both ranks, then ends.
-    let scan: Vec<&Value> = evs
-        .iter()
-        .filter(|e| e["event"] == "progress" && e["phase"] == "scan")
-        .collect();
-    let end = scan.last().expect("no progress event of the scan");
+    let end = last_progress(&evs, "scan");
     assert_eq!(
         (end["units_done"].as_u64(), end["units_total"].as_u64()),
         (Some(3), Some(3))
