@@ -38,6 +38,27 @@ pub(crate) fn zarrforge_env(
     timeout: Duration,
     env: &[(&str, &str)],
 ) -> Run {
+    run_zarrforge(None, ranks, args, timeout, env)
+}
+
+/// [`zarrforge`] started in the directory `cwd` (relative paths in `args`
+/// are relative to it).
+pub(crate) fn zarrforge_in(
+    cwd: &Path,
+    ranks: Option<usize>,
+    args: &[&str],
+    timeout: Duration,
+) -> Run {
+    run_zarrforge(Some(cwd), ranks, args, timeout, &[])
+}
+
+fn run_zarrforge(
+    cwd: Option<&Path>,
+    ranks: Option<usize>,
+    args: &[&str],
+    timeout: Duration,
+    env: &[(&str, &str)],
+) -> Run {
     let session = ranks.map(|_| ompi_session_base());
     let mut cmd = match (ranks, &session) {
         (Some(n), Some(base)) => {
@@ -61,6 +82,9 @@ pub(crate) fn zarrforge_env(
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     let mut child = cmd.spawn().expect("spawn zarrforge");
     let start = Instant::now();
     let out_pipe = child.stdout.take().unwrap();

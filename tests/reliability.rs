@@ -272,6 +272,164 @@ fn a_killed_run_resumes_with_another_rank_count() {
     assert!(r.stderr.contains("cannot resume"), "{}", r.stderr);
 }
 
+/// Inputs are files, however they are named: a run started with absolute
+/// paths (as a shell expands `/data/in/*.nc`) and killed resumes with the
+/// relative glob `'in/*.nc'` from `/data`, keeping the units it finished,
+/// and the store verifies; `--resume` of the complete store and the same
+/// append again find their work done. Other inputs are refused with the
+/// command that keeps the finished units.
+#[test]
+fn a_resume_knows_its_inputs_however_they_are_named() {
+    let dir = tmp();
+    let data = std::fs::canonicalize(dir.path()).unwrap().join("data");
+    let inputs = data.join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    // 4 files of a day each: 300 MB in all, as `dataset(.., 96)`.
+    let files: Vec<PathBuf> = (0..4)
+        .map(|i| {
+            let f = inputs.join(format!("f_{i:03}.nc"));
+            let r = zarrforge(
+                None,
+                &["generate", "--time", "24", "--t0", &i.to_string(), s(&f)],
+                2 * MINUTE,
+            );
+            assert!(r.ok(), "{}", r.stderr);
+            f
+        })
+        .collect();
+    let out = data.join("out.zarr");
+    let mut args = vec!["convert", "--quiet", "--chunks", CHUNKS, "-o", s(&out)];
+    args.extend(files.iter().map(|f| s(f)));
+    let mut child = spawn(2, &args);
+    let start = Instant::now();
+    while journal_units(&out) < 10 {
+        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids = rank_pids(s(&out));
+    assert_eq!(pids.len(), 2, "ranks: {pids:?}");
+    signal(pids[1], libc::SIGKILL);
+    let (code, _) = wait_for(&mut child, MINUTE);
+    assert_ne!(code, Some(0));
+    let gone = Instant::now();
+    while !rank_pids(s(&out)).is_empty() {
+        assert!(
+            gone.elapsed() < MINUTE,
+            "ranks of the killed job still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = journal_units(&out);
+    assert!(before >= 10, "{before}");
+
+    // Other inputs (three of the four): refused, nothing changed, and the
+    // advice keeps the finished units.
+    let r = zarrforge_in(
+        &data,
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--resume",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            "out.zarr",
+            "in/f_00[0-2].nc",
+        ],
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let keep = format!(
+        "run the same command with --resume and its inputs, {} ... {} (4 files)",
+        files[0].display(),
+        files[3].display()
+    );
+    assert!(r.stderr.contains(&keep), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("f_003.nc of the interrupted run is not among this run's"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("to start over, replace --resume with --overwrite"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(journal_units(&out), before, "a refused resume wrote");
+    assert!(!out.join("zarr.json").exists());
+
+    // The same files through a relative glob from another directory.
+    let rep = data.join("resume.json");
+    let r = zarrforge_in(
+        &data,
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--resume",
+            "--report",
+            "resume.json",
+            "--chunks",
+            CHUNKS,
+            "-o",
+            "out.zarr",
+            "in/*.nc",
+        ],
+        3 * MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let rep = report(&rep);
+    let total = rep["total_units"].as_u64().unwrap();
+    let skipped = rep["units_resumed"].as_u64().unwrap();
+    let written = rep["units"].as_u64().unwrap();
+    assert!(
+        skipped >= before,
+        "journal had {before}, resume skipped {skipped}"
+    );
+    assert_eq!(skipped + written, total, "units redone or missed");
+    let mut verify = vec!["verify"];
+    verify.extend(files.iter().map(|f| s(f)));
+    verify.push(s(&out));
+    let r = zarrforge(Some(2), &verify, 3 * MINUTE);
+    assert!(r.ok(), "{}\n{}", r.stdout, r.stderr);
+
+    // The complete store, resumed with the paths of the first run: done.
+    let state = std::fs::read(out.join(".zarrforge/dataset.bin")).unwrap();
+    let root = std::fs::read(out.join("zarr.json")).unwrap();
+    let r = zarrforge(Some(2), &args_with(&args, "--resume"), MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("already complete"), "{}", r.stderr);
+    // The same append run again, named another way: nothing new.
+    let r = zarrforge_in(
+        &data,
+        Some(2),
+        &[
+            "convert", "--quiet", "--append", "-o", "out.zarr", "in/*.nc",
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(std::fs::read(out.join("zarr.json")).unwrap(), root);
+    assert_eq!(
+        std::fs::read(out.join(".zarrforge/dataset.bin")).unwrap(),
+        state
+    );
+}
+
+/// `args` with `flag` after the subcommand.
+fn args_with<'a>(args: &[&'a str], flag: &'a str) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.insert(1, flag);
+    v
+}
+
 /// SIGTERM (Slurm's warning before the time limit, scancel): every rank
 /// stops at its next unit, records its work and exits non-zero; --resume
 /// finishes.

@@ -147,8 +147,10 @@ pub enum ConfigError {
         /// What to do.
         hint: &'static str,
     },
-    /// `--resume` found a journal of a different plan.
-    #[error("cannot resume {store}: {what}; convert again without --resume (with --overwrite) to start over")]
+    /// `--resume` found a journal of a different plan; `what` names the
+    /// difference, the command that keeps the finished units where there is
+    /// one, and the one that starts over.
+    #[error("cannot resume {store}: {what}")]
     PlanChanged {
         /// Store.
         store: PathBuf,

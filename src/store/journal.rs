@@ -45,12 +45,26 @@ pub fn dir(store: &Path) -> PathBuf {
     store.join(MARKER_DIR).join(JOURNAL_DIR)
 }
 
+/// One input of a plan: its canonical path, its size in bytes and its
+/// modification time (ns since the epoch).
+pub type InputPrint = (PathBuf, u64, i128);
+
 /// What identifies a plan: two runs with the same print write the same
 /// units to the same files.
+///
+/// Inputs are identified by their canonical path (links, `.` and `..`
+/// resolved), size and modification time, so the same files named another
+/// way (absolute paths expanded by the shell, then a relative glob from
+/// another directory) are the same inputs. Device and inode numbers are not
+/// used: a network filesystem may number its device differently on another
+/// node or after a remount, and a resume often runs in another allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanPrint {
-    /// Inputs: path, size in bytes, modification time (ns since the epoch).
-    pub inputs: Vec<(PathBuf, u64, i128)>,
+    /// Inputs: canonical path, size in bytes, modification time (ns since
+    /// the epoch). Prints saved by earlier builds hold the paths as given
+    /// on the command line; [`PlanPrint::resolved`] reads them from the
+    /// current directory.
+    pub inputs: Vec<InputPrint>,
     /// Arrays: path, type, shape, chunks, shards, codec, first unit, unit grid.
     pub arrays: Vec<String>,
     /// Zarr format.
@@ -62,49 +76,125 @@ pub struct PlanPrint {
 }
 
 impl PlanPrint {
-    /// The first difference from `other`, in words.
-    pub fn difference(&self, other: &Self) -> Option<String> {
-        if self.inputs.len() != other.inputs.len() {
-            return Some(format!(
-                "{} input files now, {} in the interrupted run",
-                self.inputs.len(),
-                other.inputs.len()
-            ));
-        }
-        for (a, b) in self.inputs.iter().zip(&other.inputs) {
-            if a.0 != b.0 {
-                return Some(format!("input {} is now {}", b.0.display(), a.0.display()));
+    /// A saved print with each input path made canonical where it names an
+    /// existing file: the identity of a print saved with paths as given
+    /// (relative ones are read from the current directory). A path that
+    /// names nothing now is kept, and compares unequal to every input.
+    pub fn resolved(mut self) -> Self {
+        for input in &mut self.inputs {
+            if let Ok(p) = std::fs::canonicalize(&input.0) {
+                input.0 = p;
             }
+        }
+        self
+    }
+
+    /// The first difference from `then` (the print of the interrupted run),
+    /// in words, with the command that keeps the units that run finished
+    /// where there is one, and the one that starts over.
+    pub fn difference(&self, then: &Self) -> Option<String> {
+        let what = self.first_difference(then)?;
+        let over = if self.append_from.is_some() {
+            "to start the append over, run it without --resume"
+        } else {
+            "to start over, replace --resume with --overwrite"
+        };
+        Some(format!("{what}; {over}"))
+    }
+
+    /// [`PlanPrint::difference`] without the way to start over.
+    fn first_difference(&self, then: &Self) -> Option<String> {
+        let keep_inputs = || {
+            format!(
+                "to keep the units it finished, run the same command with --resume and its inputs, {}",
+                name_inputs(&then.inputs)
+            )
+        };
+        let same_paths = self.inputs.len() == then.inputs.len()
+            && self
+                .inputs
+                .iter()
+                .zip(&then.inputs)
+                .all(|(a, b)| a.0 == b.0);
+        if !same_paths {
+            let counts = format!(
+                "{} file(s) now, {} then",
+                self.inputs.len(),
+                then.inputs.len()
+            );
+            let now: std::collections::HashSet<&Path> =
+                self.inputs.iter().map(|i| i.0.as_path()).collect();
+            let before: std::collections::HashSet<&Path> =
+                then.inputs.iter().map(|i| i.0.as_path()).collect();
+            let detail = if let Some(gone) =
+                then.inputs.iter().find(|i| !now.contains(i.0.as_path()))
+            {
+                format!(
+                    "input {} of the interrupted run is not among this run's ({counts})",
+                    gone.0.display()
+                )
+            } else if let Some(new) = self.inputs.iter().find(|i| !before.contains(i.0.as_path())) {
+                format!(
+                    "input {} was not among the interrupted run's ({counts})",
+                    new.0.display()
+                )
+            } else {
+                "the inputs are the interrupted run's in another order".to_string()
+            };
+            return Some(format!("{detail}; {}", keep_inputs()));
+        }
+        for (a, b) in self.inputs.iter().zip(&then.inputs) {
             if a.1 != b.1 || a.2 != b.2 {
                 return Some(format!(
-                    "input {} changed since the interrupted run (size or modification time)",
+                    "input {} changed since the interrupted run (size or modification time), so the units it finished may hold its old contents",
                     a.0.display()
                 ));
             }
         }
-        if self.format != other.format {
+        let keep_options =
+            "to keep the units it finished, run --resume with the interrupted run's options";
+        if self.format != then.format {
             return Some(format!(
-                "Zarr format {} now, {} in the interrupted run",
-                self.format, other.format
+                "Zarr format {} now, {} in the interrupted run; {keep_options}",
+                self.format, then.format
             ));
         }
-        if self.append_from != other.append_from {
+        if self.append_from != then.append_from {
             return Some("the store's length changed since the interrupted append".into());
         }
-        if self.arrays != other.arrays {
+        if self.arrays != then.arrays {
             let pos = self
                 .arrays
                 .iter()
-                .zip(&other.arrays)
+                .zip(&then.arrays)
                 .position(|(a, b)| a != b)
-                .unwrap_or(self.arrays.len().min(other.arrays.len()));
+                .unwrap_or(self.arrays.len().min(then.arrays.len()));
             return Some(format!(
-                "arrays or their layout differ (now: {}; interrupted run: {})",
+                "arrays or their layout differ (now: {}; interrupted run: {}); {keep_options}",
                 self.arrays.get(pos).map_or("none", String::as_str),
-                other.arrays.get(pos).map_or("none", String::as_str)
+                then.arrays.get(pos).map_or("none", String::as_str)
             ));
         }
-        (self.total_units != other.total_units).then(|| "the unit count differs".into())
+        (self.total_units != then.total_units)
+            .then(|| format!("the unit count differs; {keep_options}"))
+    }
+}
+
+/// The inputs of a run for a message: all of them up to three, else the
+/// first and the last with their number.
+fn name_inputs(inputs: &[InputPrint]) -> String {
+    let names: Vec<String> = inputs.iter().map(|i| i.0.display().to_string()).collect();
+    let list = match names.as_slice() {
+        [] => "none".to_string(),
+        [a] => a.clone(),
+        [a, b] => format!("{a} {b}"),
+        [a, b, c] => format!("{a} {b} {c}"),
+        [a, .., z] => format!("{a} ... {z} ({} files)", names.len()),
+    };
+    if inputs.iter().any(|i| i.0.is_relative()) {
+        format!("{list} (relative to the directory it was started from)")
+    } else {
+        list
     }
 }
 
@@ -132,9 +222,11 @@ pub fn start(store: &Path, print: &PlanPrint) -> Result<(), WriteError> {
 pub fn saved_print(store: &Path) -> Result<Option<PlanPrint>, WriteError> {
     let s = storage::open(store)?;
     match s.get(&plan_key())? {
-        Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            WriteError::io(s.describe(&plan_key()), "parse", std::io::Error::other(e))
-        }),
+        Some(b) => serde_json::from_slice(&b)
+            .map(|p: PlanPrint| Some(p.resolved()))
+            .map_err(|e| {
+                WriteError::io(s.describe(&plan_key()), "parse", std::io::Error::other(e))
+            }),
         None => Ok(None),
     }
 }
@@ -837,5 +929,82 @@ mod tests {
         let mut c = a.clone();
         c.arrays[0] = "t [8]".into();
         assert!(a.difference(&c).unwrap().contains("layout"));
+    }
+
+    #[test]
+    fn inputs_are_files_and_the_advice_keeps_finished_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(dir.path()).unwrap();
+        let names: Vec<PathBuf> = (0..4).map(|i| d.join(format!("f_{i}.nc"))).collect();
+        for n in &names {
+            std::fs::write(n, b"x").unwrap();
+        }
+        let print = |files: &[PathBuf]| PlanPrint {
+            inputs: files.iter().map(|p| (p.clone(), 1, 7)).collect(),
+            arrays: vec!["t [4]".into()],
+            format: "V3".into(),
+            append_from: None,
+            total_units: 4,
+        };
+        let then = print(&names);
+        // A print saved with the paths as given (through a link, with `..`)
+        // is the same files once resolved.
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        let as_given = print(
+            &names
+                .iter()
+                .map(|n| d.join("sub/../link").join(n.file_name().unwrap()))
+                .collect::<Vec<_>>(),
+        );
+        assert_ne!(as_given, then);
+        assert_eq!(as_given.resolved(), then);
+        // A path that names nothing is kept, and differs.
+        let gone = print(&[d.join("gone.nc")]);
+        assert_eq!(gone.clone().resolved(), gone);
+        // Other files: the advice names the interrupted run's inputs and
+        // keeps --overwrite for starting over.
+        let now = print(&names[..3]);
+        let why = now.difference(&then).unwrap();
+        assert!(
+            why.contains("f_3.nc of the interrupted run is not among"),
+            "{why}"
+        );
+        assert!(
+            why.contains(&format!(
+                "--resume and its inputs, {} ... {} (4 files)",
+                names[0].display(),
+                names[3].display()
+            )),
+            "{why}"
+        );
+        assert!(
+            why.ends_with("to start over, replace --resume with --overwrite"),
+            "{why}"
+        );
+        let mut more = names.clone();
+        more.push(d.join("f_4.nc"));
+        let why = print(&more).difference(&then).unwrap();
+        assert!(
+            why.contains("f_4.nc was not among the interrupted run's (5 file(s) now, 4 then)"),
+            "{why}"
+        );
+        // An append starts over without --resume, never with --overwrite.
+        let mut append = now.clone();
+        append.append_from = Some(8);
+        let why = append.difference(&then).unwrap();
+        assert!(
+            why.ends_with("to start the append over, run it without --resume"),
+            "{why}"
+        );
+        assert!(!why.contains("--overwrite"), "{why}");
+        // Old prints with relative paths say so.
+        let relative = print(&[PathBuf::from("in/f_0.nc")]);
+        let why = now.difference(&relative).unwrap();
+        assert!(
+            why.contains("in/f_0.nc (relative to the directory it was started from)"),
+            "{why}"
+        );
     }
 }

@@ -114,6 +114,8 @@ pub fn load(store: &Path) -> Result<StoreState, AppendError> {
     let (mut state, _): (StoreState, usize) =
         bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
             .map_err(|e| not_appendable(store, format!("{path}: {e}")))?;
+    // Input paths saved as given (by earlier builds) become canonical.
+    state.print = state.print.map(crate::store::journal::PlanPrint::resolved);
     let committed = s
         .exists(root_key(state.format))
         .map_err(|e| not_appendable(store, e.to_string()))?;

@@ -193,13 +193,13 @@ fn build_job(
     no_history.history = None;
     crate::pipeline::select::apply(&mut ds, &no_history)?;
     let mut skipped_files = Vec::new();
-    // The same files as the last commit of the store (same paths, sizes,
-    // modification times): the same append run again, which finds its work
-    // done (it was interrupted after its commit was decided, or it is a
-    // retry of a run that succeeded).
-    let mut these: Vec<(PathBuf, u64, i128)> = scans
+    // The same files as the last commit of the store (same canonical paths,
+    // sizes, modification times, however they are named now): the same
+    // append run again, which finds its work done (it was interrupted after
+    // its commit was decided, or it is a retry of a run that succeeded).
+    let mut these: Vec<crate::store::journal::InputPrint> = scans
         .iter()
-        .map(|f| (f.path.clone(), f.size, f.mtime_ns))
+        .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
         .collect();
     these.sort();
     let again = state.print.as_ref().is_some_and(|p| {

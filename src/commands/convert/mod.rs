@@ -554,7 +554,7 @@ fn plan_print(
             .ds
             .files
             .iter()
-            .map(|f| (f.path.clone(), f.size, f.mtime_ns))
+            .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
             .collect(),
         arrays: plan
             .arrays

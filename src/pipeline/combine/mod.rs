@@ -40,8 +40,10 @@ use time::TimeAxis;
 /// One input file of the dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceFile {
-    /// Path.
+    /// Path, as given.
     pub path: PathBuf,
+    /// Canonical path: what identifies the file between runs.
+    pub canonical: PathBuf,
     /// Format.
     pub format: SourceFormat,
     /// Size in bytes when scanned.
@@ -219,6 +221,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
         .iter()
         .map(|s| SourceFile {
             path: s.path.clone(),
+            canonical: s.canonical.clone(),
             format: s.schema.format,
             size: s.size,
             mtime_ns: s.mtime_ns,

@@ -56,6 +56,7 @@ pub(super) fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileSca
     ));
     FileScan {
         path: PathBuf::from(path),
+        canonical: PathBuf::from(path),
         size: 0,
         mtime_ns: 0,
         schema: Schema {

@@ -27,8 +27,11 @@ const DIGEST_SLAB_BYTES: usize = 64 << 20;
 /// What one input file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileScan {
-    /// Its path.
+    /// Its path, as given.
     pub path: PathBuf,
+    /// Its canonical path (links, `.` and `..` resolved): what identifies
+    /// it between runs (the plan's print), however it is named.
+    pub canonical: PathBuf,
     /// Its size in bytes.
     pub size: u64,
     /// Its modification time, ns since the epoch.
@@ -211,6 +214,9 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
     }
     Ok(FileScan {
         path: path.to_path_buf(),
+        // The file was just opened: canonicalize can fail only if it went
+        // since, and then the path as given stands for it.
+        canonical: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         size,
         mtime_ns,
         schema,
