@@ -286,6 +286,43 @@ fn plan_and_inspect() {
     for r in 0..4 {
         assert!(run.stdout.contains(&format!("rank {r}:")), "{}", run.stdout);
     }
+    // The planned job is not the planning process's launch, and each line
+    // says which it is.
+    assert!(
+        run.stdout
+            .contains("planned job: 4 rank(s); node count not known (--ranks-per-node gives it); "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("planning launch (not the planned job): 1 node(s), 1 rank(s) per node, "),
+        "{}",
+        run.stdout
+    );
+    let run = zarrforge(
+        None,
+        &[
+            "plan",
+            "--json",
+            "--ranks",
+            "64",
+            "--ranks-per-node",
+            "16",
+            "--threads",
+            "4",
+            src.to_str().unwrap(),
+        ],
+        MINUTE,
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let job = &v["planned_job"];
+    assert_eq!(job["ranks"], 64, "{job}");
+    assert_eq!(job["nodes"], 4, "{job}");
+    assert_eq!(job["ranks_per_node"], 16, "{job}");
+    assert_eq!(job["threads_per_rank"], 4, "{job}");
+    assert_eq!(v["planning_launch"]["nodes"], 1, "{v}");
 }
 
 #[test]
@@ -297,7 +334,7 @@ fn plan_and_report_show_the_topology() {
     assert!(run.ok(), "{}", run.stderr);
     assert!(
         run.stdout
-            .contains("topology of this launch: 1 node(s), 2 rank(s) per node, "),
+            .contains("planned job (this launch): 1 node(s), 2 rank(s) per node, "),
         "{}",
         run.stdout
     );

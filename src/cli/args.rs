@@ -268,6 +268,10 @@ pub struct PlanArgs {
     /// Number of ranks to plan for (default: the ranks of this run)
     #[arg(long)]
     pub ranks: Option<usize>,
+    /// Ranks per node of the planned job (with --ranks): gives its node count, and its threads
+    /// per rank as this node's PUs shared by that many ranks (unless --threads)
+    #[arg(long, requires = "ranks", value_name = "N", value_parser = positive_count)]
+    pub ranks_per_node: Option<usize>,
     /// Compression (recorded in the plan) [default: zstd:3]
     #[arg(long)]
     pub codec: Option<String>,
@@ -586,6 +590,14 @@ impl PlanArgs {
         self.workers.apply(&mut cfg)?;
         cfg.progress = false;
         Ok(cfg)
+    }
+}
+
+/// A count of at least 1.
+fn positive_count(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{v}' is not a count of at least 1")),
     }
 }
 

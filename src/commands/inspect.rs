@@ -231,8 +231,10 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(),
     Ok(())
 }
 
-/// `zarrforge plan`: the job and its plan, with the topology of this
-/// launch; nothing is written.
+/// `zarrforge plan`: the job and its plan; nothing is written. The plan is
+/// for the ranks of this launch, whose topology it shows, or for `--ranks
+/// N` of another launch, whose layout is what the flags say of it (this
+/// launch's topology is then shown apart, as the planning launch's).
 ///
 /// # Errors
 /// The job's or the plan's error.
@@ -245,14 +247,18 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
     )?;
     let ranks = args.ranks.unwrap_or(ctx.size());
     let p = Plan::new(&job.ds, &cfg, ranks)?;
-    // Where this launch's ranks and threads would run.
+    // Where this launch's ranks and threads run.
     let topo = Topology::detect();
-    let threads = topo.encoder_threads(ctx.ranks_on_node());
+    let threads = cfg
+        .threads
+        .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
+        .max(1);
     let topology = ctx.job_topology(&topo, threads, topo.is_bound());
     if !ctx.is_root() {
         return Ok(());
     }
-    let threads = cfg.threads.unwrap_or(threads).max(1);
+    let planned = planned_job(args, cfg.threads, &topo, ctx.ranks_on_node());
+    let threads = planned.as_ref().map_or(threads, |j| j.threads_per_rank);
     let (p, x) = crate::commands::convert::paths(&cfg, &job, p, ranks, threads, &[])?;
     let traffic = x.traffic(&p, |_| false);
     let mut peaks = Vec::with_capacity(ranks);
@@ -264,8 +270,16 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
     if args.json {
         let mut v = serde_json::to_value(&p).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
+            // The planned job: another launch's layout, or this launch.
             m.insert(
-                "topology".into(),
+                "planned_job".into(),
+                planned.as_ref().map_or_else(
+                    || serde_json::json!("this launch"),
+                    |j| serde_json::to_value(j).unwrap_or_default(),
+                ),
+            );
+            m.insert(
+                "planning_launch".into(),
                 serde_json::to_value(&topology).unwrap_or_default(),
             );
             m.insert(
@@ -281,11 +295,52 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("topology of this launch: {}", topology.line());
+        match &planned {
+            Some(j) => {
+                println!("planned job: {}", j.line());
+                println!("planning launch (not the planned job): {}", topology.line());
+            }
+            None => println!("planned job (this launch): {}", topology.line()),
+        }
         print!("{}", describe_plan(&p, args.units));
         print!("{}", describe_exchange(&p, &x, &traffic, &peaks));
     }
     Ok(())
+}
+
+/// The job `--ranks N` plans for, when it is not this launch: its threads
+/// as `--threads` sets them, or as this node would share its PUs among
+/// `--ranks-per-node` ranks (among this launch's `on_node` ranks without it).
+fn planned_job(
+    args: &crate::cli::args::PlanArgs,
+    threads: Option<usize>,
+    topo: &Topology,
+    on_node: usize,
+) -> Option<crate::mpi::topology::PlannedJob> {
+    let n = args.ranks?;
+    let (t, from) = match (threads, args.ranks_per_node) {
+        (Some(t), _) => (t, "--threads".to_string()),
+        (None, Some(k)) => (
+            topo.encoder_threads(k.min(n.max(1))),
+            format!(
+                "this node's {} PU(s) shared by {k} rank(s); --threads sets it",
+                topo.node_pus
+            ),
+        ),
+        (None, None) => (
+            topo.encoder_threads(on_node),
+            format!(
+                "this node's {} PU(s) shared by this launch's {on_node} rank(s) on it; --threads or --ranks-per-node sets it",
+                topo.node_pus
+            ),
+        ),
+    };
+    Some(crate::mpi::topology::PlannedJob::new(
+        n,
+        args.ranks_per_node,
+        t.max(1),
+        from,
+    ))
 }
 
 /// The paths of a plan, and on the exchange path what every rank decodes,

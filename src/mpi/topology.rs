@@ -213,9 +213,87 @@ impl JobTopology {
     }
 }
 
+/// The layout of a job planned for another launch (`zarrforge plan
+/// --ranks N`): what is known of it from the flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedJob {
+    /// Ranks.
+    pub ranks: usize,
+    /// Ranks per node (`--ranks-per-node`), when given.
+    pub ranks_per_node: Option<usize>,
+    /// Nodes: the ranks over the ranks per node, when those are given.
+    pub nodes: Option<usize>,
+    /// Encoder threads per rank the plan assumes.
+    pub threads_per_rank: usize,
+    /// Where that thread count comes from, in words.
+    pub threads_from: String,
+}
+
+impl PlannedJob {
+    /// A job of `ranks` ranks, `ranks_per_node` of them per node when
+    /// known, with `threads_per_rank` threads (`threads_from` says why).
+    pub fn new(
+        ranks: usize,
+        ranks_per_node: Option<usize>,
+        threads_per_rank: usize,
+        threads_from: String,
+    ) -> Self {
+        let ranks_per_node = ranks_per_node.map(|k| k.clamp(1, ranks.max(1)));
+        Self {
+            ranks,
+            ranks_per_node,
+            nodes: ranks_per_node.map(|k| ranks.div_ceil(k)),
+            threads_per_rank,
+            threads_from,
+        }
+    }
+
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let nodes = match (self.nodes, self.ranks_per_node) {
+            (Some(n), Some(k)) => {
+                let last = self.ranks - (n - 1) * k;
+                if last == k {
+                    format!(" on {n} node(s), {k} rank(s) per node")
+                } else {
+                    format!(" on {n} node(s), {k} rank(s) per node ({last} on the last)")
+                }
+            }
+            _ => "; node count not known (--ranks-per-node gives it)".to_string(),
+        };
+        format!(
+            "{} rank(s){nodes}; {} thread(s) per rank ({})",
+            self.ranks, self.threads_per_rank, self.threads_from
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planned_job_says_what_is_known_of_its_nodes() {
+        let j = PlannedJob::new(64, None, 2, "--threads".into());
+        assert_eq!(j.nodes, None);
+        assert_eq!(
+            j.line(),
+            "64 rank(s); node count not known (--ranks-per-node gives it); 2 thread(s) per rank (--threads)"
+        );
+        let j = PlannedJob::new(64, Some(16), 2, "--threads".into());
+        assert_eq!(j.nodes, Some(4));
+        assert!(j
+            .line()
+            .starts_with("64 rank(s) on 4 node(s), 16 rank(s) per node; "));
+        let j = PlannedJob::new(66, Some(16), 2, "--threads".into());
+        assert_eq!(j.nodes, Some(5));
+        assert!(j
+            .line()
+            .contains("on 5 node(s), 16 rank(s) per node (2 on the last)"));
+        // More ranks per node than ranks: one node.
+        let j = PlannedJob::new(4, Some(16), 2, "--threads".into());
+        assert_eq!((j.nodes, j.ranks_per_node), (Some(1), Some(4)));
+    }
 
     #[test]
     fn spread_takes_one_pu_per_core_first() {
