@@ -128,7 +128,7 @@ pub fn view(path: &Path) -> Result<StoreView, Error> {
             .map(|(r, f)| arrays_of(r, f))
             .unwrap_or_default(),
         journal,
-        lock: parse(&key(crate::store::journal::LOCK_FILE))?,
+        lock: parse(&key(crate::store::layout::LOCK_FILE))?,
     })
 }
 

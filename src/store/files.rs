@@ -107,7 +107,7 @@ pub fn is_unclaimed(dir: &Path) -> bool {
     };
     only(dir, &|n, is_dir| n == MARKER_DIR && is_dir)
         && only(&dir.join(MARKER_DIR), &|n, is_dir| {
-            !is_dir && (n == "lock" || n.starts_with("lock.tmp") || is_temp_name(n))
+            !is_dir && (crate::store::lock::is_lock_name(n) || is_temp_name(n))
         })
         || std::fs::read_dir(dir).is_ok_and(|mut e| e.next().is_none())
 }
@@ -217,10 +217,9 @@ pub fn clear(dir: &Path) -> Result<(), WriteError> {
         crate::system::fault::point("overwrite.removed");
     }
     for path in read_dir_sorted(&marker_dir)? {
-        let keep = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| [MARKER_FILE, CLEARING_FILE, "lock"].contains(&n));
+        let keep = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            [MARKER_FILE, CLEARING_FILE].contains(&n) || crate::store::lock::is_lock_name(n)
+        });
         if !keep {
             remove_tree(&path)?;
         }
@@ -378,6 +377,9 @@ mod tests {
         prepare(&out, &[]).unwrap();
         mark(&out).unwrap();
         std::fs::write(out.join(MARKER_DIR).join("lock"), b"{}").unwrap();
+        // Another run's own lock file and claim are never removed here.
+        std::fs::write(out.join(MARKER_DIR).join("lock.new-y"), b"{}").unwrap();
+        std::fs::write(out.join(MARKER_DIR).join("lock.claim-x-0"), b"{}").unwrap();
         for (k, v) in [("zarr.json", "{}"), ("t/zarr.json", "{}"), ("t/c/0/0", "x")] {
             write_atomic(&out.join(k), v.as_bytes()).unwrap();
         }
@@ -390,7 +392,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["lock", "store.json"]);
+        assert_eq!(left, ["lock", "lock.claim-x-0", "lock.new-y", "store.json"]);
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
         assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"keep");
         assert!(!is_clearing(&out));
@@ -409,7 +411,8 @@ mod tests {
         std::fs::create_dir(&d).unwrap();
         assert!(is_unclaimed(&d));
         std::fs::create_dir(d.join(MARKER_DIR)).unwrap();
-        std::fs::write(d.join(MARKER_DIR).join(".lock.tmp12"), b"").unwrap();
+        std::fs::write(d.join(MARKER_DIR).join("lock.new-1-2-3"), b"").unwrap();
+        std::fs::write(d.join(MARKER_DIR).join("lock.claim-1-2-3-0"), b"").unwrap();
         std::fs::write(d.join(MARKER_DIR).join(".store.json.tmp12"), b"").unwrap();
         assert!(is_unclaimed(&d));
         std::fs::write(d.join(MARKER_DIR).join("notes"), b"").unwrap();

@@ -1,6 +1,6 @@
 //! The output store: Zarr metadata ([`metadata`]), chunk encoding
 //! ([`encode`]), the store's files, atomic writes and safety checks
-//! ([`files`]), the per-rank journal and the lock ([`journal`]), the saved
+//! ([`files`]), the per-rank journal ([`journal`]), the lock ([`lock`]), the saved
 //! state of a committed store ([`state`]) and the append planning against
 //! it ([`append`]), what a run does with the store it finds ([`opening`]) and
 //! the metadata commit by rank 0 ([`commit`]).
@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod journal;
 pub mod layout;
+pub mod lock;
 pub mod metadata;
 pub mod opening;
 pub mod remote;

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::error::StoreError as Error;
 use crate::cli::config::{ConvertConfig, ZarrFormat};
 use crate::cli::error::ConfigError;
-use crate::store::journal::{self, Lock, PlanPrint, Takeover};
+use crate::store::journal::{self, PlanPrint};
+use crate::store::lock::{Lock, Takeover};
 use crate::store::state;
 use crate::store::storage;
 use crate::store::{commit, files as store};
@@ -258,6 +259,17 @@ pub fn open_store(
     };
     match decide(found, req) {
         Decision::Create => fresh(cfg, inputs, print, opened),
+        Decision::Refuse(Refusal::Unfinished) if crate::store::lock::live_holder(out).is_some() => {
+            // Not an interrupted run: a live one is creating or changing
+            // the store right now (its advice is to wait, not --resume).
+            let holder = crate::store::lock::live_holder(out);
+            Err(holder
+                .map_or_else(
+                    || refusal(Refusal::Unfinished, out, print),
+                    |h| crate::store::lock::held_by(out, &h),
+                )
+                .into())
+        }
         Decision::Refuse(why) => Err(refusal(why, out, print).into()),
         Decision::Complete => Ok((
             Some(take(held)?),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill-point and race harness of zarrforge's store safety.
 
-usage: harness.py BIN WORKDIR [--quick] [--s3]
+usage: harness.py BIN WORKDIR [--quick] [--s3] [--takeover-only]
 
 BIN is zarrforge built with the `fault-injection` feature (src/system/fault.rs):
 every step that changes a store calls a named kill point. For each
@@ -55,6 +55,8 @@ BIN = os.path.abspath(sys.argv[1])
 WORK = os.path.abspath(sys.argv[2])
 QUICK = "--quick" in sys.argv
 S3 = "--s3" in sys.argv
+# Only the takeover races (for working on the lock): --takeover-only.
+TAKEOVER_ONLY = "--takeover-only" in sys.argv
 S3_BUCKET = "faults"
 S3_ROOT = os.path.join(WORK, "s3data", S3_BUCKET)
 S3_OPTIONS = {}
@@ -197,7 +199,7 @@ def store_files(path):
         for f in files:
             full = os.path.join(root, f)
             rel = os.path.relpath(full, path)
-            if rel == ".zarrforge/lock" or rel.startswith(".zarrforge/journal"):
+            if rel.startswith(".zarrforge/lock") or rel.startswith(".zarrforge/journal"):
                 continue
             with open(full, "rb") as fh:
                 out[rel] = hashlib.sha1(fh.read()).hexdigest()
@@ -212,8 +214,7 @@ def leftovers(path):
         # objects count there.
         for f in files if S3 else files + dirs:
             rel = os.path.relpath(os.path.join(root, f), path)
-            if re.match(r".*/?\.[^/]*\.tmp\d+$", rel) or rel in (
-                ".zarrforge/lock",
+            if re.match(r".*/?\.[^/]*\.tmp\d+$", rel) or rel.startswith(".zarrforge/lock") or rel in (
                 ".zarrforge/commit.bin",
                 ".zarrforge/clearing",
                 ".zarrforge/journal",
@@ -440,7 +441,9 @@ def together_races(refs, stats, repeats):
                 procs = [launch(ops[a_name][1]), launch(ops[b_name][1])]
                 results = [finish(p) for p in procs]
                 for (rc, _, err), nm in zip(results, (a_name, b_name)):
-                    if rc != 0 and not one_line_refusal(rc, err):
+                    if rc == 4 or "No such file" in err:
+                        fail(f"{case}: {nm} failed as a storage error (exit {rc}): {err.strip()[-400:]}")
+                    elif rc != 0 and not one_line_refusal(rc, err):
                         fail(f"{case}: {nm} neither succeeded nor refused in one line (exit {rc}): {err.strip()[-400:]}")
                 final = store_files(out)
                 states = [k for k, v in refs.files.items() if v == final]
@@ -453,24 +456,186 @@ def together_races(refs, stats, repeats):
                 stats["pair races"] += 1
 
 
+def holders_overlap(trace):
+    """Whether two runs ever held the store at once, from the shared trace
+    of every run of a race: a lock is held from its `lock.published` to its
+    `lock.released` (lines are appended in the order the steps happen)."""
+    holding = set()
+    with open(trace) as fh:
+        for line in fh:
+            rank, name, _n, pid = line.split()
+            if rank != "0":
+                continue
+            if name == "lock.published":
+                if holding - {pid}:
+                    return f"pid {pid} took the lock while {sorted(holding)} held it"
+                holding.add(pid)
+            elif name == "lock.released":
+                holding.discard(pid)
+    return None
+
+
+def wait_for_point(p, hit, seconds=60):
+    """Waits until the run `p` has reached its pause point (its hit file) or
+    ended; whether it reached it."""
+    deadline = time.time() + seconds
+    while not os.path.exists(hit) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    # The hit line is written just before the process stops itself.
+    time.sleep(0.1)
+    return os.path.exists(hit)
+
+
+def paused_pid(hit):
+    with open(hit) as fh:
+        return int(fh.read().split()[3])
+
+
+def stale_template(refs, name, initial, cmd):
+    """A store left by `cmd` SIGKILLed right after it took the lock: its
+    lock is stale (the setting of every takeover race)."""
+    out = os.path.join(os.path.dirname(refs.a), f"stale-{name}.zarr")
+    copy_store(initial, out)
+    rc, _, err = run(cmd, fault="lock.published@1:0")
+    assert rc != 0, err
+    assert os.path.exists(os.path.join(out, ".zarrforge", "lock")), name
+    return out
+
+
+def takeover_races(refs, stats):
+    """Runs that find a stale lock, one of them paused (SIGSTOP) at each step
+    of its takeover (judged stale, claim taken, lock replaced, lock held),
+    while others start: at every moment at most one run holds the store,
+    every run ends with success or a one-line refusal (a lost lock is exit 6
+    naming the holder, never a storage error), and the store ends as one of
+    the states the runs give one after the other, with nothing left behind.
+    Cases run three at a time, each on its own store (most of a case is
+    runs waiting for a paused one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = os.path.dirname(refs.a)
+    stale = {
+        "stale-append": stale_template(refs, "append", refs.a, refs.operations(os.path.join(base, "stale-append.zarr"))["append"][1]),
+        "stale-create": stale_template(refs, "create", None, refs.operations(os.path.join(base, "stale-create.zarr"))["convert"][1]),
+        "interrupted": refs.partial,
+    }
+    # (name, initial store, paused operation, operations started against it)
+    cases = [
+        ("overwrite x append", "stale-append", "overwrite", ["append"]),
+        ("append x overwrite", "stale-append", "append", ["overwrite"]),
+        ("resume x overwrite", "interrupted", "resume", ["overwrite"]),
+        ("overwrite x resume", "interrupted", "overwrite", ["resume"]),
+        ("append x append", "stale-append", "append", ["append"]),
+        ("create x create", "stale-create", "convert", ["convert"]),
+        ("overwrite x append + append", "stale-append", "overwrite", ["append", "append"]),
+    ]
+    steps = ["lock.stale", "lock.replaced", "lock.published"] if S3 else [
+        "lock.stale", "lock.claimed", "lock.replaced", "lock.published"]
+    # (step the first run is paused at, step the first of the others is
+    # paused at until the first run has ended, or None: the others run to
+    # their end while the first is paused). Only a first run paused before
+    # its claim can meet another run holding the store.
+    orders = [(step, None) for step in steps]
+    orders += [("lock.stale", "commit.decided")]
+    if not S3:
+        orders += [("lock.stale", "lock.claimed")]
+    jobs = [(name, stale[initial], first, others, step, other_step)
+            for name, initial, first, others in cases for step, other_step in orders]
+
+    def one(i, job):
+        name, initial, first, others, step, other_step = job
+        out = os.path.join(S3_ROOT if S3 else WORK, f"takeover-v{refs.fmt}-{i % 3}.zarr")
+        hit = os.path.join(WORK, f"hit-takeover-{i % 3}")
+        trace = os.path.join(WORK, f"trace-takeover-{i % 3}")
+        ops = refs.operations(out)
+        case = f"v{refs.fmt} takeover {name}, the first paused at {step}"
+        if other_step:
+            case += f", then the second at {other_step}"
+        takeover_case(refs, case, out, hit, trace, initial, ops[first][1], [ops[o][1] for o in others], step, other_step)
+        stats["takeover races"] += 1
+
+    # Each of 3 workers takes every third case, so that no two cases share
+    # a store.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        lanes = [pool.submit(lambda k=k: [one(i, j) for i, j in enumerate(jobs) if i % 3 == k]) for k in range(3)]
+        for lane in lanes:
+            lane.result()
+
+
+def takeover_case(refs, case, out, hit, trace, initial, paused_cmd, others, step, other_step):
+    copy_store(initial, out)
+    before = store_files(out)
+    hit_b = hit + "-b"
+    for f in (hit, hit_b, trace):
+        if os.path.exists(f):
+            os.remove(f)
+    a = launch(paused_cmd, fault=f"{step}@1:0:stop", hit=hit, trace=trace)
+    if not wait_for_point(a, hit):
+        fail(f"{case}: pause point not reached: {finish(a)[2].strip()[-300:]}")
+        return
+    procs = [launch(c, trace=trace, fault=f"{other_step}@1:0:stop" if other_step and i == 0 else None,
+                    hit=hit_b if other_step and i == 0 else None)
+             for i, c in enumerate(others)]
+    if other_step:
+        # The second run holds its pause point (or has ended): the first
+        # goes on now and ends, then the second.
+        wait_for_point(procs[0], hit_b)
+        os.kill(paused_pid(hit), signal.SIGCONT)
+        first = finish(a)
+        if os.path.exists(hit_b):
+            os.kill(paused_pid(hit_b), signal.SIGCONT)
+        results = [finish(p) for p in procs] + [first]
+    else:
+        results = [finish(p) for p in procs]
+        os.kill(paused_pid(hit), signal.SIGCONT)
+        results.append(finish(a))
+    for i, (rc, _, err) in enumerate(results):
+        who = "the first run" if i == len(results) - 1 else f"run {i + 2}"
+        if rc == 0:
+            continue
+        if rc == 4 or "No such file" in err or not one_line_refusal(rc, err):
+            fail(f"{case}: {who} exit {rc}: {err.strip()[-400:]}")
+        elif rc == 6 and "is locked by another zarrforge run (host" not in err:
+            fail(f"{case}: {who} lost the lock without naming its holder: {err.strip()[-300:]}")
+    overlap = holders_overlap(trace)
+    if overlap:
+        fail(f"{case}: two runs held the store at once: {overlap}")
+    final = store_files(out)
+    states = [k for k, v in refs.files.items() if v == final]
+    if final == before:
+        states.append("unchanged")
+    if not states:
+        fail(f"{case}: the store is none of A, B, AB or its initial state")
+    elif states != ["unchanged"] and leftovers(out):
+        fail(f"{case}: left behind: {leftovers(out)}")
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     files = make_inputs(os.path.join(WORK, "inputs"))
-    stats = {"kills": 0, "recovered": 0, "not reached": 0, "paused races": 0, "pair races": 0}
+    stats = {"kills": 0, "recovered": 0, "not reached": 0, "paused races": 0, "pair races": 0,
+             "takeover races": 0}
     t0 = time.time()
     if S3:
         server = start_s3()
         try:
             refs = Refs(3, files)
-            kill_walk(refs, stats, quick=True)
-            paused_races(refs, stats)
+            if not TAKEOVER_ONLY:
+                kill_walk(refs, stats, quick=True)
+                paused_races(refs, stats)
+            takeover_races(refs, stats)
         finally:
             server.terminate()
         print(
             f"faults on S3: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
-            f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races; "
+            f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races, "
+            f"{stats['takeover races']} takeover races; "
             f"{len(failures)} failures in {time.time() - t0:.0f} s"
         )
+        sys.exit(1 if failures else 0)
+    if TAKEOVER_ONLY:
+        takeover_races(Refs(3, files), stats)
+        print(f"takeover races: {stats['takeover races']}; {len(failures)} failures in {time.time() - t0:.0f} s")
         sys.exit(1 if failures else 0)
     for fmt in (3, 2):
         refs = Refs(fmt, files)
@@ -479,6 +644,8 @@ def main():
         # every point (v3 also at the second and the middle one).
         kill_walk(refs, stats, quick=fmt == 2)
         paused_races(refs, stats)
+        if fmt == 3:
+            takeover_races(refs, stats)
         together_races(refs, stats, 1 if QUICK else 2)
     # The exchange path (every array through the all-to-all rounds): the
     # same operations killed at the first and last occurrence of every point.
@@ -486,7 +653,8 @@ def main():
     print(
         f"faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
         f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races, "
-        f"{stats['pair races']} concurrent pairs; {len(failures)} failures in {time.time() - t0:.0f} s"
+        f"{stats['pair races']} concurrent pairs, {stats['takeover races']} takeover races; "
+        f"{len(failures)} failures in {time.time() - t0:.0f} s"
     )
     sys.exit(1 if failures else 0)
 

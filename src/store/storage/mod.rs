@@ -28,6 +28,9 @@ pub const PARSE_URL: &str = "parse the output URL";
 /// an eighth of it, between 16 MiB and 1 GiB).
 pub const INFLIGHT_DEFAULT_BYTES: u64 = 64 << 20;
 
+/// An object's bytes with its version tag (`ETag`), where the storage has one.
+pub type Tagged = (Vec<u8>, Option<String>);
+
 /// A store's objects.
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Where `key` is, for messages (a path or an `s3://` URL).
@@ -125,6 +128,29 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`WriteError`].
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, WriteError>;
+
+    /// The bytes under `key` with their version tag (an object's `ETag`;
+    /// `None` where the storage has none); `None` when there is no such
+    /// object.
+    ///
+    /// # Errors
+    /// [`WriteError`] for anything but absence.
+    fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, WriteError> {
+        Ok(self.get(key)?.map(|b| (b, None)))
+    }
+
+    /// Replaces `key` only while it still has the version `tag` (a
+    /// conditional PUT, `If-Match`); `false` when it changed or is gone.
+    ///
+    /// # Errors
+    /// [`WriteError`]; storage without versions refuses.
+    fn put_replace(&self, key: &str, _bytes: &[u8], _tag: &str) -> Result<bool, WriteError> {
+        Err(WriteError::Remote {
+            url: self.describe(key),
+            what: "replace conditionally",
+            source: "this storage has no conditional replace".into(),
+        })
+    }
 
     /// The local directory, for a filesystem store.
     fn dir(&self) -> Option<&Path> {

@@ -553,6 +553,46 @@ impl Storage for S3Storage {
         ))
     }
 
+    fn get_tagged(&self, key: &str) -> Result<Option<super::Tagged>, WriteError> {
+        let path = self.path(key)?;
+        let client = Arc::clone(&self.client);
+        let r = self.rt.block_on(async move {
+            match client.get(&path).await {
+                Ok(g) => {
+                    let tag = g.meta.e_tag.clone();
+                    g.bytes().await.map(|b| Some((b.to_vec(), tag)))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        r.map_err(|e| self.remote(key, "download", &e))
+    }
+
+    fn put_replace(&self, key: &str, bytes: &[u8], tag: &str) -> Result<bool, WriteError> {
+        let path = self.path(key)?;
+        let client = Arc::clone(&self.client);
+        let payload = PutPayload::from(bytes.to_vec());
+        let version = object_store::UpdateVersion {
+            e_tag: Some(tag.to_string()),
+            version: None,
+        };
+        let r = self.rt.block_on(async move {
+            let opts = PutOptions {
+                mode: PutMode::Update(version),
+                ..Default::default()
+            };
+            match client.put_opts(&path, payload, opts).await {
+                Ok(_) => Ok(true),
+                Err(
+                    object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+                ) => Ok(false),
+                Err(e) => Err(e),
+            }
+        });
+        r.map_err(|e| self.remote(key, "replace conditionally", &e))
+    }
+
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, WriteError> {
         let path = self.path(key)?;
         let client = Arc::clone(&self.client);
