@@ -219,3 +219,68 @@ fn nil_strings_read_as_empty_strings() {
         assert_eq!(got, vec![String::new(), "middle".into(), String::new()]);
     }
 }
+
+/// netCDF-C's `tst_group_data.nc`: `g2/g3/var2(/dim, /g2/dim, dim)` uses
+/// three dimensions named `dim`, of three groups. Zarr names a dimension
+/// without its group, so the store has `["dim", "dim", "dim"]`: the values
+/// are converted exactly, and a warning names the variables and what xarray
+/// does with the group.
+#[test]
+fn one_name_for_dimensions_of_three_groups_is_warned() {
+    let dir = tmp();
+    let cdl = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/cdl/ref_tst_group_data.cdl");
+    let src = dir.path().join("tst_group_data.nc");
+    let st = std::process::Command::new("ncgen")
+        .args(["-4", "-o", src.to_str().unwrap(), cdl.to_str().unwrap()])
+        .status()
+        .expect("ncgen (netcdf-bin) is needed by this test");
+    assert!(st.success());
+    let out = dir.path().join("g.zarr");
+    let report = dir.path().join("r.json");
+    let run = zarrforge(
+        Some(2),
+        &[
+            "convert",
+            "--quiet",
+            "--report",
+            report.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+        MINUTE,
+    );
+    assert!(run.ok(), "{}", run.stderr);
+    let warning = "group 'g2/g3': dimensions /dim (length 4), /g2/dim (length 2) and /g2/g3/dim (length 3) are all named 'dim' in the store (Zarr names a dimension without its group), used by variables 'g2/g3/var' and 'g2/g3/var2'; xarray cannot open the group (conflicting sizes for dimension 'dim'); zarr-python reads every array as it is";
+    assert_eq!(
+        run.stderr
+            .matches(&format!("zarrforge: warning: {warning}"))
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let r = json(&report);
+    assert!(
+        r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str() == Some(warning)),
+        "{r}"
+    );
+    let meta = json(&out.join("g2/g3/var2/zarr.json"));
+    assert_eq!(
+        meta["dimension_names"],
+        serde_json::json!(["dim", "dim", "dim"])
+    );
+    for var in ["var", "g1/var", "g2/var", "g2/g3/var", "g2/g3/var2"] {
+        assert_eq!(store_bytes(&out, var), source_bytes(&src, var), "{var}");
+    }
+    let run = zarrforge(
+        None,
+        &["verify", src.to_str().unwrap(), out.to_str().unwrap()],
+        MINUTE,
+    );
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+}

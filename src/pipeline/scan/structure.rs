@@ -3,7 +3,7 @@
 //! [`Schema`], refusing what Zarr cannot hold (naming the file and the
 //! variable) and bringing fill values to their variable's type.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::error::SchemaError;
@@ -125,6 +125,7 @@ pub fn read_schema_from(
         skip_unsupported,
         netcdf4: format == SourceFormat::Netcdf4,
         dims: HashMap::new(),
+        dim_paths: HashMap::new(),
         skipped: Vec::new(),
         warnings: Vec::new(),
     };
@@ -169,6 +170,9 @@ struct Walk<'a> {
     /// (netCDF-C walks every variable to answer an unlimited length, so
     /// asking per variable would make the scan quadratic).
     dims: HashMap<i32, Dim>,
+    /// Dimension id → its path (`/group/name`), for those listed by the
+    /// group that defines them.
+    dim_paths: HashMap<i32, String>,
     skipped: Vec<Skipped>,
     warnings: Vec<String>,
 }
@@ -220,6 +224,8 @@ impl Walk<'_> {
                 len,
                 unlimited: unlimited.contains(&id),
             };
+            self.dim_paths
+                .insert(id, format!("/{}", join(gpath, &d.name)));
             self.dims.insert(id, d.clone());
             visible.push(id);
             dims.push(d);
@@ -230,15 +236,18 @@ impl Walk<'_> {
             .map_err(self.err(format!("{where_}: attributes")))?;
         let attrs = self.attrs(grp, netcdf_sys::NC_GLOBAL, natts, gpath)?;
         let mut vars = Vec::new();
+        let mut uses = Vec::new();
         for v in self
             .file
             .vars(grp)
             .map_err(self.err(format!("{where_}: variables")))?
         {
             if let Some(var) = self.var(grp, gpath, &v, &visible)? {
+                uses.push((var.path.clone(), self.dim_uses(&v.dimids)));
                 vars.push(var);
             }
         }
+        self.warnings.extend(name_clashes(gpath, &uses));
         let mut groups = Vec::new();
         for child in self
             .file
@@ -261,6 +270,25 @@ impl Walk<'_> {
             vars,
             groups,
         })
+    }
+
+    /// The dimensions `ids` of a variable already read (so each is known).
+    fn dim_uses(&self, ids: &[i32]) -> Vec<DimUse> {
+        ids.iter()
+            .filter_map(|id| {
+                let d = self.dims.get(id)?;
+                Some(DimUse {
+                    id: *id,
+                    name: d.name.clone(),
+                    path: self
+                        .dim_paths
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| format!("'{}' (dimension id {id})", d.name)),
+                    len: d.len,
+                })
+            })
+            .collect()
     }
 
     fn dim(&mut self, grp: i32, id: i32, vpath: &str, visible: &[i32]) -> Result<Dim, SchemaError> {
@@ -424,6 +452,73 @@ impl Walk<'_> {
     }
 }
 
+/// A dimension as a variable uses it.
+#[derive(Debug, Clone)]
+struct DimUse {
+    /// Its id in the file: one per definition.
+    id: i32,
+    /// Its name.
+    name: String,
+    /// Where it is defined: `/group/name` (`/name` in the root group).
+    path: String,
+    /// Its length.
+    len: u64,
+}
+
+/// The warnings for group `gpath` whose variables (`vars`: path and
+/// dimensions) use one name for dimensions defined in different groups
+/// (`var2(/dim, /g2/dim, dim)`): Zarr names a dimension without its group,
+/// so the store has one name where the source has several dimensions, and
+/// a reader of the group takes them for one.
+fn name_clashes(gpath: &str, vars: &[(String, Vec<DimUse>)]) -> Vec<String> {
+    let mut by_name: BTreeMap<&str, Vec<&DimUse>> = BTreeMap::new();
+    for (_, dims) in vars {
+        for d in dims {
+            let defs = by_name.entry(d.name.as_str()).or_default();
+            if defs.iter().all(|e| e.id != d.id) {
+                defs.push(d);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, mut defs) in by_name {
+        if defs.len() < 2 {
+            continue;
+        }
+        defs.sort_by(|a, b| a.path.cmp(&b.path));
+        let listed: Vec<String> = defs
+            .iter()
+            .map(|d| format!("{} (length {})", d.path, d.len))
+            .collect();
+        let users: Vec<String> = vars
+            .iter()
+            .filter(|(_, dims)| dims.iter().any(|d| d.name == name))
+            .map(|(p, _)| format!("'{p}'"))
+            .collect();
+        let reader = if defs.iter().any(|d| d.len != defs[0].len) {
+            format!("xarray cannot open the group (conflicting sizes for dimension '{name}')")
+        } else {
+            "xarray opens the group taking them for one dimension".to_string()
+        };
+        out.push(format!(
+            "group '{gpath}': dimensions {} are all named '{name}' in the store (Zarr names a dimension without its group), used by {} {}; {reader}; zarr-python reads every array as it is",
+            and_list(&listed),
+            if users.len() == 1 { "variable" } else { "variables" },
+            and_list(&users)
+        ));
+    }
+    out
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [a] => a.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Checks that a group or variable name is safe as a Zarr node name.
 ///
 /// # Errors
@@ -511,4 +606,44 @@ fn attr_value(raw: NcAttr) -> Result<AttrValue, String> {
             other => return Err(format!("netCDF type {other}")),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dim(id: i32, group: &str, len: u64) -> DimUse {
+        DimUse {
+            id,
+            name: "dim".into(),
+            path: format!("{group}/dim"),
+            len,
+        }
+    }
+
+    #[test]
+    fn one_name_for_dimensions_of_different_groups_is_warned() {
+        // netCDF-C's tst_group_data.nc, group g2/g3.
+        let vars = vec![
+            ("g2/g3/var".to_string(), vec![dim(2, "/g2/g3", 3)]),
+            (
+                "g2/g3/var2".to_string(),
+                vec![dim(0, "", 4), dim(1, "/g2", 2), dim(2, "/g2/g3", 3)],
+            ),
+        ];
+        let w = name_clashes("g2/g3", &vars);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0],
+            "group 'g2/g3': dimensions /dim (length 4), /g2/dim (length 2) and /g2/g3/dim (length 3) are all named 'dim' in the store (Zarr names a dimension without its group), used by variables 'g2/g3/var' and 'g2/g3/var2'; xarray cannot open the group (conflicting sizes for dimension 'dim'); zarr-python reads every array as it is"
+        );
+        // Equal lengths: one dimension to xarray.
+        let vars = vec![("g/v".to_string(), vec![dim(0, "", 3), dim(1, "/g", 3)])];
+        let w = name_clashes("g", &vars);
+        assert!(w[0].contains("used by variable 'g/v';"), "{w:?}");
+        assert!(w[0].contains("taking them for one dimension"), "{w:?}");
+        // The same dimension twice, or one definition: nothing to say.
+        let vars = vec![("g/m".to_string(), vec![dim(1, "/g", 3), dim(1, "/g", 3)])];
+        assert!(name_clashes("g", &vars).is_empty());
+    }
 }
