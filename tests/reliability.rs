@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use crate::multifile::{assert_same_files, comparable};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -1099,5 +1100,123 @@ fn a_semaphore_left_taken_by_a_killed_job_does_not_hang_the_next_run() {
     }
     for (ranks, r) in runs {
         assert!(r.ok(), "{ranks:?} rank(s): {:?} {}", r.code, r.stderr);
+    }
+}
+
+/// Runs started at the same instant on one store: two identical appends on
+/// a committed store, an overwrite against a resume of an interrupted one,
+/// two creations of one new store. A run that loses the lock exits 6
+/// naming the holder, or waits for it and goes on once it is released;
+/// never a storage error (exit 4, `ENOENT` on the lock). Every store ends
+/// equal to one clean run's, and no lock file is left.
+#[test]
+fn runs_started_together_lose_the_lock_with_exit_6_never_a_storage_error() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let more = next_steps(dir.path());
+    let small = ["--chunks", CHUNKS, "--quiet"];
+    let clean_a = dir.path().join("a.zarr");
+    let clean_ab = dir.path().join("ab.zarr");
+    for out in [&clean_a, &clean_ab] {
+        let r = zarrforge(Some(2), &args_of(&small, &["-o", s(out), s(&src)]), MINUTE);
+        assert!(r.ok(), "{}", r.stderr);
+    }
+    let r = zarrforge(
+        Some(2),
+        &args_of(&small, &["--append", "-o", s(&clean_ab), s(&more)]),
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let judge = |round: &str, results: &[(Option<i32>, String)]| {
+        let mut won = 0;
+        for (code, err) in results {
+            assert!(
+                !err.contains("No such file") && *code != Some(4),
+                "{round}: a run failed as a storage error: {err}"
+            );
+            match code {
+                Some(0) => won += 1,
+                Some(6) => assert!(
+                    err.contains("is locked by another zarrforge run (host"),
+                    "{round}: {err}"
+                ),
+                // A creation that meets the winner's committed store.
+                Some(5) => assert!(err.contains("already exists"), "{round}: {err}"),
+                other => panic!("{round}: exit {other:?}: {err}"),
+            }
+        }
+        won
+    };
+    let together = |argss: &[Vec<&str>]| -> Vec<(Option<i32>, String)> {
+        let mut children: Vec<Child> = argss.iter().map(|a| spawn(2, a)).collect();
+        children
+            .iter_mut()
+            .map(|c| wait_for(c, 2 * MINUTE))
+            .collect()
+    };
+    for round in 0..4 {
+        // Two identical appends of the next steps on a committed store.
+        let out = dir.path().join(format!("append{round}.zarr"));
+        copy_dir(&clean_a, &out);
+        let append = args_of(&small, &["--append", "-o", s(&out), s(&more)]);
+        let won = judge(
+            &format!("append x append #{round}"),
+            &together(&[append.clone(), append]),
+        );
+        assert!(won >= 1, "append x append #{round}: no run appended");
+        assert_same_files(
+            &comparable(&out),
+            &comparable(&clean_ab),
+            &format!("append x append #{round}"),
+        );
+        assert!(
+            no_lock_files(&out),
+            "append x append #{round}: lock files left"
+        );
+        // Two creations of one new store.
+        let out = dir.path().join(format!("create{round}.zarr"));
+        let create = args_of(&small, &["-o", s(&out), s(&src)]);
+        let won = judge(
+            &format!("create x create #{round}"),
+            &together(&[create.clone(), create]),
+        );
+        assert_eq!(won, 1, "create x create #{round}");
+        assert_same_files(
+            &comparable(&out),
+            &comparable(&clean_a),
+            &format!("create x create #{round}"),
+        );
+        assert!(
+            no_lock_files(&out),
+            "create x create #{round}: lock files left"
+        );
+    }
+}
+
+fn args_of<'a>(common: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["convert"];
+    v.extend_from_slice(common);
+    v.extend_from_slice(rest);
+    v
+}
+
+/// Whether `.zarrforge` holds no lock file (the lock, a run's own lock
+/// file, a claim).
+fn no_lock_files(store: &Path) -> bool {
+    std::fs::read_dir(store.join(".zarrforge")).map_or(true, |d| {
+        d.flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with("lock"))
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
     }
 }

@@ -620,19 +620,18 @@ fn make_bucket(port: u16, bucket: &str) {
     );
 }
 
-#[test]
-fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
-    // s3s-fs's create-only PUT is not atomic under a race; moto's is.
+/// moto's S3 server on a free port with the test bucket; its endpoint.
+/// s3s-fs's conditional PUTs (`If-None-Match: *`, `If-Match`) are not
+/// atomic under a race; moto's are.
+fn start_moto() -> (Child, String) {
     let moto = moto_server();
     assert!(
         moto.is_file(),
         "{} not found: run `source scripts/env.sh && zf_moto` (scripts/test does)",
         moto.display()
     );
-    let dir = tmp();
-    let files = inputs(&dir.path().join("in"));
     let port = free_port();
-    let mut server = Command::new(&moto)
+    let server = Command::new(&moto)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -640,7 +639,40 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
         .expect("start moto_server");
     wait_listening(port);
     make_bucket(port, BUCKET);
-    let endpoint = format!("http://127.0.0.1:{port}");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// `zarrforge ARGS` as one rank against the S3 server at `endpoint`, in
+/// the background.
+fn spawn_against(endpoint: &str, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every object under `prefix` at `endpoint`, downloaded into `out`.
+fn download_from(endpoint: &str, prefix: &str, out: &Path) {
+    let c = client_at(endpoint, prefix);
+    for k in c.list("").unwrap() {
+        let p = out.join(&k);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, c.get(&k).unwrap().unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
+    let dir = tmp();
+    let files = inputs(&dir.path().join("in"));
+    let (mut server, endpoint) = start_moto();
     let layout = ["--chunks", "time=4,lat=2,lon=3"];
     let local = dir.path().join("clean.zarr");
     assert!(zarrforge(None, &convert_args(s(&local), &files, &layout), MINUTE).ok());
@@ -648,21 +680,7 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
         let prefix = format!("race/r{round}.zarr");
         let url = format!("s3://{BUCKET}/{prefix}");
         let args = convert_args(&url, &files, &layout);
-        let children: Vec<Child> = (0..4)
-            .map(|_| {
-                Command::new(BIN)
-                    .args(&args)
-                    .env("AWS_ACCESS_KEY_ID", KEY)
-                    .env("AWS_SECRET_ACCESS_KEY", SECRET)
-                    .env("AWS_ENDPOINT_URL", &endpoint)
-                    .env("AWS_REGION", "us-east-1")
-                    .env("HDF5_USE_FILE_LOCKING", "FALSE")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
+        let children: Vec<Child> = (0..4).map(|_| spawn_against(&endpoint, &args)).collect();
         let mut won = 0;
         for mut c in children {
             let (code, err) = crate::reliability::wait_for(&mut c, 2 * MINUTE);
@@ -680,13 +698,77 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
             }
         }
         assert_eq!(won, 1, "round {round}: {won} runs wrote the store");
-        let c = client_at(&endpoint, &prefix);
         let out = dir.path().join(format!("r{round}"));
-        for k in c.list("").unwrap() {
-            let p = out.join(&k);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, c.get(&k).unwrap().unwrap()).unwrap();
+        download_from(&endpoint, &prefix, &out);
+        assert_same_files(
+            &comparable(&out),
+            &comparable(&local),
+            &format!("round {round}"),
+        );
+        assert!(
+            !out.join(".zarrforge/lock").exists(),
+            "round {round}: lock left"
+        );
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// A stale lock on S3 (its holder's process is gone) found by four
+/// appends started at once: it is replaced with a conditional PUT
+/// (`If-Match` on its `ETag`), so exactly one run takes it over at a time;
+/// the others wait for that run and take the lock once it is released
+/// (their append then finds nothing new), or refuse with exit 6 naming the
+/// holder. Never a storage error, the clean bytes of one append, no lock
+/// left.
+#[test]
+fn a_stale_lock_on_s3_is_taken_over_by_one_run_at_a_time() {
+    let dir = tmp();
+    let files = inputs(&dir.path().join("in"));
+    let (mut server, endpoint) = start_moto();
+    let layout = ["--chunks", "time=4,lat=2,lon=3"];
+    let local = dir.path().join("all.zarr");
+    assert!(zarrforge(None, &convert_args(s(&local), &files, &layout), MINUTE).ok());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let stale = format!(
+        r#"{{"host": "{}", "pid": 4194300, "job": null, "since": "2026-01-01T00:00:00Z", "token": "stale-1"}}"#,
+        hostname()
+    );
+    for round in 0..3 {
+        let prefix = format!("takeover/r{round}.zarr");
+        let url = format!("s3://{BUCKET}/{prefix}");
+        let r = zarrforge_env(
+            None,
+            &convert_args(&url, &files[..2], &layout),
+            MINUTE,
+            &env,
+        );
+        assert!(r.ok(), "{}", r.stderr);
+        client_at(&endpoint, &prefix)
+            .put(".zarrforge/lock", stale.as_bytes())
+            .unwrap();
+        let args = convert_args(&url, &files[2..], &["--append"]);
+        let children: Vec<Child> = (0..4).map(|_| spawn_against(&endpoint, &args)).collect();
+        let mut appended = 0;
+        for mut c in children {
+            let (code, err) = crate::reliability::wait_for(&mut c, 2 * MINUTE);
+            match code {
+                Some(0) => appended += 1,
+                Some(6) => assert!(
+                    err.contains("is locked by another zarrforge run (host"),
+                    "round {round}: {err}"
+                ),
+                other => panic!("round {round}: exit {other:?}: {err}"),
+            }
         }
+        assert!(appended >= 1, "round {round}: nobody appended");
+        let out = dir.path().join(format!("t{round}"));
+        download_from(&endpoint, &prefix, &out);
         assert_same_files(
             &comparable(&out),
             &comparable(&local),

@@ -258,7 +258,7 @@ pub fn open_store(
         survey(cfg, format, print)
     };
     match decide(found, req) {
-        Decision::Create => fresh(cfg, inputs, print, opened),
+        Decision::Create => fresh(cfg, inputs, print, format, opened),
         Decision::Refuse(Refusal::Unfinished) if crate::store::lock::live_holder(out).is_some() => {
             // Not an interrupted run: a live one is creating or changing
             // the store right now (its advice is to wait, not --resume).
@@ -368,6 +368,7 @@ fn fresh(
     cfg: &ConvertConfig,
     inputs: &[PathBuf],
     print: &PlanPrint,
+    format: ZarrFormat,
     opened: Opened,
 ) -> Result<(Option<Lock>, Opened), Error> {
     let out = &cfg.output;
@@ -382,6 +383,20 @@ fn fresh(
             return Err(e.into());
         }
     };
+    // A run that waited for the lock of another creation gets it once that
+    // run has ended: the directory is then its store, not this run's.
+    if !storage::is_remote(out) {
+        let why = match survey(cfg, format, print) {
+            Found::Absent => None,
+            Found::Committed { .. } => Some(Refusal::Exists),
+            Found::Foreign => Some(Refusal::Foreign),
+            Found::Building | Found::Clearing => Some(Refusal::Unfinished),
+        };
+        if let Some(why) = why {
+            drop(lock);
+            return Err(refusal(why, out, print).into());
+        }
+    }
     // What a creation killed before its marker left (an unclaimed directory).
     if let Err(e) = store::remove_stale_temps(out) {
         drop(lock);
