@@ -687,12 +687,12 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
             if code == Some(0) {
                 won += 1;
             } else {
-                // Refused by the lock, by the marker of the winner's store
-                // (being written, or committed), never half-way.
+                // Refused by the lock (the winner's store being written)
+                // or by its committed store, never half-way, and never
+                // told to resume a store that a live run is writing.
                 assert!(
-                    err.contains("locked")
-                        || err.contains("already exists")
-                        || err.contains("unfinished conversion"),
+                    err.contains("is locked by another zarrforge run (host")
+                        || err.contains("already exists"),
                     "round {round}: a loser failed otherwise: {err}"
                 );
             }

@@ -259,16 +259,19 @@ pub fn open_store(
     };
     match decide(found, req) {
         Decision::Create => fresh(cfg, inputs, print, format, opened),
-        Decision::Refuse(Refusal::Unfinished) if crate::store::lock::live_holder(out).is_some() => {
-            // Not an interrupted run: a live one is creating or changing
-            // the store right now (its advice is to wait, not --resume).
-            let holder = crate::store::lock::live_holder(out);
-            Err(holder
-                .map_or_else(
-                    || refusal(Refusal::Unfinished, out, print),
-                    |h| crate::store::lock::held_by(out, &h),
-                )
-                .into())
+        Decision::Refuse(Refusal::Unfinished) => {
+            // Not an interrupted run when a live one is creating or
+            // changing the store right now: its advice is to wait, not
+            // --resume; and a run that ended since the survey may have
+            // committed it.
+            if let Some(h) = crate::store::lock::live_holder(out) {
+                return Err(crate::store::lock::held_by(out, &h).into());
+            }
+            let why = match survey(cfg, format, print) {
+                Found::Committed { .. } => Refusal::Exists,
+                _ => Refusal::Unfinished,
+            };
+            Err(refusal(why, out, print).into())
         }
         Decision::Refuse(why) => Err(refusal(why, out, print).into()),
         Decision::Complete => Ok((
