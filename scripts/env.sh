@@ -14,13 +14,26 @@ export OMPI_MCA_btl_vader_single_copy_mechanism="${OMPI_MCA_btl_vader_single_cop
 ZF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ZF_VENV="${ZF_VENV:-$ZF_ROOT/.venv-test}"
 
-# Creates the Python venv used by the interop tests (idempotent).
+# Creates the Python venv used by the interop tests (idempotent): xarray,
+# zarr-python and tensorstore, the Python readers the stores are tested with.
 zf_venv() {
-    if [ ! -x "$ZF_VENV/bin/python" ] || ! "$ZF_VENV/bin/python" -c "import xarray, zarr, netCDF4, dask, h5py, s3fs" 2>/dev/null; then
-        echo "==> creating Python venv $ZF_VENV (xarray, zarr>=3, netCDF4)" >&2
+    if [ ! -x "$ZF_VENV/bin/python" ] || ! "$ZF_VENV/bin/python" -c "import xarray, zarr, netCDF4, dask, h5py, s3fs, tensorstore" 2>/dev/null; then
+        echo "==> creating Python venv $ZF_VENV (xarray, zarr>=3, netCDF4, tensorstore)" >&2
         python3 -m venv "$ZF_VENV"
         "$ZF_VENV/bin/pip" install -q --upgrade pip
-        "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy dask h5py s3fs
+        "$ZF_VENV/bin/pip" install -q xarray "zarr>=3" netCDF4 numpy dask h5py s3fs tensorstore
+    fi
+}
+
+# Installs the JavaScript reader of the interop tests (zarrita, the version
+# pinned in tests/interop/package-lock.json) into tests/interop/node_modules
+# (idempotent; needs node and npm: scripts/install-deps --node).
+zf_node() {
+    local dir="$ZF_ROOT/tests/interop"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+        [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "==> installing zarrita into tests/interop/node_modules (npm ci)" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod attrs_json;
 mod bad_input;
 mod cli_docs;
 mod convert;

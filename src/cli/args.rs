@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cli::config::{AppendMode, Codec, ConvertConfig, DimSizes, ZarrFormat};
+use crate::cli::config::{AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, ZarrFormat};
 use crate::cli::error::ConfigError;
 
 /// MPI-parallel netCDF to Zarr converter.
@@ -80,6 +80,24 @@ impl From<FormatArg> for ZarrFormat {
         match f {
             FormatArg::V2 => Self::V2,
             FormatArg::V3 => Self::V3,
+        }
+    }
+}
+
+/// `--attrs-json`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AttrsJsonArg {
+    /// The bare tokens NaN, Infinity, -Infinity, as Python's json writes them: zarr-python and xarray read them back as floats; tensorstore and zarrita refuse such documents
+    Python,
+    /// The strings "NaN", "Infinity", "-Infinity": every document is strict JSON (tensorstore, zarrita and other strict parsers read it); readers get those attributes as text
+    Strict,
+}
+
+impl From<AttrsJsonArg> for AttrsJson {
+    fn from(a: AttrsJsonArg) -> Self {
+        match a {
+            AttrsJsonArg::Python => Self::Python,
+            AttrsJsonArg::Strict => Self::Strict,
         }
     }
 }
@@ -171,6 +189,9 @@ pub struct ConvertArgs {
     /// Zarr format of the output [default: 3]
     #[arg(long, value_enum)]
     pub zarr_format: Option<FormatArg>,
+    /// How NaN and infinite float attribute values are written in the metadata (the only values JSON has no number for) [default: python; on --append: as the store has them]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub attrs_json: Option<AttrsJsonArg>,
     /// Replace an existing store, only if zarrforge wrote it
     #[arg(long)]
     pub overwrite: bool,
@@ -415,6 +436,9 @@ pub struct VerifyArgs {
     /// Accepted for compatibility: files are placed by their coordinate values, overlaps need no flag
     #[arg(long)]
     pub allow_overlaps: bool,
+    /// How the store writes NaN and infinite float attributes, as given to convert: `python` (bare tokens) or `strict` (every metadata document must be strict JSON, and those attributes the strings "NaN", "Infinity", "-Infinity") [default: python]
+    #[arg(long, value_enum, value_name = "MODE", hide_possible_values = true)]
+    pub attrs_json: Option<AttrsJsonArg>,
     /// Write the verification report as JSON to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -446,6 +470,9 @@ impl VerifyArgs {
         };
         let mut cfg = input.base()?;
         cfg.output = store;
+        if let Some(a) = self.attrs_json {
+            cfg.attrs_json = Some(a.into());
+        }
         cfg.history = None;
         cfg.progress = false;
         if cfg.inputs.is_empty() && cfg.file_list.is_none() {
@@ -548,6 +575,9 @@ impl ConvertArgs {
         }
         if let Some(f) = self.zarr_format {
             cfg.format = f.into();
+        }
+        if let Some(a) = self.attrs_json {
+            cfg.attrs_json = Some(a.into());
         }
         cfg.overwrite = self.overwrite;
         cfg.append = self.append;

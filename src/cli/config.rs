@@ -235,6 +235,32 @@ pub enum ZarrFormat {
     V3,
 }
 
+/// How non-finite float attribute values (NaN, ±infinity) are written in
+/// the metadata documents (`--attrs-json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttrsJson {
+    /// The bare tokens `NaN`, `Infinity`, `-Infinity`, as Python's `json`
+    /// writes them (default): zarr-python and xarray read them back as
+    /// floats; strict JSON parsers refuse the document.
+    #[default]
+    Python,
+    /// The strings `"NaN"`, `"Infinity"`, `"-Infinity"` (the Zarr
+    /// convention for float fill values): every document is strict JSON;
+    /// readers get those attributes as text.
+    Strict,
+}
+
+impl AttrsJson {
+    /// The name in `--attrs-json` and in the recipe.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Strict => "strict",
+        }
+    }
+}
+
 /// What `--append` does with input files whose coordinate values the store
 /// already holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -311,6 +337,9 @@ pub struct ConvertConfig {
     pub codec: Codec,
     /// Output format.
     pub format: ZarrFormat,
+    /// How non-finite float attributes are written (`None`: as the store
+    /// has them on an append, else [`AttrsJson::Python`]).
+    pub attrs_json: Option<AttrsJson>,
     /// Replace an existing store written by zarrforge.
     pub overwrite: bool,
     /// Leave out variables of unsupported types, with a warning.
@@ -372,6 +401,7 @@ impl ConvertConfig {
             shards: DimSizes::default(),
             codec: Codec::Zstd(3),
             format: ZarrFormat::V3,
+            attrs_json: None,
             overwrite: false,
             skip_unsupported: false,
             phony_dims: false,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cli::config::{
-    AppendMode, Codec, CombineSettings, ConvertConfig, DimSizes, VarSettings, ZarrFormat,
+    AppendMode, AttrsJson, Codec, CombineSettings, ConvertConfig, DimSizes, VarSettings, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
 use crate::model::schema::{Attr, AttrValue};
@@ -88,6 +88,9 @@ pub struct Recipe {
     pub output: Option<PathBuf>,
     /// 2 or 3.
     pub zarr_format: Option<u8>,
+    /// How NaN and infinite float attributes are written: "python" or
+    /// "strict".
+    pub attrs_json: Option<AttrsJson>,
     /// Default compression.
     pub codec: Option<String>,
     /// Default chunk sizes.
@@ -214,6 +217,9 @@ impl Recipe {
                 3 => ZarrFormat::V3,
                 other => return Err(bad(format!("zarr_format must be 2 or 3, not {other}"))),
             };
+        }
+        if let Some(a) = self.attrs_json {
+            cfg.attrs_json = Some(a);
         }
         if let Some(c) = &self.codec {
             cfg.codec = Codec::parse(c)?;
@@ -357,6 +363,7 @@ mod tests {
 inputs = ["data/t2m_*.nc", "/abs/u10_*.nc"]
 output = "out.zarr"
 zarr_format = 3
+attrs_json = "strict"
 codec = "zstd:5"
 chunks = { time = 24, lat = 181 }
 shards = "time=240"
@@ -389,6 +396,7 @@ attributes = { long_name = "2 m temperature" }
         r.apply(path, &mut cfg).unwrap();
         assert_eq!(cfg.output, PathBuf::from("/recipes/out.zarr"));
         assert_eq!(cfg.codec, Codec::Zstd(5));
+        assert_eq!(cfg.attrs_json, Some(AttrsJson::Strict));
         assert_eq!(cfg.chunks.get("time"), Some(24));
         assert_eq!(cfg.shards.get("time"), Some(240));
         assert_eq!(cfg.combine.concat_dim.as_deref(), Some("time"));
@@ -435,6 +443,7 @@ attributes = { long_name = "2 m temperature" }
             "chunks = { time = 0 }",
             "attributes = { flag = true }",
             "append_mode = \"sometimes\"",
+            "attrs_json = \"strings\"",
         ] {
             let r = Recipe::parse(p, bad);
             let applied = r.and_then(|r| {

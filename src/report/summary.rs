@@ -47,6 +47,9 @@ pub struct Report {
     pub appended_from: Option<u64>,
     /// Length of the concatenation dimension after the run.
     pub concat_len: Option<u64>,
+    /// How NaN and infinite float attributes are written in the store's
+    /// metadata (`python` or `strict`).
+    pub attrs_json: crate::cli::config::AttrsJson,
     /// Rank 0's own counters.
     pub rank0: RankStats,
     /// Every rank's counters, seconds per stage and peak memory.

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::metadata;
 use super::storage::{self, Storage};
-use crate::cli::config::ZarrFormat;
+use crate::cli::config::{AttrsJson, ZarrFormat};
 use crate::model::schema::Schema;
 use crate::pipeline::plan::Plan;
 use crate::store::error::WriteError;
@@ -39,11 +39,19 @@ struct Pending {
     state: Vec<u8>,
 }
 
-impl Pending {
-    fn add(&mut self, store: &Path, key: &str, v: &Value) -> Result<(), WriteError> {
-        let bytes = super::metadata::to_json_bytes(v)
+/// The documents of one commit, written the same way.
+struct Docs<'a> {
+    store: &'a Path,
+    attrs_json: AttrsJson,
+    pending: Pending,
+}
+
+impl Docs<'_> {
+    fn add(&mut self, key: &str, v: &Value) -> Result<(), WriteError> {
+        let store = self.store;
+        let bytes = super::metadata::to_json_bytes(v, self.attrs_json)
             .map_err(|e| WriteError::io(store.join(key), "serialise", std::io::Error::other(e)))?;
-        self.docs.push((key.to_string(), bytes));
+        self.pending.docs.push((key.to_string(), bytes));
         Ok(())
     }
 }
@@ -108,6 +116,8 @@ fn key(path: &str, name: &str) -> String {
 
 /// Decides the commit ([`PENDING_FILE`]), then writes every metadata
 /// document of the store (the root document last) and the state.
+/// `attrs_json` says how NaN and infinite float attributes are written, in
+/// every document, the consolidated metadata included.
 ///
 /// # Errors
 /// [`WriteError::Io`] with the path that failed.
@@ -116,25 +126,30 @@ pub fn commit(
     schema: &Schema,
     plan: &Plan,
     format: ZarrFormat,
+    attrs_json: AttrsJson,
     state: &[u8],
 ) -> Result<(), WriteError> {
     let vars = schema.vars();
     let groups = schema.root.all_groups();
-    let mut pending = Pending {
-        docs: Vec::new(),
-        state: state.to_vec(),
+    let mut docs = Docs {
+        store,
+        attrs_json,
+        pending: Pending {
+            docs: Vec::new(),
+            state: state.to_vec(),
+        },
     };
     match format {
         ZarrFormat::V3 => {
             let mut consolidated = Map::new();
             for a in &plan.arrays {
                 let doc = metadata::array_v3(vars[a.var], a, &a.codec, false);
-                pending.add(store, &key(&a.path, "zarr.json"), &doc)?;
+                docs.add(&key(&a.path, "zarr.json"), &doc)?;
                 consolidated.insert(a.path.clone(), doc);
             }
             for g in &groups {
                 let doc = metadata::group_v3(g);
-                pending.add(store, &key(&g.path, "zarr.json"), &doc)?;
+                docs.add(&key(&g.path, "zarr.json"), &doc)?;
                 consolidated.insert(g.path.clone(), doc);
             }
             let mut root = metadata::group_v3(&schema.root);
@@ -143,7 +158,7 @@ pub fn commit(
                 "must_understand": false,
                 "metadata": sorted(consolidated),
             });
-            pending.add(store, "zarr.json", &root)?;
+            docs.add("zarr.json", &root)?;
         }
         ZarrFormat::V2 => {
             let mut consolidated = Map::new();
@@ -151,31 +166,31 @@ pub fn commit(
                 let var = vars[a.var];
                 let zarray = metadata::array_v2(var, a, &a.codec);
                 let zattrs = Value::Object(metadata::var_attributes(var, ZarrFormat::V2));
-                pending.add(store, &key(&a.path, ".zarray"), &zarray)?;
-                pending.add(store, &key(&a.path, ".zattrs"), &zattrs)?;
+                docs.add(&key(&a.path, ".zarray"), &zarray)?;
+                docs.add(&key(&a.path, ".zattrs"), &zattrs)?;
                 consolidated.insert(key(&a.path, ".zarray"), zarray);
                 consolidated.insert(key(&a.path, ".zattrs"), zattrs);
             }
             let zgroup = json!({"zarr_format": 2});
             for g in &groups {
                 let zattrs = Value::Object(metadata::group_attributes(g));
-                pending.add(store, &key(&g.path, ".zgroup"), &zgroup)?;
-                pending.add(store, &key(&g.path, ".zattrs"), &zattrs)?;
+                docs.add(&key(&g.path, ".zgroup"), &zgroup)?;
+                docs.add(&key(&g.path, ".zattrs"), &zattrs)?;
                 consolidated.insert(key(&g.path, ".zgroup"), zgroup.clone());
                 consolidated.insert(key(&g.path, ".zattrs"), zattrs);
             }
             let root_attrs = Value::Object(metadata::group_attributes(&schema.root));
             consolidated.insert(".zgroup".into(), zgroup.clone());
             consolidated.insert(".zattrs".into(), root_attrs.clone());
-            pending.add(store, ".zattrs", &root_attrs)?;
-            pending.add(
-                store,
+            docs.add(".zattrs", &root_attrs)?;
+            docs.add(
                 ".zmetadata",
                 &json!({"metadata": sorted(consolidated), "zarr_consolidated_format": 1}),
             )?;
-            pending.add(store, ".zgroup", &zgroup)?;
+            docs.add(".zgroup", &zgroup)?;
         }
     }
+    let pending = docs.pending;
     let s = storage::open(store)?;
     let record =
         bincode::serde::encode_to_vec(&pending, bincode::config::standard()).map_err(|e| {

@@ -4,24 +4,25 @@
 //! so `xarray.open_zarr` decodes them as `xarray.open_dataset` decodes the
 //! source: `_FillValue` as xarray encodes it (base64 of the little-endian
 //! float64 for floats in v3; the array `fill_value` in v2), other attributes
-//! as plain JSON, netCDF `char` as one-byte strings (`S1`).
+//! as plain JSON, netCDF `char` as one-byte strings (`S1`). NaN and the
+//! infinities in other float attributes are written as `--attrs-json`
+//! says ([`to_json_bytes`]).
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::cli::config::{BloscShuffle, Codec, ZarrFormat};
+use crate::cli::config::{AttrsJson, BloscShuffle, Codec, ZarrFormat};
 use crate::model::schema::{fill_bytes, fill_text, pad_bytes, Attr, AttrValue, DType, Group, Var};
 use crate::pipeline::plan::ArrayPlan;
 
 /// Marks a non-finite float attribute inside a JSON document until it is
-/// written out as the bare `NaN`, `Infinity` or `-Infinity` token (see
-/// [`to_json_bytes`]). Attribute strings never hold a NUL (netCDF text
+/// written out as the bare `NaN`, `Infinity` or `-Infinity` token or as
+/// that string (see [`to_json_bytes`]). Attribute strings never hold a NUL (netCDF text
 /// attributes are read without them), so the marker cannot clash.
 const NONFINITE: &str = "\u{0}zarrforge-nonfinite:";
 
 /// A float attribute value: a JSON number, or for NaN and the infinities
-/// the bare tokens Python's `json` (hence zarr-python and xarray) writes and
-/// reads back as floats.
+/// a marked value that [`to_json_bytes`] writes in the chosen form.
 pub fn attr_float_json(x: f64) -> Value {
     if x.is_finite() {
         json!(x)
@@ -38,12 +39,14 @@ pub fn attr_float_json(x: f64) -> Value {
 }
 
 /// A metadata document as the bytes written to the store: pretty JSON in
-/// which non-finite float attributes are the bare `NaN`, `Infinity`,
-/// `-Infinity` tokens.
+/// which non-finite float attributes are, by `mode`, the bare `NaN`,
+/// `Infinity`, `-Infinity` tokens Python's `json` (hence zarr-python and
+/// xarray) writes and reads back as floats, or the strings `"NaN"`,
+/// `"Infinity"`, `"-Infinity"` (strict JSON; readers get text).
 ///
 /// # Errors
 /// When serde cannot serialise the document.
-pub fn to_json_bytes(v: &Value) -> serde_json::Result<Vec<u8>> {
+pub fn to_json_bytes(v: &Value, mode: AttrsJson) -> serde_json::Result<Vec<u8>> {
     let text = serde_json::to_string_pretty(v)?;
     let marker = serde_json::to_string(NONFINITE)?;
     let open = &marker[..marker.len() - 1];
@@ -52,7 +55,11 @@ pub fn to_json_bytes(v: &Value) -> serde_json::Result<Vec<u8>> {
     }
     let mut out = text;
     for t in ["NaN", "Infinity", "-Infinity"] {
-        out = out.replace(&format!("{open}{t}\""), t);
+        let written = match mode {
+            AttrsJson::Python => t.to_string(),
+            AttrsJson::Strict => format!("\"{t}\""),
+        };
+        out = out.replace(&format!("{open}{t}\""), &written);
     }
     Ok(out.into_bytes())
 }
@@ -192,6 +199,74 @@ pub fn format_warnings(vars: &[&Var], format: ZarrFormat) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// What `--attrs-json strict` turns into text: one line per variable or
+/// group with NaN or infinite float attributes (a variable's `_FillValue`
+/// aside: xarray's base64 in v3, the array's `fill_value` in v2).
+pub fn attrs_json_warnings(root: &Group, mode: AttrsJson) -> Vec<String> {
+    if mode != AttrsJson::Strict {
+        return Vec::new();
+    }
+    let non_finite = |a: &&Attr| match &a.value {
+        AttrValue::F32(v) => v.iter().any(|x| !x.is_finite()),
+        AttrValue::F64(v) => v.iter().any(|x| !x.is_finite()),
+        _ => false,
+    };
+    let line = |owner: String, attrs: Vec<&Attr>| -> Option<String> {
+        if attrs.is_empty() {
+            return None;
+        }
+        let shown: Vec<String> = attrs
+            .iter()
+            .map(|a| {
+                let text = to_json_bytes(&attr_json(&a.value), AttrsJson::Strict)
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .split_whitespace()
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default();
+                format!("{} = {text}", a.name)
+            })
+            .collect();
+        let infinite_missing = attrs.iter().any(|a| {
+            a.name == "missing_value"
+                && match &a.value {
+                    AttrValue::F32(v) => v.iter().any(|x| x.is_infinite()),
+                    AttrValue::F64(v) => v.iter().any(|x| x.is_infinite()),
+                    _ => false,
+                }
+        });
+        Some(format!(
+            "{owner}: {} written with text for NaN and infinity (--attrs-json strict): readers get strings, not numbers{}",
+            shown.join(", "),
+            if infinite_missing {
+                "; xarray masks no value with a missing_value in text, so the infinities it names stay in the decoded data"
+            } else {
+                ""
+            }
+        ))
+    };
+    let mut out = Vec::new();
+    for g in std::iter::once(root).chain(root.all_groups()) {
+        let owner = if g.path.is_empty() {
+            "global attributes".to_string()
+        } else {
+            format!("group '{}'", g.path)
+        };
+        out.extend(line(owner, g.attrs.iter().filter(non_finite).collect()));
+    }
+    for v in root.all_vars() {
+        let attrs = v
+            .attrs
+            .iter()
+            .filter(|a| a.name != "_FillValue")
+            .filter(non_finite)
+            .collect();
+        out.extend(line(format!("variable '{}'", v.path), attrs));
+    }
+    out
 }
 
 /// Group attributes as a JSON object.
@@ -454,12 +529,68 @@ mod tests {
         assert_eq!(float_json(f64::NAN), json!("NaN"));
         let doc = json!({"a": attr_json(&AttrValue::F64(vec![1.0, f64::INFINITY, f64::NEG_INFINITY])),
             "b": attr_json(&AttrValue::F32(vec![f32::NAN])), "c": "NaN", "fill_value": float_json(f64::NAN)});
-        let text = String::from_utf8(to_json_bytes(&doc).unwrap()).unwrap();
+        let text = String::from_utf8(to_json_bytes(&doc, AttrsJson::Python).unwrap()).unwrap();
         let flat: String = text.split_whitespace().collect();
         assert_eq!(
             flat,
             r#"{"a":[1.0,Infinity,-Infinity],"b":NaN,"c":"NaN","fill_value":"NaN"}"#
         );
+        // Strict: the strings of the Zarr fill_value convention, parsed by
+        // a strict JSON parser.
+        let text = String::from_utf8(to_json_bytes(&doc, AttrsJson::Strict).unwrap()).unwrap();
+        let flat: String = text.split_whitespace().collect();
+        assert_eq!(
+            flat,
+            r#"{"a":[1.0,"Infinity","-Infinity"],"b":"NaN","c":"NaN","fill_value":"NaN"}"#
+        );
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+    }
+
+    #[test]
+    fn strict_attributes_are_named_in_warnings() {
+        let mut v = var(
+            DType::F64,
+            vec![
+                Attr {
+                    name: "_FillValue".into(),
+                    value: AttrValue::F64(vec![f64::NAN]),
+                },
+                Attr {
+                    name: "missing_value".into(),
+                    value: AttrValue::F64(vec![f64::NEG_INFINITY]),
+                },
+                Attr {
+                    name: "units".into(),
+                    value: AttrValue::Text("K".into()),
+                },
+            ],
+        );
+        v.path = "g/flux".into();
+        let root = Group {
+            name: String::new(),
+            path: String::new(),
+            dims: vec![],
+            attrs: vec![Attr {
+                name: "range".into(),
+                value: AttrValue::F32(vec![f32::NAN, 1.5]),
+            }],
+            vars: vec![v],
+            groups: vec![],
+        };
+        assert!(attrs_json_warnings(&root, AttrsJson::Python).is_empty());
+        let w = attrs_json_warnings(&root, AttrsJson::Strict);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(r#"global attributes: range = ["NaN",1.5] written with text"#),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].starts_with(r#"variable 'g/flux': missing_value = "-Infinity" written"#),
+            "{}",
+            w[1]
+        );
+        assert!(w[1].contains("xarray masks no value"), "{}", w[1]);
     }
 
     #[test]

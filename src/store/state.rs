@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cli::config::{Codec, ZarrFormat};
+use crate::cli::config::{AttrsJson, Codec, ZarrFormat};
 use crate::model::schema::Schema;
 use crate::pipeline::combine::{set_dim_len, Concat, Dataset};
 use crate::pipeline::plan::ArrayPlan;
@@ -39,6 +39,9 @@ pub struct StoreState {
     pub version: String,
     /// Zarr format.
     pub format: ZarrFormat,
+    /// How NaN and infinite float attributes are written (an append keeps
+    /// it unless told otherwise).
+    pub attrs_json: AttrsJson,
     /// Output structure (shapes as committed).
     pub schema: Schema,
     /// Layout of each array, in [`Schema::vars`] order.
@@ -53,10 +56,16 @@ pub struct StoreState {
 
 impl StoreState {
     /// The state of a dataset and its plan.
-    pub fn new(ds: &Dataset, arrays: &[ArrayPlan], format: ZarrFormat) -> Self {
+    pub fn new(
+        ds: &Dataset,
+        arrays: &[ArrayPlan],
+        format: ZarrFormat,
+        attrs_json: AttrsJson,
+    ) -> Self {
         Self {
             version: env!("CARGO_PKG_VERSION").to_string(),
             format,
+            attrs_json,
             schema: ds.schema.clone(),
             arrays: arrays
                 .iter()

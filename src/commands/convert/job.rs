@@ -47,6 +47,9 @@ pub struct Job {
     pub arrays: Option<Vec<ArrayPlan>>,
     /// Files left out (already in the store).
     pub skipped_files: Vec<PathBuf>,
+    /// How the store of an append writes NaN and infinite float
+    /// attributes.
+    pub attrs_json: Option<crate::cli::config::AttrsJson>,
 }
 
 /// Scans the input files on all ranks and combines them on rank 0; every
@@ -187,6 +190,7 @@ fn build_job(
             append_from: None,
             arrays: None,
             skipped_files: Vec::new(),
+            attrs_json: None,
         });
     };
     let mut no_history = cfg.clone();
@@ -243,6 +247,7 @@ fn build_job(
                             .collect(),
                     ),
                     skipped_files,
+                    attrs_json: Some(state.attrs_json),
                 });
             }
             let opts = combine_options(cfg, &kept, concat_dim, time_units)?;
@@ -270,6 +275,7 @@ fn build_job(
         append_from: Some(old_len),
         arrays: Some(arrays),
         skipped_files,
+        attrs_json: Some(state.attrs_json),
     })
 }
 

@@ -75,6 +75,8 @@ pub fn convert(
     let format = job.arrays.as_ref().map_or(cfg.format, |_| {
         store_format(&cfg.output).unwrap_or(cfg.format)
     });
+    // An append keeps the store's way unless told otherwise.
+    let attrs_json = cfg.attrs_json.or(job.attrs_json).unwrap_or_default();
     let print = plan_print(&job, &plan, format);
 
     let (opened, plan) = open(ctx, cfg, &job, plan, &print, format, &mut lock)?;
@@ -114,7 +116,11 @@ pub fn convert(
     crate::system::stage::enter("commit");
     monitor.phase(Phase::Commit);
     let committed = if ctx.is_root() {
-        guarded(|| commit_store(cfg, ds, &plan, format, &print, nothing_new))
+        guarded(|| {
+            let mut state = StoreState::new(ds, &plan.arrays, format, attrs_json);
+            state.print = Some(print.clone());
+            commit_store(cfg, ds, &plan, &state, nothing_new)
+        })
     } else {
         Ok(())
     };
@@ -122,7 +128,7 @@ pub fn convert(
     drop(lock);
     monitor.finish();
 
-    let (skipped, warnings) = notes(ds, cfg);
+    let (skipped, warnings) = notes(ds, cfg, attrs_json);
     let per_rank = gather_figures(ctx, cfg, &stats);
     Ok(Report {
         peak_rss_mib: per_rank.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
@@ -146,6 +152,7 @@ pub fn convert(
         scan_seconds: job.scan_seconds,
         appended_from: job.append_from,
         concat_len: ds.concat.as_ref().map(|c| c.len),
+        attrs_json,
         rank0: stats,
         exchange: exchanged,
         topology,
@@ -468,6 +475,7 @@ fn gather_figures(ctx: &MpiCtx, cfg: &ConvertConfig, s: &RankStats) -> Vec<RankF
 fn notes(
     ds: &crate::pipeline::combine::Dataset,
     cfg: &ConvertConfig,
+    attrs_json: crate::cli::config::AttrsJson,
 ) -> (Vec<String>, Vec<String>) {
     let skipped = ds
         .schema
@@ -479,6 +487,10 @@ fn notes(
     warnings.extend(crate::store::metadata::format_warnings(
         &ds.schema.vars(),
         cfg.format,
+    ));
+    warnings.extend(crate::store::metadata::attrs_json_warnings(
+        &ds.schema.root,
+        attrs_json,
     ));
     (skipped, warnings)
 }
@@ -520,22 +532,27 @@ fn workers(
     Ok((workers, topology))
 }
 
-/// On rank 0 once every rank has written: the metadata commit with the
-/// store's new state (nothing when there is nothing new), then the journal
-/// removed unless kept.
+/// On rank 0 once every rank has written: the metadata commit (in the
+/// format and with the attribute encoding of `state`) with the store's new
+/// state (nothing when there is nothing new), then the journal removed
+/// unless kept.
 fn commit_store(
     cfg: &ConvertConfig,
     ds: &crate::pipeline::combine::Dataset,
     plan: &Plan,
-    format: crate::cli::config::ZarrFormat,
-    print: &journal::PlanPrint,
+    state: &StoreState,
     nothing_new: bool,
 ) -> Result<(), Error> {
     if !nothing_new {
-        let mut state = StoreState::new(ds, &plan.arrays, format);
-        state.print = Some(print.clone());
-        let state = state.to_bytes(&cfg.output)?;
-        commit::commit(&cfg.output, &ds.schema, plan, format, &state)?;
+        let bytes = state.to_bytes(&cfg.output)?;
+        commit::commit(
+            &cfg.output,
+            &ds.schema,
+            plan,
+            state.format,
+            state.attrs_json,
+            &bytes,
+        )?;
     }
     if !cfg.keep_journal {
         journal::remove(&cfg.output)?;
@@ -664,7 +681,11 @@ fn run_command(
     }
     if cfg.verify {
         monitor.phase(Phase::Verify);
-        let v = super::verify::verify(ctx, cfg, monitor)?;
+        // The store's way of writing NaN and infinite attributes (an
+        // append may have taken it from the store).
+        let mut cfg = cfg.clone();
+        cfg.attrs_json = Some(report.attrs_json);
+        let v = super::verify::verify(ctx, &cfg, monitor)?;
         monitor.finish();
         monitor.event(&super::verify::verified(&v));
         let text = super::verify::Text::beside(&args.progress);

@@ -44,6 +44,10 @@ pub(crate) struct Options {
     /// files are not differences, and only the attributes that decide how
     /// values decode are compared.
     pub(crate) partial: bool,
+    /// The store was written with `--attrs-json strict`: every document is
+    /// strict JSON, and NaN and the infinities of float attributes are the
+    /// strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    pub(crate) strict: bool,
 }
 
 /// Attribute edits of one variable (a recipe's `[variables.NAME]`).
@@ -414,17 +418,35 @@ fn set_candidate(c: &mut Candidates, name: &str, a: NcAttr) {
     }
 }
 
+/// How the attributes of one node are compared.
+#[derive(Debug, Clone, Copy, Default)]
+struct AttrRules {
+    /// The root group (its `history` may start with a provenance line).
+    global: bool,
+    /// The store's time units may differ (values compared as instants).
+    time_units: bool,
+    /// Only the attributes that decide how values decode (an append).
+    partial: bool,
+    /// `--attrs-json strict`: NaN and the infinities are the strings
+    /// `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    strict: bool,
+}
+
 /// Compares attributes (other than `_FillValue` and `_ARRAY_DIMENSIONS`)
 /// of one node.
 fn compare_attrs(
     owner: &str,
     want: &Candidates,
     have: &Map<String, Value>,
-    global: bool,
-    time_units: bool,
-    partial: bool,
+    rules: AttrRules,
     diffs: &mut Vec<String>,
 ) {
+    let AttrRules {
+        global,
+        time_units,
+        partial,
+        strict,
+    } = rules;
     let skip = |n: &str| n == "_FillValue" || n == "_ARRAY_DIMENSIONS";
     let considered = |n: &str| !partial || DECODING_ATTRS.contains(&n);
     for (name, cands) in want {
@@ -445,12 +467,24 @@ fn compare_attrs(
         if time_units && name == "units" {
             continue;
         }
-        let problems: Vec<Option<String>> =
-            cands.iter().map(|c| json::attr_problem(c, z)).collect();
+        let problems: Vec<Option<String>> = cands
+            .iter()
+            .map(|c| json::attr_problem(c, z, strict))
+            .collect();
         if let Some(Some(p)) = problems.iter().find(|p| p.is_some()) {
             if problems.iter().all(Option::is_some) {
+                // The strings of a strict store, verified without saying so.
+                let hint = if !strict
+                    && cands
+                        .iter()
+                        .any(|c| json::attr_problem(c, z, true).is_none())
+                {
+                    "; a store converted with --attrs-json strict is verified with --attrs-json strict"
+                } else {
+                    ""
+                };
                 diffs.push(format!(
-                    "{owner} attribute '{name}': store {}, sources {} ({p})",
+                    "{owner} attribute '{name}': store {}, sources {} ({p}){hint}",
                     json::show(z),
                     cands[0].show()
                 ));
@@ -735,15 +769,13 @@ impl<'a> Expecting<'a> {
         let cands = self.attr_candidates(p, v, &holders);
         let store_axis = store_time_of(self.tree, arr);
         let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
-        compare_attrs(
-            &owner,
-            &cands,
-            &arr.attrs,
-            false,
-            time_differs,
-            opts.partial,
-            &mut self.diffs,
-        );
+        let rules = AttrRules {
+            global: false,
+            time_units: time_differs,
+            partial: opts.partial,
+            strict: opts.strict,
+        };
+        compare_attrs(&owner, &cands, &arr.attrs, rules, &mut self.diffs);
         let store_fill = compare_fill(
             arr,
             self.tree.format,
@@ -759,7 +791,7 @@ impl<'a> Expecting<'a> {
         if let Some(k) = axis {
             self.check_coverage(&owner, &pieces, arr.shape[k], &want_dims[k]);
         }
-        let (src_cf, store_cf) = cf_pair(v, arr, t, store_fill);
+        let (src_cf, store_cf) = cf_pair(v, arr, t, store_fill, opts.strict);
         Some(Job {
             path: sp,
             dtype: t,
@@ -1013,15 +1045,12 @@ impl<'a> Expecting<'a> {
                     set_candidate(&mut cands, n, a.clone());
                 }
             }
-            compare_attrs(
-                &owner,
-                &cands,
-                &have.attrs,
-                g.is_empty(),
-                false,
-                false,
-                &mut self.diffs,
-            );
+            let rules = AttrRules {
+                global: g.is_empty(),
+                strict: self.opts.strict,
+                ..AttrRules::default()
+            };
+            compare_attrs(&owner, &cands, &have.attrs, rules, &mut self.diffs);
         }
         for g in &self.tree.groups {
             if !groups.contains(&g.path.as_str()) {
@@ -1035,8 +1064,15 @@ impl<'a> Expecting<'a> {
 }
 
 /// How CF readers decode the source variable and the store array: masked
-/// values, scale and offset (none for text).
-fn cf_pair(v: &SrcVar, arr: &StoreArray, t: NcType, store_fill: Option<Vec<u8>>) -> (Cf, Cf) {
+/// values, scale and offset (none for text). With `strict`, the store's
+/// strings `"NaN"`, `"Infinity"`, `"-Infinity"` are the numbers they name.
+fn cf_pair(
+    v: &SrcVar,
+    arr: &StoreArray,
+    t: NcType,
+    store_fill: Option<Vec<u8>>,
+    strict: bool,
+) -> (Cf, Cf) {
     if matches!(t, NcType::Char | NcType::Str) {
         return (Cf::default(), Cf::default());
     }
@@ -1054,11 +1090,17 @@ fn cf_pair(v: &SrcVar, arr: &StoreArray, t: NcType, store_fill: Option<Vec<u8>>)
     }
     let mut store_cf = Cf {
         masked: store_fill.into_iter().collect(),
-        scale: arr.attrs.get("scale_factor").and_then(json::store_f64),
-        offset: arr.attrs.get("add_offset").and_then(json::store_f64),
+        scale: arr
+            .attrs
+            .get("scale_factor")
+            .and_then(|s| json::store_f64(s, strict)),
+        offset: arr
+            .attrs
+            .get("add_offset")
+            .and_then(|s| json::store_f64(s, strict)),
     };
     if let Some(m) = arr.attrs.get("missing_value") {
-        store_cf.masked.extend(json::store_bytes(m, t));
+        store_cf.masked.extend(json::store_bytes(m, t, strict));
     }
     (src_cf, store_cf)
 }

@@ -6,6 +6,10 @@
 //!   parsers refuse: [`parse`] accepts them and keeps them apart from the
 //!   strings `"NaN"` etc. (a float attribute that became a string is a
 //!   difference, a float written as a bare token is not).
+//! * A store written with `--attrs-json strict` has the strings `"NaN"`,
+//!   `"Infinity"`, `"-Infinity"` for them instead (the Zarr convention for
+//!   float fill values), and no bare token anywhere ([`not_strict`]):
+//!   with `strict`, the comparisons take those strings as the numbers.
 //! * A v3 array's `_FillValue` attribute is xarray's encoding: for floats
 //!   the base64 text of the little-endian float64 bytes (a number is
 //!   accepted too), for chars the base64 of the byte, for integers a number.
@@ -72,6 +76,27 @@ pub(crate) fn parse(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str(&out)
 }
 
+/// Whether a document that readers accepting the bare tokens parse is not
+/// strict JSON (it holds a bare `NaN`, `Infinity` or `-Infinity`), so
+/// strict parsers (tensorstore, zarrita) refuse it.
+pub(crate) fn not_strict(text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_err() && parse(text).is_ok()
+}
+
+/// The number a string of the strict convention stands for (`"NaN"`,
+/// `"Infinity"`, `"-Infinity"`), with `strict`.
+fn strict_number(v: &Value, strict: bool) -> Option<f64> {
+    if !strict {
+        return None;
+    }
+    match v.as_str()? {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
 /// The value of a bare `NaN`/`Infinity`/`-Infinity` token of the document.
 pub(crate) fn token(v: &Value) -> Option<f64> {
     match v.as_str()? {
@@ -135,11 +160,11 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 }
 
 /// A float element: a JSON float or a bare token (not an integer literal,
-/// not a string).
-fn float_of(v: &Value) -> Option<f64> {
+/// not a string; with `strict`, the strings of the strict convention).
+fn float_of(v: &Value, strict: bool) -> Option<f64> {
     match v {
         Value::Number(n) if n.is_f64() => n.as_f64(),
-        other => token(other),
+        other => token(other).or_else(|| strict_number(other, strict)),
     }
 }
 
@@ -171,8 +196,10 @@ fn elements(v: &Value) -> Vec<&Value> {
 }
 
 /// Why the stored attribute `store` is not the source attribute `src`, with
-/// its type: `None` when a reader gets the same value and type.
-pub(crate) fn attr_problem(src: &NcAttr, store: &Value) -> Option<String> {
+/// its type: `None` when a reader gets the same value and type. With
+/// `strict` (`--attrs-json strict`), NaN and the infinities of float
+/// attributes are the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
+pub(crate) fn attr_problem(src: &NcAttr, store: &Value, strict: bool) -> Option<String> {
     let wrong_kind = |want: &str, got: &Value| {
         Some(format!(
             "{want} in the sources, {} in the store",
@@ -193,8 +220,8 @@ pub(crate) fn attr_problem(src: &NcAttr, store: &Value) -> Option<String> {
             (got != v.iter().map(String::as_str).collect::<Vec<_>>())
                 .then(|| "strings differ".into())
         }
-        NcAttr::F32(v) => floats(store, v.len(), |k, x| same_f32(v[k], x as f32)),
-        NcAttr::F64(v) => floats(store, v.len(), |k, x| same_f64(v[k], x)),
+        NcAttr::F32(v) => floats(store, v.len(), strict, |k, x| same_f32(v[k], x as f32)),
+        NcAttr::F64(v) => floats(store, v.len(), strict, |k, x| same_f64(v[k], x)),
         NcAttr::I8(v) => ints(store, v.len(), |k| i128::from(v[k])),
         NcAttr::U8(v) => ints(store, v.len(), |k| i128::from(v[k])),
         NcAttr::I16(v) => ints(store, v.len(), |k| i128::from(v[k])),
@@ -236,12 +263,17 @@ fn count_ok(store: &Value, n: usize) -> Option<String> {
     (got != n).then(|| format!("{n} value(s) in the sources, {got} in the store"))
 }
 
-fn floats(store: &Value, n: usize, same: impl Fn(usize, f64) -> bool) -> Option<String> {
+fn floats(
+    store: &Value,
+    n: usize,
+    strict: bool,
+    same: impl Fn(usize, f64) -> bool,
+) -> Option<String> {
     if let Some(p) = count_ok(store, n) {
         return Some(p);
     }
     for (k, e) in elements(store).into_iter().enumerate() {
-        match float_of(e) {
+        match float_of(e, strict) {
             None => {
                 return Some(format!(
                     "a float in the sources, {} in the store",
@@ -463,25 +495,62 @@ pub(crate) fn src_fill(a: &NcAttr, dtype: NcType) -> Option<Vec<u8>> {
 }
 
 /// A stored attribute's values as little-endian bytes of `dtype` (for
-/// `missing_value`), skipping what is not a number.
-pub(crate) fn store_bytes(v: &Value, dtype: NcType) -> Vec<Vec<u8>> {
+/// `missing_value`), skipping what is not a number (with `strict`, the
+/// strings of the strict convention are numbers).
+pub(crate) fn store_bytes(v: &Value, dtype: NcType, strict: bool) -> Vec<Vec<u8>> {
     elements(v)
         .into_iter()
-        .filter_map(|e| number_bytes(e, dtype))
+        .filter_map(|e| {
+            number_bytes(e, dtype)
+                .or_else(|| strict_number(e, strict).and_then(|x| f64_bytes(x, dtype)))
+        })
         .collect()
 }
 
 /// A stored attribute as one `f64` (for `scale_factor`, `add_offset`).
-pub(crate) fn store_f64(v: &Value) -> Option<f64> {
+pub(crate) fn store_f64(v: &Value, strict: bool) -> Option<f64> {
     let e = elements(v);
     let first = *e.first()?;
-    first.as_f64().or_else(|| token(first))
+    first
+        .as_f64()
+        .or_else(|| token(first))
+        .or_else(|| strict_number(first, strict))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Attributes of a store written with the bare tokens (the default).
+    fn attr_problem(src: &NcAttr, store: &Value) -> Option<String> {
+        super::attr_problem(src, store, false)
+    }
+
+    #[test]
+    fn strict_stores_have_strings_for_nan_and_infinity() {
+        let two = NcAttr::F64(vec![f64::NAN, f64::NEG_INFINITY]);
+        let strings = json!(["NaN", "-Infinity"]);
+        assert_eq!(super::attr_problem(&two, &strings, true), None);
+        assert!(super::attr_problem(&two, &strings, false)
+            .unwrap()
+            .contains("a list of strings"));
+        // Only those three strings, and only for the values they name.
+        assert!(super::attr_problem(&NcAttr::F32(vec![1.5]), &json!("1.5"), true).is_some());
+        assert!(super::attr_problem(&NcAttr::F64(vec![1.0]), &json!("Infinity"), true).is_some());
+        // Text stays text.
+        let t = NcAttr::Text("NaN".into());
+        assert_eq!(super::attr_problem(&t, &json!("NaN"), true), None);
+        assert_eq!(
+            store_bytes(&json!("-Infinity"), NcType::F32, true),
+            vec![f32::NEG_INFINITY.to_le_bytes().to_vec()]
+        );
+        assert!(store_bytes(&json!("-Infinity"), NcType::F32, false).is_empty());
+        assert!(store_f64(&json!("NaN"), true).is_some_and(f64::is_nan));
+        assert!(not_strict(r#"{"a": NaN}"#));
+        assert!(!not_strict(r#"{"a": "NaN"}"#));
+        assert!(!not_strict("{"));
+    }
 
     #[test]
     fn bare_tokens_parse_apart_from_strings() {
@@ -617,9 +686,9 @@ mod tests {
         assert!(attr_problem(&m, &json!({"clear": 0})).is_some());
         assert!(attr_problem(&m, &json!("clear")).is_some());
         assert_eq!(src_bytes(&NcAttr::I16(vec![1, 2]), NcType::I16).len(), 2);
-        assert_eq!(store_f64(&json!([0.5])), Some(0.5));
+        assert_eq!(store_f64(&json!([0.5]), false), Some(0.5));
         assert_eq!(
-            store_bytes(&json!([1, "x"]), NcType::I32),
+            store_bytes(&json!([1, "x"]), NcType::I32, false),
             vec![1i32.to_le_bytes().to_vec()]
         );
     }

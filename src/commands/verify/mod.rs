@@ -10,8 +10,10 @@
 //! * the store as a Zarr reader does (`store`): the nodes its own
 //!   `zarr.json` (v3) or `.zgroup`/`.zarray`/`.zattrs` (v2) documents
 //!   describe, attributes parsed from the JSON (`json`: bare `NaN` tokens
-//!   accepted), arrays opened with zarrs from their documents and decoded
-//!   region by region.
+//!   accepted; with `--attrs-json strict`, every document, the consolidated
+//!   metadata included, must be strict JSON and the strings `"NaN"`,
+//!   `"Infinity"`, `"-Infinity"` stand for those floats), arrays opened with
+//!   zarrs from their documents and decoded region by region.
 //!
 //! `expect` then matches every source variable with the store array at
 //! the same path (after the renames of the options), placing each file's
@@ -148,7 +150,18 @@ pub fn verify(
     } else {
         store::Format::V2
     };
-    let tree = store::StoreTree::new(format, &docs);
+    let mut tree = store::StoreTree::new(format, &docs);
+    if opts.strict {
+        // A strict store holds no bare NaN/Infinity token, consolidated
+        // metadata included.
+        tree.problems.extend(
+            docs.iter()
+                .filter(|(_, text)| json::not_strict(text))
+                .map(|(k, _)| {
+                    format!("{k}: a bare NaN, Infinity or -Infinity: not strict JSON, which strict parsers (tensorstore's, zarrita's) refuse")
+                }),
+        );
+    }
     let prepared = ctx.agree(guarded(|| prepare(&store, &scans, &tree, &opts)))?;
     let (expected, arrays, diffs) = prepared;
     monitor.phase(Phase::Verify);
@@ -210,6 +223,7 @@ fn options(cfg: &ConvertConfig) -> Options {
         global_set: attrs(&cfg.attributes),
         global_remove: cfg.remove_attributes.clone(),
         partial: cfg.append,
+        strict: cfg.attrs_json == Some(crate::cli::config::AttrsJson::Strict),
     }
 }
 

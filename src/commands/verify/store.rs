@@ -2,8 +2,9 @@
 //! describe (v3 `zarr.json`; v2 `.zgroup`, `.zarray`, `.zattrs`), attributes
 //! parsed from the JSON, arrays opened with zarrs from their own documents.
 //!
-//! Consolidated metadata is ignored: every node is read from its own
-//! document. Arrays are opened from the document with the attributes left
+//! Consolidated metadata is not used to find nodes: every node is read
+//! from its own document (v2's `.zmetadata` is collected only to check that
+//! it parses; v3's is part of the root `zarr.json`). Arrays are opened from the document with the attributes left
 //! out (they may hold bare `NaN` tokens, which zarrs' strict parser refuses)
 //! and with one-byte strings (netCDF `char`: v3 `null_terminated_bytes` of
 //! one byte, v2 `|S1`, which zarrs does not know) read as the bytes they are.
@@ -50,7 +51,7 @@ pub(crate) fn collect(store: &Path) -> Result<(Format, Vec<(String, String)>), V
     };
     let names: &[&str] = match format {
         Format::V3 => &["zarr.json"],
-        Format::V2 => &[".zgroup", ".zarray", ".zattrs"],
+        Format::V2 => &[".zgroup", ".zarray", ".zattrs", ".zmetadata"],
     };
     let mut docs = Vec::new();
     let mut stack = vec![String::new()];
@@ -475,7 +476,7 @@ fn collect_remote(store: &Path) -> Result<(Format, Vec<(String, String)>), Verif
     };
     let names: &[&str] = match format {
         Format::V3 => &["zarr.json"],
-        Format::V2 => &[".zgroup", ".zarray", ".zattrs"],
+        Format::V2 => &[".zgroup", ".zarray", ".zattrs", ".zmetadata"],
     };
     let mut docs = Vec::new();
     let mut arrays: Vec<String> = Vec::new();
