@@ -50,7 +50,7 @@ pub fn convert(
     monitor.phase(Phase::Scan);
     reach_store(ctx, cfg)?;
     // Rank 0 locks an existing store before its state is read.
-    let mut lock: Option<journal::Lock> = None;
+    let mut lock: Option<crate::store::lock::Lock> = None;
     // (A payload that is never empty: an empty one means "rank 0 failed".)
     let _: bool = from_root(ctx, || {
         lock = opening::lock_existing(cfg)?;
@@ -119,7 +119,7 @@ pub fn convert(
         guarded(|| {
             let mut state = StoreState::new(ds, &plan.arrays, format, attrs_json);
             state.print = Some(print.clone());
-            commit_store(cfg, ds, &plan, &state, nothing_new)
+            commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref())
         })
     } else {
         Ok(())
@@ -177,7 +177,7 @@ fn open(
     plan: Plan,
     print: &journal::PlanPrint,
     format: crate::cli::config::ZarrFormat,
-    lock: &mut Option<journal::Lock>,
+    lock: &mut Option<crate::store::lock::Lock>,
 ) -> Result<(Opened, Plan), Error> {
     let request = opening::Request {
         resume: cfg.resume,
@@ -542,7 +542,13 @@ fn commit_store(
     plan: &Plan,
     state: &StoreState,
     nothing_new: bool,
+    lock: Option<&crate::store::lock::Lock>,
 ) -> Result<(), Error> {
+    // Only a --break-lock of another run can take a live run's lock: this
+    // run then stops before its commit rather than commit over that run.
+    if let Some(l) = lock {
+        l.confirm(&cfg.output)?;
+    }
     if !nothing_new {
         let bytes = state.to_bytes(&cfg.output)?;
         commit::commit(
