@@ -251,6 +251,12 @@ fn slurm_job_ended(id: &str) -> Option<bool> {
     ))
 }
 
+/// State of process `pid` (field 3 of `/proc/PID/stat`: `R`, `S`, `Z`…).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+}
+
 /// Start time of process `pid` in clock ticks since boot.
 fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -261,6 +267,11 @@ fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 fn pid_alive(pid: u32) -> bool {
+    // A zombie (an exited process its parent has not reaped yet, as a
+    // killed job's rank is for a moment) never acts again.
+    if process_state(pid).is_some_and(|s| s == 'Z' || s == 'X') {
+        return false;
+    }
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -889,6 +900,21 @@ mod tests {
             ..me
         };
         assert!(rebooted.is_stale());
+    }
+
+    #[test]
+    fn a_zombie_holder_is_gone() {
+        // An exited child not reaped yet: a zombie, never alive again.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let t = Instant::now();
+        while process_state(pid) != Some('Z') && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(process_state(pid), Some('Z'));
+        assert!(!pid_alive(pid));
+        assert!(pid_alive(std::process::id()));
+        child.wait().unwrap();
     }
 
     fn dead_holder() -> LockInfo {

@@ -39,9 +39,6 @@ pub struct StoreState {
     pub version: String,
     /// Zarr format.
     pub format: ZarrFormat,
-    /// How NaN and infinite float attributes are written (an append keeps
-    /// it unless told otherwise).
-    pub attrs_json: AttrsJson,
     /// Output structure (shapes as committed).
     pub schema: Schema,
     /// Layout of each array, in [`Schema::vars`] order.
@@ -52,6 +49,53 @@ pub struct StoreState {
     pub concat: Option<Concat>,
     /// The print of the plan that wrote the store last.
     pub print: Option<crate::store::journal::PlanPrint>,
+    /// How NaN and infinite float attributes are written (an append keeps
+    /// it unless told otherwise). Last: the state of a store written before
+    /// it existed ends just before it ([`decode`]).
+    pub attrs_json: AttrsJson,
+}
+
+/// The state as stores written before `attrs_json` hold it.
+#[derive(Deserialize)]
+struct StateWithoutAttrsJson {
+    version: String,
+    format: ZarrFormat,
+    schema: Schema,
+    arrays: Vec<ArrayLayout>,
+    source_paths: Vec<String>,
+    concat: Option<Concat>,
+    print: Option<crate::store::journal::PlanPrint>,
+}
+
+/// Decodes a saved state, of this version or of one before `attrs_json`
+/// (whose stores wrote bare NaN/Infinity tokens: [`AttrsJson::Python`]).
+fn decode(bytes: &[u8]) -> Result<StoreState, String> {
+    let cfg = bincode::config::standard();
+    match bincode::serde::decode_from_slice::<StoreState, _>(bytes, cfg) {
+        Ok((state, used)) if used == bytes.len() => Ok(state),
+        now => {
+            let (old, used) = bincode::serde::decode_from_slice::<StateWithoutAttrsJson, _>(
+                bytes, cfg,
+            )
+            .map_err(|e| match now {
+                Err(n) => n.to_string(),
+                Ok(_) => e.to_string(),
+            })?;
+            if used != bytes.len() {
+                return Err(format!("{} bytes left over", bytes.len() - used));
+            }
+            Ok(StoreState {
+                version: old.version,
+                format: old.format,
+                schema: old.schema,
+                arrays: old.arrays,
+                source_paths: old.source_paths,
+                concat: old.concat,
+                print: old.print,
+                attrs_json: AttrsJson::Python,
+            })
+        }
+    }
 }
 
 impl StoreState {
@@ -120,9 +164,7 @@ pub fn load(store: &Path) -> Result<StoreState, AppendError> {
         .get(&key)
         .map_err(|e| not_appendable(store, e.to_string()))?
         .ok_or_else(|| not_appendable(store, format!("{path}: not found")))?;
-    let (mut state, _): (StoreState, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-            .map_err(|e| not_appendable(store, format!("{path}: {e}")))?;
+    let mut state = decode(&bytes).map_err(|e| not_appendable(store, format!("{path}: {e}")))?;
     // Input paths saved as given (by earlier builds) become canonical.
     state.print = state.print.map(crate::store::journal::PlanPrint::resolved);
     let committed = s
@@ -195,5 +237,53 @@ fn set_len(state: &mut StoreState, len: u64) {
         }
         let dim = c.dim.clone();
         set_dim_len(&mut state.schema.root, &dim, len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::schema::{Dim, Group, SourceFormat};
+
+    fn state(attrs_json: AttrsJson) -> StoreState {
+        StoreState {
+            version: "0.1.0".into(),
+            format: ZarrFormat::V3,
+            schema: Schema {
+                source: "a.nc".into(),
+                format: SourceFormat::Netcdf4,
+                root: Group {
+                    name: String::new(),
+                    path: String::new(),
+                    dims: vec![Dim {
+                        name: "time".into(),
+                        len: 4,
+                        unlimited: true,
+                    }],
+                    attrs: vec![],
+                    vars: vec![],
+                    groups: vec![],
+                },
+                skipped: vec![],
+                warnings: vec![],
+            },
+            arrays: vec![],
+            source_paths: vec!["t".into()],
+            concat: None,
+            print: None,
+            attrs_json,
+        }
+    }
+
+    #[test]
+    fn states_of_stores_written_before_attrs_json_still_load() {
+        let strict = state(AttrsJson::Strict);
+        let bytes = strict.to_bytes(Path::new("s.zarr")).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), strict);
+        // A store written before the field: the same bytes without it
+        // (the last field; one byte for the enum's variant).
+        let old = &bytes[..bytes.len() - 1];
+        assert_eq!(decode(old).unwrap(), state(AttrsJson::Python));
+        assert!(decode(&bytes[..bytes.len() / 2]).is_err());
     }
 }
