@@ -100,6 +100,34 @@ pub(crate) fn signal(pid: i32, sig: libc::c_int) {
     }
 }
 
+/// SIGKILLs rank 1 of the two-rank run `child` writing `out` once its
+/// journal records `units`, and waits until every rank of it is gone
+/// (mpirun may return while the other rank is still being torn down).
+fn kill_rank_1_after(child: &mut Child, out: &Path, units: u64) {
+    let start = Instant::now();
+    while journal_units(out) < units {
+        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids = rank_pids(s(out));
+    assert_eq!(pids.len(), 2, "ranks: {pids:?}");
+    signal(pids[1], libc::SIGKILL);
+    let (code, _) = wait_for(child, MINUTE);
+    assert_ne!(code, Some(0));
+    let gone = Instant::now();
+    while !rank_pids(s(out)).is_empty() {
+        assert!(
+            gone.elapsed() < MINUTE,
+            "ranks of the killed job still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn report(path: &Path) -> serde_json::Value {
     json(path)
 }
@@ -141,30 +169,8 @@ fn a_killed_run_resumes_with_another_rank_count() {
     );
     // Wait for the first journal batch (a second's work: a third of the
     // 291 units or so on two cores).
-    let start = Instant::now();
-    while journal_units(&out) < 30 {
-        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pids = rank_pids(s(&out));
-    assert_eq!(pids.len(), 2, "ranks: {pids:?}");
-    signal(pids[1], libc::SIGKILL);
-    let (code, _) = wait_for(&mut child, MINUTE);
-    assert_ne!(code, Some(0));
+    kill_rank_1_after(&mut child, &out, 30);
     assert!(!out.join("zarr.json").exists(), "a killed run committed");
-    // mpirun may return while the other rank is still being torn down.
-    let gone = Instant::now();
-    while !rank_pids(s(&out)).is_empty() {
-        assert!(
-            gone.elapsed() < MINUTE,
-            "ranks of the killed job still alive"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let before = journal_units(&out);
     assert!((30..291).contains(&before), "{before}");
 
@@ -302,28 +308,7 @@ fn a_resume_knows_its_inputs_however_they_are_named() {
     let mut args = vec!["convert", "--quiet", "--chunks", CHUNKS, "-o", s(&out)];
     args.extend(files.iter().map(|f| s(f)));
     let mut child = spawn(2, &args);
-    let start = Instant::now();
-    while journal_units(&out) < 10 {
-        assert!(start.elapsed() < 2 * MINUTE, "no journal progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pids = rank_pids(s(&out));
-    assert_eq!(pids.len(), 2, "ranks: {pids:?}");
-    signal(pids[1], libc::SIGKILL);
-    let (code, _) = wait_for(&mut child, MINUTE);
-    assert_ne!(code, Some(0));
-    let gone = Instant::now();
-    while !rank_pids(s(&out)).is_empty() {
-        assert!(
-            gone.elapsed() < MINUTE,
-            "ranks of the killed job still alive"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kill_rank_1_after(&mut child, &out, 10);
     let before = journal_units(&out);
     assert!(before >= 10, "{before}");
 

@@ -668,6 +668,14 @@ fn download_from(endpoint: &str, prefix: &str, out: &Path) {
     }
 }
 
+/// Downloads the store under `prefix` into `out` and checks it has the
+/// bytes of the store `want` in a directory and no lock left.
+fn assert_downloaded_as(endpoint: &str, prefix: &str, out: &Path, want: &Path, what: &str) {
+    download_from(endpoint, prefix, out);
+    assert_same_files(&comparable(out), &comparable(want), what);
+    assert!(!out.join(".zarrforge/lock").exists(), "{what}: lock left");
+}
+
 #[test]
 fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
     let dir = tmp();
@@ -698,16 +706,12 @@ fn racing_runs_on_one_new_s3_store_leave_one_writer_and_the_clean_bytes() {
             }
         }
         assert_eq!(won, 1, "round {round}: {won} runs wrote the store");
-        let out = dir.path().join(format!("r{round}"));
-        download_from(&endpoint, &prefix, &out);
-        assert_same_files(
-            &comparable(&out),
-            &comparable(&local),
+        assert_downloaded_as(
+            &endpoint,
+            &prefix,
+            &dir.path().join(format!("r{round}")),
+            &local,
             &format!("round {round}"),
-        );
-        assert!(
-            !out.join(".zarrforge/lock").exists(),
-            "round {round}: lock left"
         );
     }
     let _ = server.kill();
@@ -767,16 +771,12 @@ fn a_stale_lock_on_s3_is_taken_over_by_one_run_at_a_time() {
             }
         }
         assert!(appended >= 1, "round {round}: nobody appended");
-        let out = dir.path().join(format!("t{round}"));
-        download_from(&endpoint, &prefix, &out);
-        assert_same_files(
-            &comparable(&out),
-            &comparable(&local),
+        assert_downloaded_as(
+            &endpoint,
+            &prefix,
+            &dir.path().join(format!("t{round}")),
+            &local,
             &format!("round {round}"),
-        );
-        assert!(
-            !out.join(".zarrforge/lock").exists(),
-            "round {round}: lock left"
         );
     }
     let _ = server.kill();

@@ -428,6 +428,20 @@ def paused_races(refs, stats):
                 stats["paused races"] += 1
 
 
+def check_end_state(case, refs, out, before):
+    """The store after runs raced on it: one of the clean stores A, B, AB
+    (byte for byte, so it verifies as they do) or as it was before, and
+    nothing of the runs left behind unless it is unchanged."""
+    final = store_files(out)
+    states = [k for k, v in refs.files.items() if v == final]
+    if final == before:
+        states.append("unchanged")
+    if not states:
+        fail(f"{case}: the store is none of A, B, AB or its initial state")
+    elif states != ["unchanged"] and leftovers(out):
+        fail(f"{case}: left behind: {leftovers(out)}")
+
+
 def together_races(refs, stats, repeats):
     out = os.path.join(WORK, f"pair-v{refs.fmt}.zarr")
     ops = refs.operations(out)
@@ -445,14 +459,7 @@ def together_races(refs, stats, repeats):
                         fail(f"{case}: {nm} failed as a storage error (exit {rc}): {err.strip()[-400:]}")
                     elif rc != 0 and not one_line_refusal(rc, err):
                         fail(f"{case}: {nm} neither succeeded nor refused in one line (exit {rc}): {err.strip()[-400:]}")
-                final = store_files(out)
-                states = [k for k, v in refs.files.items() if v == final]
-                if final == before:
-                    states.append("unchanged")
-                if not states:
-                    fail(f"{case}: the store is none of A, B, AB or its initial state")
-                elif states != ["unchanged"] and leftovers(out):
-                    fail(f"{case}: left behind: {leftovers(out)}")
+                check_end_state(case, refs, out, before)
                 stats["pair races"] += 1
 
 
@@ -600,14 +607,14 @@ def takeover_case(refs, case, out, hit, trace, initial, paused_cmd, others, step
     overlap = holders_overlap(trace)
     if overlap:
         fail(f"{case}: two runs held the store at once: {overlap}")
-    final = store_files(out)
-    states = [k for k, v in refs.files.items() if v == final]
-    if final == before:
-        states.append("unchanged")
-    if not states:
-        fail(f"{case}: the store is none of A, B, AB or its initial state")
-    elif states != ["unchanged"] and leftovers(out):
-        fail(f"{case}: left behind: {leftovers(out)}")
+    check_end_state(case, refs, out, before)
+
+
+def timed(what, fn, *args, **kw):
+    """Runs one section and says how long it took (the CI log's budget)."""
+    t = time.time()
+    fn(*args, **kw)
+    print(f"  {what}: {time.time() - t:.0f} s", flush=True)
 
 
 def main():
@@ -621,9 +628,9 @@ def main():
         try:
             refs = Refs(3, files)
             if not TAKEOVER_ONLY:
-                kill_walk(refs, stats, quick=True)
-                paused_races(refs, stats)
-            takeover_races(refs, stats)
+                timed("S3 kill walk", kill_walk, refs, stats, quick=True)
+                timed("S3 paused races", paused_races, refs, stats)
+            timed("S3 takeover races", takeover_races, refs, stats)
         finally:
             server.terminate()
         print(
@@ -642,14 +649,14 @@ def main():
         # Zarr v2 differs from v3 in the metadata written, not in the steps
         # of the protocol: its walk kills at the first and last occurrence of
         # every point (v3 also at the second and the middle one).
-        kill_walk(refs, stats, quick=fmt == 2)
-        paused_races(refs, stats)
+        timed(f"v{fmt} kill walk", kill_walk, refs, stats, quick=fmt == 2)
+        timed(f"v{fmt} paused races", paused_races, refs, stats)
         if fmt == 3:
-            takeover_races(refs, stats)
-        together_races(refs, stats, 1 if QUICK else 2)
+            timed("v3 takeover races", takeover_races, refs, stats)
+        timed(f"v{fmt} pairs", together_races, refs, stats, 1 if QUICK or fmt == 2 else 2)
     # The exchange path (every array through the all-to-all rounds): the
     # same operations killed at the first and last occurrence of every point.
-    kill_walk(Refs(3, files, ["--exchange", "always"]), stats, quick=True)
+    timed("v3 exchange kill walk", kill_walk, Refs(3, files, ["--exchange", "always"]), stats, quick=True)
     print(
         f"faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's bytes, "
         f"{stats['not reached']} not reached in the faulted run), {stats['paused races']} paused races, "
