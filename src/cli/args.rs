@@ -207,7 +207,8 @@ pub struct ConvertArgs {
     /// Keep the journal (.zarrforge/journal) after the commit
     #[arg(long)]
     pub keep_journal: bool,
-    /// Remove the lock of another run on the output (only when that run is gone)
+    /// Take over the lock of another run on the output, even a live-looking one (only when that
+    /// run is known to be gone: a run whose lock is taken stops before its commit)
     #[arg(long)]
     pub break_lock: bool,
     /// After the commit, compare every value of the store with the sources (as `zarrforge verify`)

@@ -254,7 +254,11 @@ fn slurm_job_ended(id: &str) -> Option<bool> {
 /// State of process `pid` (field 3 of `/proc/PID/stat`: `R`, `S`, `Z`…).
 fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 /// Start time of process `pid` in clock ticks since boot.
