@@ -1205,3 +1205,56 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// An unfinished store whose lock names a run on another node (which
+/// cannot be checked from here): a plain convert is refused with exit 6
+/// and told the one command that finishes the store if that run is gone,
+/// `--resume --break-lock`; that command then works.
+#[test]
+fn a_store_left_by_a_run_on_another_node_leads_to_resume_break_lock() {
+    let dir = tmp();
+    let src = dataset(dir.path(), 8);
+    let out = dir.path().join("o.zarr");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = ["convert", "--quiet", "--chunks", CHUNKS, "-o"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        v.push(s(&out).to_string());
+        v.extend(extra.iter().map(ToString::to_string));
+        v.push(s(&src).to_string());
+        v
+    };
+    // A conversion killed after its first units, its lock then made to name
+    // a run on another node.
+    let mut child = spawn(2, &args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    kill_rank_1_after(&mut child, &out, 10);
+    let lock = out.join(".zarrforge/lock");
+    std::fs::write(
+        &lock,
+        br#"{"host": "n042-elsewhere", "pid": 81734, "job": null, "since": "2026-11-23T21:00:00Z"}"#,
+    )
+    .unwrap();
+    let plain = args(&[]);
+    let r = zarrforge(
+        Some(2),
+        &plain.iter().map(String::as_str).collect::<Vec<_>>(),
+        MINUTE,
+    );
+    assert_eq!(r.code, Some(6), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("host n042-elsewhere, pid 81734")
+            && r.stderr
+                .contains("finish its store with --resume --break-lock"),
+        "{}",
+        r.stderr
+    );
+    let resume = args(&["--resume", "--break-lock"]);
+    let r = zarrforge(
+        Some(2),
+        &resume.iter().map(String::as_str).collect::<Vec<_>>(),
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(out.join("zarr.json").exists() && !lock.exists());
+}

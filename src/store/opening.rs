@@ -264,8 +264,14 @@ pub fn open_store(
             // changing the store right now: its advice is to wait, not
             // --resume; and a run that ended since the survey may have
             // committed it.
-            if let Some(h) = crate::store::lock::live_holder(out) {
-                return Err(crate::store::lock::held_by(out, &h).into());
+            // (With --break-lock the user says that run is gone.)
+            if let Some(h) = crate::store::lock::live_holder(out).filter(|_| !cfg.break_lock) {
+                return Err(ConfigError::Locked {
+                    store: out.clone(),
+                    holder: h.describe(),
+                    hint: "wait for it to end, then run the same command again; if it is gone (killed on another node), finish its store with --resume --break-lock",
+                }
+                .into());
             }
             let why = match survey(cfg, format, print) {
                 Found::Committed { .. } => Refusal::Exists,
