@@ -450,7 +450,16 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ConfigError + '_ {
 }
 
 /// The bytes of the lock; `None` when there is none.
+///
+/// # Errors
+/// A symbolic link there (never followed: a planted link would otherwise
+/// read as "no lock" while `link(2)` finds the name taken); I/O errors.
 fn read_lock(path: &Path) -> Result<Option<Vec<u8>>, ConfigError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io_err(path)(std::io::Error::other(
+            "a symbolic link where the lock should be; zarrforge does not follow links inside a store: remove it, then run the same command again",
+        )));
+    }
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -904,6 +913,26 @@ mod tests {
             ..me
         };
         assert!(rebooted.is_stale());
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_lock_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join(MARKER_DIR);
+        std::fs::create_dir_all(&md).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), md.join(LOCK_FILE)).unwrap();
+        let e = Lock::acquire(dir.path(), Takeover::Stale)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        std::fs::remove_file(md.join(LOCK_FILE)).unwrap();
+        std::fs::write(dir.path().join("target"), b"{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("target"), md.join(LOCK_FILE)).unwrap();
+        let e = Lock::acquire(dir.path(), Takeover::Always)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read(dir.path().join("target")).unwrap(), b"{}");
     }
 
     #[test]
