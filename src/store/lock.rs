@@ -455,10 +455,19 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ConfigError + '_ {
 /// A symbolic link there (never followed: a planted link would otherwise
 /// read as "no lock" while `link(2)` finds the name taken); I/O errors.
 fn read_lock(path: &Path) -> Result<Option<Vec<u8>>, ConfigError> {
-    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(io_err(path)(std::io::Error::other(
-            "a symbolic link where the lock should be; zarrforge does not follow links inside a store: remove it, then run the same command again",
-        )));
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(io_err(path)(std::io::Error::other(
+                "a symbolic link where the lock should be; zarrforge does not follow links inside a store: remove it, then run the same command again",
+            )));
+        }
+        // A directory, a FIFO (whose read would wait forever), a device.
+        Ok(m) if !m.is_file() => {
+            return Err(io_err(path)(std::io::Error::other(
+                "not a regular file where the lock should be: remove it, then run the same command again",
+            )));
+        }
+        _ => {}
     }
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -916,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn a_link_in_place_of_the_lock_is_refused_not_followed() {
+    fn a_link_or_a_fifo_in_place_of_the_lock_is_refused_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let md = dir.path().join(MARKER_DIR);
         std::fs::create_dir_all(&md).unwrap();
@@ -933,6 +942,15 @@ mod tests {
             .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read(dir.path().join("target")).unwrap(), b"{}");
+        // A FIFO: refused, not read (a read would wait forever).
+        std::fs::remove_file(md.join(LOCK_FILE)).unwrap();
+        let fifo = std::ffi::CString::new(md.join(LOCK_FILE).to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = Lock::acquire(dir.path(), Takeover::Stale)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]
