@@ -1229,12 +1229,29 @@ fn a_store_left_by_a_run_on_another_node_leads_to_resume_break_lock() {
     // a run on another node.
     let mut child = spawn(2, &args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
     kill_rank_1_after(&mut child, &out, 10);
+    let i = zarrforge(None, &["inspect", s(&out)], MINUTE);
+    assert!(
+        i.ok()
+            && i.stdout
+                .contains("interrupted (run the same command with --resume)"),
+        "{}",
+        i.stdout
+    );
     let lock = out.join(".zarrforge/lock");
     std::fs::write(
         &lock,
         br#"{"host": "n042-elsewhere", "pid": 81734, "job": null, "since": "2026-11-23T21:00:00Z"}"#,
     )
     .unwrap();
+    // inspect says the same: a run holds it (it cannot be told gone).
+    let i = zarrforge(None, &["inspect", s(&out)], MINUTE);
+    assert!(
+        i.ok()
+            && i.stdout
+                .contains("in progress: a run holds its lock (host n042-elsewhere"),
+        "{}",
+        i.stdout
+    );
     let plain = args(&[]);
     let r = zarrforge(
         Some(2),

@@ -19,8 +19,9 @@ use crate::store::storage;
 pub struct StoreView {
     /// The store.
     pub store: String,
-    /// `committed`, `in progress or interrupted`, `being deleted
-    /// (--overwrite)`, or `not a zarrforge store`.
+    /// `committed`, `in progress` (a live run holds its lock),
+    /// `interrupted`, `being deleted (--overwrite)`, or `not a zarrforge
+    /// store`.
     pub state: String,
     /// Written by zarrforge (its marker is there).
     pub zarrforge: bool,
@@ -96,8 +97,13 @@ pub fn view(path: &Path) -> Result<StoreView, Error> {
         "being deleted (--overwrite)"
     } else if format.is_some() {
         "committed"
+    } else if let Some(h) = crate::store::lock::live_holder(path) {
+        &*format!(
+            "in progress: a run holds its lock ({}); wait for it to end",
+            h.describe()
+        )
     } else {
-        "in progress or interrupted (run the same command with --resume)"
+        "interrupted (run the same command with --resume)"
     };
     let journal_dir = key(crate::store::journal::JOURNAL_DIR);
     let total =

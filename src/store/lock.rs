@@ -386,7 +386,7 @@ pub fn live_holder(store: &Path) -> Option<LockInfo> {
             .get(&storage::join(MARKER_DIR, LOCK_FILE))
             .ok()??
     } else {
-        std::fs::read(store.join(MARKER_DIR).join(LOCK_FILE)).ok()?
+        read_lock(&store.join(MARKER_DIR).join(LOCK_FILE)).ok()??
     };
     holder_of(&bytes).filter(|h| !h.is_stale())
 }
