@@ -518,7 +518,12 @@ fn claim(dir: &Path, own: &Path, holder: &str, takeover: Takeover) -> Result<Cla
         if link_new(own, &path).map_err(io_err(&path))? {
             return Ok(Claimed::Mine(path));
         }
-        let claimant = read_lock(&path)?.and_then(|b| holder_of(&b));
+        let bytes = read_lock(&path)?;
+        if bytes.is_some() && bytes == std::fs::read(own).ok() {
+            // This run's own claim, whose link reply was lost (NFS).
+            return Ok(Claimed::Mine(path));
+        }
+        let claimant = bytes.and_then(|b| holder_of(&b));
         let gone = takeover == Takeover::Always || claimant.as_ref().is_none_or(LockInfo::is_stale);
         if !gone {
             return Ok(Claimed::Busy(claimant));
