@@ -387,45 +387,60 @@ def one_line_refusal(rc, err):
     return rc not in (0, None) and 0 < len(lines) <= RANKS
 
 
+def in_lanes(jobs, one, lanes=3):
+    """Runs `one(lane, job)` for every job, `lanes` at a time: job i in lane
+    i % lanes, one after the other within a lane, so that a lane can keep
+    one store and one hit file. For races whose time is mostly runs
+    waiting for a paused one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        futures = [pool.submit(lambda k=k: [one(k, j) for i, j in enumerate(jobs) if i % lanes == k])
+                   for k in range(lanes)]
+        for f in futures:
+            f.result()
+
+
 def paused_races(refs, stats):
-    out = os.path.join(S3_ROOT if S3 else WORK, f"race-v{refs.fmt}.zarr")
-    hit = os.path.join(WORK, "hit-race")
-    ops = refs.operations(out)
     pauses = {
         "convert": ["store.marked", "commit.decided"],
         "resume": ["lock.published", "commit.decided"],
         "append": ["lock.published", "commit.decided"],
         "overwrite": ["lock.published", "overwrite.hidden", "journal.started"],
     }
-    for a_name, (initial, cmd, _, _, new) in ops.items():
-        for point in pauses[a_name]:
-            for b_name, (_, b_cmd, _, _, _) in ops.items():
-                case = f"v{refs.fmt} {a_name} paused at {point}, {b_name} started"
-                copy_store(initial, out)
-                if os.path.exists(hit):
-                    os.remove(hit)
-                a = launch(cmd, fault=f"{point}@1:0:stop", hit=hit)
-                deadline = time.time() + 60
-                while not os.path.exists(hit) and time.time() < deadline and a.poll() is None:
-                    time.sleep(0.05)
-                if not os.path.exists(hit):
-                    fail(f"{case}: pause point not reached")
-                    finish(a)
-                    continue
-                with open(hit) as fh:
-                    pid = int(fh.read().split()[3])
-                time.sleep(0.2)
-                rc, _, err = run(b_cmd)
-                if not one_line_refusal(rc, err):
-                    fail(f"{case}: the second run did not refuse (exit {rc}): {err.strip()[-400:]}")
-                os.kill(pid, signal.SIGCONT)
-                rc, _, err = finish(a)
-                if rc != 0:
-                    fail(f"{case}: the paused run failed once resumed: {err.strip()}")
-                    continue
-                if store_files(out) != refs.files[new] or leftovers(out):
-                    fail(f"{case}: the store is not a clean {new}")
-                stats["paused races"] += 1
+    names = list(pauses)
+    jobs = [(a, point, b) for a in names for point in pauses[a] for b in names]
+
+    def one(lane, job):
+        a_name, point, b_name = job
+        out = os.path.join(S3_ROOT if S3 else WORK, f"race-v{refs.fmt}-{lane}.zarr")
+        hit = os.path.join(WORK, f"hit-race-{lane}")
+        ops = refs.operations(out)
+        initial, cmd, _, _, new = ops[a_name]
+        b_cmd = ops[b_name][1]
+        case = f"v{refs.fmt} {a_name} paused at {point}, {b_name} started"
+        copy_store(initial, out)
+        if os.path.exists(hit):
+            os.remove(hit)
+        a = launch(cmd, fault=f"{point}@1:0:stop", hit=hit)
+        if not wait_for_point(a, hit):
+            fail(f"{case}: pause point not reached")
+            finish(a)
+            return
+        time.sleep(0.1)
+        rc, _, err = run(b_cmd)
+        if not one_line_refusal(rc, err):
+            fail(f"{case}: the second run did not refuse (exit {rc}): {err.strip()[-400:]}")
+        os.kill(paused_pid(hit), signal.SIGCONT)
+        rc, _, err = finish(a)
+        if rc != 0:
+            fail(f"{case}: the paused run failed once resumed: {err.strip()}")
+            return
+        if store_files(out) != refs.files[new] or leftovers(out):
+            fail(f"{case}: the store is not a clean {new}")
+        stats["paused races"] += 1
+
+    in_lanes(jobs, one)
 
 
 def check_end_state(case, refs, out, before):
@@ -518,8 +533,6 @@ def takeover_races(refs, stats):
     the states the runs give one after the other, with nothing left behind.
     Cases run three at a time, each on its own store (most of a case is
     runs waiting for a paused one)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     base = os.path.dirname(refs.a)
     stale = {
         "stale-append": stale_template(refs, "append", refs.a, refs.operations(os.path.join(base, "stale-append.zarr"))["append"][1]),
@@ -549,11 +562,11 @@ def takeover_races(refs, stats):
     jobs = [(name, stale[initial], first, others, step, other_step)
             for name, initial, first, others in cases for step, other_step in orders]
 
-    def one(i, job):
+    def one(lane, job):
         name, initial, first, others, step, other_step = job
-        out = os.path.join(S3_ROOT if S3 else WORK, f"takeover-v{refs.fmt}-{i % 3}.zarr")
-        hit = os.path.join(WORK, f"hit-takeover-{i % 3}")
-        trace = os.path.join(WORK, f"trace-takeover-{i % 3}")
+        out = os.path.join(S3_ROOT if S3 else WORK, f"takeover-v{refs.fmt}-{lane}.zarr")
+        hit = os.path.join(WORK, f"hit-takeover-{lane}")
+        trace = os.path.join(WORK, f"trace-takeover-{lane}")
         ops = refs.operations(out)
         case = f"v{refs.fmt} takeover {name}, the first paused at {step}"
         if other_step:
@@ -561,12 +574,7 @@ def takeover_races(refs, stats):
         takeover_case(refs, case, out, hit, trace, initial, ops[first][1], [ops[o][1] for o in others], step, other_step)
         stats["takeover races"] += 1
 
-    # Each of 3 workers takes every third case, so that no two cases share
-    # a store.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        lanes = [pool.submit(lambda k=k: [one(i, j) for i, j in enumerate(jobs) if i % 3 == k]) for k in range(3)]
-        for lane in lanes:
-            lane.result()
+    in_lanes(jobs, one)
 
 
 def takeover_case(refs, case, out, hit, trace, initial, paused_cmd, others, step, other_step):
