@@ -107,9 +107,7 @@ impl LockInfo {
                 .and_then(|s| s.parse().ok()),
             since: crate::system::environment::utc_now(),
             boot_id: boot_id(),
-            pid_ns: std::fs::read_link("/proc/self/ns/pid")
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned()),
+            pid_ns: pid_ns(),
             start_ticks: start_ticks(pid),
             token: Some(new_token(pid)),
         }
@@ -161,9 +159,7 @@ impl LockInfo {
         if self.boot_id.is_some() && me_boot.is_some() && self.boot_id != me_boot {
             return true;
         }
-        let me_ns = std::fs::read_link("/proc/self/ns/pid")
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
+        let me_ns = pid_ns();
         if self.pid_ns.is_some() && me_ns.is_some() && self.pid_ns != me_ns {
             // Another container on this host: its PIDs cannot be checked.
             return false;
@@ -176,6 +172,13 @@ impl LockInfo {
             _ => false,
         }
     }
+}
+
+/// This process's PID namespace (`/proc/self/ns/pid`).
+fn pid_ns() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 fn boot_id() -> Option<String> {
@@ -392,7 +395,7 @@ pub fn live_holder(store: &Path) -> Option<LockInfo> {
 }
 
 /// The error of a run that finds `store` held by `holder`, a live run.
-pub fn held_by(store: &Path, holder: &LockInfo) -> ConfigError {
+fn held_by(store: &Path, holder: &LockInfo) -> ConfigError {
     ConfigError::Locked {
         store: store.to_path_buf(),
         holder: holder.describe(),
@@ -864,7 +867,7 @@ impl Drop for Lock {
                 let _ = std::fs::remove_file(own);
             }
             Release::Object(s, key) => {
-                if let Ok(Some((bytes, _))) = s.get_tagged(key) {
+                if let Ok(Some(bytes)) = s.get(key) {
                     if bytes == self.mine {
                         let _ = s.delete(std::slice::from_ref(key));
                     }
