@@ -1213,7 +1213,8 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn a_store_left_by_a_run_on_another_node_leads_to_resume_break_lock() {
     let dir = tmp();
-    let src = dataset(dir.path(), 8);
+    // Long enough (291 units or so) that the kill lands mid-run.
+    let src = dataset(dir.path(), 96);
     let out = dir.path().join("o.zarr");
     let args = |extra: &[&'static str]| -> Vec<String> {
         let mut v: Vec<String> = ["convert", "--quiet", "--chunks", CHUNKS, "-o"]
