@@ -13,6 +13,7 @@ export OMPI_MCA_btl_vader_single_copy_mechanism="${OMPI_MCA_btl_vader_single_cop
 
 ZF_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ZF_VENV="${ZF_VENV:-$ZF_ROOT/.venv-test}"
+export ZF_ICECHUNK_VENV="${ZF_ICECHUNK_VENV:-$ZF_ROOT/.venv-icechunk}"
 
 # Creates the Python venv used by the interop tests (idempotent): xarray,
 # zarr-python and tensorstore, the Python readers the stores are tested with.
@@ -35,6 +36,42 @@ zf_node() {
         echo "==> installing zarrita into tests/interop/node_modules (npm ci)" >&2
         (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
+}
+
+# A Python >= 3.12 (icechunk 2.x needs one): $ZF_ICECHUNK_PYTHON if set, else
+# python3.13, python3.12 or python3 on the PATH, else pyenv's. Prints its path.
+zf_python312() {
+    local c
+    for c in ${ZF_ICECHUNK_PYTHON:-} python3.13 python3.12 python3 \
+        "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3.1[2-9]; do
+        # pyenv's shims exist on the PATH but fail for a version not selected.
+        if command -v "$c" >/dev/null 2>&1 &&
+            "$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+            command -v "$c"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Creates the Python venv of the Icechunk tests, benchmarks and readers
+# (idempotent): icechunk 2.3, xarray 2026.9, zarr-python 3, netCDF4, h5py,
+# Dask and moto's S3 server, on a Python >= 3.12. Exports ZF_ICECHUNK_VENV.
+zf_icechunk_venv() {
+    local venv="$ZF_ICECHUNK_VENV" py
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import icechunk, xarray, zarr, numcodecs, netCDF4, h5py, dask, moto
+assert icechunk.__version__.startswith('2.3.')" 2>/dev/null; then
+        return 0
+    fi
+    if ! py="$(zf_python312)"; then
+        echo "zf_icechunk_venv: needs Python >= 3.12 (python3.12 or python3.13 on the PATH, or ZF_ICECHUNK_PYTHON=/path/to/python3.12); see docs/install.md, \"Icechunk: Python >= 3.12 for the tests and readers\"" >&2
+        return 1
+    fi
+    echo "==> creating Python venv $venv from $py (icechunk 2.3, xarray 2026.9, zarr>=3)" >&2
+    "$py" -m venv --clear "$venv"
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q "icechunk==2.3.*" "xarray==2026.9.*" "zarr>=3" numcodecs netCDF4 h5py numpy \
+        dask "moto[server]"
 }
 
 # A venv with moto's S3 server, for the lock race test only (tests/s3.rs):

@@ -1,6 +1,9 @@
 """Compare a Zarr store written by zarrforge with its netCDF source through xarray.
 
-usage: compare.py SOURCE.nc STORE [--group G]...
+usage: compare.py SOURCE.nc STORE
+
+STORE is a directory, an s3:// URL or, from Python (compare_file), any
+zarr-python store such as an Icechunk session's store.
 
 Checks, for the root group and each nested group:
   * raw (decode_cf=False): xarray.testing.assert_identical, plus equal dtypes;
@@ -60,9 +63,18 @@ def check_dtypes(a, b, what):
             raise AssertionError(f"{what}: dtype of {name}: source {a[name].dtype} store {b[name].dtype}")
 
 
+def open_store(store, **kw):
+    """xarray.open_zarr of a directory or s3:// URL (consolidated metadata if
+    the store has it) or of a store object (an Icechunk session's store has
+    no consolidated metadata)."""
+    if isinstance(store, str):
+        return xr.open_zarr(store, consolidated=None, **kw, **storage_options(store))
+    return xr.open_zarr(store, consolidated=False, **kw)
+
+
 def store_format(store):
     import os
-    if str(store).startswith("s3://"):
+    if not isinstance(store, str) or store.startswith("s3://"):
         return zarr.open_group(store, mode="r", **storage_options(store)).metadata.zarr_format
     return 3 if os.path.exists(os.path.join(store, "zarr.json")) else 2
 
@@ -116,19 +128,25 @@ def load(ds):
         return ds.load()
 
 
-def compare_group(nc_path, store, group):
+def as_is(ds):
+    return ds
+
+
+def compare_group(nc_path, store, group, expect=as_is):
+    """EXPECT turns the source dataset (raw, then decoded) into what the
+    store should hold (e.g. nonfinite.strict_attrs)."""
     kw = {} if group is None else {"group": group}
     label = f"{nc_path} vs {store}" + (f" group {group}" if group else "")
     # Each source is loaded and closed at once: netCDF4 is opened again below,
     # and HDF5 must not see a handle that xarray's file cache still holds.
-    src = load(xr.open_dataset(nc_path, decode_cf=False, **kw))
-    out = load(xr.open_zarr(store, decode_cf=False, consolidated=None, chunks=None, **kw, **storage_options(store)))
+    src = expect(load(xr.open_dataset(nc_path, decode_cf=False, **kw)))
+    out = load(open_store(store, decode_cf=False, chunks=None, **kw))
     unmasked = documented(src, out, store_format(store))
     xr.testing.assert_identical(src, out)
     check_dtypes(src, out, label + " (raw)")
 
-    src = load(xr.open_dataset(nc_path, **kw))
-    out = load(xr.open_zarr(store, consolidated=None, chunks=None, **kw, **storage_options(store)))
+    src = expect(load(xr.open_dataset(nc_path, **kw)))
+    out = load(open_store(store, chunks=None, **kw))
     documented(src, out, store_format(store))
     for name in unmasked:
         # The fill of a text variable is not masked in a v3 store: compare
@@ -192,12 +210,18 @@ def compare_zarr_python(nc_path, store):
         walk(ds, root, "")
 
 
+def compare_file(nc_path, store, expect=as_is):
+    """Every check above, on the root group and each nested group; raises
+    AssertionError with a diff on the first failure."""
+    compare_group(nc_path, store, None, expect)
+    for g in groups_of(nc_path):
+        compare_group(nc_path, store, g, expect)
+    compare_zarr_python(nc_path, store)
+
+
 def main():
     nc_path, store = sys.argv[1], sys.argv[2]
-    compare_group(nc_path, store, None)
-    for g in groups_of(nc_path):
-        compare_group(nc_path, store, g)
-    compare_zarr_python(nc_path, store)
+    compare_file(nc_path, store)
     print(f"ok {nc_path} == {store}")
 
 

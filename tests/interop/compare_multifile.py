@@ -31,19 +31,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-
-def storage_options(store):
-    """fsspec options for an s3:// store (the test server's endpoint and
-    keys, from ZF_S3_ENDPOINT and the AWS_* variables); none for a path."""
-    import os
-    if not str(store).startswith("s3://"):
-        return {}
-    return {"storage_options": {
-        "endpoint_url": os.environ["ZF_S3_ENDPOINT"],
-        "key": os.environ["AWS_ACCESS_KEY_ID"],
-        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
-        "client_kwargs": {"region_name": "us-east-1"},
-    }}
+from compare import as_is, open_store, storage_options
 
 warnings.filterwarnings("ignore")
 
@@ -263,35 +251,52 @@ def check_decoded(src, out, src_raw):
         fail(f"decoded (CF) datasets differ:\n{e}")
 
 
+def compare_files(store, files, expect=as_is):
+    """Every check above; returns (source raw, store raw, summary) and raises
+    Failure on the first difference. STORE is a directory, an s3:// URL or a
+    store object (an Icechunk session's store); EXPECT turns the combined
+    source (raw, then decoded) into what the store should hold."""
+    t0 = time.monotonic()
+    src_raw, info = open_source_raw(files)
+    src_raw = expect(drop_ignored_attrs(src_raw.load()))
+    first_attrs, first_path = time_first(info)
+    src = expect(drop_ignored_attrs(xr.open_mfdataset(files, **OPEN_KW).load()))
+
+    check_zarr_python(store, src)
+
+    out_raw = drop_ignored_attrs(open_store(store, decode_cf=False).load())
+    check_time_encoding(out_raw, first_attrs, first_path)
+    check_raw(src_raw, out_raw)
+
+    out = drop_ignored_attrs(open_store(store).load())
+    check_decoded(src, out, src_raw)
+    nt = src.sizes.get("time", 0)
+    summary = (f"{len(src.variables)} variables, {nt} time steps,"
+               f" time units {first_attrs.get('units')!r}, {time.monotonic() - t0:.1f} s")
+    return src_raw, out_raw, summary
+
+
 def main():
     if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
         sys.exit(__doc__.split("\n\n")[1])
     store, files = sys.argv[1], sys.argv[2:]
-    t0 = time.monotonic()
+    report(lambda: f"{len(files)} files ({compare_files(store, files)[2]})", lambda: store, f" vs {len(files)} files")
+
+
+def report(checks, where, versus):
+    """Runs CHECKS() and prints "ok WHERE() == what it returned" (nothing if
+    None), or "FAIL WHERE()VERSUS: the difference" and exits 1: any exception
+    counts (an unreadable store or source is a failure too)."""
     try:
-        src_raw, info = open_source_raw(files)
-        src_raw = drop_ignored_attrs(src_raw.load())
-        first_attrs, first_path = time_first(info)
-        src = drop_ignored_attrs(xr.open_mfdataset(files, **OPEN_KW).load())
-
-        check_zarr_python(store, src)
-
-        out_raw = drop_ignored_attrs(
-            xr.open_zarr(store, consolidated=None, decode_cf=False, **storage_options(store)).load())
-        check_time_encoding(out_raw, first_attrs, first_path)
-        check_raw(src_raw, out_raw)
-
-        out = drop_ignored_attrs(xr.open_zarr(store, consolidated=None, **storage_options(store)).load())
-        check_decoded(src, out, src_raw)
-    except Failure as e:
-        print(f"FAIL {store} vs {len(files)} files: {e}", file=sys.stderr)
+        summary = checks()
+    except (Failure, AssertionError) as e:
+        print(f"FAIL {where()}{versus}: {e}", file=sys.stderr)
         sys.exit(1)
-    except Exception as e:  # noqa: BLE001 - an unreadable store or source is a failure too
-        print(f"FAIL {store} vs {len(files)} files: {type(e).__name__}: {e}", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - see above
+        print(f"FAIL {where()}{versus}: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)
-    nt = src.sizes.get("time", 0)
-    print(f"ok {store} == {len(files)} files ({len(src.variables)} variables, {nt} time steps,"
-          f" time units {first_attrs.get('units')!r}, {time.monotonic() - t0:.1f} s)")
+    if summary is not None:
+        print(f"ok {where()} == {summary}")
 
 
 if __name__ == "__main__":
