@@ -395,6 +395,50 @@ impl Plan {
     pub fn total_bytes(&self) -> u64 {
         self.rank_bytes.iter().sum()
     }
+
+    /// The units not `done` of a plan of which `resumed` were done before,
+    /// and their uncompressed bytes (exact up to a few million units;
+    /// beyond, the bytes of finished units are estimated from their share of
+    /// the units).
+    pub fn remaining(&self, resumed: u64, done: impl Fn(u64) -> bool) -> (u64, u64) {
+        const EXACT: u64 = 4 << 20;
+        let units = self.total_units.saturating_sub(resumed);
+        let mut bytes = 0u64;
+        for a in &self.arrays {
+            let us = a.unit_shape();
+            // The region the units cover, clipped to the array.
+            let covered =
+                a.lo.iter()
+                    .zip(&a.grid)
+                    .zip(us)
+                    .zip(&a.shape)
+                    .fold(1u64, |acc, (((lo, g), s), n)| {
+                        let from = lo.saturating_mul(*s).min(*n);
+                        let to = (lo + g).saturating_mul(*s).min(*n);
+                        acc.saturating_mul(to - from)
+                    })
+                    .saturating_mul(a.dtype.size() as u64);
+            bytes = bytes.saturating_add(covered);
+            if resumed > 0 && self.total_units <= EXACT {
+                for k in 0..a.num_units() {
+                    if done(a.first_unit + k) {
+                        bytes = bytes.saturating_sub(a.unit_bytes(&a.unit_indices(k)));
+                    }
+                }
+            }
+        }
+        if resumed > 0 && self.total_units > EXACT {
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            {
+                bytes = (bytes as f64 * units as f64 / self.total_units.max(1) as f64) as u64;
+            }
+        }
+        (units, bytes)
+    }
 }
 
 fn bytes_of(shape: &[u64], itemsize: u64) -> u64 {
@@ -532,6 +576,15 @@ mod tests {
             None,
             first_unit,
         )
+    }
+
+    #[test]
+    fn remaining_counts_the_units_not_done_and_their_bytes() {
+        // Units of 4, 4 and 2 rows of 6 f32: 96, 96 and 48 bytes.
+        let plan = Plan::partition(vec![array(&[10, 6], &[4, 6], 0)], 2);
+        assert_eq!(plan.remaining(0, |_| false), (3, 240));
+        assert_eq!(plan.remaining(1, |seq| seq == 2), (2, 192));
+        assert_eq!(plan.remaining(1, |seq| seq == 0), (2, 144));
     }
 
     #[test]

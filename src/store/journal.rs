@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::config::ZarrFormat;
+use crate::pipeline::combine::Dataset;
+use crate::pipeline::plan::Plan;
 use crate::store::error::WriteError;
 pub use crate::store::layout::JOURNAL_DIR;
 use crate::store::layout::MARKER_DIR;
@@ -73,6 +76,39 @@ pub struct PlanPrint {
 }
 
 impl PlanPrint {
+    /// The print of `plan` (of the inputs of `ds`, in `format`, appending
+    /// from `append_from`): what must not change between a run and its
+    /// resume.
+    pub fn new(ds: &Dataset, plan: &Plan, format: ZarrFormat, append_from: Option<u64>) -> Self {
+        Self {
+            inputs: ds
+                .files
+                .iter()
+                .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
+                .collect(),
+            arrays: plan
+                .arrays
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {} shape {:?} chunks {:?} shards {:?} codec {} units {:?}+{:?}",
+                        a.path,
+                        a.dtype.v3_name(),
+                        a.shape,
+                        a.chunks,
+                        a.shards,
+                        a.codec,
+                        a.lo,
+                        a.grid
+                    )
+                })
+                .collect(),
+            format: format!("{format:?}"),
+            append_from,
+            total_units: plan.total_units,
+        }
+    }
+
     /// A saved print with each input path made canonical where it names an
     /// existing file: the identity of a print saved with paths as given
     /// (relative ones are read from the current directory). A path that

@@ -190,6 +190,19 @@ pub fn load(store: &Path) -> Result<StoreState, AppendError> {
     Ok(state)
 }
 
+/// The format of the store at `store`, from its root metadata (none when
+/// it has none, or cannot be read).
+pub fn committed_format(store: &Path) -> Option<ZarrFormat> {
+    let s = crate::store::storage::open(store).ok()?;
+    if s.exists(root_key(ZarrFormat::V3)).ok()? {
+        Some(ZarrFormat::V3)
+    } else if s.exists(root_key(ZarrFormat::V2)).ok()? {
+        Some(ZarrFormat::V2)
+    } else {
+        None
+    }
+}
+
 /// The axis length in the committed (consolidated) root metadata.
 fn committed_len(store: &Path, state: &StoreState, dim: &str) -> Result<u64, AppendError> {
     let vars = state.schema.vars();

@@ -11,13 +11,14 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::budget::Budget;
+use super::budget::{self, Budget};
 use super::Job;
 use crate::cli::config::{ConvertConfig, ZarrFormat};
 use crate::error::Error;
 use crate::model::block::{place, place_items};
 use crate::model::schema::DType;
 use crate::mpi::ctx::MpiCtx;
+use crate::mpi::topology::{JobTopology, Topology};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::plan::{ArrayPlan, Plan, Unit};
 use crate::pipeline::read::{Pending, Reader, Values};
@@ -33,6 +34,43 @@ pub(super) struct Workers {
     pub(super) threads: usize,
     pub(super) pins: Vec<u32>,
     pub(super) budget: Budget,
+}
+
+/// The rank's encoder threads (pinned inside its cpuset when it is bound),
+/// its memory budget (which also sizes HDF5's chunk cache), and the job's
+/// topology; rank 0 warns of oversubscription.
+pub(super) fn workers(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    topo: &Topology,
+    plan: &Plan,
+) -> Result<(Workers, JobTopology), Error> {
+    let threads = cfg
+        .threads
+        .unwrap_or_else(|| topo.encoder_threads(ctx.ranks_on_node()))
+        .max(1);
+    // Encoder threads of a bound rank are pinned inside its cpuset.
+    let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
+    let topology = ctx.job_topology(topo, threads, !pins.is_empty());
+    let budget = memory_budget(cfg, plan, threads)?;
+    if crate::store::storage::is_remote(&cfg.output) {
+        crate::store::storage::open(&cfg.output)?.set_inflight_bytes(
+            cfg.max_memory
+                .map_or(crate::store::storage::INFLIGHT_DEFAULT_BYTES, |m| {
+                    (m / 8).clamp(16 << 20, 1 << 30)
+                }),
+        );
+    }
+    // Each open dataset gets its own HDF5 chunk cache: the budget's share.
+    crate::pipeline::read::hdf5::set_chunk_cache_bytes(
+        usize::try_from(budget::hdf5_cache_per_dataset(budget.hdf5_cache)).unwrap_or(0),
+    );
+    let workers = Workers {
+        threads,
+        pins,
+        budget,
+    };
+    Ok((workers, topology))
 }
 
 /// The rank's memory budget for this plan (`--max-memory`).

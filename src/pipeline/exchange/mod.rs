@@ -347,6 +347,16 @@ impl Exchange {
         self.routes.get(i).is_some_and(|r| r.path == Path::Exchange)
     }
 
+    /// The paths of the arrays of `plan` that take the exchange path.
+    pub fn exchanged_paths(&self, plan: &Plan) -> Vec<String> {
+        plan.arrays
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.is_exchanged(*i))
+            .map(|(_, a)| a.path.clone())
+            .collect()
+    }
+
     /// The part of unit `k` of array `i` (`a`) that the inputs give: the
     /// unit's region, from the old end on for a unit an append shares with
     /// the store.
