@@ -5,7 +5,7 @@ usage: icechunk_compare.py REPO [SOURCE.nc ...] [--ref REF] [--history] [--attrs
 
 REPO is a directory or s3://BUCKET/PREFIX; --bucket/--prefix name an S3
 repository instead (every positional argument is then a source). S3 settings:
---s3-endpoint (else ZF_S3_ENDPOINT or AWS_ENDPOINT_URL; none for AWS itself;
+--s3-endpoint (else ZF_S3_ENDPOINT, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; none for AWS;
 an http:// endpoint is allowed, with path-style requests), keys from
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (else the usual AWS environment),
 region from AWS_REGION or AWS_DEFAULT_REGION (default us-east-1).
@@ -26,7 +26,8 @@ NaN and infinite float attributes are expected as the strings "NaN",
 "Infinity", "-Infinity" (--attrs-json strict, the default: Icechunk refuses
 a zarr.json with bare NaN tokens), or as floats with --attrs-json python.
 --history prints the ancestry of REF, newest first, one snapshot a line:
-  ID  WRITTEN_AT  [refs]  MESSAGE  METADATA (JSON)
+  ID  WRITTEN_AT  [refs]  MESSAGE  METADATA (JSON; text over 200 characters
+  shown as its length)
 With --history and no source, only the history is printed.
 
 Exit status 0 when equal, 1 with a diff on the first difference (or when the
@@ -59,7 +60,8 @@ def storage_of(args):
         bucket, _, prefix = args.repo[len("s3://"):].partition("/")
     if bucket is None:
         return icechunk.local_filesystem_storage(os.path.abspath(args.repo))
-    endpoint = args.s3_endpoint or os.environ.get("ZF_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = args.s3_endpoint or next(
+        (os.environ[k] for k in ("ZF_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(k)), None)
     keys = {"from_env": True}
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         keys = {"access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
@@ -87,6 +89,14 @@ def resolve(repo, ref):
                   f" ({sorted(repo.list_tags())}) nor a snapshot id of the repository")
 
 
+def short(value, limit=200):
+    """A metadata value for one history line: long text (zarrforge.state)
+    as its length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"<{len(value)} characters>"
+    return value
+
+
 def print_history(repo, snapshot_id):
     refs = {}
     for b in sorted(repo.list_branches()):
@@ -95,7 +105,7 @@ def print_history(repo, snapshot_id):
         refs.setdefault(repo.lookup_tag(t), []).append(f"tag:{t}")
     for snap in repo.ancestry(snapshot_id=snapshot_id):
         names = f"[{','.join(refs[snap.id])}]" if snap.id in refs else "[]"
-        meta = json.dumps(snap.metadata, sort_keys=True, default=str)
+        meta = json.dumps({k: short(v) for k, v in snap.metadata.items()}, sort_keys=True, default=str)
         print(f"{snap.id}  {snap.written_at.isoformat()}  {names}  {snap.message!r}  {meta}")
 
 
