@@ -155,7 +155,7 @@ impl ConfigError {
     /// The exit status of this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            ConfigError::Locked { .. } => ExitStatus::Locked,
+            ConfigError::Locked { .. } | ConfigError::BranchMoved { .. } => ExitStatus::Locked,
             ConfigError::OutputExists(_)
             | ConfigError::NotOurStore(_)
             | ConfigError::PlanChanged { .. }

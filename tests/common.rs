@@ -123,7 +123,7 @@ pub(crate) fn ompi_session_base() -> std::path::PathBuf {
     dir
 }
 
-pub(crate) const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const MINUTE: Duration = Duration::from_mins(1);
 
 /// Deterministic value generator.
 pub(crate) fn val(i: usize, k: u64) -> f64 {

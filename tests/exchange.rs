@@ -319,7 +319,7 @@ fn two_simulated_nodes_write_the_same_bytes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let out_put = wait_output(child, Duration::from_secs(180));
+    let out_put = wait_output(child, Duration::from_mins(3));
     assert!(out_put.0 == Some(0), "fakenodes run: {}", out_put.1);
     assert!(out_put.1.contains("exchange:"), "{}", out_put.1);
     assert_same_files(&comparable(&direct), &comparable(&out), "2 nodes x 2 ranks");

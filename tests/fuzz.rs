@@ -149,7 +149,7 @@ fn classic_file() -> Vec<u8> {
     fn name(v: &mut Vec<u8>, s: &[u8]) {
         v.extend((s.len() as u32).to_be_bytes());
         v.extend(s);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
     }

@@ -105,7 +105,7 @@ fn crafted_headers_promising_huge_sizes_are_refused_at_once() {
     let name = |h: &mut Vec<u8>, s: &[u8]| {
         h.extend((s.len() as u64).to_be_bytes());
         h.extend(s);
-        while h.len() % 4 != 0 {
+        while !h.len().is_multiple_of(4) {
             h.push(0);
         }
     };

@@ -10,6 +10,7 @@ mod cli_docs;
 mod convert;
 mod exchange;
 mod fuzz;
+mod icechunk;
 mod multifile;
 mod passthrough;
 mod real_files;

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cli::config::{AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, ZarrFormat};
+use crate::cli::config::{
+    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, ZarrFormat,
+};
 use crate::cli::error::ConfigError;
 
 /// MPI-parallel netCDF to Zarr converter.
@@ -211,6 +213,18 @@ pub struct ConvertArgs {
     /// run is known to be gone: a run whose lock is taken stops before its commit)
     #[arg(long)]
     pub break_lock: bool,
+    /// Write into an Icechunk repository at -o (a directory or s3://BUCKET/PREFIX; created when absent): every rank writes, rank 0 commits one versioned snapshot once every rank has succeeded (Zarr v3 only)
+    #[arg(long)]
+    pub icechunk: bool,
+    /// With --icechunk: the branch to commit to (created from main's tip when absent) [default: main]
+    #[arg(long, requires = "icechunk", value_name = "NAME")]
+    pub branch: Option<String>,
+    /// With --icechunk: the snapshot's message [default: names the command]
+    #[arg(long, requires = "icechunk", value_name = "TEXT")]
+    pub message: Option<String>,
+    /// With --icechunk: tag the new snapshot
+    #[arg(long, requires = "icechunk", value_name = "NAME")]
+    pub tag: Option<String>,
     /// After the commit, compare every value of the store with the sources (as `zarrforge verify`)
     #[arg(long)]
     pub verify: bool,
@@ -586,6 +600,17 @@ impl ConvertArgs {
         cfg.keep_journal = self.keep_journal;
         cfg.break_lock = self.break_lock;
         cfg.verify = self.verify;
+        if self.icechunk {
+            // Icechunk reads metadata as strict JSON.
+            cfg.attrs_json = cfg.attrs_json.or(Some(AttrsJson::Strict));
+            cfg.icechunk = Some(IcechunkOutput {
+                branch: self.branch.clone().unwrap_or_else(|| "main".into()),
+                message: self.message.clone(),
+                tag: self.tag.clone(),
+                command: std::env::args().collect(),
+                reference: None,
+            });
+        }
         if let Some(m) = self.append_mode {
             cfg.append_mode = match m {
                 AppendModeArg::Error => AppendMode::Error,

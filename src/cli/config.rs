@@ -320,6 +320,21 @@ pub struct VarSettings {
     pub remove_attributes: Vec<String>,
 }
 
+/// Where and how an Icechunk output is committed (`--icechunk`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IcechunkOutput {
+    /// `--branch`.
+    pub branch: String,
+    /// `--message`.
+    pub message: Option<String>,
+    /// `--tag`.
+    pub tag: Option<String>,
+    /// The full command line (recorded in the snapshot).
+    pub command: Vec<String>,
+    /// For readers: `--ref` (a branch, tag or snapshot id).
+    pub reference: Option<String>,
+}
+
 /// Everything `convert` needs, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConvertConfig {
@@ -383,6 +398,8 @@ pub struct ConvertConfig {
     pub keep_journal: bool,
     /// Remove another run's lock.
     pub break_lock: bool,
+    /// `--icechunk`: the output is an Icechunk repository.
+    pub icechunk: Option<IcechunkOutput>,
     /// Verify every value against the sources after the commit.
     pub verify: bool,
     /// The provenance line put first in the global `history` attribute
@@ -423,6 +440,7 @@ impl ConvertConfig {
             resume: false,
             keep_journal: false,
             break_lock: false,
+            icechunk: None,
             verify: false,
             history: None,
         }
@@ -446,6 +464,16 @@ impl ConvertConfig {
         }
         if self.inputs.is_empty() && self.file_list.is_none() {
             return Err(ConfigError::NoInputs);
+        }
+        if self.icechunk.is_some() && self.format == ZarrFormat::V2 {
+            return Err(ConfigError::Conflict(
+                "--zarr-format 2 and --icechunk (Icechunk stores Zarr v3 only)".into(),
+            ));
+        }
+        if self.icechunk.is_some() && self.attrs_json == Some(AttrsJson::Python) {
+            return Err(ConfigError::Conflict(
+                "--attrs-json python and --icechunk (Icechunk reads metadata as strict JSON: use --attrs-json strict)".into(),
+            ));
         }
         Ok(())
     }

@@ -137,6 +137,17 @@ pub enum ConfigError {
     /// No output path given.
     #[error("no output store given (use -o/--output, or 'output' in the recipe)")]
     NoOutput,
+    /// Another writer committed to the Icechunk branch since this run
+    /// opened it, changing what this run changed: nothing was committed.
+    #[error("{store}: branch '{branch}' moved since this run read it, and the other commit changed the same arrays or chunks; nothing was committed ({why}); run the same command again to start from the new tip")]
+    BranchMoved {
+        /// Repository.
+        store: PathBuf,
+        /// Branch.
+        branch: String,
+        /// Icechunk's account of the conflict.
+        why: String,
+    },
     /// Another run holds the store's lock.
     #[error("{store} is locked by another zarrforge run ({holder}); {hint}")]
     Locked {

@@ -64,6 +64,8 @@ const FAILURE_TAG: i32 = 4077;
 
 /// Message tag of a rank's progress counters (to rank 0).
 const PROGRESS_TAG: i32 = 4078;
+/// Tag of the byte messages between two ranks ([`MpiCtx::send_bytes`]).
+const BYTES_TAG: i32 = 4079;
 
 /// Words of a progress message.
 pub const PROGRESS_WORDS: usize = 4;
@@ -233,6 +235,31 @@ impl MpiCtx {
                 })
                 .collect(),
         )
+    }
+
+    /// Sends bytes to rank `to` (received by [`MpiCtx::recv_bytes`]); `None`
+    /// says "nothing: this rank failed". Blocks until `to` receives.
+    pub fn send_bytes(&self, to: i32, data: Option<&[u8]>) {
+        let mut bytes = Vec::with_capacity(data.map_or(0, <[u8]>::len) + 1);
+        bytes.push(u8::from(data.is_some()));
+        bytes.extend_from_slice(data.unwrap_or_default());
+        self.world
+            .process_at_rank(to)
+            .synchronous_send_with_tag(&bytes[..], BYTES_TAG);
+    }
+
+    /// Receives the bytes rank `from` sends with [`MpiCtx::send_bytes`].
+    pub fn recv_bytes(&self, from: i32) -> Option<Vec<u8>> {
+        let (mut bytes, _) = self
+            .world
+            .process_at_rank(from)
+            .receive_vec_with_tag::<u8>(BYTES_TAG);
+        if bytes.first() == Some(&1) {
+            bytes.remove(0);
+            Some(bytes)
+        } else {
+            None
+        }
     }
 
     /// Tells every other rank that this rank failed, so that they stop

@@ -460,7 +460,7 @@ mod tests {
         fn name(mut self, s: &[u8]) -> Self {
             self.0.extend((s.len() as u32).to_be_bytes());
             self.0.extend(s);
-            while self.0.len() % 4 != 0 {
+            while !self.0.len().is_multiple_of(4) {
                 self.0.push(0);
             }
             self
@@ -535,7 +535,7 @@ mod tests {
         let name64 = |h: H, s: &[u8]| {
             let mut h = h.u64(s.len() as u64);
             h.0.extend(s);
-            while h.0.len() % 4 != 0 {
+            while !h.0.len().is_multiple_of(4) {
                 h.0.push(0);
             }
             h

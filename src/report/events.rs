@@ -92,6 +92,10 @@ pub enum Event {
         bytes_written: u64,
         /// Wall seconds of the run.
         seconds: f64,
+        /// The new snapshot (`--icechunk`; absent for a directory store
+        /// and when nothing was committed).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
     },
     /// The store was compared with its sources (`verify`: its last line
     /// unless an error stopped the comparison; `convert --verify`: before

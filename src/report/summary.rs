@@ -64,6 +64,33 @@ pub struct Report {
     pub topology: crate::mpi::topology::JobTopology,
     /// Versions, command line, output filesystem.
     pub environment: crate::system::environment::RunEnvironment,
+    /// The Icechunk commit (`--icechunk`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icechunk: Option<IcechunkReport>,
+}
+
+/// What an `--icechunk` run committed, and what the merge of the ranks'
+/// forks cost.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct IcechunkReport {
+    /// The branch.
+    pub branch: String,
+    /// The new snapshot (none when nothing was committed).
+    pub snapshot: Option<String>,
+    /// The snapshot the run started from.
+    pub parent: Option<String>,
+    /// The tag given to the snapshot.
+    pub tag: Option<String>,
+    /// Levels of the merge tree (log2 of the ranks, rounded up).
+    pub merge_levels: u32,
+    /// Bytes of the largest fork rank 0 received.
+    pub largest_fork_bytes: u64,
+    /// Growth of rank 0's resident memory while merging, MiB.
+    pub rank0_merge_mib: f64,
+    /// Chunk references this run put in the commit.
+    pub chunk_refs: u64,
+    /// Rank 0's merge memory per million chunk references, MiB.
+    pub merge_mib_per_million_refs: f64,
 }
 
 /// One rank's figures.

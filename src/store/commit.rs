@@ -129,15 +129,46 @@ pub fn commit(
     attrs_json: AttrsJson,
     state: &[u8],
 ) -> Result<(), WriteError> {
+    let pending = Pending {
+        docs: documents(store, schema, plan, format, attrs_json)?,
+        state: state.to_vec(),
+    };
+    let s = storage::open(store)?;
+    let record =
+        bincode::serde::encode_to_vec(&pending, bincode::config::standard()).map_err(|e| {
+            WriteError::io(
+                s.describe(&pending_key()),
+                "encode",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+    // Every chunk durable before the commit is decided, the decision
+    // durable before any document changes.
+    s.sync()?;
+    s.put(&pending_key(), &record)?;
+    s.sync()?;
+    crate::system::fault::point("commit.decided");
+    apply(s.as_ref(), &pending)
+}
+
+/// Every metadata document of the store in the order a commit writes them
+/// (the root document last): keys and bytes.
+///
+/// # Errors
+/// [`WriteError::Io`] when a document cannot be serialised.
+pub fn documents(
+    store: &Path,
+    schema: &Schema,
+    plan: &Plan,
+    format: ZarrFormat,
+    attrs_json: AttrsJson,
+) -> Result<Vec<(String, Vec<u8>)>, WriteError> {
     let vars = schema.vars();
     let groups = schema.root.all_groups();
     let mut docs = Docs {
         store,
         attrs_json,
-        pending: Pending {
-            docs: Vec::new(),
-            state: state.to_vec(),
-        },
+        pending: Pending::default(),
     };
     match format {
         ZarrFormat::V3 => {
@@ -190,23 +221,7 @@ pub fn commit(
             docs.add(".zgroup", &zgroup)?;
         }
     }
-    let pending = docs.pending;
-    let s = storage::open(store)?;
-    let record =
-        bincode::serde::encode_to_vec(&pending, bincode::config::standard()).map_err(|e| {
-            WriteError::io(
-                s.describe(&pending_key()),
-                "encode",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-    // Every chunk durable before the commit is decided, the decision
-    // durable before any document changes.
-    s.sync()?;
-    s.put(&pending_key(), &record)?;
-    s.sync()?;
-    crate::system::fault::point("commit.decided");
-    apply(s.as_ref(), &pending)
+    Ok(docs.pending.docs)
 }
 
 #[cfg(test)]

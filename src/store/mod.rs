@@ -18,3 +18,5 @@ pub mod opening;
 pub mod remote;
 pub mod state;
 pub mod storage;
+#[cfg(feature = "icechunk")]
+pub mod versioned;

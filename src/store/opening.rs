@@ -233,15 +233,8 @@ pub fn open_store(
     held: Option<Lock>,
 ) -> Result<(Option<Lock>, Opened), Error> {
     let out = &cfg.output;
-    let run = format!(
-        "{:x}-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-        std::process::id()
-    );
     let opened = Opened {
-        run,
+        run: run_name(),
         ..Opened::default()
     };
     let take = |held: Option<Lock>| -> Result<Lock, Error> {
@@ -318,8 +311,19 @@ pub fn open_store(
     }
 }
 
+/// A new run's name in the journal: unique per process and time.
+pub fn run_name() -> String {
+    format!(
+        "{:x}-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        std::process::id()
+    )
+}
+
 /// The error of a refusal.
-fn refusal(why: Refusal, out: &Path, print: &PlanPrint) -> ConfigError {
+pub fn refusal(why: Refusal, out: &Path, print: &PlanPrint) -> ConfigError {
     match why {
         Refusal::Exists => ConfigError::OutputExists(out.to_path_buf()),
         Refusal::Unfinished => ConfigError::Unfinished(out.to_path_buf()),

@@ -38,3 +38,16 @@ pub fn peak_rss_mib() -> f64 {
         u.ru_maxrss as f64 / 1024.0
     }
 }
+
+/// Resident memory of this process now, MiB (`VmRSS` of
+/// `/proc/self/status`; 0 where there is none).
+pub fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

@@ -105,6 +105,7 @@ fn run_command(
         bytes_read: report.bytes_read,
         bytes_written: report.bytes_written,
         seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        snapshot: report.icechunk.as_ref().and_then(|i| i.snapshot.clone()),
     });
     Ok(())
 }

@@ -14,9 +14,10 @@ mod exchange;
 mod execute;
 mod job;
 mod planning;
+mod versions;
 
 pub use crate::commands::monitor::Monitor;
-pub use crate::report::summary::Report;
+pub use crate::report::summary::{IcechunkReport, Report};
 pub use command::command;
 pub use job::{from_root, prepare_job, Job};
 pub use planning::{paths, peak_memory};
@@ -54,6 +55,7 @@ pub fn convert(
 ) -> Result<Report, Error> {
     let t0 = Instant::now();
     cfg.validate()?;
+    let versioned = versions::register(cfg)?;
     crate::system::signals::install();
     monitor.phase(Phase::Scan);
     reach_store(ctx, cfg)?;
@@ -61,7 +63,7 @@ pub fn convert(
     let mut lock: Option<crate::store::lock::Lock> = None;
     // (A payload that is never empty: an empty one means "rank 0 failed".)
     let _: bool = from_root(ctx, || {
-        lock = opening::lock_existing(cfg)?;
+        lock = versions::lock_existing(cfg)?;
         Ok(true)
     })?;
     let job = prepare_job(ctx, cfg, monitor)?;
@@ -97,6 +99,14 @@ pub fn convert(
     if ctx.is_root() {
         planning::planned(monitor, cfg, &job, &plan, &x, &opened);
     }
+    let mut state = StoreState::new(ds, &plan.arrays, format, attrs_json);
+    state.print = Some(print.clone());
+    if versioned && !nothing_new {
+        versions::fork(ctx, &cfg.output, opened.resumed > 0, || {
+            let docs = commit::documents(&cfg.output, &ds.schema, &plan, format, attrs_json)?;
+            Ok((docs, state.to_bytes(&cfg.output)?))
+        })?;
+    }
     let run = execute::Run {
         ctx,
         cfg,
@@ -120,19 +130,28 @@ pub fn convert(
     let mut stats = ctx.agree(stats)?;
     let exchanged = exchange_phase(run, &mut stats, monitor)?;
     stats.sharded = plan.arrays.iter().any(|a| a.shards.is_some());
+    let merged = if versioned && !nothing_new {
+        Some(versions::merge(ctx, &cfg.output)?)
+    } else {
+        None
+    };
 
     crate::system::stage::enter("commit");
     monitor.phase(Phase::Commit);
     let committed = if ctx.is_root() {
         guarded(|| {
-            let mut state = StoreState::new(ds, &plan.arrays, format, attrs_json);
-            state.print = Some(print.clone());
-            commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref())
+            let inputs: Vec<PathBuf> = ds.files.iter().map(|f| f.path.clone()).collect();
+            let merged = merged.as_ref();
+            let commit = |()| match merged {
+                Some(m) => versions::commit(cfg, &inputs, &opened.run, m).map(Some),
+                None => Ok(None),
+            };
+            commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref(), commit)
         })
     } else {
-        Ok(())
+        Ok(None)
     };
-    ctx.agree(committed)?;
+    let icechunk = ctx.agree(committed)?;
     drop(lock);
     monitor.finish();
 
@@ -165,6 +184,7 @@ pub fn convert(
         exchange: exchanged,
         topology,
         environment: crate::system::environment::RunEnvironment::detect(&cfg.output),
+        icechunk,
     })
 }
 
@@ -195,7 +215,9 @@ fn open(
     };
     let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();
     let opened: Opened = from_root(ctx, || {
-        let (l, o) = opening::open_store(cfg, request, &inputs, print, format, lock.take())?;
+        let split = job.ds.concat.as_ref().map(|c| c.dim.as_str());
+        let (l, o) =
+            versions::open_store(cfg, request, &inputs, print, format, split, lock.take())?;
         *lock = l;
         Ok(o)
     })?;
@@ -245,13 +267,16 @@ fn commit_store(
     state: &StoreState,
     nothing_new: bool,
     lock: Option<&crate::store::lock::Lock>,
-) -> Result<(), Error> {
+    versioned: impl FnOnce(()) -> Result<Option<IcechunkReport>, Error>,
+) -> Result<Option<IcechunkReport>, Error> {
     // Only a --break-lock of another run can take a live run's lock: this
     // run then stops before its commit rather than commit over that run.
     if let Some(l) = lock {
         l.confirm(&cfg.output)?;
     }
-    if !nothing_new {
+    // An Icechunk repository: one snapshot of the merged forks.
+    let icechunk = versioned(())?;
+    if !nothing_new && icechunk.is_none() {
         let bytes = state.to_bytes(&cfg.output)?;
         commit::commit(
             &cfg.output,
@@ -265,5 +290,5 @@ fn commit_store(
     if !cfg.keep_journal {
         journal::remove(&cfg.output)?;
     }
-    Ok(())
+    Ok(icechunk)
 }

@@ -8,6 +8,8 @@
 //! `".zarrforge/store.json"`).
 
 pub mod fs;
+#[cfg(feature = "icechunk")]
+pub mod icechunk;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod url;
@@ -195,6 +197,10 @@ pub fn check(output: &Path) -> Result<(), WriteError> {
 /// [`WriteError::Remote`] when the URL is malformed, no credentials are
 /// found, or the client cannot be built (or S3 support is not compiled in).
 pub fn open(output: &Path) -> Result<Arc<dyn Storage>, WriteError> {
+    #[cfg(feature = "icechunk")]
+    if let Some(r) = icechunk::registered(output) {
+        return Ok(r);
+    }
     match Location::parse(output)? {
         Location::Dir(p) => Ok(Arc::new(fs::DirStorage::new(p))),
         #[cfg(feature = "s3")]

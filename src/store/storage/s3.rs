@@ -10,7 +10,7 @@
 //! [`MULTIPART_BYTES`] go up as multipart uploads, aborted when a part fails
 //! so that no parts are left behind.
 
-mod credentials;
+pub mod credentials;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -145,7 +145,7 @@ impl S3Storage {
                 ClientOptions::new()
                     .with_allow_http(settings.allow_http)
                     .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(120)),
+                    .with_timeout(Duration::from_mins(2)),
             );
         if let Some(t) = &settings.token {
             b = b.with_token(t);

@@ -193,7 +193,7 @@ impl Settings {
         let virtual_hosted =
             flag("AWS_VIRTUAL_HOSTED_STYLE_REQUEST")?.unwrap_or(endpoint.is_none());
         let retry_timeout = match get("ZARRFORGE_S3_RETRY_SECONDS") {
-            None => Duration::from_secs(60),
+            None => Duration::from_mins(1),
             Some(v) => v
                 .parse::<f64>()
                 .ok()
