@@ -213,6 +213,21 @@ fn appends_become_snapshots_and_earlier_ones_keep_their_data() {
         assert!(got.get(k) == want.get(k), "chunk {k} differs after appends");
     }
 
+    // verify reads any version: the first tag equals the first file, the
+    // last one all three; the first snapshot is not all three.
+    let verify = |reference: &str, inputs: &[PathBuf]| -> Run {
+        let mut args = vec!["verify", "--icechunk", "--ref", reference];
+        args.extend(inputs.iter().map(|p| s(p)));
+        args.push(s(&repo));
+        zarrforge(Some(2), &args, 3 * MINUTE)
+    };
+    let r = verify("run1", &files[..1]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = verify("run3", &files);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = verify(&first, &files);
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+
     // The same append again (a hook that fires twice) finds its work done
     // and commits nothing: the tip stays run3's.
     let tip = tip_of(&repo);

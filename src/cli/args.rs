@@ -293,6 +293,12 @@ pub struct InspectArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// The store is an Icechunk repository (read at --ref)
+    #[arg(long)]
+    pub icechunk: bool,
+    /// With --icechunk: the branch, tag or snapshot id to read [default: main]
+    #[arg(long = "ref", requires = "icechunk", value_name = "REF")]
+    pub reference: Option<String>,
 }
 
 /// `plan` options.
@@ -457,6 +463,12 @@ pub struct VerifyArgs {
     /// Write the verification report as JSON to this file (rank 0)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// The store is an Icechunk repository (read at --ref)
+    #[arg(long)]
+    pub icechunk: bool,
+    /// With --icechunk: the branch, tag or snapshot id to read [default: main]
+    #[arg(long = "ref", requires = "icechunk", value_name = "REF")]
+    pub reference: Option<String>,
     /// Progress and events.
     #[command(flatten)]
     pub progress: ProgressArgs,
@@ -490,6 +502,9 @@ impl VerifyArgs {
         }
         cfg.history = None;
         cfg.progress = false;
+        if self.icechunk {
+            cfg.icechunk = Some(IcechunkOutput::reader(self.reference.clone()));
+        }
         if cfg.inputs.is_empty() && cfg.file_list.is_none() {
             return Err(ConfigError::NoInputs);
         }

@@ -335,6 +335,20 @@ pub struct IcechunkOutput {
     pub reference: Option<String>,
 }
 
+impl IcechunkOutput {
+    /// A reader of `reference` (a branch, tag or snapshot id; `main`'s tip
+    /// without one).
+    pub fn reader(reference: Option<String>) -> Self {
+        Self {
+            branch: "main".into(),
+            message: None,
+            tag: None,
+            command: Vec::new(),
+            reference,
+        }
+    }
+}
+
 /// Everything `convert` needs, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConvertConfig {

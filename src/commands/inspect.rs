@@ -212,6 +212,17 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::InspectArgs) -> Result<(),
     if !ctx.is_root() {
         return Ok(());
     }
+    #[cfg(feature = "icechunk")]
+    if args.icechunk {
+        crate::store::storage::icechunk::register(
+            &args.input,
+            crate::store::storage::icechunk::Target {
+                branch: "main".into(),
+                reference: args.reference.clone(),
+            },
+        )?
+        .open_readonly()?;
+    }
     if super::inspect_store::is_store(&args.input) {
         let v = super::inspect_store::view(&args.input)?;
         if args.json {

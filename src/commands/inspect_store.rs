@@ -38,7 +38,7 @@ pub struct StoreView {
 /// Whether `path` names a store rather than a netCDF file: an `s3://` URL,
 /// or a directory.
 pub fn is_store(path: &Path) -> bool {
-    storage::is_remote(path) || path.is_dir()
+    storage::is_object(path) || path.is_dir()
 }
 
 fn arrays_of(root: &Value, format: u8) -> Vec<(String, Value, Value, Value)> {

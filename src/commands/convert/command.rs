@@ -91,6 +91,12 @@ fn run_command(
         // append may have taken it from the store).
         let mut cfg = cfg.clone();
         cfg.attrs_json = Some(report.attrs_json);
+        if let Some(ic) = &mut cfg.icechunk {
+            // Every rank reads the committed snapshot (not its fork).
+            let snapshot = report.icechunk.as_ref().and_then(|i| i.snapshot.clone());
+            let id: String = super::from_root(ctx, || Ok(snapshot.unwrap_or_default()))?;
+            ic.reference = (!id.is_empty()).then_some(id);
+        }
         let v = verify::verify(ctx, &cfg, monitor)?;
         monitor.finish();
         monitor.event(&verify::verified(&v));

@@ -137,6 +137,20 @@ pub fn verify(
 ) -> Result<VerifyReport, Error> {
     let t0 = Instant::now();
     let store = cfg.output.clone();
+    #[cfg(feature = "icechunk")]
+    if let Some(ic) = &cfg.icechunk {
+        let r = crate::store::storage::icechunk::register(
+            &store,
+            crate::store::storage::icechunk::Target {
+                branch: ic.branch.clone(),
+                reference: ic.reference.clone(),
+            },
+        )?;
+        // `convert --verify` reads the snapshot it committed.
+        if let Some(reference) = &ic.reference {
+            r.open_readonly_at(reference)?;
+        }
+    }
     let opts = options(cfg);
     let (files, v3, docs): (Vec<PathBuf>, bool, Vec<(String, String)>) = from_rank0(ctx, || {
         let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;

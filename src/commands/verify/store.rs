@@ -39,7 +39,7 @@ const PRIVATE_DIR: &str = ".zarrforge";
 /// [`VerifyError::NotAStore`] without a root document; [`VerifyError::Io`]
 /// when a directory or document cannot be read.
 pub(crate) fn collect(store: &Path) -> Result<(Format, Vec<(String, String)>), VerifyError> {
-    if crate::store::storage::is_remote(store) {
+    if crate::store::storage::is_object(store) {
         return collect_remote(store);
     }
     let format = if store.join("zarr.json").is_file() {
@@ -444,7 +444,7 @@ pub(crate) fn storage(store: &Path) -> Result<Arc<dyn ReadableStorageTraits>, Ve
         what: "open the store",
         source: std::io::Error::other(e),
     };
-    if crate::store::storage::is_remote(store) {
+    if crate::store::storage::is_object(store) {
         let s = crate::store::storage::open(store).map_err(|e| err(e.to_string()))?;
         return Ok(Arc::new(crate::store::storage::zarrs_reader::ZarrsReader(
             s,

@@ -223,11 +223,14 @@ impl Repo {
     }
 
     fn describe_repo(&self) -> String {
-        format!(
-            "{} (Icechunk, branch {})",
-            self.output.display(),
-            self.target.branch
-        )
+        match &self.target.reference {
+            Some(r) => format!("{} (Icechunk, at {r})", self.output.display()),
+            None => format!(
+                "{} (Icechunk, branch {})",
+                self.output.display(),
+                self.target.branch
+            ),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -387,12 +390,22 @@ impl Repo {
     /// # Errors
     /// [`WriteError::Remote`]: no repository, or no such reference.
     pub fn open_readonly(&self) -> Result<(), WriteError> {
-        let location = self.location.clone();
         let reference = self
             .target
             .reference
             .clone()
             .unwrap_or_else(|| self.target.branch.clone());
+        self.open_readonly_at(&reference)
+    }
+
+    /// Reads `reference` (a branch, tag or snapshot id) from now on: a
+    /// read-only session replaces the run's.
+    ///
+    /// # Errors
+    /// [`WriteError::Remote`]: no repository, or no such reference.
+    pub fn open_readonly_at(&self, reference: &str) -> Result<(), WriteError> {
+        let location = self.location.clone();
+        let reference = reference.to_string();
         let (repo, session, props) = self
             .rt
             .block_on(async move {
@@ -729,6 +742,8 @@ impl Storage for Repo {
     fn describe(&self, key: &str) -> String {
         if is_control(key) {
             self.control.describe(key)
+        } else if key.is_empty() {
+            self.describe_repo()
         } else {
             format!("{}: {key}", self.describe_repo())
         }

@@ -214,6 +214,16 @@ pub fn open(output: &Path) -> Result<Arc<dyn Storage>, WriteError> {
     }
 }
 
+/// Whether `output` is reached through [`open`] only (object storage, an
+/// Icechunk repository), never as files.
+pub fn is_object(output: &Path) -> bool {
+    #[cfg(feature = "icechunk")]
+    if icechunk::registered(output).is_some() {
+        return true;
+    }
+    is_remote(output)
+}
+
 /// Whether `output` names object storage rather than a directory.
 pub fn is_remote(output: &Path) -> bool {
     output.to_str().is_some_and(url::is_url)

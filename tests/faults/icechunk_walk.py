@@ -1,0 +1,366 @@
+#!/usr/bin/env python3
+"""Kill-point and race walk of zarrforge's Icechunk output (convert --icechunk).
+
+usage: icechunk_walk.py BIN WORKDIR [--quick]
+
+The arguments are harness.py's, whose helpers this walk imports (harness.py
+reads them when imported and does nothing else). Needs the Icechunk venv
+(scripts/env.sh: zf_icechunk_venv): the branch is read with Python icechunk
+and xarray.
+
+Kill walk: convert (create), --resume of an interrupted create, --append
+and --overwrite, with 2 and 3 ranks. A first run lists the points the
+operation reaches (ZARRFORGE_FAULT_TRACE); then the operation starts again
+from the same initial repository and is killed (SIGKILL) at the first and
+the last occurrence of every point on every rank that reaches it (so
+icechunk.handing on each non-root rank). After each kill:
+
+  - the tip of main, read with icechunk + xarray (values, dims, dtypes,
+    attributes), is the old snapshot (the same snapshot id) or the complete
+    new data; for a create, no dataset at all is the old state;
+  - the recovery succeeds: --resume for create, resume and overwrite (every
+    other kill: --overwrite again), the same --append for append (every
+    other kill: with --resume added); every other kill's recovery runs on
+    the other rank count. The tip then equals a clean run's, one snapshot
+    after the initial tip (no double or empty commit), and REPO/.zarrforge
+    holds no lock and no journal.
+
+Races: (1) two appends, two creates, an append and an overwrite started
+together on one repository: each ends with success or a one-line refusal,
+and the tip is one of the states the pair gives one after the other.
+(2) an --append paused (SIGSTOP) just before its commit while this script
+commits to main with Python icechunk: a change the append does not touch
+(a new array; chunks of an array the append does not change) must be
+rebased over and both changes kept; a change to what the append changes
+(an attribute of an appended array; an appended array resized) must make
+zarrforge exit 6 with one line saying the branch moved, commit nothing and
+leave no lock or journal, and the same --append run again must succeed.
+
+--quick (CI) samples: the walk at 2 ranks kills at the first and last
+occurrence of every point of convert and append and of the icechunk.*
+points of resume and overwrite; at 3 ranks only the icechunk.* points of
+append (where the merge tree has two levels); pairs race once, the paused
+races all run. Without --quick: every point, both rank counts, pairs twice.
+
+Prints a line per failure and a summary; exits 1 when anything failed.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+import warnings
+
+import icechunk
+import numpy as np
+import xarray as xr
+import zarr
+
+import harness as h
+
+QUICK = h.QUICK
+CHUNKS = "time=3"
+# Exit status of a refusal because of another writer (error.rs: Locked).
+LOCKED = 6
+
+icechunk.set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
+warnings.simplefilter("ignore")
+
+
+def run_on(ranks, args, **kw):
+    h.RANKS = ranks
+    return h.run(args, **kw)
+
+
+def launch_on(ranks, args, **kw):
+    h.RANKS = ranks
+    return h.launch(args, **kw)
+
+
+def ic_args(out, files, *extra):
+    return ["convert", "--quiet", "--icechunk", "--chunks", CHUNKS, "-o", out] + list(extra) + files
+
+
+def repo_at(path):
+    return icechunk.Repository.open(icechunk.local_filesystem_storage(path))
+
+
+def tip(path):
+    """What readers of main see: (snapshot id, snapshots in its ancestry,
+    digest of the dataset xarray reads there). (None, 0, None) without a
+    repository or branch; digest None when no dataset opens (an empty
+    repository)."""
+    try:
+        repo = repo_at(path)
+        snap = repo.lookup_branch("main")
+        count = sum(1 for _ in repo.ancestry(branch="main"))
+    except Exception:
+        return None, 0, None
+    try:
+        store = repo.readonly_session(snapshot_id=snap).store
+        ds = xr.open_zarr(store, consolidated=False, decode_times=False)
+        parts = [("attrs", json.dumps(ds.attrs, sort_keys=True, default=str))]
+        for name in sorted(ds.variables):
+            v = ds.variables[name]
+            data = np.ascontiguousarray(v.values)
+            parts.append((name, v.dims, str(data.dtype), hashlib.sha1(data.tobytes()).hexdigest(),
+                          json.dumps(v.attrs, sort_keys=True, default=str)))
+        ds.close()
+        return snap, count, json.dumps(parts)
+    except Exception:
+        return snap, count, None
+
+
+# ---------------------------------------------------------------- clean runs
+
+
+class Refs:
+    """Clean repositories: A (files 0-1), AB (A with files 2-3 appended),
+    B (A overwritten by files 2-3), an interrupted create of A."""
+
+    def __init__(self, files):
+        base = os.path.join(h.WORK, "ic-refs")
+        os.makedirs(base, exist_ok=True)
+        self.fa, self.fb = files[:2], files[2:]
+        self.paths = {n: os.path.join(base, f"{n}.icechunk") for n in ("A", "AB", "B", "partial")}
+        p = self.paths
+        h.copy_store(None, p["A"])
+        rc, _, err = run_on(2, ic_args(p["A"], self.fa))
+        assert rc == 0, err
+        for name, extra in (("AB", "--append"), ("B", "--overwrite")):
+            h.copy_store(p["A"], p[name])
+            rc, _, err = run_on(2, ic_args(p[name], self.fb, extra))
+            assert rc == 0, err
+        # Interrupted: rank 1 killed after its first journal batch.
+        h.copy_store(None, p["partial"])
+        rc, _, err = run_on(2, ic_args(p["partial"], self.fa), fault="journal.flushed@1:1")
+        assert rc != 0, err
+        self.tips = {n: tip(path) for n, path in p.items()}
+        for n in ("A", "AB", "B"):
+            assert self.tips[n][2] is not None, n
+        assert self.tips["partial"][2] is None, self.tips["partial"]
+
+    def data(self, name):
+        return self.tips[name][2] if name else None
+
+    def operations(self, out):
+        """name -> (initial repository, command, recovery commands, old, new)."""
+        conv = ic_args(out, self.fa)
+        resume = ic_args(out, self.fa, "--resume")
+        append = ic_args(out, self.fb, "--append")
+        over = ic_args(out, self.fb, "--overwrite")
+        return {
+            "convert": (None, conv, [resume], None, "A"),
+            "resume": (self.paths["partial"], resume, [resume], None, "A"),
+            "append": (self.paths["A"], append, [append, append + ["--resume"]], "A", "AB"),
+            "overwrite": (self.paths["A"], over, [ic_args(out, self.fb, "--resume"), over], "A", "B"),
+        }
+
+
+# ---------------------------------------------------------------- kill walk
+
+
+def sampled(op, ranks, points):
+    """The points of `op` at `ranks` that --quick kills at (see the module
+    documentation); all of them otherwise."""
+    if not QUICK:
+        return points
+    if ranks == 2 and op in ("convert", "append"):
+        return points
+    if ranks == 2 or op == "append":
+        return [p for p in points if p[1].startswith("icechunk.")]
+    return []
+
+
+def kill_walk(refs, ranks, stats):
+    out = os.path.join(h.WORK, f"ic-walk-{ranks}.icechunk")
+    hit = os.path.join(h.WORK, "ic-hit")
+    for op, (initial, cmd, recoveries, old, new) in refs.operations(out).items():
+        tag = f"icechunk {op} on {ranks} ranks"
+        h.RANKS = ranks
+        points = sampled(op, ranks, h.trace_points(initial, cmd, out, f"ic-{op}-{ranks}", quick=True))
+        before = tip(initial) if initial else (None, 0, None)
+        for i, (rank, name, n) in enumerate(points):
+            case = f"{tag}: kill rank {rank} at {name}@{n}"
+            h.copy_store(initial, out)
+            if os.path.exists(hit):
+                os.remove(hit)
+            rc, _, err = run_on(ranks, cmd, fault=f"{name}@{n}:{rank}", hit=hit)
+            if not os.path.exists(hit):
+                if rc == 0 and n > 1:
+                    stats["not reached"] += 1
+                    continue
+                h.fail(f"{case}: point not reached (exit {rc}): {err.strip()[-300:]}")
+                continue
+            if rc == 0:
+                h.fail(f"{case}: exit 0 after the kill")
+            stats["kills"] += 1
+            snap, count, data = tip(out)
+            unchanged = snap == before[0] and data == before[2]
+            complete = data == refs.data(new) and count == before[1] + 1
+            if not (unchanged or complete):
+                h.fail(f"{case}: main's tip is neither the old snapshot nor the complete new data"
+                       f" ({count} snapshots, {'no dataset' if data is None else 'other data'})")
+            recovery = recoveries[i % len(recoveries)]
+            other = 5 - ranks if i // len(recoveries) % 2 else ranks
+            rc, _, err = run_on(other, recovery)
+            flags = " ".join(a for a in recovery[recovery.index("-o") + 2:] if a.startswith("--"))
+            what = f"recovery ({flags}, {other} ranks)"
+            if rc != 0:
+                h.fail(f"{case}: {what} failed (exit {rc}): {err.strip()[-400:]}")
+                continue
+            snap, count, data = tip(out)
+            if data != refs.data(new):
+                h.fail(f"{case}: after the {what} main's tip differs from a clean run's")
+            elif count != before[1] + 1:
+                h.fail(f"{case}: after the {what} main has {count} snapshots, a clean run {before[1] + 1}")
+            left = h.leftovers(out)
+            if left:
+                h.fail(f"{case}: left behind after the {what}: {left}")
+            stats["recovered"] += 1
+
+
+# ---------------------------------------------------------------- races
+
+
+def together_races(refs, stats, repeats):
+    """Pairs started together, each on 2 ranks; the tip must be one of the
+    states (data, snapshots) the pair gives run one after the other."""
+    out = os.path.join(h.WORK, "ic-pair.icechunk")
+    ops = refs.operations(out)
+    count = {n: refs.tips[n][1] for n in ("A", "AB", "B")}
+    pairs = {
+        ("append", "append"): [("AB", count["AB"])],
+        ("convert", "convert"): [("A", count["A"])],
+        ("append", "overwrite"): [("AB", count["AB"]), ("B", count["B"]), ("B", count["AB"] + 1)],
+    }
+    for (a_name, b_name), outcomes in pairs.items():
+        for rep in range(repeats):
+            case = f"icechunk {a_name} + {b_name} started together (#{rep + 1})"
+            h.copy_store(ops[a_name][0], out)
+            procs = [launch_on(2, ops[a_name][1]), launch_on(2, ops[b_name][1])]
+            results = [h.finish(p) for p in procs]
+            for (rc, _, err), nm in zip(results, (a_name, b_name)):
+                if rc == 0:
+                    continue
+                if not h.one_line_refusal(rc, err):
+                    h.fail(f"{case}: {nm} neither succeeded nor refused in one line (exit {rc}): {err.strip()[-400:]}")
+                stats[f"refused with exit {rc}"] += 1
+            _, n, data = tip(out)
+            if not any(data == refs.data(name) and n == c for name, c in outcomes):
+                seen = [name for name in ("A", "AB", "B") if data == refs.data(name)] or ["other data"]
+                h.fail(f"{case}: main's tip is {seen[0]} in {n} snapshots, not one of {outcomes}")
+            if h.leftovers(out):
+                h.fail(f"{case}: left behind: {h.leftovers(out)}")
+            stats["pair races"] += 1
+
+
+def new_array(group):
+    a = group.create_array("extra", shape=(4,), chunks=(2,), dtype="i4", fill_value=0)
+    a[:] = np.arange(4, dtype="i4")
+
+
+def new_lat(group):
+    group["lat"][:] = np.linspace(-80, 80, 8).astype("f4")
+
+
+def temp_note(group):
+    group["temp"].attrs["note"] = "set by another writer"
+
+
+def temp_resized(group):
+    t = group["temp"]
+    t.resize((t.shape[0] + 1,) + t.shape[1:])
+    t[-1] = np.zeros(t.shape[1:], "f4")
+
+
+# (name, the other writer's change, whether zarrforge must rebase over it)
+OTHER_WRITERS = [
+    ("a new array", new_array, True),
+    ("new values of lat (an array the append does not change)", new_lat, True),
+    ("an attribute of temp", temp_note, False),
+    ("temp resized by one step", temp_resized, False),
+]
+
+
+def commit_change(path, change, message):
+    session = repo_at(path).writable_session("main")
+    change(zarr.open_group(session.store, mode="r+"))
+    return session.commit(message)
+
+
+def paused_races(refs, stats):
+    out = os.path.join(h.WORK, "ic-paused.icechunk")
+    hit = os.path.join(h.WORK, "ic-hit-paused")
+    initial, cmd, _, _, _ = refs.operations(out)["append"]
+    for what, change, rebases in OTHER_WRITERS:
+        case = f"icechunk append paused before its commit, {what} committed meanwhile"
+        # What main must hold once both changes are in: a clean AB with the
+        # same change committed on top.
+        expected = os.path.join(h.WORK, "ic-expected.icechunk")
+        h.copy_store(refs.paths["AB"], expected)
+        commit_change(expected, change, "the other writer")
+        want = tip(expected)[2]
+        h.copy_store(initial, out)
+        if os.path.exists(hit):
+            os.remove(hit)
+        a = launch_on(2, cmd, fault="icechunk.commit@1:0:stop", hit=hit)
+        if not h.wait_for_point(a, hit):
+            h.fail(f"{case}: pause point not reached: {h.finish(a)[2].strip()[-300:]}")
+            continue
+        theirs = commit_change(out, change, "the other writer")
+        os.kill(h.paused_pid(hit), signal.SIGCONT)
+        rc, _, err = h.finish(a)
+        snap, n, data = tip(out)
+        if rebases:
+            if rc != 0:
+                h.fail(f"{case}: zarrforge did not rebase (exit {rc}): {err.strip()[-400:]}")
+            elif data != want or n != refs.tips["AB"][1] + 1:
+                h.fail(f"{case}: main's tip does not hold both changes ({n} snapshots)")
+        else:
+            lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
+            if rc != LOCKED or not h.one_line_refusal(rc, err) or not any("moved" in l for l in lines):
+                h.fail(f"{case}: zarrforge did not refuse with exit {LOCKED} and one line saying the branch moved"
+                       f" (exit {rc}): {err.strip()[-400:]}")
+            elif snap != theirs:
+                h.fail(f"{case}: zarrforge committed after its refusal")
+            if h.leftovers(out):
+                h.fail(f"{case}: left behind after the refusal: {h.leftovers(out)}")
+            rc, _, err = run_on(2, cmd)
+            snap, n, data = tip(out)
+            if rc != 0:
+                h.fail(f"{case}: the same --append run again failed (exit {rc}): {err.strip()[-400:]}")
+            elif data != want:
+                seen = "the clean AB (the other writer's change lost)" if data == refs.data("AB") else "other data"
+                h.fail(f"{case}: after the same --append again main's tip is {seen}, not both changes")
+        if h.leftovers(out):
+            h.fail(f"{case}: left behind: {h.leftovers(out)}")
+        stats["paused races"] += 1
+
+
+def main():
+    os.makedirs(h.WORK, exist_ok=True)
+    files = h.make_inputs(os.path.join(h.WORK, "inputs"))
+    stats = {"kills": 0, "recovered": 0, "not reached": 0, "pair races": 0, "paused races": 0}
+    stats.update({f"refused with exit {c}": 0 for c in range(1, 9)})
+    t0 = time.time()
+    refs = Refs(files)
+    for ranks in (2, 3):
+        h.timed(f"icechunk kill walk, {ranks} ranks", kill_walk, refs, ranks, stats)
+    h.timed("icechunk pairs", together_races, refs, stats, 1 if QUICK else 2)
+    h.timed("icechunk paused races", paused_races, refs, stats)
+    refusals = ", ".join(f"{v} x exit {k.rsplit(' ', 1)[1]}" for k, v in stats.items()
+                         if k.startswith("refused") and v)
+    print(
+        f"icechunk faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's data, "
+        f"{stats['not reached']} not reached in the faulted run), {stats['pair races']} concurrent pairs"
+        f" (refusals: {refusals or 'none'}), {stats['paused races']} paused races; "
+        f"{len(h.failures)} failures in {time.time() - t0:.0f} s"
+    )
+    sys.exit(1 if h.failures else 0)
+
+
+if __name__ == "__main__":
+    main()
