@@ -372,3 +372,84 @@ fn zarr_v2_is_refused_with_one_line() {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(!repo.exists());
 }
+
+/// A handle of its own on `repo` (a new link: handles are per path).
+fn handle(repo: &Path, what: &str) -> std::sync::Arc<zarrforge::store::storage::icechunk::Repo> {
+    let alias = repo.with_extension(format!("writer-{what}"));
+    std::os::unix::fs::symlink(repo, &alias).unwrap();
+    register(
+        &alias,
+        Target {
+            branch: "main".into(),
+            reference: None,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_moved_branch_is_rebased_only_for_disjoint_chunks() {
+    use zarrforge::store::storage::icechunk::Committed;
+    let dir = tmp();
+    let files = series(&dir.path().join("in"), "part", &[4], |_, _| {});
+    let repo = dir.path().join("moved.icechunk");
+    let r = convert(None, &["--chunks", "time=1"], &repo, &[&files[0]]);
+    assert!(r.ok(), "{}", r.stderr);
+    let chunk = |h: &zarrforge::store::storage::icechunk::Repo, k: &str| h.get(k).unwrap().unwrap();
+    let commit = |h: &zarrforge::store::storage::icechunk::Repo| {
+        h.commit("test", BTreeMap::new(), None).unwrap()
+    };
+
+    // Two writers open the branch at the same snapshot and write
+    // different chunks: the later commit is rebased onto the earlier.
+    let (a, b) = (handle(&repo, "a1"), handle(&repo, "b1"));
+    a.open_writable(false, None).unwrap();
+    b.open_writable(false, None).unwrap();
+    let c0 = chunk(&a, "t2m/c/0/0/0");
+    let c1 = chunk(&b, "t2m/c/1/0/0");
+    a.put("t2m/c/0/0/0", &c1).unwrap();
+    b.put("t2m/c/1/0/0", &c0).unwrap();
+    assert!(matches!(commit(&a), Committed::Snapshot(_)));
+    assert!(
+        matches!(commit(&b), Committed::Snapshot(_)),
+        "disjoint chunks rebase"
+    );
+    let both = from_repo(&repo, "main", &["t2m/c/0/0/0".into(), "t2m/c/1/0/0".into()]);
+    assert_eq!(both["t2m/c/0/0/0"], c1, "the first writer's chunk is kept");
+    assert_eq!(both["t2m/c/1/0/0"], c0, "the second writer's chunk is kept");
+
+    // The same chunk: the later commit is refused, never last-writer-wins.
+    let (a, b) = (handle(&repo, "a2"), handle(&repo, "b2"));
+    a.open_writable(false, None).unwrap();
+    b.open_writable(false, None).unwrap();
+    a.put("t2m/c/2/0/0", &c0).unwrap();
+    b.put("t2m/c/2/0/0", &c1).unwrap();
+    assert!(matches!(commit(&a), Committed::Snapshot(_)));
+    assert!(
+        matches!(commit(&b), Committed::Moved(_)),
+        "a double write must not rebase"
+    );
+    let kept = from_repo(&repo, "main", &["t2m/c/2/0/0".into()]);
+    assert_eq!(
+        kept["t2m/c/2/0/0"], c0,
+        "the refused writer changed nothing"
+    );
+
+    // The same array's metadata (two appends): refused too.
+    let (a, b) = (handle(&repo, "a3"), handle(&repo, "b3"));
+    a.open_writable(false, None).unwrap();
+    b.open_writable(false, None).unwrap();
+    let meta = chunk(&a, "t2m/zarr.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+    doc["shape"][0] = 6.into();
+    let grown = serde_json::to_vec(&doc).unwrap();
+    a.put("t2m/zarr.json", &grown).unwrap();
+    doc["shape"][0] = 8.into();
+    b.put("t2m/zarr.json", &serde_json::to_vec(&doc).unwrap())
+        .unwrap();
+    assert!(matches!(commit(&a), Committed::Snapshot(_)));
+    assert!(
+        matches!(commit(&b), Committed::Moved(_)),
+        "two metadata updates must not rebase"
+    );
+}

@@ -851,3 +851,44 @@ fn ranks_killed_mid_conversion_on_s3_resume_on_another_rank_count() {
         "resumed after SIGKILL",
     );
 }
+
+/// `convert --icechunk` to S3 (moto, which honours conditional writes) on 2
+/// and 3 ranks: a create then an append, each one snapshot, read back by
+/// `verify --icechunk --ref` on the tag of each version; the lock and the
+/// journal are gone afterwards.
+#[test]
+fn an_icechunk_repository_on_s3_takes_a_create_and_an_append() {
+    let dir = tmp();
+    let files = inputs(&dir.path().join("in"));
+    let (mut server, endpoint) = start_moto();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let url = format!("s3://{BUCKET}/ic/repo");
+    let layout = ["--icechunk", "--chunks", "time=2,lat=5,lon=3"];
+    let mut args = convert_args(&url, &files[..3], &layout);
+    args.extend(["--tag", "v1"]);
+    let r = zarrforge_env(Some(2), &args, 2 * MINUTE, &env);
+    assert!(r.ok(), "{}", r.stderr);
+    let mut args = convert_args(&url, &files[3..], &layout);
+    args.extend(["--append", "--tag", "v2"]);
+    let r = zarrforge_env(Some(3), &args, 2 * MINUTE, &env);
+    assert!(r.ok(), "{}", r.stderr);
+    for (tag, upto) in [("v1", 3), ("v2", files.len())] {
+        let mut args = vec!["verify", "--icechunk", "--ref", tag];
+        args.extend(files[..upto].iter().map(|p| s(p)));
+        args.push(&url);
+        let r = zarrforge_env(Some(2), &args, 2 * MINUTE, &env);
+        assert!(r.ok(), "{tag}: {}{}", r.stdout, r.stderr);
+    }
+    let left = client_at(&endpoint, "ic/repo").list(".zarrforge").unwrap();
+    assert!(
+        left.iter().all(|k| k.ends_with("store.json")),
+        "lock or journal left: {left:?}"
+    );
+    server.kill().ok();
+    server.wait().ok();
+}
