@@ -453,3 +453,43 @@ fn a_moved_branch_is_rebased_only_for_disjoint_chunks() {
         "two metadata updates must not rebase"
     );
 }
+
+/// Manifests are split along the series: `plan --icechunk` counts what
+/// Icechunk then writes (1100 one-step chunks: 3 manifests of the field,
+/// one per coordinate).
+#[test]
+fn manifests_are_split_along_the_series_as_planned() {
+    let dir = tmp();
+    let files = series(&dir.path().join("in"), "long", &[1100], |_, p| {
+        p.lat = 2;
+        p.vars = vec!["t2m"];
+    });
+    let repo = dir.path().join("long.icechunk");
+    let r = convert(None, &["--chunks", "time=1"], &repo, &[&files[0]]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = zarrforge(
+        None,
+        &[
+            "plan",
+            "--icechunk",
+            "--json",
+            "--chunks",
+            "time=1",
+            s(&files[0]),
+        ],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let written = std::fs::read_dir(repo.join("manifests")).unwrap().count() as u64;
+    assert_eq!(
+        plan["icechunk"]["manifests"].as_u64(),
+        Some(written),
+        "{}",
+        plan["icechunk"]
+    );
+    assert!(
+        written >= 4,
+        "{written} manifests: the series was not split"
+    );
+}

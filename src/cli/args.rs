@@ -320,6 +320,9 @@ pub struct PlanArgs {
     /// List every unit with its rank
     #[arg(long)]
     pub units: bool,
+    /// Show the Icechunk commit of the plan: chunk references, commits and manifests
+    #[arg(long)]
+    pub icechunk: bool,
     /// Threads, memory and exchange of each rank, as `convert` would use them.
     #[command(flatten)]
     pub workers: WorkerArgs,

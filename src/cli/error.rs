@@ -148,6 +148,16 @@ pub enum ConfigError {
         /// Icechunk's account of the conflict.
         why: String,
     },
+    /// More chunk references than one Icechunk commit takes.
+    #[error("{store}: this run writes {refs} chunks, more than the {limit} references one Icechunk commit takes; convert the files in parts (a first run, then --append of the rest, a snapshot each), or make larger chunks or shards (--chunks, --shards)")]
+    TooManyChunks {
+        /// Repository.
+        store: PathBuf,
+        /// Chunks of the run.
+        refs: u64,
+        /// Icechunk's limit.
+        limit: u64,
+    },
     /// Another run holds the store's lock.
     #[error("{store} is locked by another zarrforge run ({holder}); {hint}")]
     Locked {

@@ -272,6 +272,7 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
     let threads = planned.as_ref().map_or(threads, |j| j.threads_per_rank);
     let (p, x) = crate::commands::convert::paths(&cfg, &job, p, ranks, threads, &[])?;
     let traffic = x.traffic(&p, |_| false);
+    let icechunk = args.icechunk.then(|| icechunk_plan(&job, &p));
     let mut peaks = Vec::with_capacity(ranks);
     for r in 0..ranks {
         peaks.push(crate::commands::convert::peak_memory(
@@ -289,6 +290,9 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
                     |j| serde_json::to_value(j).unwrap_or_default(),
                 ),
             );
+            if let Some(ic) = &icechunk {
+                m.insert("icechunk".into(), ic.clone());
+            }
             m.insert(
                 "planning_launch".into(),
                 serde_json::to_value(&topology).unwrap_or_default(),
@@ -314,9 +318,45 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
             None => println!("planned job (this launch): {}", topology.line()),
         }
         print!("{}", describe_plan(&p, args.units));
+        if let Some(ic) = &icechunk {
+            println!(
+                "icechunk: {} chunk reference(s) in {} commit(s), {} manifest(s) ({} chunks per manifest along '{}'); at most {} references per commit",
+                ic["chunk_refs"], ic["commits"], ic["manifests"], ic["split_chunks"],
+                ic["split_dim"].as_str().unwrap_or("-"), ic["max_refs_per_commit"]
+            );
+        }
         print!("{}", describe_exchange(&p, &x, &traffic, &peaks));
     }
     Ok(())
+}
+
+/// What an Icechunk commit of the plan holds (`plan --icechunk`).
+fn icechunk_plan(job: &crate::commands::convert::Job, p: &Plan) -> serde_json::Value {
+    use crate::store::layout::{icechunk_counts, ICECHUNK_MAX_REFS, ICECHUNK_SPLIT_CHUNKS};
+    let vars = job.ds.schema.vars();
+    let arrays: Vec<(Vec<String>, Vec<u64>, Vec<u64>)> = p
+        .arrays
+        .iter()
+        .map(|a| {
+            let dims = vars.get(a.var).map(|v| v.dims.clone()).unwrap_or_default();
+            (
+                dims,
+                a.shape.clone(),
+                a.shards.clone().unwrap_or_else(|| a.chunks.clone()),
+            )
+        })
+        .collect();
+    let split = job.ds.concat.as_ref().map(|c| c.dim.clone());
+    let (refs, manifests) = icechunk_counts(&arrays, split.as_deref());
+    serde_json::json!({
+        "chunk_refs": refs,
+        "commits": 1,
+        "manifests": manifests,
+        "split_dim": split,
+        "split_chunks": ICECHUNK_SPLIT_CHUNKS,
+        "max_refs_per_commit": ICECHUNK_MAX_REFS,
+        "fits": refs <= ICECHUNK_MAX_REFS,
+    })
 }
 
 /// The job `--ranks N` plans for, when it is not this launch: its threads

@@ -140,6 +140,14 @@ pub fn open(
     held: Option<Lock>,
 ) -> Result<(Option<Lock>, Opened), Error> {
     let out = &cfg.output;
+    if print.total_units > crate::store::layout::ICECHUNK_MAX_REFS {
+        return Err(ConfigError::TooManyChunks {
+            store: out.clone(),
+            refs: print.total_units,
+            limit: crate::store::layout::ICECHUNK_MAX_REFS,
+        }
+        .into());
+    }
     let repo = repo_of(out)?;
     let opened = Opened {
         run: opening::run_name(),

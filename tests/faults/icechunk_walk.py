@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -77,6 +78,20 @@ def run_on(ranks, args, **kw):
 def launch_on(ranks, args, **kw):
     h.RANKS = ranks
     return h.launch(args, **kw)
+
+
+def why(err):
+    """zarrforge's error lines of a failed run (else the end of its
+    stderr): mpirun's banner says nothing of the cause."""
+    lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
+    return " | ".join(dict.fromkeys(lines)) if lines else err.strip()[-400:]
+
+
+def named(refs, data):
+    """Which clean repository's data `data` is, for a FAIL line."""
+    if data is None:
+        return "no dataset"
+    return next((f"the data of {n}" for n in ("A", "AB", "B") if data == refs.data(n)), "other data")
 
 
 def ic_args(out, files, *extra):
@@ -118,20 +133,27 @@ def tip(path):
 
 class Refs:
     """Clean repositories: A (files 0-1), AB (A with files 2-3 appended),
-    B (A overwritten by files 2-3), an interrupted create of A."""
+    B (A overwritten by a file of other variables, from `zarrforge
+    generate`: an overwrite that kept anything of A shows), an interrupted
+    create of A."""
 
     def __init__(self, files):
         base = os.path.join(h.WORK, "ic-refs")
         os.makedirs(base, exist_ok=True)
         self.fa, self.fb = files[:2], files[2:]
+        other = os.path.join(h.WORK, "inputs", "other.nc")
+        if not os.path.exists(other):
+            subprocess.run([h.BIN, "generate", "--time", "6", "--lat", "8", "--lon", "10", other],
+                           env=h.ENV, check=True, capture_output=True)
+        self.fo = [other]
         self.paths = {n: os.path.join(base, f"{n}.icechunk") for n in ("A", "AB", "B", "partial")}
         p = self.paths
         h.copy_store(None, p["A"])
         rc, _, err = run_on(2, ic_args(p["A"], self.fa))
         assert rc == 0, err
-        for name, extra in (("AB", "--append"), ("B", "--overwrite")):
+        for name, fs, extra in (("AB", self.fb, "--append"), ("B", self.fo, "--overwrite")):
             h.copy_store(p["A"], p[name])
-            rc, _, err = run_on(2, ic_args(p[name], self.fb, extra))
+            rc, _, err = run_on(2, ic_args(p[name], fs, extra))
             assert rc == 0, err
         # Interrupted: rank 1 killed after its first journal batch.
         h.copy_store(None, p["partial"])
@@ -150,16 +172,20 @@ class Refs:
         conv = ic_args(out, self.fa)
         resume = ic_args(out, self.fa, "--resume")
         append = ic_args(out, self.fb, "--append")
-        over = ic_args(out, self.fb, "--overwrite")
+        over = ic_args(out, self.fo, "--overwrite")
         return {
             "convert": (None, conv, [resume], None, "A"),
             "resume": (self.paths["partial"], resume, [resume], None, "A"),
             "append": (self.paths["A"], append, [append, append + ["--resume"]], "A", "AB"),
-            "overwrite": (self.paths["A"], over, [ic_args(out, self.fb, "--resume"), over], "A", "B"),
+            "overwrite": (self.paths["A"], over, [ic_args(out, self.fo, "--resume"), over], "A", "B"),
         }
 
 
 # ---------------------------------------------------------------- kill walk
+
+
+def over_of(commands):
+    return next(c for c in commands if "--overwrite" in c)
 
 
 def sampled(op, ranks, points):
@@ -182,6 +208,10 @@ def kill_walk(refs, ranks, stats):
         h.RANKS = ranks
         points = sampled(op, ranks, h.trace_points(initial, cmd, out, f"ic-{op}-{ranks}", quick=True))
         before = tip(initial) if initial else (None, 0, None)
+        # One snapshot more than the initial tip: the clean run's count (a
+        # create starts from Icechunk's first snapshot, "Repository
+        # initialized").
+        count_new = refs.tips[new][1]
         for i, (rank, name, n) in enumerate(points):
             case = f"{tag}: kill rank {rank} at {name}@{n}"
             h.copy_store(initial, out)
@@ -198,24 +228,40 @@ def kill_walk(refs, ranks, stats):
                 h.fail(f"{case}: exit 0 after the kill")
             stats["kills"] += 1
             snap, count, data = tip(out)
-            unchanged = snap == before[0] and data == before[2]
-            complete = data == refs.data(new) and count == before[1] + 1
+            # Before a create's repository exists, or with only its first
+            # snapshot, readers find no dataset: the create's old state.
+            unchanged = snap == before[0] or (old is None and data is None and count <= 1)
+            complete = data == refs.data(new) and count == count_new
             if not (unchanged or complete):
                 h.fail(f"{case}: main's tip is neither the old snapshot nor the complete new data"
-                       f" ({count} snapshots, {'no dataset' if data is None else 'other data'})")
+                       f" ({count} snapshots, {named(refs, data)})")
             recovery = recoveries[i % len(recoveries)]
             other = 5 - ranks if i // len(recoveries) % 2 else ranks
+            if op == "overwrite" and "--resume" in recovery and not os.path.exists(
+                    os.path.join(out, ".zarrforge", "journal", "plan.json")):
+                # Killed before its journal: the overwrite has not begun and
+                # main is the committed A, whose plan --resume refuses (as
+                # for a directory store). It must say so in one line and
+                # change nothing; the recovery is then --overwrite again.
+                rc, _, err = run_on(other, recovery)
+                if rc != 5 or not h.one_line_refusal(rc, err) or tip(out)[0] != before[0]:
+                    h.fail(f"{case}: --resume before the overwrite began did not refuse in one line"
+                           f" leaving main alone (exit {rc}): {why(err)}")
+                recovery = over_of(recoveries)
             rc, _, err = run_on(other, recovery)
             flags = " ".join(a for a in recovery[recovery.index("-o") + 2:] if a.startswith("--"))
             what = f"recovery ({flags}, {other} ranks)"
             if rc != 0:
-                h.fail(f"{case}: {what} failed (exit {rc}): {err.strip()[-400:]}")
+                h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
                 continue
             snap, count, data = tip(out)
+            # An --overwrite run again once the first one committed is a
+            # second overwrite: one more snapshot of the same data.
+            counts = (count_new, count_new + 1) if "--overwrite" in recovery else (count_new,)
             if data != refs.data(new):
-                h.fail(f"{case}: after the {what} main's tip differs from a clean run's")
-            elif count != before[1] + 1:
-                h.fail(f"{case}: after the {what} main has {count} snapshots, a clean run {before[1] + 1}")
+                h.fail(f"{case}: after the {what} main's tip holds {named(refs, data)}, not {new}'s")
+            elif count not in counts:
+                h.fail(f"{case}: after the {what} main has {count} snapshots, a clean run {count_new}")
             left = h.leftovers(out)
             if left:
                 h.fail(f"{case}: left behind after the {what}: {left}")
@@ -226,17 +272,22 @@ def kill_walk(refs, ranks, stats):
 
 
 def together_races(refs, stats, repeats):
-    """Pairs started together, each on 2 ranks; the tip must be one of the
-    states (data, snapshots) the pair gives run one after the other."""
+    """Pairs started together, each on 2 ranks: each run succeeds, or
+    refuses in one line because the other holds the lock (exit 6) or
+    because of what the other did (the refusals of the same runs one after
+    the other); the tip must be one of the states (data, snapshots) the
+    pair gives run one after the other."""
     out = os.path.join(h.WORK, "ic-pair.icechunk")
     ops = refs.operations(out)
     count = {n: refs.tips[n][1] for n in ("A", "AB", "B")}
+    # pair -> (end states, (run, exit, words) of the refusals besides the lock)
     pairs = {
-        ("append", "append"): [("AB", count["AB"])],
-        ("convert", "convert"): [("A", count["A"])],
-        ("append", "overwrite"): [("AB", count["AB"]), ("B", count["B"]), ("B", count["AB"] + 1)],
+        ("append", "append"): ([("AB", count["AB"])], []),
+        ("convert", "convert"): ([("A", count["A"])], [("convert", 5, "already exists")]),
+        ("append", "overwrite"): ([("AB", count["AB"]), ("B", count["B"]), ("B", count["AB"] + 1)],
+                                  [("append", 5, "cannot append")]),
     }
-    for (a_name, b_name), outcomes in pairs.items():
+    for (a_name, b_name), (outcomes, refusals) in pairs.items():
         for rep in range(repeats):
             case = f"icechunk {a_name} + {b_name} started together (#{rep + 1})"
             h.copy_store(ops[a_name][0], out)
@@ -245,8 +296,10 @@ def together_races(refs, stats, repeats):
             for (rc, _, err), nm in zip(results, (a_name, b_name)):
                 if rc == 0:
                     continue
-                if not h.one_line_refusal(rc, err):
-                    h.fail(f"{case}: {nm} neither succeeded nor refused in one line (exit {rc}): {err.strip()[-400:]}")
+                expected = (rc == LOCKED and "is locked by another zarrforge run" in err) or any(
+                    nm == r and rc == c and words in err for r, c, words in refusals)
+                if not (expected and h.one_line_refusal(rc, err)):
+                    h.fail(f"{case}: {nm} neither succeeded nor refused as expected in one line (exit {rc}): {why(err)}")
                 stats[f"refused with exit {rc}"] += 1
             _, n, data = tip(out)
             if not any(data == refs.data(name) and n == c for name, c in outcomes):
@@ -276,12 +329,21 @@ def temp_resized(group):
     t[-1] = np.zeros(t.shape[1:], "f4")
 
 
-# (name, the other writer's change, whether zarrforge must rebase over it)
+def temp_first_chunk(group):
+    group["temp"][0:3] = np.full((3, 8, 10), 250, "f4")
+
+
+# (name, the other writer's change, what the paused append does then):
+# "rebase" over a change it does not touch, keeping both; "moved": exit 6,
+# nothing committed, and the same --append run again succeeds with both
+# changes ("both") or, where the other writer changed what the append
+# defines (temp's length), with the clean AB ("AB").
 OTHER_WRITERS = [
-    ("a new array", new_array, True),
-    ("new values of lat (an array the append does not change)", new_lat, True),
-    ("an attribute of temp", temp_note, False),
-    ("temp resized by one step", temp_resized, False),
+    ("a new array", new_array, "rebase"),
+    ("new values of lat (an array the append does not change)", new_lat, "rebase"),
+    ("new values of temp's first chunk (metadata unchanged)", temp_first_chunk, "rebase"),
+    ("an attribute of temp", temp_note, "both"),
+    ("temp resized by one step", temp_resized, "AB"),
 ]
 
 
@@ -295,49 +357,49 @@ def paused_races(refs, stats):
     out = os.path.join(h.WORK, "ic-paused.icechunk")
     hit = os.path.join(h.WORK, "ic-hit-paused")
     initial, cmd, _, _, _ = refs.operations(out)["append"]
-    for what, change, rebases in OTHER_WRITERS:
+    for what, change, outcome in OTHER_WRITERS:
         case = f"icechunk append paused before its commit, {what} committed meanwhile"
-        # What main must hold once both changes are in: a clean AB with the
-        # same change committed on top.
+        # Both changes: a clean AB with the same change committed on top.
         expected = os.path.join(h.WORK, "ic-expected.icechunk")
         h.copy_store(refs.paths["AB"], expected)
         commit_change(expected, change, "the other writer")
-        want = tip(expected)[2]
+        both = tip(expected)[2]
         h.copy_store(initial, out)
         if os.path.exists(hit):
             os.remove(hit)
         a = launch_on(2, cmd, fault="icechunk.commit@1:0:stop", hit=hit)
         if not h.wait_for_point(a, hit):
-            h.fail(f"{case}: pause point not reached: {h.finish(a)[2].strip()[-300:]}")
+            h.fail(f"{case}: pause point not reached: {why(h.finish(a)[2])}")
             continue
         theirs = commit_change(out, change, "the other writer")
         os.kill(h.paused_pid(hit), signal.SIGCONT)
         rc, _, err = h.finish(a)
         snap, n, data = tip(out)
-        if rebases:
-            if rc != 0:
-                h.fail(f"{case}: zarrforge did not rebase (exit {rc}): {err.strip()[-400:]}")
-            elif data != want or n != refs.tips["AB"][1] + 1:
-                h.fail(f"{case}: main's tip does not hold both changes ({n} snapshots)")
-        else:
-            lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
-            if rc != LOCKED or not h.one_line_refusal(rc, err) or not any("moved" in l for l in lines):
-                h.fail(f"{case}: zarrforge did not refuse with exit {LOCKED} and one line saying the branch moved"
-                       f" (exit {rc}): {err.strip()[-400:]}")
-            elif snap != theirs:
-                h.fail(f"{case}: zarrforge committed after its refusal")
-            if h.leftovers(out):
-                h.fail(f"{case}: left behind after the refusal: {h.leftovers(out)}")
-            rc, _, err = run_on(2, cmd)
-            snap, n, data = tip(out)
-            if rc != 0:
-                h.fail(f"{case}: the same --append run again failed (exit {rc}): {err.strip()[-400:]}")
-            elif data != want:
-                seen = "the clean AB (the other writer's change lost)" if data == refs.data("AB") else "other data"
-                h.fail(f"{case}: after the same --append again main's tip is {seen}, not both changes")
-        if h.leftovers(out):
-            h.fail(f"{case}: left behind: {h.leftovers(out)}")
         stats["paused races"] += 1
+        if outcome == "rebase":
+            if rc != 0:
+                h.fail(f"{case}: zarrforge did not rebase (exit {rc}): {why(err)}")
+            elif data != both or n != refs.tips["AB"][1] + 1:
+                h.fail(f"{case}: main's tip does not hold both changes ({n} snapshots, {named(refs, data)})")
+            if h.leftovers(out):
+                h.fail(f"{case}: left behind: {h.leftovers(out)}")
+            continue
+        if rc != LOCKED or not h.one_line_refusal(rc, err) or "moved" not in why(err):
+            h.fail(f"{case}: zarrforge did not refuse with exit {LOCKED} and one line saying the branch moved"
+                   f" (exit {rc}): {why(err)}")
+        elif snap != theirs:
+            h.fail(f"{case}: zarrforge committed after its refusal")
+        if h.leftovers(out):
+            h.fail(f"{case}: left behind after the refusal: {h.leftovers(out)}")
+        rc, _, err = run_on(2, cmd)
+        snap, n, data = tip(out)
+        if rc != 0:
+            h.fail(f"{case}: the same --append run again failed (exit {rc}): {why(err)}")
+        elif data != (both if outcome == "both" else refs.data("AB")):
+            seen = "AB's (the other writer's change lost)" if data == refs.data("AB") else named(refs, data)
+            h.fail(f"{case}: after the same --append again main holds {seen}, not {outcome}")
+        if h.leftovers(out):
+            h.fail(f"{case}: left behind after the same --append again: {h.leftovers(out)}")
 
 
 def main():

@@ -51,11 +51,7 @@ use crate::store::layout::{JOURNAL_DIR, MARKER_DIR, STATE_FILE};
 
 /// Key of the snapshot metadata entry that holds the store's state.
 pub const STATE_PROPERTY: &str = "zarrforge.state";
-/// Chunks along the concatenation dimension per manifest: a reader of one
-/// stretch of a long series loads the references of that stretch only.
-pub const SPLIT_CHUNKS: u32 = 512;
-/// Most chunk references Icechunk takes in one commit.
-pub const MAX_REFS_PER_COMMIT: u64 = 50_000_000;
+pub use crate::store::layout::ICECHUNK_SPLIT_CHUNKS as SPLIT_CHUNKS;
 
 /// What a run writes to, besides the location.
 #[derive(Debug, Clone, PartialEq, Eq)]
