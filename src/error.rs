@@ -159,7 +159,8 @@ impl ConfigError {
             ConfigError::OutputExists(_)
             | ConfigError::NotOurStore(_)
             | ConfigError::PlanChanged { .. }
-            | ConfigError::Unfinished(_) => ExitStatus::Refused,
+            | ConfigError::Unfinished(_)
+            | ConfigError::Interrupted(_) => ExitStatus::Refused,
             ConfigError::Output { .. } => ExitStatus::Store,
             ConfigError::NoMatch(_) | ConfigError::Glob { .. } | ConfigError::FileList { .. } => {
                 ExitStatus::Input

@@ -304,6 +304,11 @@ fn a_killed_run_leaves_the_branch_unchanged_and_resumes_without_rewriting() {
     let now = from_repo(&repo, "main", &["zarr.json".to_string()]);
     assert_eq!(now, before, "a killed run changed the branch");
 
+    // gc keeps the chunks an interrupted run's --resume will reuse.
+    let r = zarrforge(None, &["gc", "--older-than-hours", "0", s(&repo)], MINUTE);
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    assert!(r.stderr.contains("--resume"), "{}", r.stderr);
+
     let rep = dir.path().join("resume.json");
     let r = convert(
         Some(3),
@@ -323,6 +328,12 @@ fn a_killed_run_leaves_the_branch_unchanged_and_resumes_without_rewriting() {
         report["total_units"].as_u64().unwrap(),
         "finished units were written again"
     );
+
+    // Garbage (a fork's snapshot, chunks the killed run wrote but did not
+    // record) goes; the committed data stays.
+    let r = zarrforge(None, &["gc", "--older-than-hours", "0", s(&repo)], MINUTE);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stderr.contains("deleted"), "{}", r.stderr);
 
     // The same data as a clean conversion.
     let clean = dir.path().join("clean.zarr");

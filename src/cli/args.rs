@@ -42,6 +42,24 @@ pub enum Command {
     /// Work with recipe files.
     #[command(subcommand)]
     Recipe(RecipeCommand),
+    /// Reclaim the space of abandoned runs in an Icechunk repository (their chunks, fork snapshots); history is kept.
+    Gc(GcArgs),
+}
+
+/// `gc` options.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The Icechunk repository (a directory or s3://BUCKET/PREFIX)
+    pub repository: PathBuf,
+    /// Delete only objects written more than this many hours ago (another tool's writer may be between its writes and its commit)
+    #[arg(long, default_value_t = 24.0, value_name = "HOURS")]
+    pub older_than_hours: f64,
+    /// Count what would be deleted; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also reclaim the chunks of an interrupted zarrforge run: its journal is removed, so it can no longer be resumed
+    #[arg(long)]
+    pub discard_interrupted: bool,
 }
 
 /// `generate` options.

@@ -148,6 +148,9 @@ pub enum ConfigError {
         /// Icechunk's account of the conflict.
         why: String,
     },
+    /// `gc` found the journal of an interrupted run.
+    #[error("{0} holds the journal of an interrupted run, whose chunks --resume reuses: finish it with the same command and --resume, or pass --discard-interrupted to reclaim them")]
+    Interrupted(PathBuf),
     /// More chunk references than one Icechunk commit takes.
     #[error("{store}: this run writes {refs} chunks, more than the {limit} references one Icechunk commit takes; convert the files in parts (a first run, then --append of the rest, a snapshot each), or make larger chunks or shards (--chunks, --shards)")]
     TooManyChunks {

@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod convert;
+#[cfg(feature = "icechunk")]
+pub mod gc;
 pub mod inspect;
 pub mod inspect_store;
 pub mod monitor;
@@ -27,6 +29,13 @@ pub fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         Command::Bench(args) => bench::command(ctx, args),
         Command::Verify(args) => verify::command(ctx, args),
         Command::Recipe(RecipeCommand::Check(args)) => inspect::recipe_check(ctx, args),
+        #[cfg(feature = "icechunk")]
+        Command::Gc(args) => gc::command(ctx, args),
+        #[cfg(not(feature = "icechunk"))]
+        Command::Gc(_) => Err(crate::cli::error::ConfigError::Conflict(
+            "gc: this zarrforge was built without the `icechunk` feature".into(),
+        )
+        .into()),
     }
 }
 

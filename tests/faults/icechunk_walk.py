@@ -18,36 +18,47 @@ icechunk.handing on each non-root rank). After each kill:
   - the tip of main, read with icechunk + xarray (values, dims, dtypes,
     attributes), is the old snapshot (the same snapshot id) or the complete
     new data; for a create, no dataset at all is the old state;
-  - the recovery succeeds: --resume for create, resume and overwrite (every
-    other kill: --overwrite again), the same --append for append (every
-    other kill: with --resume added); every other kill's recovery runs on
-    the other rank count. The tip then equals a clean run's, one snapshot
-    after the initial tip (no double or empty commit), and REPO/.zarrforge
-    holds no lock and no journal.
+  - the recovery succeeds: --resume for create and resume; for overwrite
+    --resume and --overwrite again in turn (--resume of an overwrite killed
+    before its journal existed must refuse in one line, leaving main alone,
+    as for a directory store; --overwrite then); for append the same
+    --append and the same with --resume in turn; every other pair of kills
+    recovers on the other rank count. The recovery writes each unit once
+    or takes it over from the journal (its --report); the tip then equals
+    a clean run's, one snapshot after the initial tip (no double or empty
+    commit; a second --overwrite after a committed one may add one more),
+    and REPO/.zarrforge holds no lock, journal or temporary file.
+
+A create killed inside Icechunk's creation of the repository (no kill point
+reaches there: the state is planted) must be finished by --resume too.
 
 Races: (1) two appends, two creates, an append and an overwrite started
 together on one repository: each ends with success or a one-line refusal,
 and the tip is one of the states the pair gives one after the other.
 (2) an --append paused (SIGSTOP) just before its commit while this script
 commits to main with Python icechunk: a change the append does not touch
-(a new array; chunks of an array the append does not change) must be
-rebased over and both changes kept; a change to what the append changes
-(an attribute of an appended array; an appended array resized) must make
+(a new array; new values of lat; new values of temp's first chunk, its
+metadata unchanged) must be rebased over and both changes kept; a change
+to what the append changes (an attribute of temp; temp resized) must make
 zarrforge exit 6 with one line saying the branch moved, commit nothing and
 leave no lock or journal, and the same --append run again must succeed.
 
---quick (CI) samples: the walk at 2 ranks kills at the first and last
-occurrence of every point of convert and append and of the icechunk.*
-points of resume and overwrite; at 3 ranks only the icechunk.* points of
-append (where the merge tree has two levels); pairs race once, the paused
-races all run. Without --quick: every point, both rank counts, pairs twice.
+--quick (CI, about 2 minutes) samples: the whole walk at 2 ranks (whose
+recoveries run on 3 ranks every other pair of kills), and at 3 ranks only
+the points of the two-level merge tree (icechunk.handing on ranks 1 and 2,
+both icechunk.merged) of convert and append; pairs race once; every paused
+race runs. Without --quick (about 5 minutes): every point at both rank
+counts, pairs twice.
 
 Prints a line per failure and a summary; exits 1 when anything failed.
 """
 
+import collections
 import hashlib
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,19 +76,27 @@ QUICK = h.QUICK
 CHUNKS = "time=3"
 # Exit status of a refusal because of another writer (error.rs: Locked).
 LOCKED = 6
+LAUNCHES = itertools.count()
+# The id of the first snapshot of every Icechunk repository.
+INITIAL_SNAPSHOT = "1CECHNKREP0F1RSTCMT0"
 
 icechunk.set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
 warnings.simplefilter("ignore")
 
 
-def run_on(ranks, args, **kw):
-    h.RANKS = ranks
-    return h.run(args, **kw)
-
-
 def launch_on(ranks, args, **kw):
+    """harness.launch on `ranks` ranks. Launches take turns among eight
+    OpenMPI session directories: two mpiruns started at once on the shared
+    one can fail in orte_init ("orte_session_dir failed")."""
     h.RANKS = ranks
+    session = os.path.join(h.WORK, "ompi", str(next(LAUNCHES) % 8))
+    os.makedirs(session, exist_ok=True)
+    h.ENV["OMPI_MCA_orte_tmpdir_base"] = session
     return h.launch(args, **kw)
+
+
+def run_on(ranks, args, **kw):
+    return h.finish(launch_on(ranks, args, **kw))
 
 
 def why(err):
@@ -155,9 +174,10 @@ class Refs:
             h.copy_store(p["A"], p[name])
             rc, _, err = run_on(2, ic_args(p[name], fs, extra))
             assert rc == 0, err
-        # Interrupted: rank 1 killed after its first journal batch.
+        # Interrupted: rank 1 killed writing its record of chunk references
+        # (rank 0's units are in the journal, rank 1's are not).
         h.copy_store(None, p["partial"])
-        rc, _, err = run_on(2, ic_args(p["partial"], self.fa), fault="journal.flushed@1:1")
+        rc, _, err = run_on(2, ic_args(p["partial"], self.fa), fault="write.temp@1:1")
         assert rc != 0, err
         self.tips = {n: tip(path) for n, path in p.items()}
         for n in ("A", "AB", "B"):
@@ -184,19 +204,13 @@ class Refs:
 # ---------------------------------------------------------------- kill walk
 
 
-def over_of(commands):
-    return next(c for c in commands if "--overwrite" in c)
-
-
 def sampled(op, ranks, points):
     """The points of `op` at `ranks` that --quick kills at (see the module
     documentation); all of them otherwise."""
-    if not QUICK:
+    if not QUICK or ranks == 2:
         return points
-    if ranks == 2 and op in ("convert", "append"):
-        return points
-    if ranks == 2 or op == "append":
-        return [p for p in points if p[1].startswith("icechunk.")]
+    if op in ("convert", "append"):
+        return [p for p in points if p[1] in ("icechunk.handing", "icechunk.merged")]
     return []
 
 
@@ -208,10 +222,6 @@ def kill_walk(refs, ranks, stats):
         h.RANKS = ranks
         points = sampled(op, ranks, h.trace_points(initial, cmd, out, f"ic-{op}-{ranks}", quick=True))
         before = tip(initial) if initial else (None, 0, None)
-        # One snapshot more than the initial tip: the clean run's count (a
-        # create starts from Icechunk's first snapshot, "Repository
-        # initialized").
-        count_new = refs.tips[new][1]
         for i, (rank, name, n) in enumerate(points):
             case = f"{tag}: kill rank {rank} at {name}@{n}"
             h.copy_store(initial, out)
@@ -222,22 +232,16 @@ def kill_walk(refs, ranks, stats):
                 if rc == 0 and n > 1:
                     stats["not reached"] += 1
                     continue
-                h.fail(f"{case}: point not reached (exit {rc}): {err.strip()[-300:]}")
+                h.fail(f"{case}: point not reached (exit {rc}): {why(err)}")
                 continue
             if rc == 0:
                 h.fail(f"{case}: exit 0 after the kill")
             stats["kills"] += 1
-            snap, count, data = tip(out)
-            # Before a create's repository exists, or with only its first
-            # snapshot, readers find no dataset: the create's old state.
-            unchanged = snap == before[0] or (old is None and data is None and count <= 1)
-            complete = data == refs.data(new) and count == count_new
-            if not (unchanged or complete):
-                h.fail(f"{case}: main's tip is neither the old snapshot nor the complete new data"
-                       f" ({count} snapshots, {named(refs, data)})")
+            # Recoveries alternate, and every other pair of kills recovers
+            # on the other rank count.
             recovery = recoveries[i % len(recoveries)]
             other = 5 - ranks if i // len(recoveries) % 2 else ranks
-            if op == "overwrite" and "--resume" in recovery and not os.path.exists(
+            if op == "overwrite" and "--resume" in recovery and tip(out)[0] == before[0] and not os.path.exists(
                     os.path.join(out, ".zarrforge", "journal", "plan.json")):
                 # Killed before its journal: the overwrite has not begun and
                 # main is the committed A, whose plan --resume refuses (as
@@ -247,25 +251,72 @@ def kill_walk(refs, ranks, stats):
                 if rc != 5 or not h.one_line_refusal(rc, err) or tip(out)[0] != before[0]:
                     h.fail(f"{case}: --resume before the overwrite began did not refuse in one line"
                            f" leaving main alone (exit {rc}): {why(err)}")
-                recovery = over_of(recoveries)
-            rc, _, err = run_on(other, recovery)
-            flags = " ".join(a for a in recovery[recovery.index("-o") + 2:] if a.startswith("--"))
-            what = f"recovery ({flags}, {other} ranks)"
-            if rc != 0:
-                h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
-                continue
-            snap, count, data = tip(out)
-            # An --overwrite run again once the first one committed is a
-            # second overwrite: one more snapshot of the same data.
-            counts = (count_new, count_new + 1) if "--overwrite" in recovery else (count_new,)
-            if data != refs.data(new):
-                h.fail(f"{case}: after the {what} main's tip holds {named(refs, data)}, not {new}'s")
-            elif count not in counts:
-                h.fail(f"{case}: after the {what} main has {count} snapshots, a clean run {count_new}")
-            left = h.leftovers(out)
-            if left:
-                h.fail(f"{case}: left behind after the {what}: {left}")
-            stats["recovered"] += 1
+                recovery = next(c for c in recoveries if "--overwrite" in c)
+            after_kill(refs, case, out, before, old, new, recovery, other, stats)
+
+
+def after_kill(refs, case, out, before, old, new, recovery, ranks, stats):
+    """The checks of a repository `out` left by a killed run whose initial
+    tip was `before`: what readers see, then `recovery` on `ranks` ranks."""
+    # The clean run's count: one snapshot more than its initial tip (a
+    # create starts from Icechunk's first snapshot, "Repository
+    # initialized").
+    count_new = refs.tips[new][1]
+    snap, count, data = tip(out)
+    # Before a create's repository exists, or with only its first
+    # snapshot, readers find no dataset: the create's old state.
+    unchanged = snap == before[0] or (old is None and data is None and count <= 1)
+    complete = data == refs.data(new) and count == count_new
+    if not (unchanged or complete):
+        h.fail(f"{case}: main's tip is neither the old snapshot nor the complete new data"
+               f" ({count} snapshots, {named(refs, data)})")
+    flags = " ".join(a for a in recovery[recovery.index("-o") + 2:] if a.startswith("--"))
+    what = f"recovery ({flags}, {ranks} ranks)"
+    report = os.path.join(h.WORK, "ic-report.json")
+    if os.path.exists(report):
+        os.remove(report)
+    rc, _, err = run_on(ranks, recovery + ["--report", report])
+    if rc != 0:
+        h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
+        return
+    with open(report) as fh:
+        r = json.load(fh)
+    # Every unit once: written now or taken over from the journal (none of
+    # either when there was nothing left to do).
+    if r["units"] + r["units_resumed"] not in (0, r["total_units"]):
+        h.fail(f"{case}: the {what} wrote {r['units']} units and took over {r['units_resumed']}"
+               f" of {r['total_units']}")
+    snap, count, data = tip(out)
+    # An --overwrite run again once the first one committed is a second
+    # overwrite: one more snapshot of the same data.
+    counts = (count_new, count_new + 1) if "--overwrite" in recovery else (count_new,)
+    if data != refs.data(new):
+        h.fail(f"{case}: after the {what} main's tip holds {named(refs, data)}, not {new}'s")
+    elif count not in counts:
+        h.fail(f"{case}: after the {what} main has {count} snapshots, a clean run {count_new}")
+    left = h.leftovers(out)
+    if left:
+        h.fail(f"{case}: left behind after the {what}: {left}")
+    stats["recovered"] += 1
+
+
+def killed_creating_repository(refs, stats):
+    """A create killed inside Icechunk's creation of the repository: the
+    first snapshot and its transaction log written, not yet the `repo`
+    object that makes them a repository. No kill point is inside that one
+    call into Icechunk: the state is planted, from a create killed with
+    its lock held plus those two objects of a clean repository."""
+    out = os.path.join(h.WORK, "ic-creating.icechunk")
+    conv = refs.operations(out)["convert"][1]
+    h.copy_store(None, out)
+    rc, _, err = run_on(2, conv, fault="lock.published@1:0")
+    assert rc != 0, err
+    for d in ("snapshots", "transactions"):
+        os.makedirs(os.path.join(out, d), exist_ok=True)
+        shutil.copy(os.path.join(refs.paths["A"], d, INITIAL_SNAPSHOT), os.path.join(out, d))
+    stats["kills"] += 1
+    after_kill(refs, "icechunk convert killed creating the repository", out, (None, 0, None), None, "A",
+               ic_args(out, refs.fa, "--resume"), 2, stats)
 
 
 # ---------------------------------------------------------------- races
@@ -303,8 +354,7 @@ def together_races(refs, stats, repeats):
                 stats[f"refused with exit {rc}"] += 1
             _, n, data = tip(out)
             if not any(data == refs.data(name) and n == c for name, c in outcomes):
-                seen = [name for name in ("A", "AB", "B") if data == refs.data(name)] or ["other data"]
-                h.fail(f"{case}: main's tip is {seen[0]} in {n} snapshots, not one of {outcomes}")
+                h.fail(f"{case}: main's tip holds {named(refs, data)} in {n} snapshots, not one of {outcomes}")
             if h.leftovers(out):
                 h.fail(f"{case}: left behind: {h.leftovers(out)}")
             stats["pair races"] += 1
@@ -405,16 +455,16 @@ def paused_races(refs, stats):
 def main():
     os.makedirs(h.WORK, exist_ok=True)
     files = h.make_inputs(os.path.join(h.WORK, "inputs"))
-    stats = {"kills": 0, "recovered": 0, "not reached": 0, "pair races": 0, "paused races": 0}
-    stats.update({f"refused with exit {c}": 0 for c in range(1, 9)})
+    stats = collections.Counter()
     t0 = time.time()
     refs = Refs(files)
     for ranks in (2, 3):
         h.timed(f"icechunk kill walk, {ranks} ranks", kill_walk, refs, ranks, stats)
+    killed_creating_repository(refs, stats)
     h.timed("icechunk pairs", together_races, refs, stats, 1 if QUICK else 2)
     h.timed("icechunk paused races", paused_races, refs, stats)
-    refusals = ", ".join(f"{v} x exit {k.rsplit(' ', 1)[1]}" for k, v in stats.items()
-                         if k.startswith("refused") and v)
+    refusals = ", ".join(f"{v} x exit {k.rsplit(' ', 1)[1]}" for k, v in sorted(stats.items())
+                         if k.startswith("refused"))
     print(
         f"icechunk faults: {stats['kills']} kill points ({stats['recovered']} recovered to a clean run's data, "
         f"{stats['not reached']} not reached in the faulted run), {stats['pair races']} concurrent pairs"

@@ -725,6 +725,73 @@ impl Repo {
     }
 }
 
+/// What a garbage collection deleted (or would delete, for a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Bytes of chunks.
+    pub bytes: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Manifests.
+    pub manifests: u64,
+    /// Snapshots (a fork's, an abandoned run's).
+    pub snapshots: u64,
+    /// Transaction logs.
+    pub transaction_logs: u64,
+    /// Objects whose delete failed (garbage for the next collection).
+    pub failed: u64,
+}
+
+impl Repo {
+    /// Deletes what no snapshot or reference reaches and was written
+    /// before `before`: the chunks of abandoned runs, the snapshots of
+    /// forks. History (snapshots on a branch or tag) is kept.
+    ///
+    /// # Errors
+    /// [`WriteError::Remote`] with Icechunk's message.
+    pub fn collect_garbage(
+        &self,
+        before: std::time::SystemTime,
+        dry_run: bool,
+    ) -> Result<Collected, WriteError> {
+        use icechunk::ops::gc::{garbage_collect, GCConfig};
+        use std::num::{NonZeroU16, NonZeroUsize};
+        let location = self.location.clone();
+        self.rt
+            .block_on(async move {
+                let st = Self::ic_storage(&location).await?;
+                let repo = Repository::open(st)
+                    .execute()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let cutoff = chrono::DateTime::<chrono::Utc>::from(before);
+                let (Some(snaps), Some(mem), Some(fetches), Some(fails)) = (
+                    NonZeroU16::new(50),
+                    NonZeroUsize::new(512 << 20),
+                    NonZeroU16::new(8),
+                    NonZeroU16::new(10),
+                ) else {
+                    return Err("bad limits".to_string());
+                };
+                let cfg = GCConfig::clean_all(
+                    cutoff, cutoff, None, snaps, mem, mem, fetches, fetches, fails, None, dry_run,
+                );
+                let s = garbage_collect(Arc::clone(repo.asset_manager()), &cfg, None, 1000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Collected {
+                    bytes: s.bytes_deleted,
+                    chunks: s.chunks_deleted,
+                    manifests: s.manifests_deleted,
+                    snapshots: s.snapshots_deleted,
+                    transaction_logs: s.transaction_logs_deleted,
+                    failed: s.objects_failed_to_delete,
+                })
+            })
+            .map_err(|e| self.err("collect garbage", e))
+    }
+}
+
 /// What became of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
