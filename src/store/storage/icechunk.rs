@@ -776,9 +776,14 @@ impl Repo {
                 let cfg = GCConfig::clean_all(
                     cutoff, cutoff, None, snaps, mem, mem, fetches, fetches, fails, None, dry_run,
                 );
-                let s = garbage_collect(Arc::clone(repo.asset_manager()), &cfg, None, 1000)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let s = Box::pin(garbage_collect(
+                    Arc::clone(repo.asset_manager()),
+                    &cfg,
+                    None,
+                    1000,
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
                 Ok(Collected {
                     bytes: s.bytes_deleted,
                     chunks: s.chunks_deleted,
