@@ -160,7 +160,10 @@ impl ConfigError {
             | ConfigError::NotOurStore(_)
             | ConfigError::PlanChanged { .. }
             | ConfigError::Unfinished(_)
-            | ConfigError::Interrupted(_) => ExitStatus::Refused,
+            | ConfigError::Interrupted(_)
+            | ConfigError::OtherBranch { .. }
+            | ConfigError::TagExists { .. }
+            | ConfigError::IsIcechunk(_) => ExitStatus::Refused,
             ConfigError::Output { .. } => ExitStatus::Store,
             ConfigError::NoMatch(_) | ConfigError::Glob { .. } | ConfigError::FileList { .. } => {
                 ExitStatus::Input

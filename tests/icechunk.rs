@@ -372,16 +372,46 @@ fn a_killed_run_leaves_the_branch_unchanged_and_resumes_without_rewriting() {
 }
 
 #[test]
-fn zarr_v2_is_refused_with_one_line() {
+fn wrong_uses_are_refused_with_one_line_and_change_nothing() {
     let dir = tmp();
     let src = dir.path().join("rich.nc");
     rich_fixture(&src);
+    let one_line = |r: &Run, code: i32, has: &str| {
+        assert_eq!(r.code, Some(code), "{}", r.stderr);
+        assert!(r.stderr.contains(has), "{}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    };
     let repo: PathBuf = dir.path().join("v2.icechunk");
-    let r = convert(None, &["--zarr-format", "2"], &repo, &[&src]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
-    assert!(r.stderr.contains("--icechunk"), "{}", r.stderr);
-    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    one_line(
+        &convert(None, &["--zarr-format", "2"], &repo, &[&src]),
+        2,
+        "--icechunk",
+    );
+    one_line(
+        &convert(None, &["--attrs-json", "python"], &repo, &[&src]),
+        2,
+        "strict",
+    );
     assert!(!repo.exists());
+
+    let r = convert(None, &["--tag", "v1"], &repo, &[&src]);
+    assert!(r.ok(), "{}", r.stderr);
+    let tip = tip_of(&repo);
+    // The repository without --icechunk: refused, never overwritten.
+    for extra in [vec!["--overwrite"], vec!["--resume"], vec![]] {
+        let mut args = vec!["convert", "--quiet"];
+        args.extend(extra.iter().copied());
+        args.extend(["-o", s(&repo), s(&src)]);
+        one_line(&zarrforge(None, &args, MINUTE), 5, "add --icechunk");
+    }
+    // A tag that exists is refused before anything is written.
+    one_line(
+        &convert(None, &["--overwrite", "--tag", "v1"], &repo, &[&src]),
+        5,
+        "v1",
+    );
+    assert_eq!(tip_of(&repo), tip, "a refused run changed the branch");
+    assert!(!repo.join(".zarrforge/journal").exists());
 }
 
 /// A handle of its own on `repo` (a new link: handles are per path).

@@ -643,7 +643,7 @@ impl ConvertArgs {
                 branch: self.branch.clone().unwrap_or_else(|| "main".into()),
                 message: self.message.clone(),
                 tag: self.tag.clone(),
-                command: std::env::args().collect(),
+                command: vec![command_line()],
                 reference: None,
             });
         }

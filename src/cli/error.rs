@@ -151,6 +151,25 @@ pub enum ConfigError {
     /// `gc` found the journal of an interrupted run.
     #[error("{0} holds the journal of an interrupted run, whose chunks --resume reuses: finish it with the same command and --resume, or pass --discard-interrupted to reclaim them")]
     Interrupted(PathBuf),
+    /// An Icechunk repository's journal is another branch's.
+    #[error("{store} holds the journal of an interrupted run on branch '{branch}': finish it first (the same command with --branch {branch} --resume), or discard it with zarrforge gc --discard-interrupted")]
+    OtherBranch {
+        /// Repository.
+        store: PathBuf,
+        /// The journal's branch.
+        branch: String,
+    },
+    /// `--tag` names a tag the repository has.
+    #[error("{store} already has the tag '{tag}': choose another --tag (tags are never moved)")]
+    TagExists {
+        /// Repository.
+        store: PathBuf,
+        /// Tag.
+        tag: String,
+    },
+    /// An Icechunk repository given as a plain store.
+    #[error("{0} is an Icechunk repository: add --icechunk (as a plain store it would be refused or damaged)")]
+    IsIcechunk(PathBuf),
     /// More chunk references than one Icechunk commit takes.
     #[error("{store}: this run writes {refs} chunks, more than the {limit} references one Icechunk commit takes; convert the files in parts (a first run, then --append of the rest, a snapshot each), or make larger chunks or shards (--chunks, --shards)")]
     TooManyChunks {

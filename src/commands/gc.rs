@@ -40,10 +40,13 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::GcArgs) -> Result<(), Erro
     }
     // No zarrforge run writes while the lock is held.
     let lock = Lock::acquire(out, Takeover::Stale)?;
-    if crate::store::journal::saved_print(out)?.is_some() {
+    if crate::store::versioned::interrupted(out)? {
         if !args.discard_interrupted {
             return Err(crate::cli::error::ConfigError::Interrupted(out.clone()).into());
         }
+        crate::store::journal::remove(out)?;
+    } else if crate::store::journal::saved_print(out)?.is_some() {
+        // Kept by --keep-journal, or left by a run killed after its commit.
         crate::store::journal::remove(out)?;
     }
     let hours = args.older_than_hours.max(0.0);

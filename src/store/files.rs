@@ -36,6 +36,23 @@ pub fn is_our_store(dir: &Path) -> bool {
     dir.join(MARKER_DIR).join(MARKER_FILE).is_file()
 }
 
+/// Whether `output` is an Icechunk repository (zarrforge's, by its marker,
+/// or another tool's: its `repo` object and snapshots).
+pub fn is_icechunk(output: &Path) -> bool {
+    let Ok(s) = storage::open(output) else {
+        return false;
+    };
+    let marker = s
+        .get(&storage::join(MARKER_DIR, MARKER_FILE))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    if marker.is_some_and(|m| m["format"] == "icechunk") {
+        return true;
+    }
+    s.exists("repo").unwrap_or(false) && !s.children("snapshots").unwrap_or_default().is_empty()
+}
+
 /// Whether an `--overwrite` was interrupted while deleting `dir`.
 pub fn is_clearing(dir: &Path) -> bool {
     if storage::is_remote(dir) {

@@ -33,6 +33,11 @@ pub const RUN_PROPERTY: &str = "zarrforge.run";
 const RUN_KEY: &str = "run";
 /// Journal object of an `--overwrite` in progress (a resume clears again).
 const OVERWRITE_KEY: &str = "overwrite";
+/// Journal object naming the branch of the run.
+const BRANCH_KEY: &str = "branch";
+
+/// What zarrforge's marker says of a repository it created.
+pub const MARKER_FORMAT: &str = "icechunk";
 
 fn journal_key(name: &str) -> String {
     format!("{MARKER_DIR}/{JOURNAL_DIR}/{name}")
@@ -52,7 +57,7 @@ fn repo_of(out: &Path) -> Result<Arc<Repo>, Error> {
 /// repository is).
 fn holds_other_things(out: &Path, repo: &Repo) -> bool {
     let names = if storage::is_remote(out) {
-        repo.children("").unwrap_or_default()
+        repo.control().children("").unwrap_or_default()
     } else {
         match std::fs::read_dir(out) {
             Ok(d) => d
@@ -62,7 +67,20 @@ fn holds_other_things(out: &Path, repo: &Repo) -> bool {
             Err(_) => return false,
         }
     };
-    names.iter().any(|n| n.trim_end_matches('/') != MARKER_DIR)
+    // Icechunk's own names: what a creation killed before its `repo`
+    // object leaves.
+    const OURS: [&str; 7] = [
+        MARKER_DIR,
+        "snapshots",
+        "transactions",
+        "chunks",
+        "manifests",
+        "refs",
+        "overwritten",
+    ];
+    names
+        .iter()
+        .any(|n| !OURS.contains(&n.trim_end_matches('/')))
 }
 
 /// What is at the output, in the terms of [`opening::decide`]. Opens the
@@ -70,34 +88,42 @@ fn holds_other_things(out: &Path, repo: &Repo) -> bool {
 fn survey(cfg: &ConvertConfig, repo: &Repo, print: &PlanPrint) -> Result<Found, Error> {
     let out = &cfg.output;
     if !repo.repo_exists()? {
-        return Ok(if holds_other_things(out, repo) {
-            Found::Foreign
-        } else {
-            Found::Absent
-        });
-    }
-    if repo.base_snapshot().is_none() {
-        repo.open_writable(false, None)?;
-    }
-    let journal = journal::saved_print(out)?;
-    if journal.is_some() {
-        // A run that committed but was killed before removing its journal.
-        let ran = repo.get(&journal_key(RUN_KEY))?;
-        let tip_run = repo
-            .base_properties()
-            .get(RUN_PROPERTY)
-            .and_then(serde_json::Value::as_str)
-            .map(|s| s.as_bytes().to_vec());
-        if ran.is_some() && ran == tip_run {
-            journal::remove(out)?;
-        } else if Storage::exists(repo, &journal_key(OVERWRITE_KEY))? {
-            return Ok(Found::Clearing);
-        } else {
-            return Ok(Found::Building);
+        if !holds_other_things(out, repo) {
+            return Ok(Found::Absent);
         }
+        // A run creating the repository right now is not a stranger.
+        if let Some(h) = crate::store::lock::live_holder(out) {
+            return Err(ConfigError::Locked {
+                store: out.clone(),
+                holder: h.describe(),
+                hint: "wait for it to end, then run the same command again",
+            }
+            .into());
+        }
+        return Ok(Found::Foreign);
+    }
+    if repo.base_snapshot().is_none() && !repo.open_writable(false, None)? {
+        // No such branch yet.
+        return Ok(Found::Absent);
+    }
+    // (A journal whose run committed is that of a run killed between its
+    // commit and the journal's removal: the branch is committed.)
+    if journal::saved_print(out)?.is_some() && !journal_committed(repo)? {
+        return Ok(if Storage::exists(repo, &journal_key(OVERWRITE_KEY))? {
+            Found::Clearing
+        } else {
+            Found::Building
+        });
     }
     if !Storage::exists(repo, "zarr.json")? {
         return Ok(Found::Absent);
+    }
+    if !repo.control().exists(&format!(
+        "{MARKER_DIR}/{}",
+        crate::store::layout::MARKER_FILE
+    ))? {
+        // Another tool's data: never replaced or appended to.
+        return Ok(Found::Foreign);
     }
     let same_plan = cfg.resume
         && state::load(out)
@@ -105,6 +131,128 @@ fn survey(cfg: &ConvertConfig, repo: &Repo, print: &PlanPrint) -> Result<Found, 
             .and_then(|s| s.print)
             .is_some_and(|p| p == *print);
     Ok(Found::Committed { same_plan })
+}
+
+/// Whether the journal's run is the one that made the branch's tip (a run
+/// killed after its commit, or `--keep-journal`).
+fn journal_committed(repo: &Repo) -> Result<bool, Error> {
+    let ran = repo.get(&journal_key(RUN_KEY))?;
+    let tip_run = repo
+        .base_properties()
+        .get(RUN_PROPERTY)
+        .and_then(serde_json::Value::as_str)
+        .map(|s| s.as_bytes().to_vec());
+    Ok(ran.is_some() && ran == tip_run)
+}
+
+/// Whether the repository at `out` holds the journal of an interrupted run
+/// (one that did not commit): its recorded chunks are not garbage.
+///
+/// # Errors
+/// The repository's errors.
+pub fn interrupted(out: &Path) -> Result<bool, Error> {
+    let repo = repo_of(out)?;
+    if journal::saved_print(out)?.is_none() {
+        return Ok(false);
+    }
+    let branch = repo
+        .get(&journal_key(BRANCH_KEY))?
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| "main".into());
+    // A branch that is not there yet: its run never committed.
+    if repo.open_readonly_at(&branch).is_err() {
+        return Ok(true);
+    }
+    Ok(!journal_committed(&repo)?)
+}
+
+/// What is refused before anything is looked at closely: more chunks than
+/// a commit takes, a tag the repository has, a journal of another branch.
+fn precheck(cfg: &ConvertConfig, repo: &Repo, print: &PlanPrint) -> Result<(), Error> {
+    let out = &cfg.output;
+    if print.total_units > crate::store::layout::ICECHUNK_MAX_REFS {
+        return Err(ConfigError::TooManyChunks {
+            store: out.clone(),
+            refs: print.total_units,
+            limit: crate::store::layout::ICECHUNK_MAX_REFS,
+        }
+        .into());
+    }
+    if !repo.repo_exists()? {
+        return Ok(());
+    }
+    if let Some(tag) = cfg.icechunk.as_ref().and_then(|i| i.tag.as_deref()) {
+        if repo.has_tag(tag)? {
+            return Err(ConfigError::TagExists {
+                store: out.clone(),
+                tag: tag.to_string(),
+            }
+            .into());
+        }
+    }
+    if repo.base_snapshot().is_none() {
+        repo.open_writable(false, None)?;
+    }
+    same_branch(repo, out)
+}
+
+/// The refusal of an unfinished run's repository: a live run's is locked.
+fn unfinished(cfg: &ConvertConfig, print: &PlanPrint) -> Error {
+    let out = &cfg.output;
+    if let Some(h) = crate::store::lock::live_holder(out).filter(|_| !cfg.break_lock) {
+        return ConfigError::Locked {
+            store: out.clone(),
+            holder: h.describe(),
+            hint: "wait for it to end, then run the same command again; if it is gone (killed on another node), go on with --resume --break-lock",
+        }
+        .into();
+    }
+    opening::refusal(Refusal::Unfinished, out, print).into()
+}
+
+/// Removes what killed writes left in zarrforge's own directory (never in
+/// Icechunk's tree), with the lock held.
+fn stale_temps(out: &Path) -> Result<(), Error> {
+    let d = out.join(MARKER_DIR);
+    if !storage::is_remote(out) && d.is_dir() {
+        files::remove_stale_temps(&d)?;
+    }
+    Ok(())
+}
+
+/// zarrforge's marker of a repository it created (a plain run refuses it).
+fn mark(repo: &Repo) -> Result<(), Error> {
+    let marker = serde_json::json!({
+        "writer": "zarrforge",
+        "version": env!("CARGO_PKG_VERSION"),
+        "format": MARKER_FORMAT,
+    });
+    repo.put(
+        &format!("{MARKER_DIR}/{}", crate::store::layout::MARKER_FILE),
+        &serde_json::to_vec_pretty(&marker).unwrap_or_default(),
+    )?;
+    crate::system::fault::point("store.marked");
+    Ok(())
+}
+
+/// Refuses a run on `branch` while the journal of an interrupted run on
+/// another branch is there (one journal per repository).
+fn same_branch(repo: &Repo, out: &Path) -> Result<(), Error> {
+    if journal::saved_print(out)?.is_none() {
+        return Ok(());
+    }
+    let theirs = repo
+        .get(&journal_key(BRANCH_KEY))?
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| "main".into());
+    if theirs != repo.branch() && !journal_committed(repo)? {
+        return Err(ConfigError::OtherBranch {
+            store: out.to_path_buf(),
+            branch: theirs,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Rank 0, before the inputs are scanned: with a repository there, takes
@@ -140,15 +288,8 @@ pub fn open(
     held: Option<Lock>,
 ) -> Result<(Option<Lock>, Opened), Error> {
     let out = &cfg.output;
-    if print.total_units > crate::store::layout::ICECHUNK_MAX_REFS {
-        return Err(ConfigError::TooManyChunks {
-            store: out.clone(),
-            refs: print.total_units,
-            limit: crate::store::layout::ICECHUNK_MAX_REFS,
-        }
-        .into());
-    }
     let repo = repo_of(out)?;
+    precheck(cfg, &repo, print)?;
     let opened = Opened {
         run: opening::run_name(),
         ..Opened::default()
@@ -167,10 +308,15 @@ pub fn open(
     };
     let start = |lock: Lock, overwrite: bool| -> Result<(Option<Lock>, Opened), Error> {
         journal::remove(out)?;
-        journal::start(out, print)?;
-        repo.put(&journal_key(RUN_KEY), opened.run.as_bytes())?;
+        // The overwrite's mark before the plan: a journal with a plan is
+        // never taken for a create's.
         if overwrite {
             repo.put(&journal_key(OVERWRITE_KEY), b"")?;
+        }
+        journal::start(out, print)?;
+        repo.put(&journal_key(RUN_KEY), opened.run.as_bytes())?;
+        repo.put(&journal_key(BRANCH_KEY), repo.branch().as_bytes())?;
+        if overwrite {
             repo.clear()?;
         }
         Ok((Some(lock), opened.clone()))
@@ -186,33 +332,31 @@ pub fn open(
             if let Found::Committed { .. } = survey(cfg, &repo, print)? {
                 return Err(ConfigError::OutputExists(out.clone()).into());
             }
+            stale_temps(out)?;
             repo.open_writable(true, split_dim)?;
-            files::mark(out)?;
+            mark(&repo)?;
             start(lock, false)
         }
-        Decision::Refuse(Refusal::Unfinished) => {
-            if let Some(h) = crate::store::lock::live_holder(out).filter(|_| !cfg.break_lock) {
-                return Err(ConfigError::Locked {
-                    store: out.clone(),
-                    holder: h.describe(),
-                    hint: "wait for it to end, then run the same command again; if it is gone (killed on another node), go on with --resume --break-lock",
-                }
-                .into());
-            }
-            Err(opening::refusal(Refusal::Unfinished, out, print).into())
-        }
+        Decision::Refuse(Refusal::Unfinished) => Err(unfinished(cfg, print)),
         Decision::Refuse(why) => Err(opening::refusal(why, out, print).into()),
-        Decision::Complete => Ok((
-            Some(take(held)?),
-            Opened {
-                complete: true,
-                ..opened
-            },
-        )),
+        Decision::Complete => {
+            let lock = take(held)?;
+            if journal::saved_print(out)?.is_some() && journal_committed(&repo)? {
+                journal::remove(out)?;
+            }
+            Ok((
+                Some(lock),
+                Opened {
+                    complete: true,
+                    ..opened
+                },
+            ))
+        }
         Decision::StartAppend => start(take(held)?, false),
         Decision::Overwrite => start(take(held)?, true),
         Decision::Resume { clear_first } => {
             let lock = take(held)?;
+            stale_temps(out)?;
             match journal::saved_print(out)? {
                 None => start(lock, clear_first),
                 Some(saved) => resume(&repo, out, print, &saved, clear_first, lock, opened),

@@ -14,6 +14,10 @@ mod exchange;
 mod execute;
 mod job;
 mod planning;
+#[cfg(feature = "icechunk")]
+mod versions;
+#[cfg(not(feature = "icechunk"))]
+#[path = "versions_off.rs"]
 mod versions;
 
 pub use crate::commands::monitor::Monitor;

@@ -147,6 +147,14 @@ pub(super) fn register(cfg: &crate::cli::config::ConvertConfig) -> Result<bool, 
     Ok(true)
 }
 
+/// Refuses an Icechunk repository given without `--icechunk`.
+fn plain(cfg: &crate::cli::config::ConvertConfig) -> Result<(), Error> {
+    if crate::store::files::is_icechunk(&cfg.output) {
+        return Err(crate::cli::error::ConfigError::IsIcechunk(cfg.output.clone()).into());
+    }
+    Ok(())
+}
+
 /// Rank 0: the lock of an existing store or repository, for the runs that
 /// change it.
 ///
@@ -158,6 +166,7 @@ pub(super) fn lock_existing(
     Ok(if cfg.icechunk.is_some() {
         crate::store::versioned::lock_existing(cfg)?
     } else {
+        plain(cfg)?;
         crate::store::opening::lock_existing(cfg)?
     })
 }
@@ -185,6 +194,7 @@ pub(super) fn open_store(
     Ok(if cfg.icechunk.is_some() {
         crate::store::versioned::open(cfg, req, inputs, print, split_dim, held)?
     } else {
+        plain(cfg)?;
         crate::store::opening::open_store(cfg, req, inputs, print, format, held)?
     })
 }

@@ -52,6 +52,8 @@ use crate::store::layout::{JOURNAL_DIR, MARKER_DIR, STATE_FILE};
 /// Key of the snapshot metadata entry that holds the store's state.
 pub const STATE_PROPERTY: &str = "zarrforge.state";
 pub use crate::store::layout::ICECHUNK_SPLIT_CHUNKS as SPLIT_CHUNKS;
+/// Chunk writes in flight per process before the writer waits for them.
+const INFLIGHT_CHUNKS: usize = 512;
 
 /// What a run writes to, besides the location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,15 +306,17 @@ impl Repo {
 
     /// Opens the repository (creating it when `create` and absent, with
     /// manifests split along `split_dim`), then a writable session on the
-    /// branch (a new branch starts at `main`'s tip). Rank 0.
+    /// branch (a new branch starts at `main`'s tip, only when `create`).
+    /// Returns `false`, opening nothing, when there is no repository or no
+    /// such branch and not `create`. Rank 0.
     ///
     /// # Errors
     /// [`WriteError::Remote`] with Icechunk's message.
-    pub fn open_writable(&self, create: bool, split_dim: Option<&str>) -> Result<(), WriteError> {
+    pub fn open_writable(&self, create: bool, split_dim: Option<&str>) -> Result<bool, WriteError> {
         let location = self.location.clone();
         let branch = self.target.branch.clone();
         let split = split_dim.map(str::to_string);
-        let (repo, session, base, props) = self
+        let opened = self
             .rt
             .block_on(async move {
                 let st = Self::ic_storage(&location).await?;
@@ -348,10 +352,13 @@ impl Repo {
                         .await
                         .map_err(|e| e.to_string())?
                 } else {
-                    return Err("no Icechunk repository there".to_string());
+                    return Ok(None);
                 };
                 let branches = repo.list_branches().await.map_err(|e| e.to_string())?;
                 if !branches.contains(&branch) {
+                    if !create {
+                        return Ok(None);
+                    }
                     let tip = repo
                         .lookup_branch("main")
                         .await
@@ -365,19 +372,70 @@ impl Repo {
                     .await
                     .map_err(|e| e.to_string())?;
                 let base = session.snapshot_id().clone();
-                let info = repo
-                    .lookup_snapshot(&base)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>((repo, session, base, info.metadata.clone()))
+                let props = Self::last_state(&repo, &branch).await?;
+                Ok::<_, String>(Some((repo, session, base, props)))
             })
             .map_err(|e| self.err("open the repository", e))?;
+        let Some((repo, session, base, props)) = opened else {
+            return Ok(false);
+        };
         let mut inner = self.lock();
         inner.repo = Some(Arc::new(repo));
         inner.session = Some(Arc::new(RwLock::new(session)));
         inner.base = Some(base);
         inner.base_props = props;
-        Ok(())
+        Ok(true)
+    }
+
+    /// The metadata of the newest snapshot on `branch` that zarrforge made
+    /// (another tool's commits may have come since; the arrays' shapes are
+    /// read from the tip all the same). At most the last 10 000 snapshots
+    /// are looked at.
+    async fn last_state(
+        repo: &Repository,
+        branch: &str,
+    ) -> Result<BTreeMap<String, serde_json::Value>, String> {
+        use futures::StreamExt;
+        let stream = repo
+            .ancestry(&VersionInfo::BranchTipRef(branch.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stream = std::pin::pin!(stream.take(10_000));
+        let mut tip = None;
+        while let Some(info) = stream.next().await {
+            let info = info.map_err(|e| e.to_string())?;
+            if info.metadata.contains_key(STATE_PROPERTY) {
+                return Ok(info.metadata);
+            }
+            tip.get_or_insert(info.metadata);
+        }
+        Ok(tip.unwrap_or_default())
+    }
+
+    /// zarrforge's own objects at the repository's location (its lock,
+    /// journal and marker), and the names at its root.
+    pub fn control(&self) -> &Arc<dyn Storage> {
+        &self.control
+    }
+
+    /// Whether the repository has the tag `tag`.
+    ///
+    /// # Errors
+    /// [`WriteError::Remote`].
+    pub fn has_tag(&self, tag: &str) -> Result<bool, WriteError> {
+        let location = self.location.clone();
+        let tag = tag.to_string();
+        self.rt
+            .block_on(async move {
+                let st = Self::ic_storage(&location).await?;
+                let repo = Repository::open(st)
+                    .execute()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let tags = repo.list_tags().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(tags.contains(&tag))
+            })
+            .map_err(|e| self.err("list the tags", e))
     }
 
     /// Opens a read-only session at the target's reference (a branch, a
@@ -622,8 +680,9 @@ impl Repo {
             {
                 Ok(id) => id,
                 Err(e) => {
+                    use icechunk::session::SessionErrorKind as K;
                     let text = e.to_string();
-                    if text.contains("onflict") || text.contains("rebase") {
+                    if matches!(e.kind(), K::Conflict { .. } | K::RebaseFailed { .. }) {
                         return Ok(Committed::Moved(text));
                     }
                     return Err(text);
@@ -847,7 +906,7 @@ impl Storage for Repo {
         let full = {
             let mut inner = self.lock();
             inner.inflight.push(h);
-            inner.inflight.len() >= 64
+            inner.inflight.len() >= INFLIGHT_CHUNKS
         };
         if full {
             self.finish_inflight()?;
