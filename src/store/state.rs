@@ -227,7 +227,15 @@ fn committed_len(store: &Path, state: &StoreState, dim: &str) -> Result<u64, App
     let shape = match state.format {
         ZarrFormat::V3 => {
             let root = read("zarr.json")?;
-            root["consolidated_metadata"]["metadata"][&v.path]["shape"].clone()
+            let shape = root["consolidated_metadata"]["metadata"][&v.path]["shape"].clone();
+            if shape.is_null() {
+                // A root document rewritten by another tool (an Icechunk
+                // commit of zarr-python's) may hold no consolidated
+                // metadata: the array's own document has the shape.
+                read(&format!("{}/zarr.json", v.path))?["shape"].clone()
+            } else {
+                shape
+            }
         }
         ZarrFormat::V2 => {
             let root = read(".zmetadata")?;
