@@ -759,6 +759,29 @@ impl Repo {
         }))
     }
 
+    /// The session's keys under `prefix`, sorted: every key below it, or
+    /// (`direct`) the names directly under it.
+    fn session_keys(&self, prefix: &str, direct: bool) -> Result<Vec<String>, WriteError> {
+        let store = self.store()?;
+        let p = prefix.to_string();
+        let mut keys = self
+            .rt
+            .block_on(async move {
+                use futures::TryStreamExt;
+                let keys = if direct {
+                    let s = store.list_dir(&p).await.map_err(|e| e.to_string())?;
+                    s.try_collect::<Vec<String>>().await
+                } else {
+                    let s = store.list_prefix(&p).await.map_err(|e| e.to_string())?;
+                    s.try_collect::<Vec<String>>().await
+                };
+                keys.map_err(|e| e.to_string())
+            })
+            .map_err(|e| self.err("list", e))?;
+        keys.sort();
+        Ok(keys)
+    }
+
     fn finish_inflight(&self) -> Result<(), WriteError> {
         let handles = std::mem::take(&mut self.lock().inflight);
         let mut first = None;
@@ -974,23 +997,11 @@ impl Storage for Repo {
         if is_control(prefix) {
             return self.control.list(prefix);
         }
-        let store = self.store()?;
-        let p = prefix.to_string();
-        let mut keys = self
-            .rt
-            .block_on(async move {
-                use futures::TryStreamExt;
-                let stream = store.list_prefix(&p).await.map_err(|e| e.to_string())?;
-                stream
-                    .try_collect::<Vec<String>>()
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| self.err("list", e))?;
+        let mut keys = self.session_keys(prefix, false)?;
         if prefix.is_empty() {
             keys.extend(self.control.list(MARKER_DIR)?);
+            keys.sort();
         }
-        keys.sort();
         Ok(keys)
     }
 
@@ -998,21 +1009,7 @@ impl Storage for Repo {
         if is_control(prefix) {
             return self.control.children(prefix);
         }
-        let store = self.store()?;
-        let p = prefix.to_string();
-        let mut names = self
-            .rt
-            .block_on(async move {
-                use futures::TryStreamExt;
-                let stream = store.list_dir(&p).await.map_err(|e| e.to_string())?;
-                stream
-                    .try_collect::<Vec<String>>()
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| self.err("list", e))?;
-        names.sort();
-        Ok(names)
+        self.session_keys(prefix, true)
     }
 
     fn delete(&self, keys: &[String]) -> Result<(), WriteError> {
