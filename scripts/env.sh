@@ -70,7 +70,7 @@ assert icechunk.__version__.startswith('2.3.')" 2>/dev/null; then
     echo "==> creating Python venv $venv from $py (icechunk 2.3, xarray 2026.9, zarr>=3)" >&2
     "$py" -m venv --clear "$venv"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q "icechunk==2.3.*" "xarray==2026.9.*" "zarr>=3" numcodecs netCDF4 h5py numpy \
+    "$venv/bin/pip" install -q "icechunk==2.3.*" "xarray==2026.9.*" "zarr>=3" numcodecs netCDF4 h5py hdf5plugin numpy \
         dask "moto[server]"
 }
 
