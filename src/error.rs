@@ -34,6 +34,9 @@ pub enum Error {
     /// An append does not fit the existing store.
     #[error(transparent)]
     Append(Box<AppendError>),
+    /// `--virtual`: a variable that can be neither referenced nor copied.
+    #[error(transparent)]
+    Virtual(#[from] crate::pipeline::virtualize::VirtualError),
     /// Reading variable data failed.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -199,7 +202,9 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Config(e) => e.exit_status(),
-            Error::Schema(_) | Error::Combine(_) | Error::Read(_) => ExitStatus::Input,
+            Error::Schema(_) | Error::Combine(_) | Error::Read(_) | Error::Virtual(_) => {
+                ExitStatus::Input
+            }
             Error::Append(_) => ExitStatus::Refused,
             Error::Write(e) => e.exit_status(),
             Error::Ranks(list) => list

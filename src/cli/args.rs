@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::config::{
-    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, ZarrFormat,
+    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, VirtualFallback,
+    VirtualOutput, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
 
@@ -174,6 +175,15 @@ pub struct InputArgs {
     pub check_static_values: bool,
 }
 
+/// What `--virtual` does with a variable that cannot be referenced.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VirtualFallbackArg {
+    /// Copy its values, with a warning naming it
+    Copy,
+    /// Stop, naming the first differing file and property
+    Refuse,
+}
+
 /// What `--append` does with files whose steps the store already holds.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AppendModeArg {
@@ -243,6 +253,18 @@ pub struct ConvertArgs {
     /// With --icechunk: tag the new snapshot
     #[arg(long, requires = "icechunk", value_name = "NAME")]
     pub tag: Option<String>,
+    /// Reference the inputs' stored chunks instead of copying them (no data is read): into an Icechunk repository (with --icechunk) or a kerchunk reference file (-o NAME.json); coordinates and small variables are copied
+    #[arg(long = "virtual")]
+    pub virtual_refs: bool,
+    /// With --virtual: a variable whose files differ (chunks, filters, byte order) or that uses a filter Zarr readers cannot decode is copied, with a warning (copy), or stops the job (refuse) [default: copy]
+    #[arg(long, value_enum, requires = "virtual_refs", value_name = "MODE")]
+    pub virtual_fallback: Option<VirtualFallbackArg>,
+    /// With --virtual: copy variables smaller than this many bytes (whole output variable) rather than reference them; coordinates are always copied [default: 65536]
+    #[arg(long, requires = "virtual_refs", value_name = "BYTES")]
+    pub virtual_copy_below: Option<u64>,
+    /// With --virtual: give the location of a file under OLD as under NEW (a directory, or s3://BUCKET/PREFIX), for readers that see the files there; repeatable, the first match wins
+    #[arg(long, requires = "virtual_refs", value_name = "OLD=NEW")]
+    pub virtual_prefix: Vec<String>,
     /// After the commit, compare every value of the store with the sources (as `zarrforge verify`)
     #[arg(long)]
     pub verify: bool,
@@ -647,6 +669,9 @@ impl ConvertArgs {
                 reference: None,
             });
         }
+        if self.virtual_refs {
+            self.virtual_config(&mut cfg)?;
+        }
         if let Some(m) = self.append_mode {
             cfg.append_mode = match m {
                 AppendModeArg::Error => AppendMode::Error,
@@ -665,6 +690,65 @@ impl ConvertArgs {
         cfg.progress = !self.progress.quiet;
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+impl ConvertArgs {
+    /// The `--virtual` settings; a kerchunk file output (`-o NAME.json`)
+    /// becomes its staging store.
+    fn virtual_config(&self, cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
+        let mut v = VirtualOutput {
+            fallback: match self.virtual_fallback {
+                Some(VirtualFallbackArg::Refuse) => VirtualFallback::Refuse,
+                _ => VirtualFallback::Copy,
+            },
+            copy_below: self
+                .virtual_copy_below
+                .unwrap_or(crate::cli::config::VIRTUAL_COPY_BELOW),
+            ..VirtualOutput::default()
+        };
+        for p in &self.virtual_prefix {
+            let (old, new) = p
+                .split_once('=')
+                .filter(|(o, n)| !o.is_empty() && !n.is_empty())
+                .ok_or_else(|| ConfigError::BadValue {
+                    flag: "--virtual-prefix".into(),
+                    value: p.clone(),
+                    expected: "OLD=NEW".into(),
+                })?;
+            v.prefixes.push((old.to_string(), new.to_string()));
+        }
+        if cfg.icechunk.is_none() {
+            let ext = cfg
+                .output
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase());
+            match ext.as_deref() {
+                Some("json") => {}
+                Some("parq" | "parquet") => {
+                    return Err(ConfigError::Conflict(
+                        "--virtual and a Parquet reference file (kerchunk Parquet is not written yet: use -o NAME.json, or --icechunk)".into(),
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::Conflict(
+                        "--virtual without --icechunk or a kerchunk reference file (references go into an Icechunk repository, --icechunk, or a kerchunk file, -o NAME.json)".into(),
+                    ))
+                }
+            }
+            if cfg.output.to_string_lossy().contains("://") {
+                return Err(ConfigError::Conflict(
+                    "--virtual and a kerchunk file on object storage (write it to a local path)"
+                        .into(),
+                ));
+            }
+            let refs = std::path::absolute(&cfg.output).unwrap_or_else(|_| cfg.output.clone());
+            cfg.output = VirtualOutput::staging(&refs);
+            v.kerchunk = Some(refs);
+            cfg.format = ZarrFormat::V2;
+        }
+        cfg.virtual_refs = Some(v);
+        Ok(())
     }
 }
 

@@ -120,6 +120,10 @@ pub enum Codec {
         /// zlib level, if the source deflates.
         level: Option<u32>,
     },
+    /// `convert --virtual`: the output references the source's stored
+    /// chunks, so its codecs are the source's pipeline (byte order and
+    /// filters); set per variable when the references are planned.
+    Virtual(crate::model::source_codecs::SourceCodecs),
 }
 
 impl Codec {
@@ -214,6 +218,7 @@ impl std::fmt::Display for Codec {
                 }
                 write!(f, ")")
             }
+            Self::Virtual(c) => write!(f, "virtual({})", c.describe()),
             Self::Zstd(l) => write!(f, "zstd:{l}"),
             Self::Gzip(l) => write!(f, "gzip:{l}"),
             Self::Zlib(l) => write!(f, "zlib:{l}"),
@@ -335,6 +340,85 @@ pub struct IcechunkOutput {
     pub reference: Option<String>,
 }
 
+/// What `--virtual` does with a variable that cannot be referenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum VirtualFallback {
+    /// Copy its values (real chunks), with a warning naming it.
+    #[default]
+    Copy,
+    /// Refuse the job, naming the first differing file and property.
+    Refuse,
+}
+
+/// Default of `--virtual-copy-below`: variables smaller than this are
+/// copied (a reference costs more than their bytes).
+pub const VIRTUAL_COPY_BELOW: u64 = 64 << 10;
+
+/// `--virtual`: the output references the inputs' stored chunks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualOutput {
+    /// `--virtual-fallback`.
+    pub fallback: VirtualFallback,
+    /// `--virtual-prefix OLD=NEW`, in order (the first match wins).
+    pub prefixes: Vec<(String, String)>,
+    /// `--virtual-copy-below`: variables smaller than this many bytes (in
+    /// the output) are copied rather than referenced.
+    pub copy_below: u64,
+    /// A kerchunk reference file (`-o NAME.json`): the references and the
+    /// copied variables are exported there after the commit; the output
+    /// path is then the staging store beside it.
+    pub kerchunk: Option<PathBuf>,
+}
+
+impl VirtualOutput {
+    /// The staging store of a kerchunk reference file `refs`: a hidden
+    /// directory beside it that holds the copied chunks, the references
+    /// and zarrforge's journal and state (for `--resume` and `--append`).
+    pub fn staging(refs: &std::path::Path) -> PathBuf {
+        let name = refs
+            .file_name()
+            .map_or_else(|| "refs".into(), |n| n.to_string_lossy().into_owned());
+        refs.with_file_name(format!(".{name}.zarrforge"))
+    }
+
+    /// The location references give for the file at `path` (absolute):
+    /// the first `--virtual-prefix` whose OLD starts it rewritten to NEW;
+    /// a `file://` URL otherwise.
+    pub fn url(&self, path: &std::path::Path) -> String {
+        let text = path.to_string_lossy();
+        for (old, new) in &self.prefixes {
+            if let Some(rest) = text.strip_prefix(old.as_str()) {
+                let joined = format!(
+                    "{}/{}",
+                    new.trim_end_matches('/'),
+                    rest.trim_start_matches('/')
+                );
+                return if new.contains("://") {
+                    joined
+                } else {
+                    file_url(&joined)
+                };
+            }
+        }
+        file_url(&text)
+    }
+}
+
+/// `file://` URL of an absolute path, with the characters URLs reserve
+/// percent-encoded.
+fn file_url(path: &str) -> String {
+    let mut out = String::from("file://");
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 impl IcechunkOutput {
     /// A reader of `reference` (a branch, tag or snapshot id; `main`'s tip
     /// without one).
@@ -414,6 +498,8 @@ pub struct ConvertConfig {
     pub break_lock: bool,
     /// `--icechunk`: the output is an Icechunk repository.
     pub icechunk: Option<IcechunkOutput>,
+    /// `--virtual`: references to the inputs' stored chunks.
+    pub virtual_refs: Option<VirtualOutput>,
     /// Verify every value against the sources after the commit.
     pub verify: bool,
     /// The provenance line put first in the global `history` attribute
@@ -455,6 +541,7 @@ impl ConvertConfig {
             keep_journal: false,
             break_lock: false,
             icechunk: None,
+            virtual_refs: None,
             verify: false,
             history: None,
         }
@@ -483,6 +570,13 @@ impl ConvertConfig {
             return Err(ConfigError::Conflict(
                 "--zarr-format 2 and --icechunk (Icechunk stores Zarr v3 only)".into(),
             ));
+        }
+        if let Some(v) = &self.virtual_refs {
+            if self.icechunk.is_none() && v.kerchunk.is_none() {
+                return Err(ConfigError::Conflict(
+                    "--virtual without --icechunk or a kerchunk reference file (references go into an Icechunk repository, --icechunk, or a kerchunk file, -o NAME.json)".into(),
+                ));
+            }
         }
         if self.icechunk.is_some() && self.attrs_json == Some(AttrsJson::Python) {
             return Err(ConfigError::Conflict(

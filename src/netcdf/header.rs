@@ -22,6 +22,23 @@ pub struct HeaderInfo {
     pub numrecs: Option<u64>,
     /// Bytes the data of every variable reaches.
     pub required_len: u64,
+    /// Where each variable's data lies.
+    pub vars: Vec<VarPlace>,
+    /// Bytes between the starts of two records.
+    pub recsize: u64,
+}
+
+/// Where a netCDF-3 variable's data lies in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarPlace {
+    /// The variable's name.
+    pub name: String,
+    /// Whether it is along the record dimension.
+    pub record: bool,
+    /// Offset of its data (of its first record).
+    pub begin: u64,
+    /// Bytes of its data (of one record), without padding.
+    pub size: u64,
 }
 
 /// Checks the netCDF-3 file at `path` (see the module docs).
@@ -400,6 +417,16 @@ fn parse<B: Bytes>(src: &mut B) -> Result<HeaderInfo, HeaderError> {
         version,
         numrecs,
         required_len: u64::try_from(need).unwrap_or(u64::MAX),
+        recsize: u64::try_from(recsize).unwrap_or(u64::MAX),
+        vars: vars
+            .into_iter()
+            .map(|v| VarPlace {
+                name: v.name,
+                record: v.record,
+                begin: v.begin,
+                size: u64::try_from(v.size).unwrap_or(u64::MAX),
+            })
+            .collect(),
     })
 }
 

@@ -5,7 +5,9 @@
 //! one writer rank per chunk or shard) → [`exchange`] (pure: for layouts that
 //! cut across the source chunks, the rounds, the blocks each rank reads once
 //! and the pieces the ranks send each other) → [`read`] (parallel HDF5
-//! hyperslab or raw-chunk reads, netCDF-C for netCDF-3). The store side follows in
+//! hyperslab or raw-chunk reads, netCDF-C for netCDF-3). With `--virtual`,
+//! [`virtualize`] (pure) decides which variables are referenced in place.
+//! The store side follows in
 //! [`crate::store`].
 
 pub mod combine;
@@ -15,3 +17,4 @@ pub mod plan;
 pub mod read;
 pub mod scan;
 pub mod select;
+pub mod virtualize;

@@ -205,15 +205,6 @@ impl Plan {
                 .sources
                 .get(i)
                 .and_then(|s| cfg.var_settings(&s.var.path));
-            let merged = |global: &DimSizes, local: Option<&DimSizes>| -> DimSizes {
-                let mut out = local.cloned().unwrap_or_default();
-                for (d, n) in &global.0 {
-                    if out.get(d).is_none() {
-                        out.0.push((d.clone(), *n));
-                    }
-                }
-                out
-            };
             let chunk_sizes = merged(&cfg.chunks, own.map(|o| &o.chunks));
             let shard_sizes = merged(&cfg.shards, own.map(|o| &o.shards));
             let mut codec = own
@@ -225,12 +216,20 @@ impl Plan {
             if codec == Codec::Source {
                 codec = stored.map_or(Codec::Zstd(3), |st| st.codec.clone());
             }
+            // `--virtual`: a referenced variable has exactly the source's
+            // chunks and codecs, whatever the flags say.
+            let referenced = stored.filter(|st| matches!(st.codec, Codec::Virtual(_)));
+            if let Some(st) = referenced {
+                codec = st.codec.clone();
+            }
             let stored = stored.filter(|_| matches!(codec, Codec::Stored { .. }));
             let growable = ds
                 .concat
                 .as_ref()
                 .is_some_and(|c| v.is_coordinate() && v.dims[0] == c.dim);
-            let chunks = if let Some(st) = stored {
+            let chunks = if let Some(st) = referenced {
+                st.chunks.clone()
+            } else if let Some(st) = stored {
                 // Explicit sizes win (then chunks are re-encoded, not copied).
                 v.dims
                     .iter()
@@ -246,7 +245,11 @@ impl Plan {
             } else {
                 choose_chunks(v, &chunk_sizes, cfg.target_chunk_bytes)
             };
-            let shards = choose_shards(v, &chunks, &shard_sizes)?;
+            let shards = if referenced.is_some() {
+                None
+            } else {
+                choose_shards(v, &chunks, &shard_sizes)?
+            };
             let a = ArrayPlan::new(
                 i,
                 v.path.clone(),
@@ -544,6 +547,18 @@ pub fn choose_shards(
         s.push(shard);
     }
     Ok(Some(s))
+}
+
+/// A variable's own sizes (`local`), then the global ones for the other
+/// dimensions.
+fn merged(global: &DimSizes, local: Option<&DimSizes>) -> DimSizes {
+    let mut out = local.cloned().unwrap_or_default();
+    for (d, n) in &global.0 {
+        if out.get(d).is_none() {
+            out.0.push((d.clone(), *n));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -185,4 +185,17 @@ impl ArrayEncoder {
     pub fn store(&self, indices: &[u64], bytes: Vec<u8>) -> Result<(), WriteError> {
         self.storage.put_later(&self.unit_key(indices), bytes)
     }
+
+    /// Makes the unit at `indices` a reference to another file's bytes
+    /// (`convert --virtual`); durable at the next [`Storage::sync`].
+    ///
+    /// # Errors
+    /// [`WriteError`] of the storage (one without references refuses).
+    pub fn store_virtual(
+        &self,
+        indices: &[u64],
+        reference: storage::VirtualRef,
+    ) -> Result<(), WriteError> {
+        self.storage.put_virtual(&self.unit_key(indices), reference)
+    }
 }

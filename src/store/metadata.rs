@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cli::config::{AttrsJson, BloscShuffle, Codec, ZarrFormat};
 use crate::model::schema::{fill_bytes, fill_text, pad_bytes, Attr, AttrValue, DType, Group, Var};
+use crate::model::source_codecs::{Endian, Filter};
 use crate::pipeline::plan::ArrayPlan;
 
 /// Marks a non-finite float attribute inside a JSON document until it is
@@ -297,6 +298,7 @@ pub fn compressors_v3(codec: &Codec, dtype: DType) -> Vec<Value> {
             }
             v
         }
+        Codec::Virtual(c) => c.filters.iter().map(Filter::v3).collect(),
         other => compressor_v3(other, dtype).into_iter().collect(),
     }
 }
@@ -304,7 +306,7 @@ pub fn compressors_v3(codec: &Codec, dtype: DType) -> Vec<Value> {
 /// The v3 compressor codec, if any.
 pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
     Some(match codec {
-        Codec::None | Codec::Source | Codec::Stored { .. } => return None,
+        Codec::None | Codec::Source | Codec::Stored { .. } | Codec::Virtual(_) => return None,
         Codec::Zstd(l) => json!({"name": "zstd", "configuration": {"level": l, "checksum": false}}),
         Codec::Gzip(l) => json!({"name": "gzip", "configuration": {"level": l}}),
         Codec::Zlib(l) => json!({"name": "numcodecs.zlib", "configuration": {"level": l}}),
@@ -321,7 +323,11 @@ pub fn compressor_v3(codec: &Codec, dtype: DType) -> Option<Value> {
 /// The v2 compressor (`null` for none).
 pub fn compressor_v2(codec: &Codec) -> Value {
     match codec {
-        Codec::None | Codec::Source | Codec::Stored { level: None, .. } => Value::Null,
+        // A source pipeline is all filters (v2 applies the compressor
+        // last, and a checksum may follow the compression).
+        Codec::None | Codec::Source | Codec::Stored { level: None, .. } | Codec::Virtual(_) => {
+            Value::Null
+        }
         Codec::Stored { level: Some(l), .. } => json!({"id": "zlib", "level": l}),
         Codec::Zstd(l) => json!({"id": "zstd", "level": l}),
         Codec::Gzip(l) => json!({"id": "gzip", "level": l}),
@@ -351,7 +357,10 @@ fn serializer_v3(dtype: DType) -> Value {
 
 /// v3 codec list for one array (with the sharding codec when sharded).
 pub fn codecs_v3(a: &ArrayPlan, codec: &Codec) -> Vec<Value> {
-    let mut inner = vec![serializer_v3(a.dtype)];
+    let mut inner = vec![match codec {
+        Codec::Virtual(c) if a.dtype != DType::String => c.serializer_v3(a.dtype.size()),
+        _ => serializer_v3(a.dtype),
+    }];
     inner.extend(compressors_v3(codec, a.dtype));
     match &a.shards {
         None => inner,
@@ -423,13 +432,20 @@ pub fn array_v2(var: &Var, a: &ArrayPlan, codec: &Codec) -> Value {
         ) => {
             json!([{"id": "shuffle", "elementsize": s}])
         }
+        (_, Codec::Virtual(c)) if !c.filters.is_empty() => {
+            Value::Array(c.filters.iter().map(Filter::v2).collect())
+        }
         _ => Value::Null,
+    };
+    let dtype = match codec {
+        Codec::Virtual(c) if c.endian == Endian::Big => var.dtype.v2_name().replace('<', ">"),
+        _ => var.dtype.v2_name().to_string(),
     };
     json!({
         "zarr_format": 2,
         "shape": a.shape,
         "chunks": a.chunks,
-        "dtype": var.dtype.v2_name(),
+        "dtype": dtype,
         "fill_value": fill_value,
         "order": "C",
         "filters": filters,

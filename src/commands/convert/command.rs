@@ -97,6 +97,10 @@ fn run_command(
             let id: String = super::from_root(ctx, || Ok(snapshot.unwrap_or_default()))?;
             ic.reference = (!id.is_empty()).then_some(id);
         }
+        if let Some(refs) = cfg.virtual_refs.as_ref().and_then(|v| v.kerchunk.clone()) {
+            // A kerchunk output is verified through its reference file.
+            cfg.output = refs;
+        }
         let v = verify::verify(ctx, &cfg, monitor)?;
         monitor.finish();
         monitor.event(&verify::verified(&v));

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::budget::{self, Budget};
 use super::Job;
-use crate::cli::config::{ConvertConfig, ZarrFormat};
+use crate::cli::config::{Codec, ConvertConfig, VirtualOutput, ZarrFormat};
 use crate::error::Error;
 use crate::model::block::{place, place_items};
 use crate::model::schema::DType;
@@ -21,12 +21,14 @@ use crate::mpi::ctx::MpiCtx;
 use crate::mpi::topology::{JobTopology, Topology};
 use crate::pipeline::exchange::Exchange;
 use crate::pipeline::plan::{ArrayPlan, Plan, Unit};
+use crate::pipeline::read::refs::ChunkPlace;
 use crate::pipeline::read::{Pending, Reader, Values};
 use crate::report::progress::RankStats;
 use crate::store::encode::ArrayEncoder;
 use crate::store::error::WriteError;
 use crate::store::journal::{self, Journal};
 use crate::store::opening::Opened;
+use crate::store::storage::VirtualRef;
 
 /// A rank's encoder threads and the PUs they are pinned to (none: not
 /// pinned).
@@ -155,6 +157,9 @@ enum Payload {
     Stored(Vec<u8>),
     /// The values, or a raw read to finish on the encoder thread.
     Values(Pending),
+    /// `--virtual`: a reference to the chunk's bytes in its input file
+    /// (`None`: the chunk was never written and reads as the fill value).
+    Virtual(Option<VirtualRef>),
 }
 
 /// What both write phases of a rank (direct units, exchange rounds) work
@@ -224,8 +229,9 @@ pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<
                 continue;
             }
             let t = Instant::now();
-            let read = match read_unit(&mut reader, job, &plan.arrays[unit.array], &encoders, &unit)
-            {
+            let a = &plan.arrays[unit.array];
+            let refs = cfg.virtual_refs.as_ref();
+            let read = match read_unit(&mut reader, job, a, &encoders, &unit, refs) {
                 Ok(r) => r,
                 Err(e) => {
                     shared.fail(e);
@@ -304,8 +310,12 @@ fn read_unit(
     a: &ArrayPlan,
     encoders: &[ArrayEncoder],
     unit: &Unit,
+    refs: Option<&VirtualOutput>,
 ) -> Result<ReadUnit, Error> {
     let (start, count) = a.unit_region(&unit.indices);
+    if let Some(payload) = virtual_unit(reader, job, a, &start, &count, refs)? {
+        return Ok(ReadUnit { count, payload });
+    }
     // `--codec source`: a unit that is exactly one stored source chunk is
     // copied as it is.
     if a.shards.is_none() && job.append_from.is_none() {
@@ -333,6 +343,53 @@ fn read_unit(
     })
 }
 
+/// `--virtual`: the reference of a unit of a referenced array (a
+/// [`Payload::Virtual`]); `None` when the unit's values are to be copied
+/// (not a referenced array, or a chunk stored with a filter skipped).
+fn virtual_unit(
+    reader: &mut Reader<'_>,
+    job: &Job,
+    a: &ArrayPlan,
+    start: &[u64],
+    count: &[u64],
+    refs: Option<&VirtualOutput>,
+) -> Result<Option<Payload>, Error> {
+    let (Codec::Virtual(_), Some(refs)) = (&a.codec, refs) else {
+        return Ok(None);
+    };
+    let Some(layout) = job
+        .ds
+        .sources
+        .get(a.var)
+        .and_then(|s| s.stored.as_ref())
+        .and_then(|st| st.layout.as_ref())
+    else {
+        return Ok(None);
+    };
+    Ok(match reader.chunk_place(a.var, layout, start, count)? {
+        ChunkPlace::Copy => None,
+        ChunkPlace::Missing => Some(Payload::Virtual(None)),
+        ChunkPlace::At {
+            file,
+            offset,
+            length,
+        } => {
+            let f = job.ds.files.get(file as usize);
+            let path = f.map(|f| f.canonical.clone()).unwrap_or_default();
+            let url = refs.url(&path);
+            let modified = f
+                .and_then(|f| u32::try_from(f.mtime_ns.div_euclid(1_000_000_000)).ok())
+                .map(|s| s.saturating_add(1));
+            Some(Payload::Virtual(Some(VirtualRef {
+                url,
+                offset,
+                length,
+                modified,
+            })))
+        }
+    })
+}
+
 /// Bytes of source data a read unit stands for.
 fn read_bytes(read: &ReadUnit, dtype: DType) -> u64 {
     match &read.payload {
@@ -343,6 +400,7 @@ fn read_bytes(read: &ReadUnit, dtype: DType) -> u64 {
         Payload::Stored(_) | Payload::Values(Pending::Raw(_)) => {
             read.count.iter().product::<u64>() * dtype.size() as u64
         }
+        Payload::Virtual(_) => 0,
     }
 }
 
@@ -358,6 +416,12 @@ fn encode_and_store(
     let t = Instant::now();
     let result = crate::system::stage::catch(|| {
         let bytes = match read.payload {
+            Payload::Virtual(reference) => {
+                if let Some(r) = reference {
+                    enc.store_virtual(&unit.indices, r)?;
+                }
+                return Ok((0, t.elapsed().as_secs_f64(), 0.0));
+            }
             Payload::Stored(b) => b,
             Payload::Values(pending) => {
                 let values = pending

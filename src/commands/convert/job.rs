@@ -16,6 +16,7 @@ use crate::pipeline::combine::{combine, CombineOptions, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::pipeline::scan::error::SchemaError;
 use crate::pipeline::scan::{scan_file_isolated, FileScan, ScanOptions};
+use crate::pipeline::virtualize::FileLayouts;
 use crate::store::append;
 use crate::store::state::{self, StoreState};
 use crate::system::stage::guarded;
@@ -50,6 +51,10 @@ pub struct Job {
     /// How the store of an append writes NaN and infinite float
     /// attributes.
     pub attrs_json: Option<crate::cli::config::AttrsJson>,
+    /// Warnings for rank 0 to show (`--virtual`: variables copied rather
+    /// than referenced).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Scans the input files on all ranks and combines them on rank 0; every
@@ -89,7 +94,9 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig, monitor: &mut Monitor) -> 
         files[lo..hi]
             .iter()
             .map(|p| {
-                let scan = scan_file_isolated(p, &opts, cfg.scan_timeout).map_err(Error::from);
+                let scan = scan_file_isolated(p, &opts, cfg.scan_timeout)
+                    .map_err(Error::from)
+                    .and_then(|s| with_layouts(cfg, s));
                 monitor.add(ctx, 1, 0);
                 scan
             })
@@ -114,6 +121,40 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig, monitor: &mut Monitor) -> 
         }
         build_job(cfg, scans, state, concat_dim, scan_seconds)
     })
+}
+
+/// With `--virtual`: the scan of a file with the layouts it stores its
+/// variables with (read by the rank that scanned it).
+fn with_layouts(cfg: &ConvertConfig, mut scan: FileScan) -> Result<FileScan, Error> {
+    if cfg.virtual_refs.is_some() {
+        scan.layouts =
+            crate::pipeline::read::refs::layouts(&scan.path, scan.schema.format, &scan.schema)
+                .map_err(Error::from)?;
+    }
+    Ok(scan)
+}
+
+/// With `--virtual`: decides which variables of `ds` are referenced (from
+/// the layouts in `scans`) and gives them their chunks and codecs; returns
+/// the warnings of variables copied instead.
+fn virtualize(
+    cfg: &ConvertConfig,
+    ds: &mut Dataset,
+    layouts: &FileLayouts,
+) -> Result<Vec<String>, Error> {
+    let Some(v) = &cfg.virtual_refs else {
+        return Ok(Vec::new());
+    };
+    let decisions = crate::pipeline::virtualize::decide(ds, layouts, v)?;
+    Ok(crate::pipeline::virtualize::apply(ds, &decisions))
+}
+
+/// The layouts of the scanned files, by canonical path.
+fn file_layouts(scans: &[FileScan]) -> FileLayouts {
+    scans
+        .iter()
+        .map(|s| (s.canonical.clone(), s.layouts.iter().cloned().collect()))
+        .collect()
 }
 
 /// The source name of an output dimension (undoing a rename).
@@ -176,6 +217,7 @@ fn build_job(
     crate::system::stage::enter("combine");
     let opts = combine_options(cfg, &scans, concat_dim.clone(), time_units.clone())?;
     let mut ds = combine(&scans, &opts)?;
+    let layouts = file_layouts(&scans);
     let Some(state) = state else {
         crate::pipeline::select::apply(&mut ds, cfg)?;
         crate::pipeline::read::source_codec::resolve(&mut ds, |path| {
@@ -183,7 +225,9 @@ fn build_job(
                 .and_then(|o| o.codec.clone())
                 .unwrap_or_else(|| cfg.codec.clone())
         })?;
+        let warnings = virtualize(cfg, &mut ds, &layouts)?;
         return Ok(Job {
+            warnings,
             ds,
             files,
             scan_seconds,
@@ -233,6 +277,7 @@ fn build_job(
                 let arrays =
                     append::arrays(&ds, &state, state.concat.as_ref().map_or(0, |c| c.len));
                 return Ok(Job {
+                    warnings: Vec::new(),
                     ds,
                     files,
                     scan_seconds,
@@ -267,8 +312,11 @@ fn build_job(
     if let Some(line) = &cfg.history {
         crate::pipeline::select::add_history(&mut ds.schema.root, line);
     }
+    let warnings = virtualize(cfg, &mut ds, &layouts)?;
     let arrays = append::arrays(&ds, &state, old_len);
+    crate::pipeline::virtualize::check_append(&ds, &arrays, &warnings)?;
     Ok(Job {
+        warnings,
         ds,
         files,
         scan_seconds,

@@ -14,6 +14,7 @@ mod exchange;
 mod execute;
 mod job;
 mod planning;
+mod references;
 #[cfg(feature = "icechunk")]
 mod versions;
 #[cfg(not(feature = "icechunk"))]
@@ -146,11 +147,14 @@ pub fn convert(
         guarded(|| {
             let inputs: Vec<PathBuf> = ds.files.iter().map(|f| f.path.clone()).collect();
             let merged = merged.as_ref();
+            let append = job.append_from.is_some();
             let commit = |()| match merged {
                 Some(m) => versions::commit(cfg, &inputs, &opened.run, m).map(Some),
-                None => Ok(None),
+                None => references::consolidate(cfg, append, nothing_new).map(|()| None),
             };
-            commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref(), commit)
+            let ic = commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref(), commit)?;
+            references::export(cfg)?;
+            Ok::<_, Error>(ic)
         })
     } else {
         Ok(None)
@@ -165,7 +169,7 @@ pub fn convert(
         peak_rss_mib: per_rank.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
         per_rank,
         phases: monitor.phases(),
-        output: cfg.output.clone(),
+        output: references::product(cfg),
         ranks: ctx.size(),
         threads,
         arrays: plan.arrays.len(),

@@ -142,6 +142,10 @@ pub(super) fn planned(
         plan.remaining(opened.resumed, |seq| journal::is_done(&opened.done, seq))
     };
     monitor.set_totals(units, bytes);
+    for w in &job.warnings {
+        crate::say!("zarrforge: warning: {w}");
+        monitor.warning(w);
+    }
     let mode = if opened.complete {
         "complete"
     } else if opened.resumed > 0 {

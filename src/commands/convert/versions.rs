@@ -192,11 +192,43 @@ pub(super) fn open_store(
     Error,
 > {
     Ok(if cfg.icechunk.is_some() {
+        if let Some(v) = &cfg.virtual_refs {
+            repo(&cfg.output)?.set_containers(containers(v, inputs));
+        }
         crate::store::versioned::open(cfg, req, inputs, print, split_dim, held)?
     } else {
         plain(cfg)?;
         crate::store::opening::open_store(cfg, req, inputs, print, format, held)?
     })
+}
+
+/// The URL prefix that the references to `inputs` share (the deepest
+/// directory holding them all): the repository's virtual chunk container.
+fn containers(v: &crate::cli::config::VirtualOutput, inputs: &[std::path::PathBuf]) -> Vec<String> {
+    let dirs: Vec<std::path::PathBuf> = inputs
+        .iter()
+        .filter_map(|p| {
+            let c = std::fs::canonicalize(p).ok()?;
+            c.parent().map(std::path::Path::to_path_buf)
+        })
+        .collect();
+    let Some(first) = dirs.first() else {
+        return Vec::new();
+    };
+    let mut common = first.clone();
+    for d in &dirs[1..] {
+        while !d.starts_with(&common) {
+            if !common.pop() {
+                break;
+            }
+        }
+    }
+    let url = v.url(&common);
+    vec![if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    }]
 }
 
 /// Rank 0, every rank's fork merged: the commit, and what it cost.

@@ -151,6 +151,9 @@ pub fn verify(
             r.open_readonly_at(reference)?;
         }
     }
+    if crate::store::storage::kerchunk::is_refs_file(&store) {
+        crate::store::storage::kerchunk::register(&store)?;
+    }
     let opts = options(cfg);
     let (files, v3, docs): (Vec<PathBuf>, bool, Vec<(String, String)>) = from_rank0(ctx, || {
         let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;

@@ -87,8 +87,13 @@ pub struct VarSource {
 pub struct StoredChunks {
     /// The source chunk shape.
     pub chunks: Vec<u64>,
-    /// The source filters as a [`crate::cli::config::Codec::Stored`].
+    /// The source filters as a [`crate::cli::config::Codec::Stored`] (or
+    /// [`crate::cli::config::Codec::Virtual`] for references).
     pub codec: crate::cli::config::Codec,
+    /// How every file stores the variable, when it is referenced in place
+    /// (`convert --virtual`).
+    #[serde(default)]
+    pub layout: Option<crate::model::source_codecs::StoredLayout>,
 }
 
 impl VarSource {

@@ -91,6 +91,7 @@ pub(super) fn file(path: &str, t: &[f64], units: &str, data: &[&str]) -> FileSca
             ints: None,
         }],
         digests: vec![],
+        layouts: vec![],
     }
 }
 

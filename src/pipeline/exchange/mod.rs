@@ -207,8 +207,10 @@ pub fn routes(
                 None => (1.0, 0),
             };
             let cached = per_unit <= cache_bytes / 2;
+            // References (`--virtual`) are never read: never exchanged.
             let exchange = a.dtype != DType::String
                 && a.num_units() > 0
+                && !matches!(a.codec, crate::cli::config::Codec::Virtual(_))
                 && match mode {
                     ExchangeMode::Never => false,
                     ExchangeMode::Always => true,

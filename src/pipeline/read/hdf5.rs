@@ -19,7 +19,8 @@ use hdf5_sys::h5s::{
 use hdf5_sys::h5t::{H5T_direction_t, H5Tclose, H5Tget_native_type, H5Tget_size};
 use mpi::traits::AsRaw;
 
-use crate::model::schema::Var;
+use crate::model::schema::{DType, Var};
+use crate::model::source_codecs::{Endian, Filter, SourceCodecs, StoredLayout};
 use crate::pipeline::read::error::ReadError;
 
 /// Per-file chunk cache: large enough to hold the source chunks that
@@ -314,6 +315,143 @@ impl Hdf5Reader {
         })
     }
 
+    /// How the file stores `var`, for virtual references: chunked with its
+    /// filter pipeline, one contiguous block, or not referencable.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] when the dataset or its properties cannot be read.
+    pub fn stored_layout(&mut self, var: &Var) -> Result<StoredLayout, ReadError> {
+        use hdf5_sys::h5d::{H5D_layout_t, H5Dget_create_plist};
+        use hdf5_sys::h5p::{H5Pclose, H5Pget_chunk, H5Pget_external_count, H5Pget_layout};
+        if var.via_netcdf || matches!(var.dtype, DType::String | DType::Char) {
+            return Ok(StoredLayout::Unreferencable(format!(
+                "{} values are read through netCDF-C",
+                var.dtype.nc_name()
+            )));
+        }
+        let path = self.path.clone();
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
+        let dtype = var.dtype;
+        let did = self.dataset(var)?.id();
+        hdf5::sync::sync(|| {
+            // SAFETY: HDF5 C calls on ids owned by `self` or closed here,
+            // under the library lock; buffers have the sizes passed.
+            unsafe {
+                let Some(endian) = stored_order(did, dtype) else {
+                    return Ok(StoredLayout::Unreferencable(format!(
+                        "the stored type is not a plain {}",
+                        dtype.nc_name()
+                    )));
+                };
+                let dcpl = H5Dget_create_plist(did);
+                if dcpl < 0 {
+                    return Err(fail("creation properties"));
+                }
+                let layout = H5Pget_layout(dcpl);
+                let out = if H5Pget_external_count(dcpl) > 0 {
+                    Ok(StoredLayout::Unreferencable(
+                        "stored in external files".into(),
+                    ))
+                } else {
+                    match layout {
+                        H5D_layout_t::H5D_CONTIGUOUS => Ok(StoredLayout::Contiguous { endian }),
+                        H5D_layout_t::H5D_CHUNKED => {
+                            let mut dims = [0 as hsize_t; 32];
+                            let n = H5Pget_chunk(dcpl, 32, dims.as_mut_ptr());
+                            match usize::try_from(n) {
+                                Ok(n) if n <= 32 => Ok(StoredLayout::Chunked {
+                                    chunk: dims[..n].to_vec(),
+                                    codecs: filter_pipeline(dcpl, endian, dtype.size()),
+                                }),
+                                _ => Err(fail("chunk shape")),
+                            }
+                        }
+                        H5D_layout_t::H5D_COMPACT => Ok(StoredLayout::Unreferencable(
+                            "compact storage (the values are inside the object header)".into(),
+                        )),
+                        _ => Ok(StoredLayout::Unreferencable(
+                            "an HDF5 virtual dataset".into(),
+                        )),
+                    }
+                };
+                H5Pclose(dcpl);
+                out
+            }
+        })
+    }
+
+    /// Where the chunk at element `origin` of `var` is stored: its address,
+    /// size and mask of skipped filters; `None` for a chunk never written.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn chunk_address(
+        &mut self,
+        var: &Var,
+        origin: &[u64],
+    ) -> Result<Option<(u64, u64, u32)>, ReadError> {
+        use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
+        let path = self.path.clone();
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
+        let file_len = self.file_len;
+        let did = self.dataset(var)?.id();
+        let offset: Vec<hsize_t> = origin.to_vec();
+        hdf5::sync::sync(|| {
+            // SAFETY: one HDF5 C call on a dataset id owned by `self`, under
+            // the library lock, with out-parameters on the stack.
+            unsafe {
+                let mut mask: u32 = 0;
+                let mut addr: hdf5_sys::h5::haddr_t = 0;
+                let mut size: hsize_t = 0;
+                if H5Dget_chunk_info_by_coord(
+                    did,
+                    offset.as_ptr(),
+                    &raw mut mask,
+                    &raw mut addr,
+                    &raw mut size,
+                ) < 0
+                {
+                    return Err(fail("chunk info"));
+                }
+                if addr == hdf5_sys::h5::HADDR_UNDEF {
+                    return Ok(None);
+                }
+                if size == 0 || addr.saturating_add(size) > file_len {
+                    return Err(fail("a chunk index entry beyond the end of the file"));
+                }
+                Ok(Some((addr, size, mask)))
+            }
+        })
+    }
+
+    /// Address and size of `var`'s contiguous block; `None` when it was
+    /// never written (it reads as the fill value).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] naming the file and variable.
+    pub fn contiguous_address(&mut self, var: &Var) -> Result<Option<(u64, u64)>, ReadError> {
+        use hdf5_sys::h5d::{H5Dget_offset, H5Dget_storage_size};
+        let path = self.path.clone();
+        let fail = |what: &'static str| hdf5_error(&path, var, what);
+        let file_len = self.file_len;
+        let did = self.dataset(var)?.id();
+        hdf5::sync::sync(|| {
+            // SAFETY: two HDF5 C calls on a dataset id owned by `self`,
+            // under the library lock.
+            unsafe {
+                let addr = H5Dget_offset(did);
+                let size = H5Dget_storage_size(did);
+                if addr == hdf5_sys::h5::HADDR_UNDEF || size == 0 {
+                    return Ok(None);
+                }
+                if addr.saturating_add(size) > file_len {
+                    return Err(fail("a data block beyond the end of the file"));
+                }
+                Ok(Some((addr, size)))
+            }
+        })
+    }
+
     /// Current dimensions of `var`'s dataset.
     ///
     /// # Errors
@@ -418,23 +556,144 @@ impl Hdf5Reader {
 
 /// Whether HDF5 stores `dtype` exactly as the native little-endian type
 /// zarrforge writes (so raw chunk bytes need no conversion).
-fn stored_as_native(dtype: crate::model::schema::DType, t: &hdf5::Datatype) -> bool {
-    use crate::model::schema::DType as D;
-    use hdf5::Datatype as T;
-    let native = match dtype {
-        D::I8 => T::from_type::<i8>(),
-        D::U8 => T::from_type::<u8>(),
-        D::I16 => T::from_type::<i16>(),
-        D::U16 => T::from_type::<u16>(),
-        D::I32 => T::from_type::<i32>(),
-        D::U32 => T::from_type::<u32>(),
-        D::I64 => T::from_type::<i64>(),
-        D::U64 => T::from_type::<u64>(),
-        D::F32 => T::from_type::<f32>(),
-        D::F64 => T::from_type::<f64>(),
-        // netCDF chars: one-byte strings, copied as bytes.
-        D::Char => return t.size() == 1,
-        D::String => return false,
+/// The byte order of `did`'s stored type when it is `dtype` stored as plain
+/// numbers (IEEE floats, two's-complement integers) in either order.
+///
+/// # Safety
+/// Call under the HDF5 lock with a valid dataset id.
+unsafe fn stored_order(did: hdf5_sys::h5i::hid_t, dtype: DType) -> Option<Endian> {
+    use hdf5_sys::h5t::{H5T_order_t, H5Tcopy, H5Tequal, H5Tget_order, H5Tset_order};
+    let native = native_type(dtype)?;
+    let stored = H5Dget_type(did);
+    if stored < 0 {
+        return None;
+    }
+    let order = H5Tget_order(stored);
+    let endian = match order {
+        H5T_order_t::H5T_ORDER_LE => Endian::Little,
+        H5T_order_t::H5T_ORDER_BE => Endian::Big,
+        H5T_order_t::H5T_ORDER_NONE if dtype.size() == 1 => Endian::Little,
+        _ => {
+            H5Tclose(stored);
+            return None;
+        }
     };
-    native.is_ok_and(|n| &n == t)
+    // The native type with the stored order must equal the stored type.
+    let probe = H5Tcopy(native.id());
+    let same = probe >= 0
+        && (dtype.size() == 1 || H5Tset_order(probe, order) >= 0)
+        && H5Tequal(probe, stored) > 0;
+    if probe >= 0 {
+        H5Tclose(probe);
+    }
+    H5Tclose(stored);
+    same.then_some(endian)
+}
+
+/// The filters of a dataset creation property list as Zarr codecs, or the
+/// name of the first one no Zarr reader undoes.
+///
+/// # Safety
+/// Call under the HDF5 lock with a valid property list id.
+unsafe fn filter_pipeline(
+    dcpl: hdf5_sys::h5i::hid_t,
+    endian: Endian,
+    elem: usize,
+) -> Result<SourceCodecs, String> {
+    use hdf5_sys::h5p::{H5Pget_filter2, H5Pget_nfilters};
+    let n = H5Pget_nfilters(dcpl);
+    let mut filters = Vec::new();
+    for i in 0..u32::try_from(n).unwrap_or(0) {
+        let mut flags: u32 = 0;
+        let mut cd = [0u32; 32];
+        let mut ncd: usize = cd.len();
+        let mut name = [0 as std::ffi::c_char; 128];
+        let mut config: u32 = 0;
+        let id = H5Pget_filter2(
+            dcpl,
+            i,
+            &raw mut flags,
+            &raw mut ncd,
+            cd.as_mut_ptr(),
+            name.len(),
+            name.as_mut_ptr(),
+            &raw mut config,
+        );
+        let cd = &cd[..ncd.min(32)];
+        let label = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        filters.push(map_filter(id, cd, elem).ok_or_else(|| {
+            let label = if label.is_empty() {
+                "unnamed".into()
+            } else {
+                label
+            };
+            format!("HDF5 filter {id} ({label}), which Zarr readers do not decode")
+        })?);
+    }
+    Ok(SourceCodecs { endian, filters })
+}
+
+/// One HDF5 filter as a Zarr codec, from its id and client data.
+fn map_filter(id: i32, cd: &[u32], elem: usize) -> Option<Filter> {
+    let elem32 = u32::try_from(elem).unwrap_or(0);
+    Some(match id {
+        1 => Filter::Zlib {
+            level: cd.first().copied().unwrap_or(6).min(9),
+        },
+        2 => Filter::Shuffle {
+            elem: cd.first().copied().filter(|&e| e > 0).unwrap_or(elem32),
+        },
+        3 => Filter::Fletcher32,
+        32015 => Filter::Zstd {
+            level: cd.first().and_then(|&l| i32::try_from(l).ok()).unwrap_or(3),
+        },
+        32001 => {
+            // cd: filter revision, Blosc version, type size, chunk bytes,
+            // level, shuffle, compressor code.
+            let cname = match cd.get(6).copied().unwrap_or(0) {
+                0 => "blosclz",
+                1 => "lz4",
+                2 => "lz4hc",
+                4 => "zlib",
+                5 => "zstd",
+                _ => return None,
+            };
+            Filter::Blosc {
+                cname: cname.into(),
+                clevel: cd.get(4).copied().unwrap_or(5).min(9),
+                shuffle: cd.get(5).copied().unwrap_or(1).min(2),
+                typesize: cd.get(2).copied().filter(|&t| t > 0).unwrap_or(elem32),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The native HDF5 type of `dtype` (chars as one byte), if it has one.
+fn native_type(dtype: DType) -> Option<hdf5::Datatype> {
+    use hdf5::Datatype as T;
+    match dtype {
+        DType::I8 => T::from_type::<i8>(),
+        DType::U8 | DType::Char => T::from_type::<u8>(),
+        DType::I16 => T::from_type::<i16>(),
+        DType::U16 => T::from_type::<u16>(),
+        DType::I32 => T::from_type::<i32>(),
+        DType::U32 => T::from_type::<u32>(),
+        DType::I64 => T::from_type::<i64>(),
+        DType::U64 => T::from_type::<u64>(),
+        DType::F32 => T::from_type::<f32>(),
+        DType::F64 => T::from_type::<f64>(),
+        DType::String => return None,
+    }
+    .ok()
+}
+
+fn stored_as_native(dtype: DType, t: &hdf5::Datatype) -> bool {
+    match dtype {
+        // netCDF chars: one-byte strings, copied as bytes.
+        DType::Char => t.size() == 1,
+        d => native_type(d).is_some_and(|n| &n == t),
+    }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod hdf5;
 pub mod netcdf3;
 pub mod raw;
+pub mod refs;
 pub mod source_codec;
 
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +34,8 @@ pub struct FileReader {
     netcdf: Option<netcdf3::NetcdfReader>,
     format: SourceFormat,
     path: PathBuf,
+    /// A netCDF-3 header, once parsed for virtual references.
+    nc3_header: Option<crate::netcdf::header::HeaderInfo>,
 }
 
 impl FileReader {
@@ -43,6 +46,7 @@ impl FileReader {
             netcdf: None,
             format,
             path: path.to_path_buf(),
+            nc3_header: None,
         }
     }
 

@@ -48,6 +48,7 @@ pub fn resolve(ds: &mut Dataset, codec_of: impl Fn(&str) -> Codec) -> Result<(),
                 shuffle,
                 level: l.level,
             },
+            layout: None,
         });
     }
     Ok(())

@@ -44,6 +44,10 @@ pub struct FileScan {
     /// Digests of the values of variables without the concatenation
     /// dimension (only with the full static check).
     pub digests: Vec<(String, u64)>,
+    /// How the file stores each variable (source path), for virtual
+    /// references (`convert --virtual` only; empty otherwise).
+    #[serde(default)]
+    pub layouts: Vec<(String, crate::model::source_codecs::StoredLayout)>,
 }
 
 /// One file's coordinate along a candidate concatenation dimension.
@@ -222,6 +226,7 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
         schema,
         coords,
         digests,
+        layouts: Vec::new(),
     })
 }
 

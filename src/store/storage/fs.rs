@@ -38,7 +38,15 @@ impl Storage for DirStorage {
         write_atomic(&self.path(key), bytes)
     }
 
+    /// References (the staging store of a kerchunk file) are kept in
+    /// memory until the next [`Storage::sync`], which records them.
+    fn put_virtual(&self, key: &str, reference: super::VirtualRef) -> Result<(), WriteError> {
+        super::kerchunk::buffer(&self.root, key, reference);
+        Ok(())
+    }
+
     fn sync(&self) -> Result<(), WriteError> {
+        super::kerchunk::flush(&self.root, self)?;
         sync_filesystem(&self.root)
     }
 

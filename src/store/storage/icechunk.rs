@@ -29,18 +29,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use icechunk::config::Credentials;
 use icechunk::config::{
     ManifestConfig, ManifestSplitCondition, ManifestSplitDim, ManifestSplitDimCondition,
     ManifestSplittingConfig,
 };
 use icechunk::conflicts::basic_solver::{BasicConflictSolver, VersionSelection};
 use icechunk::format::format_constants::SpecVersionBin;
-use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::manifest::{
+    Checksum, ChunkPayload, SecondsSinceEpoch, VirtualChunkLocation, VirtualChunkRef,
+};
 use icechunk::format::{ChunkIndices, Path as NodePath, SnapshotId};
 use icechunk::repository::VersionInfo;
 use icechunk::session::Session;
 use icechunk::storage::{S3Credentials, S3Options, S3StaticCredentials};
-use icechunk::{Repository, RepositoryConfig, Store};
+use icechunk::virtual_chunks::VirtualChunkContainer;
+use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
@@ -101,6 +105,10 @@ struct Inner {
     total_written: u64,
     batches: u64,
     inflight: Vec<tokio::task::JoinHandle<Result<Option<Written>, String>>>,
+    /// URL prefixes of the files that virtual references point into
+    /// (`convert --virtual`): the repository declares a virtual chunk
+    /// container for each.
+    containers: Vec<String>,
 }
 
 impl std::fmt::Debug for Repo {
@@ -159,6 +167,87 @@ pub fn register(output: &Path, target: Target) -> Result<Arc<Repo>, WriteError> 
     });
     map.insert(output.to_path_buf(), Arc::clone(&r));
     Ok(r)
+}
+
+/// The virtual chunk container of the URL prefix `prefix` (`file:///DIR/`
+/// or `s3://BUCKET/...`; S3 settings from the environment).
+fn container(prefix: &str) -> Result<VirtualChunkContainer, String> {
+    let store = if let Some(dir) = prefix.strip_prefix("file://") {
+        ObjectStoreConfig::LocalFileSystem(PathBuf::from(dir))
+    } else if prefix.starts_with("s3://") {
+        let s = super::s3::credentials::Settings::from_env().map_err(|e| e.to_string())?;
+        let mut opts = S3Options::default()
+            .with_region(s.region.clone())
+            .with_allow_http(s.allow_http)
+            .with_force_path_style(!s.virtual_hosted);
+        if let Some(e) = &s.endpoint {
+            opts = opts.with_endpoint_url(e.clone());
+            ObjectStoreConfig::S3Compatible(opts)
+        } else {
+            ObjectStoreConfig::S3(opts)
+        }
+    } else {
+        return Err(format!(
+            "references to {prefix} (only file:// and s3:// are supported)"
+        ));
+    };
+    VirtualChunkContainer::new(prefix.to_string(), store)
+}
+
+/// Credentials for the container of `prefix`.
+fn credentials(prefix: &str) -> Option<Credentials> {
+    if prefix.starts_with("file://") {
+        return Some(Credentials::LocalFileSystemAccess);
+    }
+    let s = super::s3::credentials::Settings::from_env().ok()?;
+    Some(Credentials::S3(S3Credentials::Static(
+        S3StaticCredentials {
+            access_key_id: s.key_id.clone(),
+            secret_access_key: s.secret.clone(),
+            session_token: s.token.clone(),
+            expires_after: None,
+        },
+    )))
+}
+
+/// `repo` with a virtual chunk container for every prefix of `wanted` that
+/// none of its containers covers (saved in its configuration), and access
+/// to every container authorized.
+async fn with_containers(repo: Repository, wanted: &[String]) -> Result<Repository, String> {
+    let have: Vec<String> = repo
+        .config()
+        .virtual_chunk_containers()
+        .map(|c| c.url_prefix().to_string())
+        .collect();
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|w| !have.iter().any(|h| w.starts_with(h.as_str())))
+        .collect();
+    let repo = if missing.is_empty() {
+        repo
+    } else {
+        let mut config = repo.config().clone();
+        for m in missing {
+            config.set_virtual_chunk_container(container(m)?)?;
+        }
+        let repo = repo
+            .reopen(Some(config), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        repo.save_config().await.map_err(|e| e.to_string())?;
+        repo
+    };
+    let auth: HashMap<String, Option<Credentials>> = repo
+        .config()
+        .virtual_chunk_containers()
+        .map(|c| (c.url_prefix().to_string(), credentials(c.url_prefix())))
+        .collect();
+    if auth.is_empty() {
+        return Ok(repo);
+    }
+    repo.reopen(None, Some(auth))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The handle of `output` when [`register`]ed.
@@ -242,6 +331,12 @@ impl Repo {
         self.lock().total_written
     }
 
+    /// Declares the URL prefixes that virtual references of this run point
+    /// into (before [`Repo::open_writable`]).
+    pub fn set_containers(&self, prefixes: Vec<String>) {
+        self.lock().containers = prefixes;
+    }
+
     /// The branch the run commits to.
     pub fn branch(&self) -> &str {
         &self.target.branch
@@ -315,6 +410,7 @@ impl Repo {
     pub fn open_writable(&self, create: bool, split_dim: Option<&str>) -> Result<bool, WriteError> {
         let location = self.location.clone();
         let branch = self.target.branch.clone();
+        let containers = self.lock().containers.clone();
         let split = split_dim.map(str::to_string);
         let opened = self
             .rt
@@ -354,6 +450,7 @@ impl Repo {
                 } else {
                     return Ok(None);
                 };
+                let repo = with_containers(repo, &containers).await?;
                 let branches = repo.list_branches().await.map_err(|e| e.to_string())?;
                 if !branches.contains(&branch) {
                     if !create {
@@ -468,6 +565,7 @@ impl Repo {
                     .execute()
                     .await
                     .map_err(|e| e.to_string())?;
+                let repo = with_containers(repo, &[]).await?;
                 let branches = repo.list_branches().await.map_err(|e| e.to_string())?;
                 let tags = repo.list_tags().await.map_err(|e| e.to_string())?;
                 let version = if branches.contains(&reference) {
@@ -759,6 +857,34 @@ impl Repo {
         }))
     }
 
+    async fn set_virtual(
+        session: Arc<RwLock<Session>>,
+        key: String,
+        r: super::VirtualRef,
+    ) -> Result<Option<Written>, String> {
+        let (path, coords) = chunk_key(&key).ok_or_else(|| format!("{key} is not a chunk key"))?;
+        let node = NodePath::try_from(path.as_str()).map_err(|e| e.to_string())?;
+        let payload = ChunkPayload::Virtual(VirtualChunkRef {
+            location: VirtualChunkLocation::from_url(&r.url).map_err(|e| e.to_string())?,
+            offset: r.offset,
+            length: r.length,
+            checksum: r
+                .modified
+                .map(|t| Checksum::LastModified(SecondsSinceEpoch(t))),
+        });
+        session
+            .write()
+            .await
+            .set_chunk_ref(node, ChunkIndices(coords.clone()), Some(payload.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Written {
+            path,
+            coords,
+            payload,
+        }))
+    }
+
     /// The session's keys under `prefix`, sorted: every key below it, or
     /// (`direct`) the names directly under it.
     fn session_keys(&self, prefix: &str, direct: bool) -> Result<Vec<String>, WriteError> {
@@ -914,6 +1040,20 @@ impl Storage for Repo {
             .map_err(|e| self.err("write", format!("{key}: {e}")))?;
         if let Some(w) = w {
             self.lock().written.push(w);
+        }
+        Ok(())
+    }
+
+    fn put_virtual(&self, key: &str, r: super::VirtualRef) -> Result<(), WriteError> {
+        let s = self.session()?;
+        let h = self.rt.spawn(Self::set_virtual(s, key.to_string(), r));
+        let full = {
+            let mut inner = self.lock();
+            inner.inflight.push(h);
+            inner.inflight.len() >= INFLIGHT_CHUNKS
+        };
+        if full {
+            self.finish_inflight()?;
         }
         Ok(())
     }

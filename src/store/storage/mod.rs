@@ -10,6 +10,7 @@
 pub mod fs;
 #[cfg(feature = "icechunk")]
 pub mod icechunk;
+pub mod kerchunk;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod url;
@@ -33,6 +34,22 @@ pub const INFLIGHT_DEFAULT_BYTES: u64 = 64 << 20;
 /// An object's bytes with its version tag (`ETag`), where the storage has one.
 pub type Tagged = (Vec<u8>, Option<String>);
 
+/// A chunk stored in another file: `length` bytes from `offset` of the
+/// file at `url` (`file:///...` or `s3://...`), as it was when last
+/// modified at `modified` (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VirtualRef {
+    /// Where the file is.
+    pub url: String,
+    /// Offset of the chunk in bytes.
+    pub offset: u64,
+    /// Length of the chunk in bytes.
+    pub length: u64,
+    /// The file's modification time when it was scanned: readers that can
+    /// check it refuse a file changed since.
+    pub modified: Option<u32>,
+}
+
 /// A store's objects.
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Where `key` is, for messages (a path or an `s3://` URL).
@@ -43,6 +60,19 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`WriteError`] naming the key.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), WriteError>;
+
+    /// Makes the chunk `key` a reference to bytes of another file; may
+    /// return before the write is done ([`Storage::sync`] waits for it).
+    ///
+    /// # Errors
+    /// [`WriteError`]; storage without references refuses.
+    fn put_virtual(&self, key: &str, _reference: VirtualRef) -> Result<(), WriteError> {
+        Err(WriteError::Remote {
+            url: self.describe(key),
+            what: "write a virtual reference",
+            source: "this output cannot hold references to other files: write --icechunk or a kerchunk .json file".into(),
+        })
+    }
 
     /// Writes `bytes` under `key`; may return before the write is done.
     /// [`Storage::sync`] waits for every such write and reports the first
@@ -201,6 +231,9 @@ pub fn open(output: &Path) -> Result<Arc<dyn Storage>, WriteError> {
     if let Some(r) = icechunk::registered(output) {
         return Ok(r);
     }
+    if let Some(r) = kerchunk::registered(output) {
+        return Ok(r);
+    }
     match Location::parse(output)? {
         Location::Dir(p) => Ok(Arc::new(fs::DirStorage::new(p))),
         #[cfg(feature = "s3")]
@@ -221,7 +254,7 @@ pub fn is_object(output: &Path) -> bool {
     if icechunk::registered(output).is_some() {
         return true;
     }
-    is_remote(output)
+    kerchunk::registered(output).is_some() || is_remote(output)
 }
 
 /// Whether `output` names object storage rather than a directory.
