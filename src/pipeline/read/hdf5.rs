@@ -325,7 +325,7 @@ impl Hdf5Reader {
         use hdf5_sys::h5p::{H5Pclose, H5Pget_chunk, H5Pget_external_count, H5Pget_layout};
         if var.via_netcdf || matches!(var.dtype, DType::String | DType::Char) {
             return Ok(StoredLayout::Unreferencable(format!(
-                "{} values are read through netCDF-C",
+                "{} values (read through netCDF-C)",
                 var.dtype.nc_name()
             )));
         }
@@ -339,7 +339,7 @@ impl Hdf5Reader {
             unsafe {
                 let Some(endian) = stored_order(did, dtype) else {
                     return Ok(StoredLayout::Unreferencable(format!(
-                        "the stored type is not a plain {}",
+                        "a stored type other than a plain {}",
                         dtype.nc_name()
                     )));
                 };
@@ -370,7 +370,7 @@ impl Hdf5Reader {
                             "compact storage (the values are inside the object header)".into(),
                         )),
                         _ => Ok(StoredLayout::Unreferencable(
-                            "an HDF5 virtual dataset".into(),
+                            "the layout of an HDF5 virtual dataset".into(),
                         )),
                     }
                 };
@@ -620,9 +620,9 @@ unsafe fn filter_pipeline(
             &raw mut config,
         );
         let cd = &cd[..ncd.min(32)];
-        let label = std::ffi::CStr::from_ptr(name.as_ptr())
-            .to_string_lossy()
-            .into_owned();
+        let label = std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy();
+        // Plugins' names run on ("HDF5 lz4 filter; see https://...").
+        let label = label.split(';').next().unwrap_or("").trim().to_string();
         filters.push(map_filter(id, cd, elem).ok_or_else(|| {
             let label = if label.is_empty() {
                 "unnamed".into()

@@ -54,9 +54,11 @@ pub fn layouts(
             Ok(vars
                 .into_iter()
                 .map(|v| {
-                    let l = h
-                        .stored_layout(v)
-                        .unwrap_or_else(|e| StoredLayout::Unreferencable(e.to_string()));
+                    let l = h.stored_layout(v).unwrap_or_else(|e| {
+                        StoredLayout::Unreferencable(format!(
+                            "a layout that could not be read ({e})"
+                        ))
+                    });
                     (v.path.clone(), l)
                 })
                 .collect())
@@ -67,11 +69,12 @@ pub fn layouts(
                 .into_iter()
                 .map(|v| {
                     let l = match info.vars.iter().find(|p| p.name == v.name) {
-                        Some(_) if v.via_netcdf => {
-                            StoredLayout::Unreferencable(format!("{} values", v.dtype.nc_name()))
-                        }
+                        Some(_) if v.via_netcdf => StoredLayout::Unreferencable(format!(
+                            "{} values (read through netCDF-C)",
+                            v.dtype.nc_name()
+                        )),
                         Some(p) => StoredLayout::Netcdf3 { record: p.record },
-                        None => StoredLayout::Unreferencable("not in the header".into()),
+                        None => StoredLayout::Unreferencable("no entry in the header".into()),
                     };
                     (v.path.clone(), l)
                 })

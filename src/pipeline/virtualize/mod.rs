@@ -317,6 +317,11 @@ pub fn check_append(
         let Codec::Virtual(old) = &a.codec else {
             continue;
         };
+        // An append writes nothing of a variable without the
+        // concatenation dimension.
+        if ds.sources.get(a.var).is_none_or(|s| s.axis.is_none()) {
+            continue;
+        }
         let why = match ds.sources.get(a.var).and_then(|s| s.stored.as_ref()) {
             Some(st) if st.codec == a.codec && st.chunks == a.chunks => continue,
             Some(st) => format!(
