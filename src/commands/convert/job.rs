@@ -15,7 +15,7 @@ use crate::mpi::ctx::MpiCtx;
 use crate::pipeline::combine::{combine, CombineOptions, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::pipeline::scan::error::SchemaError;
-use crate::pipeline::scan::{scan_file_isolated, FileScan, ScanOptions};
+use crate::pipeline::scan::{scan_files_isolated, FileScan, IsolatedError, ScanOptions};
 use crate::pipeline::virtualize::FileLayouts;
 use crate::store::append;
 use crate::store::state::{self, StoreState};
@@ -91,16 +91,17 @@ pub fn prepare_job(ctx: &MpiCtx, cfg: &ConvertConfig, monitor: &mut Monitor) -> 
     crate::system::stage::enter("scan");
     monitor.set_totals(files.len() as u64, 0);
     let mine = guarded(|| {
-        files[lo..hi]
-            .iter()
-            .map(|p| {
-                let scan = scan_file_isolated(p, &opts, cfg.scan_timeout)
-                    .map_err(Error::from)
-                    .and_then(|s| with_layouts(cfg, s));
-                monitor.add(ctx, 1, 0);
-                scan
-            })
-            .collect::<Result<Vec<FileScan>, Error>>()
+        scan_files_isolated(
+            &files[lo..hi],
+            &opts,
+            cfg.scan_timeout,
+            |s| with_layouts(cfg, s),
+            || monitor.add(ctx, 1, 0),
+        )
+        .map_err(|e| match e {
+            IsolatedError::Scan(e) => Error::from(e),
+            IsolatedError::Then(e) => e,
+        })
     });
     // Every rank, whatever happened on it: rank 0 shows the scan's
     // progress until the last rank is done.

@@ -99,6 +99,25 @@ impl Hdf5Reader {
         })
     }
 
+    /// Opens `path` read-only with HDF5's default (POSIX) file driver, for
+    /// work that must not call MPI (in a forked child).
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5Open`].
+    pub fn open_local(path: &Path) -> Result<Self, ReadError> {
+        let file = hdf5::File::open(path).map_err(|e| ReadError::Hdf5Open {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            datasets: HashMap::new(),
+            recent: Vec::new(),
+            file_len: std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
+        })
+    }
+
     fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {
         if let Some(k) = self.recent.iter().position(|p| *p == var.path) {
             let p = self.recent.remove(k);

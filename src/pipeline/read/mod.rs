@@ -36,6 +36,8 @@ pub struct FileReader {
     path: PathBuf,
     /// A netCDF-3 header, once parsed for virtual references.
     nc3_header: Option<crate::netcdf::header::HeaderInfo>,
+    /// The file opened for its chunk index only (virtual references).
+    index: Option<hdf5::Hdf5Reader>,
 }
 
 impl FileReader {
@@ -47,6 +49,7 @@ impl FileReader {
             format,
             path: path.to_path_buf(),
             nc3_header: None,
+            index: None,
         }
     }
 

@@ -50,7 +50,8 @@ pub fn layouts(
     let vars = schema.root.all_vars();
     match format {
         SourceFormat::Netcdf4 => {
-            let mut h = Hdf5Reader::open(path)?;
+            // Run in the scan's child process: no MPI-IO there.
+            let mut h = Hdf5Reader::open_local(path)?;
             Ok(vars
                 .into_iter()
                 .map(|v| {
@@ -112,7 +113,12 @@ impl FileReader {
         };
         match layout {
             StoredLayout::Chunked { .. } | StoredLayout::Contiguous { .. } => {
-                let Some(h) = self.hdf5()? else {
+                // The chunk index is read with the POSIX driver: opening a
+                // file through MPI-IO costs more than its few index reads.
+                if self.index.is_none() {
+                    self.index = Some(Hdf5Reader::open_local(&self.path)?);
+                }
+                let Some(h) = self.index.as_mut() else {
                     return Ok(ChunkPlace::Copy);
                 };
                 let extent = h.extent(var)?;

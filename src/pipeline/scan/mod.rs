@@ -230,44 +230,97 @@ pub fn scan_file(path: &Path, opts: &ScanOptions) -> Result<FileScan, SchemaErro
     })
 }
 
-/// Scans one file in a child process, so that netCDF-C or HDF5 crashing or
+/// Why [`scan_files_isolated`] failed: the scan of a file, or the work
+/// done on its result.
+#[derive(Debug)]
+pub enum IsolatedError<E> {
+    /// The scan itself (crashed and stalled children included).
+    Scan(SchemaError),
+    /// The work after the scan (`then`).
+    Then(E),
+}
+
+/// Scans `paths` in one child process, so that netCDF-C or HDF5 crashing or
 /// looping forever on a damaged file (which no check before the call can
 /// rule out) becomes an error naming the file instead of a dead or stuck
-/// rank. The child sends the scan back; on an ordinary error the file is
-/// scanned again here for the typed error (the child got through it, so it
-/// is safe). `timeout` bounds the child; `None` scans in this process.
+/// rank. The child scans the files one after the other, runs `then` on each
+/// scan (more reading of the file, equally isolated) and sends each result
+/// back as soon as it has it; `timeout` bounds each file. On an ordinary
+/// error the file is scanned again here for the typed error (the child got
+/// through it, so it is safe). `None` scans in this process. `done` is
+/// called after each file.
 ///
 /// # Errors
-/// As [`scan_file`], plus [`SchemaError::Crashed`] and
-/// [`SchemaError::Stalled`].
-pub fn scan_file_isolated(
-    path: &Path,
+/// The first file's [`IsolatedError`]: [`scan_file`]'s errors plus
+/// [`SchemaError::Crashed`] and [`SchemaError::Stalled`], or `then`'s.
+pub fn scan_files_isolated<E>(
+    paths: &[PathBuf],
     opts: &ScanOptions,
     timeout: Option<std::time::Duration>,
-) -> Result<FileScan, SchemaError> {
-    let Some(timeout) = timeout else {
-        return scan_file(path, opts);
+    then: impl Fn(FileScan) -> Result<FileScan, E>,
+    mut done: impl FnMut(),
+) -> Result<Vec<FileScan>, IsolatedError<E>> {
+    let here = |p: &Path| {
+        scan_file(p, opts)
+            .map_err(IsolatedError::Scan)
+            .and_then(|s| then(s).map_err(IsolatedError::Then))
     };
-    match child::run(timeout, || {
-        crate::system::stage::catch(|| scan_file(path, opts))
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|s| bincode::serde::encode_to_vec(&s, bincode::config::standard()).ok())
-    }) {
-        child::Outcome::Done(Some(bytes)) => {
-            bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                .map(|(s, _)| s)
-                .or_else(|_| scan_file(path, opts))
-        }
-        child::Outcome::Done(None) | child::Outcome::Unavailable => scan_file(path, opts),
-        child::Outcome::Signal(signal) => Err(SchemaError::Crashed {
-            path: path.to_path_buf(),
-            signal,
-        }),
-        child::Outcome::TimedOut => Err(SchemaError::Stalled {
-            path: path.to_path_buf(),
-            seconds: timeout.as_secs(),
-        }),
+    let Some(timeout) = timeout else {
+        return paths
+            .iter()
+            .map(|p| {
+                let s = here(p);
+                done();
+                s
+            })
+            .collect();
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    let mut failure = None;
+    child::run_each(
+        timeout,
+        paths.len(),
+        |i| {
+            let p = &paths[i];
+            crate::system::stage::catch(|| here(p))
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|s| bincode::serde::encode_to_vec(&s, bincode::config::standard()).ok())
+        },
+        |i, outcome| {
+            let path = &paths[i];
+            let scan = match outcome {
+                child::Outcome::Done(Some(bytes)) => {
+                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                        .map(|(s, _)| s)
+                        .or_else(|_| here(path))
+                }
+                child::Outcome::Done(None) | child::Outcome::Unavailable => here(path),
+                child::Outcome::Signal(signal) => Err(IsolatedError::Scan(SchemaError::Crashed {
+                    path: path.clone(),
+                    signal,
+                })),
+                child::Outcome::TimedOut => Err(IsolatedError::Scan(SchemaError::Stalled {
+                    path: path.clone(),
+                    seconds: timeout.as_secs(),
+                })),
+            };
+            done();
+            match scan {
+                Ok(s) => {
+                    out.push(s);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        },
+    );
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
@@ -290,11 +343,48 @@ mod child {
         Unavailable,
     }
 
-    pub(super) fn run(timeout: Duration, f: impl FnOnce() -> Option<Vec<u8>>) -> Outcome {
+    /// Runs `f(0)`, `f(1)`, ... `f(n - 1)` in one child process and hands
+    /// each result to `on` as it arrives (`on` returns whether to go on).
+    /// Each item gets `timeout`; a child that dies or stalls ends the run
+    /// with that item's outcome. Items a child could not be started for, or
+    /// that a child that stopped early left, come as
+    /// [`Outcome::Unavailable`].
+    pub(super) fn run_each(
+        timeout: Duration,
+        n: usize,
+        f: impl Fn(usize) -> Option<Vec<u8>>,
+        mut on: impl FnMut(usize, Outcome) -> bool,
+    ) {
+        let mut next = 0;
+        while next < n {
+            match batch(timeout, next, n, &f, &mut on) {
+                Ok(k) if k > next => next = k,
+                Ok(_) => {
+                    // The child sent nothing (it could not run): go on
+                    // here, item by item.
+                    if !on(next, Outcome::Unavailable) {
+                        return;
+                    }
+                    next += 1;
+                }
+                Err(()) => return,
+            }
+        }
+    }
+
+    /// One child for items `from..n`: returns the next item to do (`Err`
+    /// when `on` stopped the run).
+    fn batch(
+        timeout: Duration,
+        from: usize,
+        n: usize,
+        f: &impl Fn(usize) -> Option<Vec<u8>>,
+        on: &mut impl FnMut(usize, Outcome) -> bool,
+    ) -> Result<usize, ()> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors on success.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Outcome::Unavailable;
+            return Ok(from);
         }
         // SAFETY: the descriptors are fresh and owned here from now on.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -303,29 +393,37 @@ mod child {
         // Rust allocation, no MPI) and leaves with _exit.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Outcome::Unavailable;
+            return Ok(from);
         }
         if pid == 0 {
             drop(rd);
-            crate::system::stage::reset_crash_handler();
-            let out = f();
-            let mut w = std::fs::File::from(wr);
-            let ok = match out {
-                Some(bytes) => w.write_all(&[1]).and_then(|()| w.write_all(&bytes)).is_ok(),
-                None => w.write_all(&[0]).is_ok(),
-            };
-            // SAFETY: leaving the child without atexit handlers (MPI, HDF5).
-            unsafe { libc::_exit(i32::from(!ok)) }
+            serve(wr, from, n, f);
         }
         drop(wr);
         let mut r = std::fs::File::from(rd);
-        let deadline = Instant::now() + timeout;
-        let mut buf = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 1 << 16];
-        let timed_out = loop {
+        let mut item = from;
+        let mut deadline = Instant::now() + timeout;
+        let mut stopped = false;
+        let mut timed_out = false;
+        let mut eof = false;
+        while item < n && !stopped {
+            // Whole frames first.
+            if let Some((frame, used)) = frame(&buf) {
+                buf.drain(..used);
+                stopped = !on(item, Outcome::Done(frame));
+                item += 1;
+                deadline = Instant::now() + timeout;
+                continue;
+            }
+            if eof {
+                break;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break true;
+                timed_out = true;
+                break;
             }
             let mut pfd = libc::pollfd {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&r),
@@ -334,23 +432,70 @@ mod child {
             };
             let ms = i32::try_from(left.as_millis().min(1000)).unwrap_or(1000);
             // SAFETY: one valid pollfd.
-            let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-            if n <= 0 {
+            let k = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+            if k <= 0 {
                 continue;
             }
             match r.read(&mut chunk) {
-                Ok(0) => break false,
+                Ok(0) => eof = true,
                 Ok(k) => buf.extend_from_slice(&chunk[..k]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break false,
+                Err(_) => eof = true,
             }
-        };
-        if timed_out {
+        }
+        if timed_out || stopped || item < n {
             // SAFETY: the child is ours; killed, then reaped below.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+        let status = reap(pid);
+        if stopped {
+            return Err(());
+        }
+        if timed_out {
+            on(item, Outcome::TimedOut);
+            return Err(());
+        }
+        if item < n && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) != libc::SIGKILL {
+            on(item, Outcome::Signal(libc::WTERMSIG(status)));
+            return Err(());
+        }
+        if item < n && libc::WIFSIGNALED(status) {
+            // Killed by us (or by the OOM killer) before it finished.
+            on(item, Outcome::Signal(libc::SIGKILL));
+            return Err(());
+        }
+        Ok(item)
+    }
+
+    /// The child: sends `f(from..n)` as frames, then leaves.
+    fn serve(wr: OwnedFd, from: usize, n: usize, f: &impl Fn(usize) -> Option<Vec<u8>>) -> ! {
+        crate::system::stage::reset_crash_handler();
+        let mut w = std::fs::File::from(wr);
+        let mut ok = true;
+        for i in from..n {
+            let frame = match f(i) {
+                Some(bytes) => {
+                    let mut v = Vec::with_capacity(bytes.len() + 9);
+                    v.push(1);
+                    v.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    v.extend_from_slice(&bytes);
+                    v
+                }
+                None => vec![0],
+            };
+            if w.write_all(&frame).is_err() {
+                ok = false;
+                break;
+            }
+        }
+        // SAFETY: leaving the child without atexit handlers (MPI, HDF5).
+        unsafe { libc::_exit(i32::from(!ok)) }
+    }
+
+    /// Waits for the child `pid` and returns its status.
+    fn reap(pid: libc::pid_t) -> i32 {
         let mut status = 0;
         // SAFETY: reaping our own child.
         while unsafe { libc::waitpid(pid, &raw mut status, 0) } < 0 {
@@ -358,15 +503,20 @@ mod child {
                 break;
             }
         }
-        if timed_out {
-            return Outcome::TimedOut;
-        }
-        if libc::WIFSIGNALED(status) {
-            return Outcome::Signal(libc::WTERMSIG(status));
-        }
-        match buf.split_first() {
-            Some((1, rest)) => Outcome::Done(Some(rest.to_vec())),
-            _ => Outcome::Done(None),
+        status
+    }
+
+    /// The first whole frame of `buf` (`[1, len: u64 LE, bytes]` or `[0]`)
+    /// and the bytes it takes.
+    fn frame(buf: &[u8]) -> Option<(Option<Vec<u8>>, usize)> {
+        match buf.first()? {
+            0 => Some((None, 1)),
+            _ => {
+                let len =
+                    usize::try_from(u64::from_le_bytes(buf.get(1..9)?.try_into().ok()?)).ok()?;
+                let end = 9usize.checked_add(len)?;
+                Some((Some(buf.get(9..end)?.to_vec()), end))
+            }
         }
     }
 }
