@@ -17,4 +17,6 @@ mod real_files;
 mod reliability;
 mod s3;
 mod verify;
+#[path = "virtual.rs"]
+mod virtual_refs;
 mod workflow;
