@@ -256,7 +256,7 @@ pub struct ConvertArgs {
     /// Reference the inputs' stored chunks instead of copying them (no data is read): into an Icechunk repository (with --icechunk) or a kerchunk reference file (-o NAME.json); coordinates and small variables are copied
     #[arg(long = "virtual")]
     pub virtual_refs: bool,
-    /// With --virtual: a variable whose files differ (chunks, filters, byte order) or that uses a filter Zarr readers cannot decode is copied, with a warning (copy), or stops the job (refuse) [default: copy]
+    /// With --virtual: a variable whose files differ (chunks, filters, byte order) or that uses a filter Zarr readers cannot decode is copied, with a warning (copy), or stops the job (refuse); a kerchunk file cannot hold copies and always refuses [default: copy]
     #[arg(long, value_enum, requires = "virtual_refs", value_name = "MODE")]
     pub virtual_fallback: Option<VirtualFallbackArg>,
     /// With --virtual: copy variables smaller than this many bytes (whole output variable) rather than reference them; coordinates are always copied [default: 65536]
@@ -726,20 +726,20 @@ impl ConvertArgs {
             match ext.as_deref() {
                 Some("json") => {}
                 Some("parq" | "parquet") => {
-                    return Err(ConfigError::Conflict(
-                        "--virtual and a Parquet reference file (kerchunk Parquet is not written yet: use -o NAME.json, or --icechunk)".into(),
+                    return Err(ConfigError::VirtualOutput(
+                        "does not write kerchunk Parquet yet: use -o NAME.json, or --icechunk".into(),
                     ))
                 }
                 _ => {
-                    return Err(ConfigError::Conflict(
-                        "--virtual without --icechunk or a kerchunk reference file (references go into an Icechunk repository, --icechunk, or a kerchunk file, -o NAME.json)".into(),
-                    ))
+                    return Err(ConfigError::VirtualOutput(format!(
+                        "writes references into an Icechunk repository (--icechunk) or a kerchunk file (-o NAME.json), not into {}",
+                        cfg.output.display()
+                    )))
                 }
             }
             if cfg.output.to_string_lossy().contains("://") {
-                return Err(ConfigError::Conflict(
-                    "--virtual and a kerchunk file on object storage (write it to a local path)"
-                        .into(),
+                return Err(ConfigError::VirtualOutput(
+                    "writes a kerchunk file to a local path only (or use --icechunk for object storage)".into(),
                 ));
             }
             let refs = std::path::absolute(&cfg.output).unwrap_or_else(|_| cfg.output.clone());

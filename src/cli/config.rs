@@ -573,8 +573,8 @@ impl ConvertConfig {
         }
         if let Some(v) = &self.virtual_refs {
             if self.icechunk.is_none() && v.kerchunk.is_none() {
-                return Err(ConfigError::Conflict(
-                    "--virtual without --icechunk or a kerchunk reference file (references go into an Icechunk repository, --icechunk, or a kerchunk file, -o NAME.json)".into(),
+                return Err(ConfigError::VirtualOutput(
+                    "writes references into an Icechunk repository (--icechunk) or a kerchunk file (-o NAME.json)".into(),
                 ));
             }
         }

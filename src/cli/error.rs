@@ -216,6 +216,9 @@ pub enum ConfigError {
     /// Options that cannot be used together.
     #[error("{0} cannot be used together")]
     Conflict(String),
+    /// `--virtual` needs an output that can hold references.
+    #[error("--virtual {0}")]
+    VirtualOutput(String),
     /// A recipe file is invalid.
     #[error("{path}: {msg}")]
     Recipe {

@@ -27,6 +27,7 @@ pub fn rank_figures(ctx: &MpiCtx, output: &Path, s: &RankStats) -> Vec<RankFigur
         puts,
         put_bytes,
         rank: ctx.rank(),
+        references: s.references,
         host: crate::system::environment::hostname(),
         units: s.units,
         bytes_read: s.bytes_read,

@@ -13,6 +13,9 @@ use crate::report::events::{Count, Phase, Snapshot};
 /// What one rank did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RankStats {
+    /// Virtual references written (`convert --virtual`).
+    #[serde(default)]
+    pub references: u64,
     /// Units (chunks or shards) written.
     pub units: u64,
     /// Uncompressed bytes read from the source.

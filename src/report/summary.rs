@@ -67,6 +67,9 @@ pub struct Report {
     /// The Icechunk commit (`--icechunk`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icechunk: Option<IcechunkReport>,
+    /// Virtual references written by this run (`--virtual`).
+    #[serde(default)]
+    pub references: u64,
 }
 
 /// What an `--icechunk` run committed, and what the merge of the ranks'
@@ -98,6 +101,9 @@ pub struct IcechunkReport {
 pub struct RankFigures {
     /// Rank.
     pub rank: i32,
+    /// Virtual references written (`--virtual`).
+    #[serde(default)]
+    pub references: u64,
     /// Host.
     pub host: String,
     /// Units written.
@@ -232,6 +238,27 @@ impl Report {
                 x.write_imbalance
             )
         });
-        line + &resumed + &exchange
+        line + &resumed + &exchange + &self.references_line()
+    }
+
+    /// `--virtual`: the references, files per second and references per
+    /// second and rank (the scan included).
+    fn references_line(&self) -> String {
+        if self.references == 0 {
+            return String::new();
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let (refs, files, ranks) = (
+            self.references as f64,
+            self.files as f64,
+            self.ranks.max(1) as f64,
+        );
+        let s = self.seconds.max(1e-9);
+        format!(
+            "; {} reference(s): {:.0} files/s, {:.0} references/s per rank",
+            self.references,
+            files / s,
+            refs / s / ranks
+        )
     }
 }

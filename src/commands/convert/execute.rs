@@ -130,6 +130,12 @@ impl Shared {
     }
 
     /// Unit `seq` was stored: `bytes` written, `encode_s` and `write_s` spent.
+    pub(super) fn referenced(&self) {
+        if let Ok(mut st) = self.stats.lock() {
+            st.references += 1;
+        }
+    }
+
     pub(super) fn stored(&self, seq: u64, bytes: u64, encode_s: f64, write_s: f64) {
         if let Ok(mut st) = self.stats.lock() {
             st.units += 1;
@@ -368,7 +374,19 @@ fn virtual_unit(
     };
     Ok(match reader.chunk_place(a.var, layout, start, count)? {
         ChunkPlace::Copy => None,
-        ChunkPlace::Missing => Some(Payload::Virtual(None)),
+        // A chunk never written reads as the variable's fill value: the
+        // array's own when the variable has a `_FillValue`; otherwise
+        // netCDF's default, which the array does not hold (its fill value
+        // is what a copy pads with), so the chunk is copied.
+        ChunkPlace::Missing => {
+            let declared = job
+                .ds
+                .schema
+                .vars()
+                .get(a.var)
+                .is_some_and(|v| crate::model::schema::fill_bytes(v).is_some());
+            declared.then_some(Payload::Virtual(None))
+        }
         ChunkPlace::At {
             file,
             offset,
@@ -419,6 +437,7 @@ fn encode_and_store(
             Payload::Virtual(reference) => {
                 if let Some(r) = reference {
                     enc.store_virtual(&unit.indices, r)?;
+                    shared.referenced();
                 }
                 return Ok((0, t.elapsed().as_secs_f64(), 0.0));
             }
@@ -473,6 +492,7 @@ pub(super) fn finish(
     let encoded = shared.stats.into_inner().unwrap_or_default();
     stats.units = encoded.units;
     stats.bytes_written = encoded.bytes_written;
+    stats.references = encoded.references;
     stats.encode_s = encoded.encode_s;
     stats.write_s = encoded.write_s;
     Ok(stats)

@@ -165,6 +165,7 @@ pub fn convert(
 
     let (skipped, warnings) = gather::notes(ds, cfg.format, attrs_json);
     let per_rank = gather::rank_figures(ctx, &cfg.output, &stats);
+    let references = ctx.sum_u64(stats.references);
     Ok(Report {
         peak_rss_mib: per_rank.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
         per_rank,
@@ -193,6 +194,7 @@ pub fn convert(
         topology,
         environment: crate::system::environment::RunEnvironment::detect(&cfg.output),
         icechunk,
+        references,
     })
 }
 

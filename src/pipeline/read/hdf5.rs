@@ -399,8 +399,41 @@ impl Hdf5Reader {
         })
     }
 
-    /// Where the chunk at element `origin` of `var` is stored: its address,
-    /// size and mask of skipped filters; `None` for a chunk never written.
+    /// Where HDF5's addresses start in the file: the size of the user block
+    /// before the superblock (0 for netCDF-4 files; files written with a
+    /// user block or a padded superblock have one). Addresses in the chunk
+    /// index are relative to it.
+    ///
+    /// # Errors
+    /// [`ReadError::Hdf5`] when the file's properties cannot be read.
+    fn base_address(&self, var: &Var) -> Result<u64, ReadError> {
+        use hdf5_sys::h5f::H5Fget_create_plist;
+        use hdf5_sys::h5p::{H5Pclose, H5Pget_userblock};
+        let fid = self.file.id();
+        let path = self.path.clone();
+        hdf5::sync::sync(|| {
+            // SAFETY: HDF5 C calls on the file id owned by `self` and on a
+            // property list closed here, under the library lock.
+            unsafe {
+                let fcpl = H5Fget_create_plist(fid);
+                if fcpl < 0 {
+                    return Err(hdf5_error(&path, var, "file creation properties"));
+                }
+                let mut size: hsize_t = 0;
+                let ok = H5Pget_userblock(fcpl, &raw mut size) >= 0;
+                H5Pclose(fcpl);
+                if ok {
+                    Ok(size)
+                } else {
+                    Err(hdf5_error(&path, var, "user block size"))
+                }
+            }
+        })
+    }
+
+    /// Where the chunk at element `origin` of `var` is stored: its offset in
+    /// the file, size and mask of skipped filters; `None` for a chunk never
+    /// written.
     ///
     /// # Errors
     /// [`ReadError::Hdf5`] naming the file and variable.
@@ -413,6 +446,7 @@ impl Hdf5Reader {
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
         let file_len = self.file_len;
+        let base = self.base_address(var)?;
         let did = self.dataset(var)?.id();
         let offset: Vec<hsize_t> = origin.to_vec();
         hdf5::sync::sync(|| {
@@ -435,6 +469,7 @@ impl Hdf5Reader {
                 if addr == hdf5_sys::h5::HADDR_UNDEF {
                     return Ok(None);
                 }
+                let addr = addr.saturating_add(base);
                 if size == 0 || addr.saturating_add(size) > file_len {
                     return Err(fail("a chunk index entry beyond the end of the file"));
                 }
@@ -456,7 +491,8 @@ impl Hdf5Reader {
         let did = self.dataset(var)?.id();
         hdf5::sync::sync(|| {
             // SAFETY: two HDF5 C calls on a dataset id owned by `self`,
-            // under the library lock.
+            // under the library lock. (Unlike the chunk index, H5Dget_offset
+            // counts from the start of the file, user block included.)
             unsafe {
                 let addr = H5Dget_offset(did);
                 let size = H5Dget_storage_size(did);

@@ -322,10 +322,19 @@ pub fn check_append(
         if ds.sources.get(a.var).is_none_or(|s| s.axis.is_none()) {
             continue;
         }
-        let why = match ds.sources.get(a.var).and_then(|s| s.stored.as_ref()) {
+        let src = ds.sources.get(a.var);
+        // The dataset of an append holds the new files only.
+        let file = src
+            .and_then(|s| s.segments.first())
+            .and_then(|seg| ds.files.get(seg.file as usize))
+            .map_or_else(
+                || "the appended files".to_string(),
+                |f| f.path.display().to_string(),
+            );
+        let why = match src.and_then(|s| s.stored.as_ref()) {
             Some(st) if st.codec == a.codec && st.chunks == a.chunks => continue,
             Some(st) => format!(
-                "they store it as {} in chunks of {:?}, the store as {} in chunks of {:?}",
+                "{file} stores it as {} in chunks of {:?}, the store as {} in chunks of {:?}",
                 match &st.codec {
                     Codec::Virtual(c) => c.describe(),
                     other => other.to_string(),
@@ -341,7 +350,7 @@ pub fn check_append(
                     .find(|w| w.contains(&named))
                     .and_then(|w| w.split_once(": "))
                     .map_or_else(
-                        || "they would have it copied".to_string(),
+                        || format!("{file} would have it copied"),
                         |(_, why)| why.to_string(),
                     )
             }
