@@ -40,8 +40,8 @@ the first occurrence of a point. After each kill:
       of the run is left (lock, journal, temporary files), and
       tests/interop/virtual_compare.py says ok against the 4 sources.
 
-Sampled by default (about 90 s): the commit points of every operation and
-a third of the other (rank, point) pairs, the third changing every day;
+Sampled by default (about 60 s): the commit points of every operation and
+a sixth of the other (rank, point) pairs, the sixth changing every day;
 --full kills at every (rank, point) (first occurrence).
 
 Prints a line per failure and a one-line summary; exits 1 when anything
@@ -215,7 +215,7 @@ class Op:
         if FULL:
             return self.points
         return [(r, p) for r, p in self.points if p in COMMIT_POINTS
-                or (zlib.crc32(f"{self.name} {r} {p}".encode()) + DAY) % 3 == 0]
+                or (zlib.crc32(f"{self.name} {r} {p}".encode()) + DAY) % 6 == 0]
 
     def seen(self, state):
         """'old', 'new' or None: which state readers see."""
