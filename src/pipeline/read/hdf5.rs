@@ -261,7 +261,7 @@ impl Hdf5Reader {
         var: &Var,
         origin: &[u64],
     ) -> Result<super::raw::RawChunk, ReadError> {
-        use hdf5_sys::h5d::{H5Dget_chunk_info_by_coord, H5Dread_chunk};
+        use hdf5_sys::h5d::H5Dread_chunk;
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
         let ds = self.dataset(var)?;
@@ -281,22 +281,11 @@ impl Hdf5Reader {
             // SAFETY: plain HDF5 C calls on a dataset id owned by `self`,
             // under the library lock; the buffer has the size HDF5 reports.
             unsafe {
-                let mut mask: u32 = 0;
-                let mut addr: hdf5_sys::h5::haddr_t = 0;
-                let mut size: hsize_t = 0;
-                if H5Dget_chunk_info_by_coord(
-                    did,
-                    offset.as_ptr(),
-                    &raw mut mask,
-                    &raw mut addr,
-                    &raw mut size,
-                ) < 0
-                {
-                    return Err(fail("chunk info"));
-                }
-                if addr == hdf5_sys::h5::HADDR_UNDEF {
+                let Some((_, size, _)) =
+                    chunk_info(did, &offset).map_err(|()| fail("chunk info"))?
+                else {
                     return Ok(None);
-                }
+                };
                 if size == 0 || (unfiltered && size != whole) {
                     return Err(fail(
                         "a chunk index entry whose size does not match the chunk",
@@ -442,7 +431,6 @@ impl Hdf5Reader {
         var: &Var,
         origin: &[u64],
     ) -> Result<Option<(u64, u64, u32)>, ReadError> {
-        use hdf5_sys::h5d::H5Dget_chunk_info_by_coord;
         let path = self.path.clone();
         let fail = |what: &'static str| hdf5_error(&path, var, what);
         let file_len = self.file_len;
@@ -453,22 +441,11 @@ impl Hdf5Reader {
             // SAFETY: one HDF5 C call on a dataset id owned by `self`, under
             // the library lock, with out-parameters on the stack.
             unsafe {
-                let mut mask: u32 = 0;
-                let mut addr: hdf5_sys::h5::haddr_t = 0;
-                let mut size: hsize_t = 0;
-                if H5Dget_chunk_info_by_coord(
-                    did,
-                    offset.as_ptr(),
-                    &raw mut mask,
-                    &raw mut addr,
-                    &raw mut size,
-                ) < 0
-                {
-                    return Err(fail("chunk info"));
-                }
-                if addr == hdf5_sys::h5::HADDR_UNDEF {
+                let Some((addr, size, mask)) =
+                    chunk_info(did, &offset).map_err(|()| fail("chunk info"))?
+                else {
                     return Ok(None);
-                }
+                };
                 let addr = addr.saturating_add(base);
                 if size == 0 || addr.saturating_add(size) > file_len {
                     return Err(fail("a chunk index entry beyond the end of the file"));
@@ -611,6 +588,35 @@ impl Hdf5Reader {
 
 /// Whether HDF5 stores `dtype` exactly as the native little-endian type
 /// zarrforge writes (so raw chunk bytes need no conversion).
+/// HDF5's index entry of the chunk at element `offset` of dataset `did`:
+/// its address (from the file's base address), size and mask of skipped
+/// filters; `None` for a chunk never written; `Err` when HDF5 fails.
+///
+/// # Safety
+/// Call under the HDF5 lock with a valid dataset id.
+unsafe fn chunk_info(
+    did: hdf5_sys::h5i::hid_t,
+    offset: &[hsize_t],
+) -> Result<Option<(u64, u64, u32)>, ()> {
+    let mut mask: u32 = 0;
+    let mut addr: hdf5_sys::h5::haddr_t = 0;
+    let mut size: hsize_t = 0;
+    if hdf5_sys::h5d::H5Dget_chunk_info_by_coord(
+        did,
+        offset.as_ptr(),
+        &raw mut mask,
+        &raw mut addr,
+        &raw mut size,
+    ) < 0
+    {
+        return Err(());
+    }
+    if addr == hdf5_sys::h5::HADDR_UNDEF {
+        return Ok(None);
+    }
+    Ok(Some((addr, size, mask)))
+}
+
 /// The byte order of `did`'s stored type when it is `dtype` stored as plain
 /// numbers (IEEE floats, two's-complement integers) in either order.
 ///

@@ -211,22 +211,8 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         // One file, no time re-encoding.
-        let (file, local) = match src.axis {
-            None => (src.segments.first().map_or(0, |s| s.file), start.to_vec()),
-            Some(k) => {
-                let (lo, hi) = (start[k], start[k] + count[k]);
-                let segs: Vec<&Segment> = src.segments_in(lo, hi).collect();
-                match segs.as_slice() {
-                    [seg]
-                        if seg.start <= lo && hi <= seg.start + seg.len && seg.recode.is_none() =>
-                    {
-                        let mut s = start.to_vec();
-                        s[k] = lo - seg.start;
-                        (seg.file, s)
-                    }
-                    _ => return Ok(None),
-                }
-            }
+        let Place::In(file, local) = place(src, start, count) else {
+            return Ok(None);
         };
         let key = (file, src.var.path.clone());
         let layout = if let Some(l) = self.layouts.get(&key) {
@@ -457,6 +443,38 @@ impl<'a> Reader<'a> {
             .get(usize::try_from(file).unwrap_or(usize::MAX))
             .map(|f| f.path.clone())
             .unwrap_or_default()
+    }
+}
+
+/// Where a region of a variable lies in its input files.
+pub(crate) enum Place {
+    /// In file `.0`, from element `.1` of it, with no time re-encoding.
+    In(u32, Vec<u64>),
+    /// In no file (a gap along the concatenation dimension).
+    Gap,
+    /// Across files, or in one whose values are re-encoded.
+    Spread,
+}
+
+/// Where the region `start`/`count` of `src` lies.
+pub(crate) fn place(
+    src: &crate::pipeline::combine::VarSource,
+    start: &[u64],
+    count: &[u64],
+) -> Place {
+    let Some(k) = src.axis else {
+        return Place::In(src.segments.first().map_or(0, |s| s.file), start.to_vec());
+    };
+    let (lo, hi) = (start[k], start[k] + count[k]);
+    let segs: Vec<&Segment> = src.segments_in(lo, hi).collect();
+    match segs.as_slice() {
+        [seg] if seg.start <= lo && hi <= seg.start + seg.len && seg.recode.is_none() => {
+            let mut s = start.to_vec();
+            s[k] = lo - seg.start;
+            Place::In(seg.file, s)
+        }
+        [] => Place::Gap,
+        _ => Place::Spread,
     }
 }
 

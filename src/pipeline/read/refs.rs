@@ -206,23 +206,10 @@ impl Reader<'_> {
         let Some(src) = ds.sources.get(index) else {
             return Ok(ChunkPlace::Copy);
         };
-        let (file, local) = match src.axis {
-            None => (src.segments.first().map_or(0, |s| s.file), start.to_vec()),
-            Some(k) => {
-                let (lo, hi) = (start[k], start[k] + count[k]);
-                let segs: Vec<_> = src.segments_in(lo, hi).collect();
-                match segs.as_slice() {
-                    [seg]
-                        if seg.start <= lo && hi <= seg.start + seg.len && seg.recode.is_none() =>
-                    {
-                        let mut s = start.to_vec();
-                        s[k] = lo - seg.start;
-                        (seg.file, s)
-                    }
-                    [] => return Ok(ChunkPlace::Missing),
-                    _ => return Ok(ChunkPlace::Copy),
-                }
-            }
+        let (file, local) = match super::place(src, start, count) {
+            super::Place::In(file, local) => (file, local),
+            super::Place::Gap => return Ok(ChunkPlace::Missing),
+            super::Place::Spread => return Ok(ChunkPlace::Copy),
         };
         self.file(file)?
             .chunk_place(file, &src.var, layout, &local, count)

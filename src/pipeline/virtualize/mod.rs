@@ -93,13 +93,7 @@ pub fn decide(
     opts: &VirtualOutput,
 ) -> Result<Vec<Decision>, VirtualError> {
     let (fallback, kerchunk) = (opts.fallback, opts.kerchunk.is_some());
-    let names: Vec<String> = ds
-        .schema
-        .root
-        .all_vars()
-        .iter()
-        .map(|v| v.path.clone())
-        .collect();
+    let names = output_names(ds);
     let mut out = Vec::with_capacity(ds.sources.len());
     for (i, src) in ds.sources.iter().enumerate() {
         let out_path = names
@@ -118,6 +112,16 @@ pub fn decide(
         out.push(d);
     }
     Ok(out)
+}
+
+/// The output paths of the variables, in the order of the sources.
+fn output_names(ds: &Dataset) -> Vec<String> {
+    ds.schema
+        .root
+        .all_vars()
+        .iter()
+        .map(|v| v.path.clone())
+        .collect()
 }
 
 /// Whether `src` is always copied: a coordinate, a small variable, values
@@ -269,13 +273,7 @@ fn aligned(src: &VarSource, seg: &Segment, path: &Path, c: u64, last: bool) -> R
 /// (read by the plan and by the writers). Returns one warning per variable
 /// copied as a fallback.
 pub fn apply(ds: &mut Dataset, decisions: &[Decision]) -> Vec<String> {
-    let names: Vec<String> = ds
-        .schema
-        .root
-        .all_vars()
-        .iter()
-        .map(|v| v.path.clone())
-        .collect();
+    let names = output_names(ds);
     let mut warnings = Vec::new();
     for (i, (src, d)) in ds.sources.iter_mut().zip(decisions).enumerate() {
         match d {

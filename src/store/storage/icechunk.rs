@@ -908,6 +908,23 @@ impl Repo {
         Ok(keys)
     }
 
+    /// Keeps a write in flight; waits for all of them once there are
+    /// [`INFLIGHT_CHUNKS`].
+    fn in_flight(
+        &self,
+        h: tokio::task::JoinHandle<Result<Option<Written>, String>>,
+    ) -> Result<(), WriteError> {
+        let full = {
+            let mut inner = self.lock();
+            inner.inflight.push(h);
+            inner.inflight.len() >= INFLIGHT_CHUNKS
+        };
+        if full {
+            self.finish_inflight()?;
+        }
+        Ok(())
+    }
+
     fn finish_inflight(&self) -> Result<(), WriteError> {
         let handles = std::mem::take(&mut self.lock().inflight);
         let mut first = None;
@@ -1046,16 +1063,7 @@ impl Storage for Repo {
 
     fn put_virtual(&self, key: &str, r: super::VirtualRef) -> Result<(), WriteError> {
         let s = self.session()?;
-        let h = self.rt.spawn(Self::set_virtual(s, key.to_string(), r));
-        let full = {
-            let mut inner = self.lock();
-            inner.inflight.push(h);
-            inner.inflight.len() >= INFLIGHT_CHUNKS
-        };
-        if full {
-            self.finish_inflight()?;
-        }
-        Ok(())
+        self.in_flight(self.rt.spawn(Self::set_virtual(s, key.to_string(), r)))
     }
 
     fn put_later(&self, key: &str, bytes: Vec<u8>) -> Result<(), WriteError> {
@@ -1063,18 +1071,10 @@ impl Storage for Repo {
             return self.put(key, &bytes);
         }
         let s = self.session()?;
-        let h = self
-            .rt
-            .spawn(Self::set(s, key.to_string(), Bytes::from(bytes)));
-        let full = {
-            let mut inner = self.lock();
-            inner.inflight.push(h);
-            inner.inflight.len() >= INFLIGHT_CHUNKS
-        };
-        if full {
-            self.finish_inflight()?;
-        }
-        Ok(())
+        self.in_flight(
+            self.rt
+                .spawn(Self::set(s, key.to_string(), Bytes::from(bytes))),
+        )
     }
 
     fn sync(&self) -> Result<(), WriteError> {
