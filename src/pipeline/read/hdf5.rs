@@ -85,11 +85,15 @@ impl Hdf5Reader {
                     1.0,
                 )
             })
-            .open(path)
-            .map_err(|e| ReadError::Hdf5Open {
-                path: path.to_path_buf(),
-                msg: e.to_string(),
-            })?;
+            .open(path);
+        Self::opened(path, file)
+    }
+
+    fn opened(path: &Path, file: hdf5::Result<hdf5::File>) -> Result<Self, ReadError> {
+        let file = file.map_err(|e| ReadError::Hdf5Open {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
@@ -105,17 +109,7 @@ impl Hdf5Reader {
     /// # Errors
     /// [`ReadError::Hdf5Open`].
     pub fn open_local(path: &Path) -> Result<Self, ReadError> {
-        let file = hdf5::File::open(path).map_err(|e| ReadError::Hdf5Open {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        })?;
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            datasets: HashMap::new(),
-            recent: Vec::new(),
-            file_len: std::fs::metadata(path).map_or(u64::MAX, |m| m.len()),
-        })
+        Self::opened(path, hdf5::File::open(path))
     }
 
     fn dataset(&mut self, var: &Var) -> Result<&hdf5::Dataset, ReadError> {

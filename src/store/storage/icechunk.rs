@@ -176,15 +176,10 @@ fn container(prefix: &str) -> Result<VirtualChunkContainer, String> {
         ObjectStoreConfig::LocalFileSystem(PathBuf::from(dir))
     } else if prefix.starts_with("s3://") {
         let s = super::s3::credentials::Settings::from_env().map_err(|e| e.to_string())?;
-        let mut opts = S3Options::default()
-            .with_region(s.region.clone())
-            .with_allow_http(s.allow_http)
-            .with_force_path_style(!s.virtual_hosted);
-        if let Some(e) = &s.endpoint {
-            opts = opts.with_endpoint_url(e.clone());
-            ObjectStoreConfig::S3Compatible(opts)
+        if s.endpoint.is_some() {
+            ObjectStoreConfig::S3Compatible(s3_options(&s))
         } else {
-            ObjectStoreConfig::S3(opts)
+            ObjectStoreConfig::S3(s3_options(&s))
         }
     } else {
         return Err(format!(
@@ -192,6 +187,18 @@ fn container(prefix: &str) -> Result<VirtualChunkContainer, String> {
         ));
     };
     VirtualChunkContainer::new(prefix.to_string(), store)
+}
+
+/// Icechunk's S3 options from zarrforge's S3 settings.
+fn s3_options(s: &super::s3::credentials::Settings) -> S3Options {
+    let opts = S3Options::default()
+        .with_region(s.region.clone())
+        .with_allow_http(s.allow_http)
+        .with_force_path_style(!s.virtual_hosted);
+    match &s.endpoint {
+        Some(e) => opts.with_endpoint_url(e.clone()),
+        None => opts,
+    }
 }
 
 /// Credentials for the container of `prefix`.
@@ -355,13 +362,7 @@ impl Repo {
             }
             Location::S3(u) => {
                 let s = super::s3::credentials::Settings::from_env().map_err(|e| e.to_string())?;
-                let mut opts = S3Options::default()
-                    .with_region(s.region.clone())
-                    .with_allow_http(s.allow_http)
-                    .with_force_path_style(!s.virtual_hosted);
-                if let Some(e) = &s.endpoint {
-                    opts = opts.with_endpoint_url(e.clone());
-                }
+                let opts = s3_options(&s);
                 let creds = S3Credentials::Static(S3StaticCredentials {
                     access_key_id: s.key_id.clone(),
                     secret_access_key: s.secret.clone(),
