@@ -15,6 +15,7 @@ mod execute;
 mod job;
 mod planning;
 mod references;
+mod store_commit;
 #[cfg(feature = "icechunk")]
 mod versions;
 #[cfg(not(feature = "icechunk"))]
@@ -152,7 +153,15 @@ pub fn convert(
                 Some(m) => versions::commit(cfg, &inputs, &opened.run, m).map(Some),
                 None => references::consolidate(cfg, append, nothing_new).map(|()| None),
             };
-            let ic = commit_store(cfg, ds, &plan, &state, nothing_new, lock.as_ref(), commit)?;
+            let ic = store_commit::commit_store(
+                cfg,
+                ds,
+                &plan,
+                &state,
+                nothing_new,
+                lock.as_ref(),
+                commit,
+            )?;
             references::export(cfg)?;
             Ok::<_, Error>(ic)
         })
@@ -264,41 +273,4 @@ fn exchange_phase(
     let report = gather::exchange_report(run.ctx, run.plan, run.x, &r);
     stats.absorb(&r);
     Ok(Some(report))
-}
-
-/// On rank 0 once every rank has written: the metadata commit (in the
-/// format and with the attribute encoding of `state`) with the store's new
-/// state (nothing when there is nothing new), then the journal removed
-/// unless kept.
-fn commit_store(
-    cfg: &ConvertConfig,
-    ds: &crate::pipeline::combine::Dataset,
-    plan: &Plan,
-    state: &StoreState,
-    nothing_new: bool,
-    lock: Option<&crate::store::lock::Lock>,
-    versioned: impl FnOnce(()) -> Result<Option<IcechunkReport>, Error>,
-) -> Result<Option<IcechunkReport>, Error> {
-    // Only a --break-lock of another run can take a live run's lock: this
-    // run then stops before its commit rather than commit over that run.
-    if let Some(l) = lock {
-        l.confirm(&cfg.output)?;
-    }
-    // An Icechunk repository: one snapshot of the merged forks.
-    let icechunk = versioned(())?;
-    if !nothing_new && icechunk.is_none() {
-        let bytes = state.to_bytes(&cfg.output)?;
-        commit::commit(
-            &cfg.output,
-            &ds.schema,
-            plan,
-            state.format,
-            state.attrs_json,
-            &bytes,
-        )?;
-    }
-    if !cfg.keep_journal {
-        journal::remove(&cfg.output)?;
-    }
-    Ok(icechunk)
 }

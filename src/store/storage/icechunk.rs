@@ -845,10 +845,22 @@ impl Repo {
             .get_chunk_writer(&node, &idx)
             .map_err(|e| e.to_string())?;
         let payload = writer(bytes).await.map_err(|e| e.to_string())?;
+        Self::put_ref(&session, node, path, coords, payload).await
+    }
+
+    /// Puts `payload` as the chunk `coords` of array `node` (`path`) into
+    /// the session and returns its record.
+    async fn put_ref(
+        session: &RwLock<Session>,
+        node: NodePath,
+        path: String,
+        coords: Vec<u32>,
+        payload: ChunkPayload,
+    ) -> Result<Option<Written>, String> {
         session
             .write()
             .await
-            .set_chunk_ref(node, idx, Some(payload.clone()))
+            .set_chunk_ref(node, ChunkIndices(coords.clone()), Some(payload.clone()))
             .await
             .map_err(|e| e.to_string())?;
         Ok(Some(Written {
@@ -873,17 +885,7 @@ impl Repo {
                 .modified
                 .map(|t| Checksum::LastModified(SecondsSinceEpoch(t))),
         });
-        session
-            .write()
-            .await
-            .set_chunk_ref(node, ChunkIndices(coords.clone()), Some(payload.clone()))
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Some(Written {
-            path,
-            coords,
-            payload,
-        }))
+        Self::put_ref(&session, node, path, coords, payload).await
     }
 
     /// The session's keys under `prefix`, sorted: every key below it, or
