@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::config::{
-    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, VirtualFallback,
+    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, NewDim, VirtualFallback,
     VirtualOutput, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
@@ -173,6 +173,15 @@ pub struct InputArgs {
     /// Check that variables without the concatenation dimension have equal values in every file
     #[arg(long)]
     pub check_static_values: bool,
+    /// A new outermost dimension from the files, e.g. an ensemble's members: `NAME:ATTR` takes each file's value from a global attribute (`member:variant_label`), `NAME:/REGEX/` from its name (one capture group)
+    #[arg(long, value_name = "NAME:SOURCE")]
+    pub new_dim: Option<String>,
+    /// The values of --new-dim in their order along it, comma-separated [default: the values found, in natural order]
+    #[arg(long, value_name = "A,B,...", requires = "new_dim")]
+    pub new_dim_order: Option<String>,
+    /// Fill cells of the files' grid (member × step) that no file holds with the fill value, and list them, rather than refuse
+    #[arg(long)]
+    pub allow_missing: bool,
 }
 
 /// What `--virtual` does with a variable that cannot be referenced.
@@ -500,6 +509,15 @@ pub struct VerifyArgs {
     /// Accepted for compatibility: files are placed by their coordinate values, overlaps need no flag
     #[arg(long)]
     pub allow_overlaps: bool,
+    /// The new dimension made from the files, as given to convert (`NAME:ATTR` or `NAME:/REGEX/`)
+    #[arg(long, value_name = "NAME:SOURCE")]
+    pub new_dim: Option<String>,
+    /// The order of --new-dim's values, as given to convert
+    #[arg(long, value_name = "A,B,...", requires = "new_dim")]
+    pub new_dim_order: Option<String>,
+    /// Accepted for compatibility: cells of the grid that no file holds are expected to read as the fill value
+    #[arg(long)]
+    pub allow_missing: bool,
     /// How the store writes NaN and infinite float attributes, as given to convert: `python` (bare tokens) or `strict` (every metadata document must be strict JSON, and those attributes the strings "NaN", "Infinity", "-Infinity") [default: python]
     #[arg(long, value_enum, value_name = "MODE", hide_possible_values = true)]
     pub attrs_json: Option<AttrsJsonArg>,
@@ -537,6 +555,9 @@ impl VerifyArgs {
             allow_gaps: self.allow_gaps,
             allow_overlaps: self.allow_overlaps,
             check_static_values: false,
+            new_dim: self.new_dim.clone(),
+            new_dim_order: self.new_dim_order.clone(),
+            allow_missing: self.allow_missing,
         };
         let mut cfg = input.base()?;
         cfg.output = store;
@@ -625,6 +646,13 @@ impl InputArgs {
         cfg.combine.allow_gaps |= self.allow_gaps;
         cfg.combine.allow_overlaps |= self.allow_overlaps;
         cfg.combine.check_static_values |= self.check_static_values;
+        if let Some(spec) = &self.new_dim {
+            cfg.combine.new_dim = Some(NewDim::parse(spec)?);
+        }
+        if let Some(order) = &self.new_dim_order {
+            cfg.combine.new_dim = cfg.combine.new_dim.take().map(|d| d.with_order(order));
+        }
+        cfg.combine.allow_missing |= self.allow_missing;
         Ok(cfg)
     }
 }

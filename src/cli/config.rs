@@ -308,6 +308,98 @@ pub struct CombineSettings {
     pub check_static_values: bool,
     /// Explicit merge groups: each a list of paths or globs.
     pub merge: Vec<Vec<String>>,
+    /// A new outermost dimension made from the files (`--new-dim`).
+    #[serde(default)]
+    pub new_dim: Option<NewDim>,
+    /// Fill the cells of the files' grid that no file holds with the fill
+    /// value, rather than refuse (`--allow-missing`).
+    #[serde(default)]
+    pub allow_missing: bool,
+}
+
+/// A dimension made from the files (`--new-dim NAME:ATTR` or
+/// `--new-dim 'NAME:/REGEX/'`): each file's position along it is given by
+/// a global attribute or by its name. It becomes the outermost dimension of
+/// the output, with a coordinate variable of the values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDim {
+    /// Dimension name in the output.
+    pub name: String,
+    /// Where each file's value comes from.
+    pub from: NewDimFrom,
+    /// The values in their order along the dimension (`--new-dim-order`);
+    /// empty: every value found, in natural order.
+    pub order: Vec<String>,
+}
+
+/// Where the value of a [`NewDim`] comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NewDimFrom {
+    /// A global attribute of each file.
+    Attribute(String),
+    /// The first capture group of a regular expression matched against each
+    /// file's name (or, when the name does not match, its path).
+    FileName(String),
+}
+
+impl NewDim {
+    /// Parses `NAME:ATTR` or `NAME:/REGEX/` (one capture group).
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] for a missing name or source, or a regular
+    /// expression that does not compile or has not exactly one capture group.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let bad = |expected: String| ConfigError::BadValue {
+            flag: "--new-dim".into(),
+            value: spec.to_string(),
+            expected,
+        };
+        let Some((name, from)) = spec.split_once(':') else {
+            return Err(bad("NAME:ATTRIBUTE or NAME:/REGEX/".into()));
+        };
+        let name = name.trim();
+        if name.is_empty() || from.trim().is_empty() {
+            return Err(bad("NAME:ATTRIBUTE or NAME:/REGEX/".into()));
+        }
+        let from = match from.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(re) => NewDimFrom::FileName(Self::check_regex(re).map_err(bad)?),
+            None => NewDimFrom::Attribute(from.trim().to_string()),
+        };
+        Ok(Self {
+            name: name.to_string(),
+            from,
+            order: Vec::new(),
+        })
+    }
+
+    /// Checks that `re` compiles and has exactly one capture group.
+    ///
+    /// # Errors
+    /// What is wrong with it, in words.
+    pub fn check_regex(re: &str) -> Result<String, String> {
+        match regex::Regex::new(re) {
+            Ok(r) if r.captures_len() == 2 => Ok(re.to_string()),
+            Ok(r) => Err(format!(
+                "a regular expression with exactly one capture group, like /_(r[0-9]+i[0-9]+p[0-9]+f[0-9]+)_/; this one has {}",
+                r.captures_len() - 1
+            )),
+            Err(e) => Err(format!(
+                "a valid regular expression: {}",
+                e.to_string().lines().last().unwrap_or_default().trim()
+            )),
+        }
+    }
+
+    /// Sets the order from `--new-dim-order A,B,C`.
+    pub fn with_order(mut self, order: &str) -> Self {
+        self.order = order
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        self
+    }
 }
 
 /// Per-variable settings (recipe `[variables.NAME]`).

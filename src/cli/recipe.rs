@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cli::config::{
-    AppendMode, AttrsJson, Codec, CombineSettings, ConvertConfig, DimSizes, VarSettings, ZarrFormat,
+    AppendMode, AttrsJson, Codec, CombineSettings, ConvertConfig, DimSizes, NewDim, NewDimFrom,
+    VarSettings, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
 use crate::model::schema::{Attr, AttrValue};
@@ -55,6 +56,23 @@ impl Sizes {
 pub struct MergeGroup {
     /// Paths or globs of the group's files.
     pub inputs: Vec<String>,
+}
+
+/// A new outermost dimension made from the files (`[new_dim]`): the
+/// recipe form of `--new-dim` and `--new-dim-order`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDimRecipe {
+    /// Dimension name.
+    pub name: String,
+    /// The global attribute giving each file's value.
+    pub attribute: Option<String>,
+    /// A regular expression with one capture group, matched against each
+    /// file's name (or path).
+    pub regex: Option<String>,
+    /// The values in their order along the dimension.
+    #[serde(default)]
+    pub order: Vec<String>,
 }
 
 /// Per-variable settings.
@@ -121,6 +139,11 @@ pub struct Recipe {
     /// Explicit merge groups.
     #[serde(default)]
     pub merge: Vec<MergeGroup>,
+    /// A new outermost dimension made from the files (ensemble members).
+    pub new_dim: Option<NewDimRecipe>,
+    /// Fill the grid's cells that no file holds rather than refuse.
+    #[serde(default)]
+    pub allow_missing: bool,
     /// Variables to keep.
     #[serde(default)]
     pub include: Vec<String>,
@@ -144,6 +167,28 @@ pub struct Recipe {
     pub history: Option<bool>,
     /// Append mode for `--append`: "error" or "skip-existing".
     pub append_mode: Option<AppendMode>,
+}
+
+impl NewDimRecipe {
+    fn to_new_dim(&self) -> Result<NewDim, String> {
+        let from = match (&self.attribute, &self.regex) {
+            (Some(a), None) => NewDimFrom::Attribute(a.clone()),
+            (None, Some(r)) => NewDimFrom::FileName(
+                NewDim::check_regex(r).map_err(|e| format!("[new_dim] regex: expected {e}"))?,
+            ),
+            _ => {
+                return Err(format!(
+                    "[new_dim] '{}' needs exactly one of attribute = \"NAME\" or regex = \"...\"",
+                    self.name
+                ))
+            }
+        };
+        Ok(NewDim {
+            name: self.name.clone(),
+            from,
+            order: self.order.clone(),
+        })
+    }
 }
 
 impl Recipe {
@@ -242,6 +287,13 @@ impl Recipe {
             allow_overlaps: self.allow_overlaps,
             check_static_values: self.check_static_values,
             merge: self.merge.iter().map(|g| g.inputs.clone()).collect(),
+            new_dim: self
+                .new_dim
+                .as_ref()
+                .map(NewDimRecipe::to_new_dim)
+                .transpose()
+                .map_err(bad)?,
+            allow_missing: self.allow_missing,
         };
         cfg.include.clone_from(&self.include);
         cfg.exclude.clone_from(&self.exclude);

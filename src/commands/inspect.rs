@@ -177,21 +177,32 @@ pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String 
             let _ = writeln!(out, "no concatenation dimension");
         }
     }
+    if let Some(g) = &ds.grid {
+        describe_grid(&mut out, ds, g);
+    }
     for (v, s) in ds.schema.vars().iter().zip(&ds.sources) {
         let from = if s.var.path == v.path {
             String::new()
         } else {
             format!(" (from '{}')", s.var.path)
         };
-        let recoded = s.segments.iter().filter(|g| g.recode.is_some()).count();
+        let all: Vec<&crate::pipeline::combine::Segment> = match &s.stack {
+            Some(members) => members.iter().flatten().collect(),
+            None => s.segments.iter().collect(),
+        };
+        let recoded = all.iter().filter(|g| g.recode.is_some()).count();
         let _ = writeln!(
             out,
-            "  {} {} {:?} {:?}{from}: {} file(s){}",
+            "  {} {} {:?} {:?}{from}: {}{}",
             v.path,
             v.dtype.nc_name(),
             v.dims,
             v.shape,
-            s.segments.len(),
+            match (&s.inline, &s.stack) {
+                (Some(_), _) => "values from the files' grid".to_string(),
+                (None, Some(_)) => format!("{} file(s), stacked by member", all.len()),
+                (None, None) => format!("{} file(s)", all.len()),
+            },
             if recoded > 0 {
                 format!(", time re-encoded in {recoded}")
             } else {
@@ -201,6 +212,66 @@ pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String 
     }
     out.push_str(&describe_plan(plan, false));
     out
+}
+
+/// The grid of an ensemble: each value of the new dimension with its
+/// files, steps and missing cells.
+fn describe_grid(
+    out: &mut String,
+    ds: &crate::pipeline::combine::Dataset,
+    g: &crate::pipeline::combine::grid::Grid,
+) {
+    let steps = ds.concat.as_ref().map(|c| (c.dim.clone(), c.len));
+    let _ = writeln!(
+        out,
+        "grid: '{}' ({} values){}",
+        g.dim,
+        g.labels.len(),
+        steps
+            .as_ref()
+            .map(|(d, n)| format!(" x '{d}' ({n} steps)"))
+            .unwrap_or_default()
+    );
+    // The members' files: those of the first stacked variable.
+    let stack = ds.sources.iter().find_map(|s| s.stack.as_ref());
+    let width = g
+        .labels
+        .iter()
+        .map(|l| l.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(g.dim.len());
+    let _ = writeln!(out, "  {:<width$}  files  steps  missing", g.dim);
+    for (m, label) in g.labels.iter().enumerate() {
+        let segs = stack
+            .and_then(|st| st.get(m))
+            .map_or(&[][..], Vec::as_slice);
+        let files = segs.len();
+        let held: u64 = if steps.is_some() {
+            segs.iter().map(|s| s.len).sum()
+        } else {
+            u64::from(files > 0)
+        };
+        let missing: Vec<String> = g
+            .missing
+            .iter()
+            .filter(|c| c.index == m as u64)
+            .map(|c| match &steps {
+                Some((d, _)) => format!("{d} {}..{} ({} steps)", c.start, c.start + c.len, c.len),
+                None => "all".to_string(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {files:>5}  {held:>5}  {}",
+            label.to_string(),
+            if missing.is_empty() {
+                "-".to_string()
+            } else {
+                missing.join(", ")
+            }
+        );
+    }
 }
 
 /// `zarrforge inspect`: one file's structure, or a store's state

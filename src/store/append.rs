@@ -226,6 +226,8 @@ pub fn extend(
                 axis: None,
                 segments: Vec::new(),
                 stored: None,
+                stack: None,
+                inline: None,
             },
         };
         sources.push(source);
@@ -246,6 +248,7 @@ pub fn extend(
                 values,
                 ..old.clone()
             }),
+            grid: new.grid.clone(),
         },
         old_len,
     ))

@@ -198,6 +198,8 @@ fn combine_options(
         allow_gaps: cfg.combine.allow_gaps,
         allow_overlaps: cfg.combine.allow_overlaps,
         merge_groups,
+        new_dim: cfg.combine.new_dim.clone(),
+        allow_missing: cfg.combine.allow_missing,
     })
 }
 
@@ -345,6 +347,8 @@ fn empty_like(state: &StoreState) -> Dataset {
                     .and_then(|c| v.dims.iter().position(|d| *d == c.dim)),
                 segments: Vec::new(),
                 stored: None,
+                stack: None,
+                inline: None,
             })
             .collect(),
         concat: state.concat.clone().map(|mut c| {
@@ -352,5 +356,6 @@ fn empty_like(state: &StoreState) -> Dataset {
             c.values = c.values.map(|_| Vec::new());
             c
         }),
+        grid: None,
     }
 }

@@ -154,6 +154,68 @@ pub enum CombineError {
         /// Output units.
         to: String,
     },
+    /// A file's value along the new dimension cannot be found.
+    #[error("{path}: no value for --new-dim '{dim}': {what}")]
+    NewDimValue {
+        /// File.
+        path: PathBuf,
+        /// The new dimension.
+        dim: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The files do not form a grid: the order or name of the new
+    /// dimension does not fit them, or their common axis has a gap.
+    #[error("{0}")]
+    Grid(String),
+    /// A member named by `--new-dim-order` has no file.
+    #[error("{dim}={member}: no input file has this value (pass --allow-missing to fill the member with the fill value)")]
+    MemberAbsent {
+        /// The new dimension.
+        dim: String,
+        /// The member.
+        member: String,
+    },
+    /// A cell of the grid that no file holds.
+    #[error("{dim}={member}: no file holds {len} step(s) of '{concat}' from index {start} ({concat} = {first}) that other members have (pass --allow-missing to fill them with the fill value)")]
+    MissingCell {
+        /// The new dimension.
+        dim: String,
+        /// The member.
+        member: String,
+        /// The concatenation dimension.
+        concat: String,
+        /// First missing index.
+        start: u64,
+        /// Number of steps.
+        len: u64,
+        /// The first missing value.
+        first: String,
+    },
+    /// A member's own files do not combine.
+    #[error("{dim}={member}: {source}")]
+    InMember {
+        /// The new dimension.
+        dim: String,
+        /// The member.
+        member: String,
+        /// What is wrong with its files.
+        source: Box<CombineError>,
+    },
+    /// A member differs from the reference (first) member.
+    #[error("{dim}={member} ({file}) differs from {dim}={reference}: {what}")]
+    MemberDiffers {
+        /// The new dimension.
+        dim: String,
+        /// The member.
+        member: String,
+        /// Its first file.
+        file: PathBuf,
+        /// The reference member.
+        reference: String,
+        /// What differs, and where first.
+        what: String,
+    },
     /// A merge group names a file twice or not at all.
     #[error("merge groups: {0}")]
     Groups(String),

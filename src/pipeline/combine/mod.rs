@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod grid;
 mod time;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +81,15 @@ pub struct VarSource {
     /// (`--codec source`).
     #[serde(default)]
     pub stored: Option<StoredChunks>,
+    /// A variable stacked along a new outermost dimension (`--new-dim`):
+    /// each member's segments (empty for a member without files), in
+    /// place of `segments`. `axis` counts the new dimension.
+    #[serde(default)]
+    pub stack: Option<Vec<Vec<Segment>>>,
+    /// Values given in the dataset rather than read from a file (the new
+    /// dimension's coordinate).
+    #[serde(default)]
+    pub inline: Option<Vec<grid::Label>>,
 }
 
 /// The source chunking and compression of a variable, as Zarr sees them.
@@ -99,11 +109,36 @@ pub struct StoredChunks {
 impl VarSource {
     /// Segments overlapping `[lo, hi)` along the axis.
     pub fn segments_in(&self, lo: u64, hi: u64) -> impl Iterator<Item = &Segment> {
-        let first = self.segments.partition_point(|s| s.start + s.len <= lo);
-        self.segments[first..]
-            .iter()
-            .take_while(move |s| s.start < hi)
+        segments_in(&self.segments, lo, hi)
     }
+
+    /// The segments along the axis: a stacked variable's of its first
+    /// member with files.
+    pub fn axis_segments(&self) -> &[Segment] {
+        match &self.stack {
+            Some(members) => members
+                .iter()
+                .find(|m| !m.is_empty())
+                .map_or(&[][..], Vec::as_slice),
+            None => &self.segments,
+        }
+    }
+
+    /// The source chunk shape in the output's dimensions (a stacked
+    /// variable's holds one member).
+    pub fn source_chunks(&self) -> Option<Vec<u64>> {
+        let c = self.var.source_chunks.clone()?;
+        Some(match self.stack {
+            Some(_) => std::iter::once(1).chain(c).collect(),
+            None => c,
+        })
+    }
+}
+
+/// Segments of `all` (in order) overlapping `[lo, hi)`.
+pub fn segments_in(all: &[Segment], lo: u64, hi: u64) -> impl Iterator<Item = &Segment> {
+    let first = all.partition_point(|s| s.start + s.len <= lo);
+    all[first..].iter().take_while(move |s| s.start < hi)
 }
 
 /// The concatenation axis of the dataset.
@@ -132,6 +167,9 @@ pub struct Dataset {
     pub sources: Vec<VarSource>,
     /// The concatenation axis, if any.
     pub concat: Option<Concat>,
+    /// The new outermost dimension made from the files (`--new-dim`).
+    #[serde(default)]
+    pub grid: Option<grid::Grid>,
 }
 
 /// Options of [`combine`].
@@ -148,6 +186,10 @@ pub struct CombineOptions {
     pub allow_overlaps: bool,
     /// Explicit merge groups (file indices); default: by variable set.
     pub merge_groups: Option<Vec<Vec<usize>>>,
+    /// A new outermost dimension from the files (`--new-dim`).
+    pub new_dim: Option<crate::cli::config::NewDim>,
+    /// Fill the grid's cells that no file holds (`--allow-missing`).
+    pub allow_missing: bool,
 }
 
 pub use crate::pipeline::combine::error::CombineError;
@@ -213,11 +255,21 @@ struct Member {
     values: Option<Vec<f64>>,
 }
 
-/// Combines the scans of the input files (in their natural order).
+/// Combines the scans of the input files (in their natural order), with
+/// the new dimension of `opts` in front when there is one.
 ///
 /// # Errors
 /// [`CombineError`] naming the files, variable and the mismatch.
 pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, CombineError> {
+    match &opts.new_dim {
+        Some(spec) => grid::combine_grid(scans, opts, spec, opts.allow_missing),
+        None => combine_files(scans, opts),
+    }
+}
+
+/// Combines the scans of the input files along the concatenation
+/// dimension.
+fn combine_files(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, CombineError> {
     if scans.is_empty() {
         return Err(CombineError::NoInputs);
     }
@@ -293,6 +345,7 @@ pub fn combine(scans: &[FileScan], opts: &CombineOptions) -> Result<Dataset, Com
             time_units: time.output_units.clone(),
             calendar: time.calendar_name.clone(),
         }),
+        grid: None,
     })
 }
 
@@ -684,6 +737,8 @@ impl Combination<'_> {
             axis: Some(k),
             segments,
             stored: None,
+            stack: None,
+            inline: None,
         };
         Ok((source, units))
     }
@@ -727,6 +782,8 @@ impl Combination<'_> {
                 recode: None,
             }],
             stored: None,
+            stack: None,
+            inline: None,
         })
     }
 }
@@ -918,6 +975,8 @@ fn combine_static_only(
                     recode: None,
                 }],
                 stored: None,
+                stack: None,
+                inline: None,
             }
         })
         .collect();
@@ -926,6 +985,7 @@ fn combine_static_only(
         schema,
         sources,
         concat: None,
+        grid: None,
     })
 }
 

@@ -189,7 +189,7 @@ pub fn routes(
             let src = sources.get(a.var);
             let size = a.dtype.size() as u64;
             let chunks = src
-                .and_then(|s| s.var.source_chunks.clone())
+                .and_then(VarSource::source_chunks)
                 .filter(|c| c.len() == a.shape.len() && !c.contains(&0));
             let natural = match (&chunks, src.and_then(|s| s.axis)) {
                 (Some(c), _) => c.iter().zip(&a.shape).map(|(c, n)| *c.min(n)).collect(),
@@ -794,7 +794,7 @@ fn block_cuts(sources: &[VarSource], a: &ArrayPlan, block: &[u64]) -> Vec<Vec<u6
             let mut cuts = vec![0u64];
             match (axis, src) {
                 (Some(k), Some(s)) if k == d => {
-                    for seg in &s.segments {
+                    for seg in s.axis_segments() {
                         let end = (seg.start + seg.len).min(n);
                         let mut x = seg.start;
                         while x < end {

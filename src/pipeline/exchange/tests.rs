@@ -32,6 +32,8 @@ fn source(shape: &[u64], chunks: Option<&[u64]>, files: &[u64]) -> VarSource {
         axis: if files.is_empty() { None } else { Some(0) },
         segments,
         stored: None,
+        stack: None,
+        inline: None,
     }
 }
 

@@ -377,34 +377,93 @@ impl<'a> Reader<'a> {
     ) -> Result<Values, ReadError> {
         let ds = self.ds;
         let src = &ds.sources[index];
-        let Some(k) = src.axis else {
-            let file = src.segments.first().map_or(0, |s| s.file);
-            return self.file(file)?.read(&src.var, start, count);
+        if let Some(labels) = &src.inline {
+            return Ok(inline_values(labels, start, count));
+        }
+        if let Some(stack) = &src.stack {
+            return self.read_stacked(src, stack, start, count);
+        }
+        self.read_segments(&src.var, src.axis, &src.segments, start, count)
+    }
+
+    /// Reads a variable stacked along a new outermost dimension: each
+    /// member's part from its own files, a member without files as fill.
+    fn read_stacked(
+        &mut self,
+        src: &crate::pipeline::combine::VarSource,
+        stack: &[Vec<Segment>],
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Values, ReadError> {
+        let (Some((&m0, inner_start)), Some((&mc, inner_count))) =
+            (start.split_first(), count.split_first())
+        else {
+            return Ok(empty(src.var.dtype));
+        };
+        let axis = src.axis.and_then(|a| a.checked_sub(1));
+        let mut out = filled(&src.var, count);
+        let size = src.var.dtype.size();
+        let mut origin = vec![0u64; count.len()];
+        for m in m0..m0 + mc {
+            let segments = stack
+                .get(usize::try_from(m).unwrap_or(usize::MAX))
+                .map_or(&[][..], Vec::as_slice);
+            if segments.is_empty() {
+                continue;
+            }
+            let part = self.read_segments(&src.var, axis, segments, inner_start, inner_count)?;
+            origin[0] = m - m0;
+            let mut c = vec![1];
+            c.extend_from_slice(inner_count);
+            match (&mut out, part) {
+                (Values::Fixed(dst), Values::Fixed(p)) => {
+                    crate::model::block::place(dst, count, &p, &c, &origin, size);
+                }
+                (Values::Strings(dst), Values::Strings(p)) => {
+                    crate::model::block::place_items(dst, count, &p, &c, &origin);
+                }
+                _ => {
+                    return Err(ReadError::KindMismatch {
+                        path: self.path_of(segments[0].file),
+                        var: src.var.path.clone(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the region `start`/`count` of `var` from the files of
+    /// `segments` (along `axis`), gaps as the fill value.
+    fn read_segments(
+        &mut self,
+        var: &Var,
+        axis: Option<usize>,
+        all: &[Segment],
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Values, ReadError> {
+        let Some(k) = axis else {
+            let file = all.first().map_or(0, |s| s.file);
+            return self.file(file)?.read(var, start, count);
         };
         let n: u64 = count.iter().product();
         if n == 0 {
-            return Ok(empty(src.var.dtype));
+            return Ok(empty(var.dtype));
         }
         let (lo, hi) = (start[k], start[k] + count[k]);
-        let segments: Vec<&Segment> = src.segments_in(lo, hi).collect();
+        let segments: Vec<&Segment> = crate::pipeline::combine::segments_in(all, lo, hi).collect();
         // The common case: one file holds the whole region.
         if let [seg] = segments.as_slice() {
             if seg.start <= lo && hi <= seg.start + seg.len {
                 let mut s = start.to_vec();
                 s[k] = lo - seg.start;
-                let v = self.file(seg.file)?.read(&src.var, &s, count)?;
-                return recode(v, &src.var, seg, self.path_of(seg.file));
+                let v = self.file(seg.file)?.read(var, &s, count)?;
+                return recode(v, var, seg, self.path_of(seg.file));
             }
         }
-        let size = src.var.dtype.size();
-        let total = usize::try_from(n).unwrap_or(0);
-        let mut out = if src.var.dtype == DType::String {
-            Values::Strings(vec![String::new(); total])
-        } else {
-            let fill = crate::model::schema::fill_bytes(&src.var)
-                .unwrap_or_else(|| src.var.dtype.netcdf_default_fill());
-            Values::Fixed(fill.repeat(total))
-        };
+        let size = var.dtype.size();
+        let mut out = filled(var, count);
         for seg in segments {
             let a = lo.max(seg.start);
             let b = hi.min(seg.start + seg.len);
@@ -417,8 +476,8 @@ impl<'a> Reader<'a> {
             c[k] = b - a;
             let mut origin = vec![0u64; count.len()];
             origin[k] = a - lo;
-            let part = self.file(seg.file)?.read(&src.var, &s, &c)?;
-            let part = recode(part, &src.var, seg, self.path_of(seg.file))?;
+            let part = self.file(seg.file)?.read(var, &s, &c)?;
+            let part = recode(part, var, seg, self.path_of(seg.file))?;
             match (&mut out, part) {
                 (Values::Fixed(dst), Values::Fixed(p)) => {
                     crate::model::block::place(dst, count, &p, &c, &origin, size);
@@ -429,7 +488,7 @@ impl<'a> Reader<'a> {
                 _ => {
                     return Err(ReadError::KindMismatch {
                         path: self.path_of(seg.file),
-                        var: src.var.path.clone(),
+                        var: var.path.clone(),
                     })
                 }
             }
@@ -443,6 +502,48 @@ impl<'a> Reader<'a> {
             .get(usize::try_from(file).unwrap_or(usize::MAX))
             .map(|f| f.path.clone())
             .unwrap_or_default()
+    }
+}
+
+/// A region of `var` holding its fill value (empty strings for strings).
+fn filled(var: &Var, count: &[u64]) -> Values {
+    let total = usize::try_from(count.iter().product::<u64>()).unwrap_or(0);
+    if var.dtype == DType::String {
+        Values::Strings(vec![String::new(); total])
+    } else {
+        let fill = crate::model::schema::fill_bytes(var)
+            .unwrap_or_else(|| var.dtype.netcdf_default_fill());
+        Values::Fixed(fill.repeat(total))
+    }
+}
+
+/// The region `start`/`count` of a coordinate given in the dataset.
+fn inline_values(
+    labels: &[crate::pipeline::combine::grid::Label],
+    start: &[u64],
+    count: &[u64],
+) -> Values {
+    use crate::pipeline::combine::grid::Label;
+    let lo = start
+        .first()
+        .map_or(0, |&s| usize::try_from(s).unwrap_or(usize::MAX));
+    let n = count
+        .first()
+        .map_or(0, |&c| usize::try_from(c).unwrap_or(0));
+    let part = labels
+        .get(lo..lo.saturating_add(n).min(labels.len()))
+        .unwrap_or(&[]);
+    if part.iter().all(|l| matches!(l, Label::Int(_))) {
+        Values::Fixed(
+            part.iter()
+                .flat_map(|l| match l {
+                    Label::Int(i) => i.to_le_bytes(),
+                    Label::Text(_) => [0; 8],
+                })
+                .collect(),
+        )
+    } else {
+        Values::Strings(part.iter().map(ToString::to_string).collect())
     }
 }
 
@@ -462,6 +563,9 @@ pub(crate) fn place(
     start: &[u64],
     count: &[u64],
 ) -> Place {
+    if src.stack.is_some() || src.inline.is_some() {
+        return Place::Spread;
+    }
     let Some(k) = src.axis else {
         return Place::In(src.segments.first().map_or(0, |s| s.file), start.to_vec());
     };

@@ -153,8 +153,14 @@ fn reference(
     layouts: &FileLayouts,
     copy_below: u64,
 ) -> Result<Option<Decision>, String> {
-    if always_copied(src, copy_below) {
+    if always_copied(src, copy_below) || src.inline.is_some() {
         return Ok(None);
+    }
+    if src.stack.is_some() {
+        return Err(
+            "it is stacked along a new dimension (--new-dim), which references do not support yet"
+                .into(),
+        );
     }
     let mut first: Option<(PathBuf, StoredLayout, Vec<u64>)> = None;
     for (k, seg) in src.segments.iter().enumerate() {

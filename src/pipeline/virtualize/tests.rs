@@ -77,6 +77,8 @@ fn series(lens: &[u64], layouts: &[StoredLayout]) -> (Dataset, FileLayouts) {
         axis: Some(0),
         segments: segments.clone(),
         stored: None,
+        stack: None,
+        inline: None,
     };
     let ds = Dataset {
         files,
@@ -102,6 +104,7 @@ fn series(lens: &[u64], layouts: &[StoredLayout]) -> (Dataset, FileLayouts) {
             time_units: None,
             calendar: None,
         }),
+        grid: None,
     };
     (ds, map)
 }
