@@ -187,7 +187,7 @@ pub fn describe_job(job: &crate::commands::convert::Job, plan: &Plan) -> String 
             format!(" (from '{}')", s.var.path)
         };
         let all: Vec<&crate::pipeline::combine::Segment> = match &s.stack {
-            Some(members) => members.iter().flatten().collect(),
+            Some(st) => st.members.iter().flatten().collect(),
             None => s.segments.iter().collect(),
         };
         let recoded = all.iter().filter(|g| g.recode.is_some()).count();
@@ -244,7 +244,7 @@ fn describe_grid(
     let _ = writeln!(out, "  {:<width$}  files  steps  missing", g.dim);
     for (m, label) in g.labels.iter().enumerate() {
         let segs = stack
-            .and_then(|st| st.get(m))
+            .and_then(|st| st.members.get(m))
             .map_or(&[][..], Vec::as_slice);
         let files = segs.len();
         let held: u64 = if steps.is_some() {

@@ -12,8 +12,9 @@ use std::path::Path;
 
 use crate::cli::config::{AppendMode, Codec};
 use crate::model::schema::Var;
+use crate::pipeline::combine::grid::{Grid, Label, Missing};
 use crate::pipeline::combine::{
-    same_value, set_dim_len, shape_off_axis, Concat, Dataset, VarSource, MUST_AGREE,
+    same_value, set_dim_len, shape_off_axis, Concat, Dataset, Stack, VarSource, MUST_AGREE,
 };
 use crate::pipeline::plan::ArrayPlan;
 use crate::store::error::AppendError;
@@ -213,7 +214,11 @@ pub fn extend(
         let source = match (axis, found) {
             (Some(_), Some(j)) => {
                 let mut s: VarSource = new.sources[j].clone();
-                for seg in &mut s.segments {
+                let stacked = s
+                    .stack
+                    .iter_mut()
+                    .flat_map(|st| st.members.iter_mut().flatten());
+                for seg in s.segments.iter_mut().chain(stacked) {
                     seg.start += old_len;
                 }
                 s
@@ -248,10 +253,235 @@ pub fn extend(
                 values,
                 ..old.clone()
             }),
-            grid: new.grid.clone(),
+            grid: grown_steps(state.grid.as_ref(), new.grid.as_ref(), old_len),
         },
         old_len,
     ))
+}
+
+/// The grid after an append of steps: the store's members, with the new
+/// files' missing cells after the old end.
+fn grown_steps(old: Option<&Grid>, new: Option<&Grid>, old_len: u64) -> Option<Grid> {
+    let mut g = old?.clone();
+    if let Some(n) = new {
+        g.missing.extend(n.missing.iter().map(|c| Missing {
+            start: c.start + old_len,
+            ..c.clone()
+        }));
+    }
+    Some(g)
+}
+
+/// How an append to a store with a new dimension (`--new-dim`) grows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// New steps along the concatenation dimension, for every member.
+    Steps,
+    /// New members, with the store's steps.
+    Members,
+}
+
+/// Whether the new files add steps for the store's members or new
+/// members; puts the new dataset's members in the store's order.
+///
+/// # Errors
+/// [`AppendError::Mismatch`] when the store and the new files disagree on
+/// the new dimension, or the new files mix the store's members and others.
+pub fn growth(store: &Path, state: &StoreState, new: &mut Dataset) -> Result<Growth, AppendError> {
+    let mismatch = |what: String| AppendError::Mismatch {
+        store: store.to_path_buf(),
+        what,
+    };
+    let (old, cur) = match (&state.grid, &new.grid) {
+        (None, None) => return Ok(Growth::Steps),
+        (Some(g), None) => {
+            return Err(mismatch(format!(
+                "the store has the dimension '{}' made from its files; pass the same --new-dim to append to it",
+                g.dim
+            )))
+        }
+        (None, Some(g)) => {
+            return Err(mismatch(format!(
+                "--new-dim '{}' is not a dimension the store was made with",
+                g.dim
+            )))
+        }
+        (Some(o), Some(c)) => (o, c),
+    };
+    if old.dim != cur.dim {
+        return Err(mismatch(format!(
+            "the store's new dimension is '{}', the new files' '{}'",
+            old.dim, cur.dim
+        )));
+    }
+    let known: Vec<&Label> = cur
+        .labels
+        .iter()
+        .filter(|l| old.labels.contains(l))
+        .collect();
+    if known.is_empty() {
+        return Ok(Growth::Members);
+    }
+    if known.len() == cur.labels.len() && cur.labels.len() == old.labels.len() {
+        crate::pipeline::combine::grid::reorder(new, &old.labels);
+        return Ok(Growth::Steps);
+    }
+    let list = |v: Vec<&Label>| {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fresh: Vec<&Label> = cur
+        .labels
+        .iter()
+        .filter(|l| !old.labels.contains(l))
+        .collect();
+    let absent: Vec<&Label> = old
+        .labels
+        .iter()
+        .filter(|l| !cur.labels.contains(l))
+        .collect();
+    Err(mismatch(format!(
+        "an append adds steps for every member of the store, or new members with the store's steps; the new files have {}={} (in the store){}{}",
+        cur.dim,
+        list(known),
+        if fresh.is_empty() { String::new() } else { format!(" and {} (not in the store)", list(fresh)) },
+        if absent.is_empty() { String::new() } else { format!(", but not {} (pass --allow-missing with --new-dim-order listing every member to append steps for some)", list(absent)) },
+    )))
+}
+
+/// The dataset of an append of new members: the store's structure with
+/// the new dimension grown, the stacked variables and its coordinate
+/// written from the old end on, nothing else. Returns it and the old
+/// number of members.
+///
+/// # Errors
+/// [`AppendError::Mismatch`] naming what differs: the steps along the
+/// concatenation dimension, or a variable.
+pub fn extend_members(
+    store: &Path,
+    state: &StoreState,
+    new: &Dataset,
+) -> Result<(Dataset, u64), AppendError> {
+    let mismatch = |what: String| AppendError::Mismatch {
+        store: store.to_path_buf(),
+        what,
+    };
+    let (Some(old), Some(cur)) = (&state.grid, &new.grid) else {
+        return Err(mismatch("no new dimension".into()));
+    };
+    check_same_steps(state.concat.as_ref(), new.concat.as_ref()).map_err(mismatch)?;
+    let old_m = old.labels.len() as u64;
+    let new_vars = new.schema.vars();
+    let mut schema = state.schema.clone();
+    set_dim_len(&mut schema.root, &old.dim, old_m + cur.labels.len() as u64);
+    let mut sources = Vec::new();
+    for (i, sv) in state.schema.vars().iter().enumerate() {
+        let Some(j) = new_vars.iter().position(|v| v.path == sv.path) else {
+            return Err(mismatch(format!(
+                "variable '{}' is missing from the new files",
+                sv.path
+            )));
+        };
+        let member_axis = sv.dims.iter().position(|d| *d == old.dim);
+        check_same(sv, new_vars[j], member_axis)
+            .map_err(|w| mismatch(format!("variable '{}' of the new members: {w}", sv.path)))?;
+        let src = &new.sources[j];
+        let mut s = VarSource {
+            var: Var {
+                path: state.source_paths.get(i).cloned().unwrap_or_default(),
+                ..(*sv).clone()
+            },
+            axis: None,
+            segments: Vec::new(),
+            stored: None,
+            stack: None,
+            inline: None,
+        };
+        if let Some(labels) = &src.inline {
+            s.axis = member_axis;
+            s.inline = Some(old.labels.iter().chain(labels).cloned().collect());
+        } else if let Some(st) = &src.stack {
+            let mut members = vec![Vec::new(); old.labels.len()];
+            members.extend(st.members.iter().cloned());
+            s = VarSource {
+                axis: member_axis,
+                stack: Some(Stack {
+                    axis: st.axis,
+                    members,
+                }),
+                ..src.clone()
+            };
+        }
+        sources.push(s);
+    }
+    if let Some(w) = new_vars
+        .iter()
+        .find(|v| !state.schema.vars().iter().any(|s| s.path == v.path))
+    {
+        return Err(mismatch(format!(
+            "variable '{}' of the new files is not in the store",
+            w.path
+        )));
+    }
+    let mut grid = old.clone();
+    grid.labels.extend(cur.labels.iter().cloned());
+    grid.missing.extend(cur.missing.iter().map(|c| Missing {
+        index: c.index + old_m,
+        ..c.clone()
+    }));
+    Ok((
+        Dataset {
+            files: new.files.clone(),
+            schema,
+            sources,
+            concat: state.concat.clone(),
+            grid: Some(grid),
+        },
+        old_m,
+    ))
+}
+
+/// New members must have exactly the store's steps.
+fn check_same_steps(old: Option<&Concat>, new: Option<&Concat>) -> Result<(), String> {
+    let (Some(o), Some(n)) = (old, new) else {
+        return if old.is_some() == new.is_some() {
+            Ok(())
+        } else {
+            Err("the store and the new members do not have the same concatenation dimension".into())
+        };
+    };
+    if o.dim != n.dim {
+        return Err(format!(
+            "the store is concatenated along '{}', the new members along '{}'",
+            o.dim, n.dim
+        ));
+    }
+    let show = |x: Option<&f64>| x.map_or_else(|| "none".into(), f64::to_string);
+    match (&o.values, &n.values) {
+        (Some(a), Some(b)) => {
+            if let Some(k) = (0..a.len().max(b.len()))
+                .find(|&k| a.get(k).map(|x| x.to_bits()) != b.get(k).map(|x| x.to_bits()))
+            {
+                return Err(format!(
+                    "new members must have the store's steps of '{}': step {k} is {} in the store, {} in the new files{}",
+                    o.dim,
+                    show(a.get(k)),
+                    show(b.get(k)),
+                    o.time_units.as_ref().map(|u| format!(" (in {u})")).unwrap_or_default()
+                ));
+            }
+        }
+        _ if o.len != n.len => {
+            return Err(format!(
+                "new members must have the store's {} steps of '{}', not {}",
+                o.len, o.dim, n.len
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn check_same(old: &Var, new: &Var, axis: Option<usize>) -> Result<(), String> {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cli::config::{AttrsJson, Codec, ZarrFormat};
 use crate::model::schema::Schema;
+use crate::pipeline::combine::grid::Grid;
 use crate::pipeline::combine::{set_dim_len, Concat, Dataset};
 use crate::pipeline::plan::ArrayPlan;
 use crate::store::error::AppendError;
@@ -53,6 +54,22 @@ pub struct StoreState {
     /// it unless told otherwise). Last: the state of a store written before
     /// it existed ends just before it ([`decode`]).
     pub attrs_json: AttrsJson,
+    /// The new outermost dimension made from the files (`--new-dim`), with
+    /// its values. Last: older states end before it ([`decode`]).
+    pub grid: Option<Grid>,
+}
+
+/// The state as stores written before `grid` hold it.
+#[derive(Deserialize)]
+struct StateWithoutGrid {
+    version: String,
+    format: ZarrFormat,
+    schema: Schema,
+    arrays: Vec<ArrayLayout>,
+    source_paths: Vec<String>,
+    concat: Option<Concat>,
+    print: Option<crate::store::journal::PlanPrint>,
+    attrs_json: AttrsJson,
 }
 
 /// The state as stores written before `attrs_json` hold it.
@@ -71,8 +88,23 @@ struct StateWithoutAttrsJson {
 /// (whose stores wrote bare NaN/Infinity tokens: [`AttrsJson::Python`]).
 fn decode(bytes: &[u8]) -> Result<StoreState, String> {
     let cfg = bincode::config::standard();
-    match bincode::serde::decode_from_slice::<StoreState, _>(bytes, cfg) {
-        Ok((state, used)) if used == bytes.len() => Ok(state),
+    if let Ok((state, used)) = bincode::serde::decode_from_slice::<StoreState, _>(bytes, cfg) {
+        if used == bytes.len() {
+            return Ok(state);
+        }
+    }
+    match bincode::serde::decode_from_slice::<StateWithoutGrid, _>(bytes, cfg) {
+        Ok((old, used)) if used == bytes.len() => Ok(StoreState {
+            version: old.version,
+            format: old.format,
+            schema: old.schema,
+            arrays: old.arrays,
+            source_paths: old.source_paths,
+            concat: old.concat,
+            print: old.print,
+            attrs_json: old.attrs_json,
+            grid: None,
+        }),
         now => {
             let (old, used) = bincode::serde::decode_from_slice::<StateWithoutAttrsJson, _>(
                 bytes, cfg,
@@ -93,6 +125,7 @@ fn decode(bytes: &[u8]) -> Result<StoreState, String> {
                 concat: old.concat,
                 print: old.print,
                 attrs_json: AttrsJson::Python,
+                grid: None,
             })
         }
     }
@@ -123,6 +156,7 @@ impl StoreState {
             source_paths: ds.sources.iter().map(|s| s.var.path.clone()).collect(),
             concat: ds.concat.clone(),
             print: None,
+            grid: ds.grid.clone(),
         }
     }
 
@@ -176,7 +210,22 @@ pub fn load(store: &Path) -> Result<StoreState, AppendError> {
             "the store was never committed (an earlier run did not finish); convert it again",
         ));
     }
+    if let Some(g) = state.grid.clone() {
+        // Members added by a run that did not reach its commit are not there.
+        let committed = committed_len(store, &state, &g.dim)?;
+        if committed < g.labels.len() as u64 {
+            let n = usize::try_from(committed).unwrap_or(usize::MAX);
+            if let Some(grid) = &mut state.grid {
+                grid.labels.truncate(n);
+                grid.missing.retain(|c| c.index < committed);
+            }
+            set_dim_len(&mut state.schema.root, &g.dim, committed);
+        }
+    }
     let Some(concat) = state.concat.clone() else {
+        if state.grid.is_some() {
+            return Ok(state);
+        }
         return Err(not_appendable(
             store,
             "it was written without a concatenation dimension",
@@ -293,6 +342,7 @@ mod tests {
             concat: None,
             print: None,
             attrs_json,
+            grid: None,
         }
     }
 
@@ -301,9 +351,11 @@ mod tests {
         let strict = state(AttrsJson::Strict);
         let bytes = strict.to_bytes(Path::new("s.zarr")).unwrap();
         assert_eq!(decode(&bytes).unwrap(), strict);
-        // A store written before the field: the same bytes without it
-        // (the last field; one byte for the enum's variant).
-        let old = &bytes[..bytes.len() - 1];
+        // A store written before `grid`: the same bytes without it (one
+        // byte for `None`); before `attrs_json`: one byte less again.
+        let without_grid = &bytes[..bytes.len() - 1];
+        assert_eq!(decode(without_grid).unwrap(), strict);
+        let old = &bytes[..bytes.len() - 2];
         assert_eq!(decode(old).unwrap(), state(AttrsJson::Python));
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
     }

@@ -263,6 +263,39 @@ fn build_job(
     } else {
         cfg.append_mode
     };
+    if again
+        && ds.grid.as_ref().is_some_and(|g| {
+            state
+                .grid
+                .as_ref()
+                .is_some_and(|s| g.labels.iter().all(|l| s.labels.contains(l)))
+        })
+        && ds.concat.as_ref().map(|c| c.values.clone())
+            == state.concat.as_ref().map(|c| c.values.clone())
+    {
+        // The members this run adds are there: it ran before.
+        let skipped = scans.iter().map(|s| s.path.clone()).collect();
+        return nothing_new(cfg, &state, files, scan_seconds, skipped);
+    }
+    if append::growth(&cfg.output, &state, &mut ds)? == append::Growth::Members {
+        append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards)?;
+        let (mut ds, old_m) = append::extend_members(&cfg.output, &state, &ds)?;
+        if let Some(line) = &cfg.history {
+            crate::pipeline::select::add_history(&mut ds.schema.root, line);
+        }
+        let warnings = virtualize(cfg, &mut ds, &layouts)?;
+        let arrays = append::arrays(&ds, &state, old_m);
+        return Ok(Job {
+            warnings,
+            ds,
+            files,
+            scan_seconds,
+            append_from: Some(old_m),
+            arrays: Some(arrays),
+            skipped_files: Vec::new(),
+            attrs_json: Some(state.attrs_json),
+        });
+    }
     match append::select(&cfg.output, &state, &ds, mode, cfg.combine.allow_gaps)? {
         append::Selection::All => {}
         append::Selection::Skip(skip) => {
@@ -275,28 +308,7 @@ fn build_job(
                 .collect();
             if kept.is_empty() || kept.iter().all(|s| s.coords.iter().all(|c| c.len == 0)) {
                 // Nothing new: an append that already ran.
-                let mut ds = append::extend(&cfg.output, &state, &empty_like(&state))?.0;
-                ds.files.clear();
-                let arrays =
-                    append::arrays(&ds, &state, state.concat.as_ref().map_or(0, |c| c.len));
-                return Ok(Job {
-                    warnings: Vec::new(),
-                    ds,
-                    files,
-                    scan_seconds,
-                    append_from: state.concat.as_ref().map(|c| c.len),
-                    arrays: Some(
-                        arrays
-                            .into_iter()
-                            .map(|mut a| {
-                                a.restrict(None, 0);
-                                a
-                            })
-                            .collect(),
-                    ),
-                    skipped_files,
-                    attrs_json: Some(state.attrs_json),
-                });
+                return nothing_new(cfg, &state, files, scan_seconds, skipped_files);
             }
             let opts = combine_options(cfg, &kept, concat_dim, time_units)?;
             ds = combine(&kept, &opts)?;
@@ -325,6 +337,37 @@ fn build_job(
         scan_seconds,
         append_from: Some(old_len),
         arrays: Some(arrays),
+        skipped_files,
+        attrs_json: Some(state.attrs_json),
+    })
+}
+
+/// The job of an append that finds nothing new: the store as it is.
+fn nothing_new(
+    cfg: &ConvertConfig,
+    state: &StoreState,
+    files: usize,
+    scan_seconds: f64,
+    skipped_files: Vec<PathBuf>,
+) -> Result<Job, Error> {
+    let mut ds = append::extend(&cfg.output, state, &empty_like(state))?.0;
+    ds.files.clear();
+    let arrays = append::arrays(&ds, state, state.concat.as_ref().map_or(0, |c| c.len));
+    Ok(Job {
+        warnings: Vec::new(),
+        ds,
+        files,
+        scan_seconds,
+        append_from: state.concat.as_ref().map(|c| c.len),
+        arrays: Some(
+            arrays
+                .into_iter()
+                .map(|mut a| {
+                    a.restrict(None, 0);
+                    a
+                })
+                .collect(),
+        ),
         skipped_files,
         attrs_json: Some(state.attrs_json),
     })

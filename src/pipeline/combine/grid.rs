@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     combine_files, same_value, shape_off_axis, CombineError, CombineOptions, Dataset, Segment,
 };
-use super::{SourceFile, VarSource, MUST_AGREE};
+use super::{SourceFile, Stack, VarSource, MUST_AGREE};
 use crate::cli::config::{NewDim, NewDimFrom};
 use crate::model::schema::{Attr, AttrValue, DType, Dim, Var};
 use crate::pipeline::inputs::natural_cmp;
@@ -785,7 +785,10 @@ impl<'a> Stacking<'a> {
                     axis: src.axis.map(|a| a + 1),
                     segments: Vec::new(),
                     stored: None,
-                    stack: Some((0..self.parts.len()).map(|m| self.segments(m, i)).collect()),
+                    stack: Some(Stack {
+                        axis: src.axis,
+                        members: (0..self.parts.len()).map(|m| self.segments(m, i)).collect(),
+                    }),
                     inline: None,
                 });
             }
@@ -862,6 +865,35 @@ impl<'a> Stacking<'a> {
             }
         }
         out
+    }
+}
+
+/// Puts the members of `ds` in the order of `labels` (a permutation of
+/// its own): an append follows the store's order.
+pub fn reorder(ds: &mut Dataset, labels: &[Label]) {
+    let Some(g) = &mut ds.grid else { return };
+    let perm: Vec<usize> = labels
+        .iter()
+        .filter_map(|l| g.labels.iter().position(|x| x == l))
+        .collect();
+    if perm.len() != g.labels.len() || perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return;
+    }
+    g.labels = labels.to_vec();
+    for c in &mut g.missing {
+        let at = usize::try_from(c.index).unwrap_or(usize::MAX);
+        c.index = perm.iter().position(|&p| p == at).unwrap_or(at) as u64;
+    }
+    for s in &mut ds.sources {
+        if let Some(st) = &mut s.stack {
+            st.members = perm
+                .iter()
+                .map(|&p| st.members.get(p).cloned().unwrap_or_default())
+                .collect();
+        }
+        if s.inline.is_some() {
+            s.inline = Some(labels.to_vec());
+        }
     }
 }
 

@@ -82,14 +82,23 @@ pub struct VarSource {
     #[serde(default)]
     pub stored: Option<StoredChunks>,
     /// A variable stacked along a new outermost dimension (`--new-dim`):
-    /// each member's segments (empty for a member without files), in
-    /// place of `segments`. `axis` counts the new dimension.
+    /// each member's segments, in place of `segments`.
     #[serde(default)]
-    pub stack: Option<Vec<Vec<Segment>>>,
+    pub stack: Option<Stack>,
     /// Values given in the dataset rather than read from a file (the new
     /// dimension's coordinate).
     #[serde(default)]
     pub inline: Option<Vec<grid::Label>>,
+}
+
+/// The members of a variable stacked along a new outermost dimension.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Position of the concatenation dimension in the source variable's
+    /// dimensions (the output's, less the new one).
+    pub axis: Option<usize>,
+    /// Each member's segments along it; empty for a member without files.
+    pub members: Vec<Vec<Segment>>,
 }
 
 /// The source chunking and compression of a variable, as Zarr sees them.
@@ -116,7 +125,8 @@ impl VarSource {
     /// member with files.
     pub fn axis_segments(&self) -> &[Segment] {
         match &self.stack {
-            Some(members) => members
+            Some(stack) => stack
+                .members
                 .iter()
                 .find(|m| !m.is_empty())
                 .map_or(&[][..], Vec::as_slice),

@@ -391,7 +391,7 @@ impl<'a> Reader<'a> {
     fn read_stacked(
         &mut self,
         src: &crate::pipeline::combine::VarSource,
-        stack: &[Vec<Segment>],
+        stack: &crate::pipeline::combine::Stack,
         start: &[u64],
         count: &[u64],
     ) -> Result<Values, ReadError> {
@@ -400,12 +400,13 @@ impl<'a> Reader<'a> {
         else {
             return Ok(empty(src.var.dtype));
         };
-        let axis = src.axis.and_then(|a| a.checked_sub(1));
+        let axis = stack.axis;
         let mut out = filled(&src.var, count);
         let size = src.var.dtype.size();
         let mut origin = vec![0u64; count.len()];
         for m in m0..m0 + mc {
             let segments = stack
+                .members
                 .get(usize::try_from(m).unwrap_or(usize::MAX))
                 .map_or(&[][..], Vec::as_slice);
             if segments.is_empty() {
