@@ -8,6 +8,7 @@ mod attrs_json;
 mod bad_input;
 mod cli_docs;
 mod convert;
+mod ensemble;
 mod exchange;
 mod fuzz;
 mod icechunk;
