@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::config::{
-    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, NewDim, VirtualFallback,
-    VirtualOutput, ZarrFormat,
+    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, NewDim, RegionSpec,
+    VirtualFallback, VirtualOutput, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
 
@@ -237,6 +237,9 @@ pub struct ConvertArgs {
     /// Add the inputs' steps along the concatenation dimension to an existing store written by zarrforge (creates it when missing)
     #[arg(long)]
     pub append: bool,
+    /// Rewrite a region of an existing store written by zarrforge with the inputs (a backfill): `auto` (where the inputs' coordinate values lie in the store), or DIM=START..END in coordinate values, both included (dates for time: time=2000-01-08..2000-01-14); every variable along DIM is rewritten there, nothing else
+    #[arg(long, value_name = "auto|DIM=START..END", conflicts_with_all = ["append", "overwrite"])]
+    pub region: Option<String>,
     /// With --append: what to do with inputs whose steps the store already holds [default: error]
     #[arg(long, value_enum)]
     pub append_mode: Option<AppendModeArg>,
@@ -682,6 +685,10 @@ impl ConvertArgs {
         }
         cfg.overwrite = self.overwrite;
         cfg.append = self.append;
+        if let Some(r) = &self.region {
+            cfg.region = Some(RegionSpec::parse(r)?);
+            cfg.append = true;
+        }
         cfg.resume = self.resume;
         cfg.keep_journal = self.keep_journal;
         cfg.break_lock = self.break_lock;
@@ -745,6 +752,11 @@ impl ConvertArgs {
                     expected: "OLD=NEW".into(),
                 })?;
             v.prefixes.push((old.to_string(), new.to_string()));
+        }
+        if cfg.region.is_some() {
+            return Err(ConfigError::VirtualOutput(
+                "does not rewrite regions: references point at whole files; convert the corrected file set again".into(),
+            ));
         }
         if cfg.icechunk.is_none() {
             let ext = cfg

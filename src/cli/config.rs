@@ -317,6 +317,52 @@ pub struct CombineSettings {
     pub allow_missing: bool,
 }
 
+/// The region of an existing store that a run rewrites (`--region`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegionSpec {
+    /// Where the inputs' coordinate values lie in the store.
+    Auto,
+    /// `DIM=START..END`: the steps whose coordinate values are from START
+    /// to END, both included (numbers in the store's units, or dates for
+    /// a time coordinate).
+    Range {
+        /// The dimension (the store's concatenation dimension).
+        dim: String,
+        /// First value.
+        start: String,
+        /// Last value.
+        end: String,
+    },
+}
+
+impl RegionSpec {
+    /// Parses `auto` or `DIM=START..END`.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] for anything else.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let t = text.trim();
+        if t == "auto" {
+            return Ok(Self::Auto);
+        }
+        let parsed = t.split_once('=').and_then(|(dim, range)| {
+            let (start, end) = range.split_once("..")?;
+            let (dim, start, end) = (dim.trim(), start.trim(), end.trim());
+            (!dim.is_empty() && !start.is_empty() && !end.is_empty()).then(|| Self::Range {
+                dim: dim.to_string(),
+                start: start.to_string(),
+                end: end.to_string(),
+            })
+        });
+        parsed.ok_or_else(|| ConfigError::BadValue {
+            flag: "--region".into(),
+            value: text.to_string(),
+            expected: "auto, or DIM=START..END in coordinate values (time=2000-01-08..2000-01-14)"
+                .into(),
+        })
+    }
+}
+
 /// A dimension made from the files (`--new-dim NAME:ATTR` or
 /// `--new-dim 'NAME:/REGEX/'`): each file's position along it is given by
 /// a global attribute or by its name. It becomes the outermost dimension of
@@ -578,8 +624,12 @@ pub struct ConvertConfig {
     pub attributes: Vec<crate::model::schema::Attr>,
     /// Global attributes to remove.
     pub remove_attributes: Vec<String>,
-    /// Add to an existing store along the concatenation dimension.
+    /// Add to an existing store along the concatenation dimension (also set
+    /// by `--region`, which writes into an existing store).
     pub append: bool,
+    /// Rewrite a region of an existing store (`--region`).
+    #[serde(default)]
+    pub region: Option<RegionSpec>,
     /// What an append does with steps the store already holds.
     pub append_mode: AppendMode,
     /// Finish an interrupted conversion: skip the units its journal records.
@@ -628,6 +678,7 @@ impl ConvertConfig {
             attributes: Vec::new(),
             remove_attributes: Vec::new(),
             append: false,
+            region: None,
             append_mode: AppendMode::Error,
             resume: false,
             keep_journal: false,

@@ -105,6 +105,20 @@ impl ArrayPlan {
         self.grid[k] = total - self.lo[k];
     }
 
+    /// Restricts the units to write to those holding elements in
+    /// `[lo, hi)` along dimension `axis` (a region write), or to none when
+    /// `axis` is `None`.
+    pub fn restrict_range(&mut self, axis: Option<usize>, lo: u64, hi: u64) {
+        let Some(k) = axis else {
+            self.restrict(None, 0);
+            return;
+        };
+        let u = self.unit_shape()[k].max(1);
+        let total = self.shape[k].div_ceil(u);
+        self.lo[k] = (lo / u).min(total);
+        self.grid[k] = hi.div_ceil(u).min(total).saturating_sub(self.lo[k]);
+    }
+
     /// Shape of one work unit (shard, or chunk).
     pub fn unit_shape(&self) -> &[u64] {
         self.shards.as_deref().unwrap_or(&self.chunks)

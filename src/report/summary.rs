@@ -47,6 +47,11 @@ pub struct Report {
     pub appended_from: Option<u64>,
     /// Length of the concatenation dimension after the run.
     pub concat_len: Option<u64>,
+    /// The region a `--region` run rewrote (`time[10..17)`).
+    pub region: Option<String>,
+    /// The cells of the files' grid that no file holds
+    /// (`--allow-missing`), one line each.
+    pub missing_cells: Vec<String>,
     /// How NaN and infinite float attributes are written in the store's
     /// metadata (`python` or `strict`).
     pub attrs_json: crate::cli::config::AttrsJson,
@@ -206,9 +211,13 @@ impl Report {
         } else {
             String::new()
         };
+        let verb = match (&self.region, self.appended_from) {
+            (Some(r), _) => format!("rewrote {r} of"),
+            (None, Some(_)) => "appended to".into(),
+            (None, None) => "wrote".into(),
+        };
         let line = format!(
-            "zarrforge: {} {} ({} arrays, {} {}) from {} file(s), {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
-            if self.appended_from.is_some() { "appended to" } else { "wrote" },
+            "zarrforge: {verb} {} ({} arrays, {} {}) from {} file(s), {:.3} GB in {:.2} s: {:.2} GB/s, {:.3} GB stored, {} rank(s) x {} thread(s)",
             self.output.display(),
             self.arrays,
             self.units,

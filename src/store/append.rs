@@ -138,6 +138,24 @@ pub fn extend(
     state: &StoreState,
     new: &Dataset,
 ) -> Result<(Dataset, u64), AppendError> {
+    let old_len = state.concat.as_ref().map_or(0, |c| c.len);
+    let ds = place(store, state, new, old_len, true)?;
+    Ok((ds, old_len))
+}
+
+/// The dataset of new files placed at `offset` along the store's axis:
+/// after its end (an append, `grow`), or over a region of it.
+///
+/// # Errors
+/// [`AppendError::Mismatch`] naming the variable and what differs.
+#[allow(clippy::too_many_lines)] // every check of new files against the store, in the order of its error messages
+pub fn place(
+    store: &Path,
+    state: &StoreState,
+    new: &Dataset,
+    offset: u64,
+    grow: bool,
+) -> Result<Dataset, AppendError> {
     let mismatch = |what: String| AppendError::Mismatch {
         store: store.to_path_buf(),
         what,
@@ -169,8 +187,7 @@ pub fn extend(
             cur.calendar.clone().unwrap_or_default()
         )));
     }
-    let old_len = old.len;
-    let new_len = old_len + cur.len;
+    let new_len = if grow { offset + cur.len } else { old.len };
     let new_vars = new.schema.vars();
     let first_file = new
         .files
@@ -219,7 +236,7 @@ pub fn extend(
                     .iter_mut()
                     .flat_map(|st| st.members.iter_mut().flatten());
                 for seg in s.segments.iter_mut().chain(stacked) {
-                    seg.start += old_len;
+                    seg.start += offset;
                 }
                 s
             }
@@ -238,25 +255,29 @@ pub fn extend(
         sources.push(source);
     }
     let mut values = old.values.clone();
-    if let (Some(v), Some(n)) = (&mut values, &cur.values) {
+    if !grow {
+        // A region: the store's values, which the new files' equal.
+    } else if let (Some(v), Some(n)) = (&mut values, &cur.values) {
         v.extend_from_slice(n);
     } else {
         values = None;
     }
-    Ok((
-        Dataset {
-            files: new.files.clone(),
-            schema,
-            sources,
-            concat: Some(Concat {
-                len: new_len,
-                values,
-                ..old.clone()
-            }),
-            grid: grown_steps(state.grid.as_ref(), new.grid.as_ref(), old_len),
-        },
-        old_len,
-    ))
+    let grid = if grow {
+        grown_steps(state.grid.as_ref(), new.grid.as_ref(), offset)
+    } else {
+        state.grid.clone()
+    };
+    Ok(Dataset {
+        files: new.files.clone(),
+        schema,
+        sources,
+        concat: Some(Concat {
+            len: new_len,
+            values,
+            ..old.clone()
+        }),
+        grid,
+    })
 }
 
 /// The grid after an append of steps: the store's members, with the new

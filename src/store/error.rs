@@ -28,6 +28,14 @@ pub enum AppendError {
         /// What differs (with file and variable).
         what: String,
     },
+    /// The inputs of a region write do not fit the store's region.
+    #[error("cannot rewrite a region of {store}: {what}")]
+    Region {
+        /// Store.
+        store: PathBuf,
+        /// What does not fit (index, values, variable).
+        what: String,
+    },
     /// The new files hold coordinate values the store already has.
     #[error("{store} already holds '{dim}' = {value} from {file}: this append has probably run before (use --append-mode skip-existing to skip such files)")]
     AlreadyThere {

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod lock;
 pub mod metadata;
 pub mod opening;
+pub mod region;
 pub mod remote;
 pub mod state;
 pub mod storage;

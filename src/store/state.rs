@@ -55,8 +55,12 @@ pub struct StoreState {
     /// it existed ends just before it ([`decode`]).
     pub attrs_json: AttrsJson,
     /// The new outermost dimension made from the files (`--new-dim`), with
-    /// its values. Last: older states end before it ([`decode`]).
+    /// its values. Older states end before it ([`decode`]).
     pub grid: Option<Grid>,
+    /// The regions rewritten since the store was made (`--region`), one
+    /// line each: region, time of the commit, inputs. Last: older states
+    /// end before it ([`decode`]).
+    pub regions: Vec<String>,
 }
 
 /// The state as stores written before `grid` hold it.
@@ -104,6 +108,7 @@ fn decode(bytes: &[u8]) -> Result<StoreState, String> {
             print: old.print,
             attrs_json: old.attrs_json,
             grid: None,
+            regions: Vec::new(),
         }),
         now => {
             let (old, used) = bincode::serde::decode_from_slice::<StateWithoutAttrsJson, _>(
@@ -126,6 +131,7 @@ fn decode(bytes: &[u8]) -> Result<StoreState, String> {
                 print: old.print,
                 attrs_json: AttrsJson::Python,
                 grid: None,
+                regions: Vec::new(),
             })
         }
     }
@@ -157,6 +163,7 @@ impl StoreState {
             concat: ds.concat.clone(),
             print: None,
             grid: ds.grid.clone(),
+            regions: Vec::new(),
         }
     }
 
@@ -343,6 +350,7 @@ mod tests {
             print: None,
             attrs_json,
             grid: None,
+            regions: Vec::new(),
         }
     }
 
@@ -351,11 +359,12 @@ mod tests {
         let strict = state(AttrsJson::Strict);
         let bytes = strict.to_bytes(Path::new("s.zarr")).unwrap();
         assert_eq!(decode(&bytes).unwrap(), strict);
-        // A store written before `grid`: the same bytes without it (one
-        // byte for `None`); before `attrs_json`: one byte less again.
-        let without_grid = &bytes[..bytes.len() - 1];
+        // A store written before `grid` and `regions`: the same bytes
+        // without them (one byte each for `None` and the empty list);
+        // before `attrs_json`: one byte less again.
+        let without_grid = &bytes[..bytes.len() - 2];
         assert_eq!(decode(without_grid).unwrap(), strict);
-        let old = &bytes[..bytes.len() - 2];
+        let old = &bytes[..bytes.len() - 3];
         assert_eq!(decode(old).unwrap(), state(AttrsJson::Python));
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
     }

@@ -402,6 +402,8 @@ pub struct Properties<'a> {
     pub inputs: &'a [PathBuf],
     /// The run's name.
     pub run: &'a str,
+    /// The region a `--region` run rewrote.
+    pub region: Option<&'a str>,
 }
 
 /// Rank 0, once every rank's fork is merged into its session: one commit
@@ -435,6 +437,9 @@ pub fn commit(cfg: &ConvertConfig, message: &str, props: &Properties<'_>) -> Res
         );
     }
     p.insert(RUN_PROPERTY.to_string(), props.run.into());
+    if let Some(r) = props.region {
+        p.insert("zarrforge.region".to_string(), r.into());
+    }
     crate::system::fault::point("icechunk.commit");
     let tag = cfg.icechunk.as_ref().and_then(|i| i.tag.as_deref());
     match repo.commit(message, p, tag)? {

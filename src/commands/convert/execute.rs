@@ -324,7 +324,7 @@ fn read_unit(
     }
     // `--codec source`: a unit that is exactly one stored source chunk is
     // copied as it is.
-    if a.shards.is_none() && job.append_from.is_none() {
+    if a.shards.is_none() && job.append_from.is_none() && job.region.is_none() {
         if let Some(b) = reader.stored_chunk(a.var, &start, &count, a.unit_shape(), &a.codec)? {
             return Ok(ReadUnit {
                 count,
@@ -336,6 +336,16 @@ fn read_unit(
     let (count, values) = match (job.append_from, axis) {
         (Some(old), Some(k)) if start[k] < old => {
             let (c, v) = complete_unit(reader, &encoders[unit.array], a, &unit.indices, k, old)?;
+            (c, Pending::Ready(v))
+        }
+        (None, Some(k))
+            if job
+                .region
+                .as_ref()
+                .is_some_and(|r| start[k] < r.start || start[k] + count[k] > r.end) =>
+        {
+            let r = job.region.as_ref().map_or((0, 0), |r| (r.start, r.end));
+            let (c, v) = region_unit(reader, &encoders[unit.array], a, &unit.indices, k, r)?;
             (c, Pending::Ready(v))
         }
         _ => {
@@ -520,6 +530,54 @@ fn complete_unit(
     s[k] = old;
     let mut c = count.clone();
     c[k] = (start[k] + count[k]).saturating_sub(old);
+    let new = reader.read(a.var, &s, &c)?;
+    match (&mut unit, new) {
+        (Values::Fixed(dst), Values::Fixed(p)) => {
+            place(dst, &full, &p, &c, &origin, a.dtype.size());
+        }
+        (Values::Strings(dst), Values::Strings(p)) => {
+            place_items(dst, &full, &p, &c, &origin);
+        }
+        _ => {
+            return Err(WriteError::KindMismatch {
+                var: a.path.clone(),
+            }
+            .into())
+        }
+    }
+    Ok((full, unit))
+}
+
+/// A unit that a region write (`--region`) covers in part: the unit as
+/// the store holds it, with the steps of the region `[lo, hi)` along axis
+/// `k` replaced by the inputs'. Returns the unit shape and its values.
+fn region_unit(
+    reader: &mut Reader<'_>,
+    enc: &ArrayEncoder,
+    a: &ArrayPlan,
+    indices: &[u64],
+    k: usize,
+    (lo, hi): (u64, u64),
+) -> Result<(Vec<u64>, Values), Error> {
+    let (start, count) = a.unit_region(indices);
+    let full = enc.unit_shape().to_vec();
+    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
+    let mut unit = match enc.load(indices)? {
+        Some(v) => v,
+        None if a.dtype == DType::String => Values::Strings(vec![String::new(); total]),
+        None => Values::Fixed(enc.pad().repeat(total)),
+    };
+    let a0 = lo.max(start[k]);
+    let b0 = hi.min(start[k] + count[k]);
+    if a0 >= b0 {
+        return Ok((full, unit));
+    }
+    let mut s = start.clone();
+    s[k] = a0;
+    let mut c = count.clone();
+    c[k] = b0 - a0;
+    let mut origin = vec![0u64; full.len()];
+    origin[k] = a0 - start[k];
     let new = reader.read(a.var, &s, &c)?;
     match (&mut unit, new) {
         (Values::Fixed(dst), Values::Fixed(p)) => {

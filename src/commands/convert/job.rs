@@ -55,6 +55,12 @@ pub struct Job {
     /// than referenced).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The region a `--region` run rewrites.
+    #[serde(default)]
+    pub region: Option<crate::store::region::Region>,
+    /// The regions the store records, this run's last.
+    #[serde(default)]
+    pub regions: Vec<String>,
 }
 
 /// Scans the input files on all ranks and combines them on rank 0; every
@@ -221,6 +227,9 @@ fn build_job(
     let opts = combine_options(cfg, &scans, concat_dim.clone(), time_units.clone())?;
     let mut ds = combine(&scans, &opts)?;
     let layouts = file_layouts(&scans);
+    if let Some(spec) = &cfg.region {
+        return region_job(cfg, ds, state, spec, (files, scan_seconds));
+    }
     let Some(state) = state else {
         crate::pipeline::select::apply(&mut ds, cfg)?;
         crate::pipeline::read::source_codec::resolve(&mut ds, |path| {
@@ -238,6 +247,8 @@ fn build_job(
             arrays: None,
             skipped_files: Vec::new(),
             attrs_json: None,
+            region: None,
+            regions: Vec::new(),
         });
     };
     let mut no_history = cfg.clone();
@@ -294,6 +305,8 @@ fn build_job(
             arrays: Some(arrays),
             skipped_files: Vec::new(),
             attrs_json: Some(state.attrs_json),
+            region: None,
+            regions: state.regions.clone(),
         });
     }
     match append::select(&cfg.output, &state, &ds, mode, cfg.combine.allow_gaps)? {
@@ -339,6 +352,63 @@ fn build_job(
         arrays: Some(arrays),
         skipped_files,
         attrs_json: Some(state.attrs_json),
+        region: None,
+        regions: state.regions.clone(),
+    })
+}
+
+/// The job of a region write (`--region`): the inputs placed over the
+/// region of the store their coordinate values (or the range) give.
+fn region_job(
+    cfg: &ConvertConfig,
+    mut ds: Dataset,
+    state: Option<StoreState>,
+    spec: &crate::cli::config::RegionSpec,
+    (files, scan_seconds): (usize, f64),
+) -> Result<Job, Error> {
+    let Some(state) = state else {
+        return Err(crate::store::error::AppendError::Region {
+            store: cfg.output.clone(),
+            what: "there is no committed store there: --region rewrites part of an existing one"
+                .into(),
+        }
+        .into());
+    };
+    let mut no_history = cfg.clone();
+    no_history.history = None;
+    crate::pipeline::select::apply(&mut ds, &no_history)?;
+    let region = crate::store::region::locate(&cfg.output, &state, &ds, spec)?;
+    let mut ds = crate::store::region::dataset(&cfg.output, &state, &mut ds, &region)?;
+    append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards)?;
+    if let Some(line) = &cfg.history {
+        crate::pipeline::select::add_history(&mut ds.schema.root, line);
+    }
+    let arrays = crate::store::region::arrays(&ds, &state, &region);
+    Ok(Job {
+        warnings: vec![format!(
+            "rewriting {region} of {}: readers of a directory or S3 store may see old and new chunks mixed until the run ends",
+            cfg.output.display()
+        )]
+        .into_iter()
+        .filter(|_| cfg.icechunk.is_none())
+        .collect(),
+        ds,
+        files,
+        scan_seconds,
+        append_from: None,
+        arrays: Some(arrays),
+        skipped_files: Vec::new(),
+        attrs_json: Some(state.attrs_json),
+        regions: state
+            .regions
+            .iter()
+            .cloned()
+            .chain(std::iter::once(format!(
+                "{region} rewritten {} from {files} input file(s)",
+                crate::system::environment::utc_now()
+            )))
+            .collect(),
+        region: Some(region),
     })
 }
 
@@ -370,6 +440,8 @@ fn nothing_new(
         ),
         skipped_files,
         attrs_json: Some(state.attrs_json),
+        region: None,
+        regions: state.regions.clone(),
     })
 }
 

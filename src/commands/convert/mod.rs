@@ -93,7 +93,12 @@ pub fn convert(
     });
     // An append keeps the store's way unless told otherwise.
     let attrs_json = cfg.attrs_json.or(job.attrs_json).unwrap_or_default();
-    let print = journal::PlanPrint::new(ds, &plan, format, job.append_from);
+    let print = journal::PlanPrint::new(
+        ds,
+        &plan,
+        format,
+        job.append_from.or(job.region.as_ref().map(|r| r.start)),
+    );
 
     let (opened, plan) = open(ctx, cfg, &job, plan, &print, format, &mut lock)?;
 
@@ -107,6 +112,7 @@ pub fn convert(
     }
     let mut state = StoreState::new(ds, &plan.arrays, format, attrs_json);
     state.print = Some(print.clone());
+    state.regions.clone_from(&job.regions);
     if versioned && !nothing_new {
         versions::fork(ctx, &cfg.output, opened.resumed > 0, || {
             let docs = commit::documents(&cfg.output, &ds.schema, &plan, format, attrs_json)?;
@@ -149,8 +155,11 @@ pub fn convert(
             let inputs: Vec<PathBuf> = ds.files.iter().map(|f| f.path.clone()).collect();
             let merged = merged.as_ref();
             let append = job.append_from.is_some();
+            let region = job.region.as_ref().map(ToString::to_string);
             let commit = |()| match merged {
-                Some(m) => versions::commit(cfg, &inputs, &opened.run, m).map(Some),
+                Some(m) => {
+                    versions::commit(cfg, &inputs, (&opened.run, region.as_deref()), m).map(Some)
+                }
                 None => references::consolidate(cfg, append, nothing_new).map(|()| None),
             };
             let ic = store_commit::commit_store(
@@ -196,6 +205,10 @@ pub fn convert(
         skipped_files: job.skipped_files.clone(),
         scan_seconds: job.scan_seconds,
         appended_from: job.append_from,
+        region: job.region.as_ref().map(ToString::to_string),
+        missing_cells: ds.grid.as_ref().map_or_else(Vec::new, |g| {
+            g.missing_lines(ds.concat.as_ref().map(|c| c.dim.as_str()))
+        }),
         concat_len: ds.concat.as_ref().map(|c| c.len),
         attrs_json,
         rank0: stats,
@@ -229,7 +242,7 @@ fn open(
     let request = opening::Request {
         resume: cfg.resume,
         overwrite: cfg.overwrite,
-        append: job.append_from.is_some(),
+        append: job.append_from.is_some() || job.region.is_some(),
         nothing_new: job.append_from.is_some() && job.ds.files.is_empty(),
     };
     let inputs: Vec<PathBuf> = job.ds.files.iter().map(|f| f.path.clone()).collect();

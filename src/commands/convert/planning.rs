@@ -45,10 +45,17 @@ pub fn paths(
     done: &[u8],
 ) -> Result<(Plan, Exchange), Error> {
     let budget = execute::memory_budget(cfg, &plan, threads)?;
+    // A region's units are read back and changed by their owner: the
+    // direct path.
+    let mode = if job.region.is_some() {
+        crate::cli::config::ExchangeMode::Never
+    } else {
+        cfg.exchange
+    };
     let routes = routes(
         &job.ds.sources,
         &plan,
-        cfg.exchange,
+        mode,
         budget.chunk_cache,
         budget::STEP_BYTES,
     );

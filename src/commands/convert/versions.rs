@@ -238,7 +238,7 @@ fn containers(v: &crate::cli::config::VirtualOutput, inputs: &[std::path::PathBu
 pub(super) fn commit(
     cfg: &crate::cli::config::ConvertConfig,
     inputs: &[std::path::PathBuf],
-    run: &str,
+    (run, region): (&str, Option<&str>),
     merged: &MergeFigures,
 ) -> Result<crate::report::summary::IcechunkReport, Error> {
     let Some(ic) = &cfg.icechunk else {
@@ -246,17 +246,23 @@ pub(super) fn commit(
     };
     let r = repo(&cfg.output)?;
     let parent = r.base_snapshot();
-    let message = ic.message.clone().unwrap_or_else(|| {
-        format!(
+    let message = ic.message.clone().unwrap_or_else(|| match region {
+        Some(r) => format!(
+            "zarrforge convert --region: rewrote {r} of {} from {} input file(s)",
+            cfg.output.display(),
+            inputs.len()
+        ),
+        None => format!(
             "zarrforge convert: {} input file(s) into {}",
             inputs.len(),
             cfg.output.display()
-        )
+        ),
     });
     let props = crate::store::versioned::Properties {
         command: &ic.command,
         inputs,
         run,
+        region,
     };
     let snapshot = crate::store::versioned::commit(cfg, &message, &props)?;
     #[allow(clippy::cast_precision_loss)]
