@@ -9,13 +9,16 @@
 //! values (compared as instants when the time units differ); without
 //! coordinate values, files follow each other in their natural order.
 //! Variables without that dimension come from the first file (in time
-//! order) that holds them.
+//! order) that holds them. With a new dimension made from the files
+//! (`--new-dim`, [`super::members`]), the files are placed within their
+//! member, and stacked variables have that dimension first.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
 use super::json;
+use super::members::{Members, Stack};
 use super::source::{FileScan, NcAttr, NcType, SrcVar, VarType};
 use super::store::{Format, StoreArray, StoreTree};
 use super::values::{Cf, TimeMap};
@@ -48,6 +51,11 @@ pub(crate) struct Options {
     /// strict JSON, and NaN and the infinities of float attributes are the
     /// strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
     pub(crate) strict: bool,
+    /// The new outermost dimension made from the files (`--new-dim`).
+    pub(crate) new_dim: Option<crate::cli::config::NewDim>,
+    /// Cells of the files' grid that no file holds are expected to read as
+    /// the fill value (`--allow-missing`).
+    pub(crate) allow_missing: bool,
 }
 
 /// Attribute edits of one variable (a recipe's `[variables.NAME]`).
@@ -93,6 +101,8 @@ pub(crate) struct Piece {
     pub(crate) len: u64,
     /// Time values in other units than the store's.
     pub(crate) time: Option<TimeMap>,
+    /// Its index along the new dimension (stacked arrays only).
+    pub(crate) member: Option<u64>,
 }
 
 /// A store array whose values are compared with the sources.
@@ -112,6 +122,8 @@ pub(crate) struct Job {
     pub(crate) src_cf: Cf,
     /// How readers decode the store's values.
     pub(crate) store_cf: Cf,
+    /// A stacked array (the new dimension first): the cells no file holds.
+    pub(crate) stack: Option<Stack>,
 }
 
 /// The arrays to compare and the differences found without reading values.
@@ -273,7 +285,7 @@ fn close(a: f64, b: f64) -> bool {
 
 /// Placement of each file's records along the axis (`None`: not placed).
 fn place(
-    scans: &[FileScan],
+    scans: &[&FileScan],
     dim: &str,
     store_coord: Option<(&[f64], Option<&TimeAxis>, u64)>,
     diffs: &mut Vec<String>,
@@ -644,14 +656,19 @@ fn compare_text_fill(
 /// What the store must hold.
 ///
 /// `store_coord`: the values of the store's coordinate of the
-/// concatenation dimension, when it has one.
+/// concatenation dimension, when it has one; `members`: the new dimension
+/// made from the files (`--new-dim`), if any.
 pub(crate) fn expect(
     scans: &[FileScan],
     tree: &StoreTree,
     store_coord: Option<&[f64]>,
+    members: Option<&Members>,
     opts: &Options,
 ) -> Expected {
     let mut diffs = tree.problems.clone();
+    if let Some(m) = members {
+        diffs.extend(m.diffs.iter().cloned());
+    }
     let dim = concat_dim(scans, opts);
     let dim_store = dim.as_deref().map(|d| renamed(&opts.rename, d).to_string());
     let coord_arr = dim_store.as_deref().and_then(|d| tree.array(d));
@@ -659,17 +676,25 @@ pub(crate) fn expect(
     if let (Some(u), Some(a)) = (&opts.time_units, coord_arr) {
         check_time_units(u, a, &mut diffs);
     }
+    // Each member's files are placed on their own (all files without a new
+    // dimension); a file whose member is not in the store is left out.
+    let in_store = |i: usize| members.is_none_or(|m| m.member(i).is_some());
     let placed: Vec<Option<u64>> = match &dim {
-        Some(d) => place(
-            scans,
-            d,
-            store_coord.map(|c| (c, store_time.as_ref(), c.len() as u64)),
-            &mut diffs,
-        ),
-        None => vec![Some(0); scans.len()],
+        Some(d) => {
+            let coord = store_coord.map(|c| (c, store_time.as_ref(), c.len() as u64));
+            let mut placed = vec![None; scans.len()];
+            for set in members.map_or_else(|| vec![(0..scans.len()).collect()], Members::groups) {
+                let subset: Vec<&FileScan> = set.iter().map(|&i| &scans[i]).collect();
+                for (&i, at) in set.iter().zip(place(&subset, d, coord, &mut diffs)) {
+                    placed[i] = at;
+                }
+            }
+            placed
+        }
+        None => (0..scans.len()).map(|i| in_store(i).then_some(0)).collect(),
     };
     // Time order: placed files by position, then the others, naturally.
-    let mut order: Vec<usize> = (0..scans.len()).collect();
+    let mut order: Vec<usize> = (0..scans.len()).filter(|&i| in_store(i)).collect();
     order.sort_by_key(|&i| (placed[i].is_none() || dim.is_none(), placed[i], i));
     let mut e = Expecting {
         scans,
@@ -679,7 +704,8 @@ pub(crate) fn expect(
         placed,
         order,
         diffs,
-        matched: Vec::new(),
+        matched: members.map(|m| m.dim.clone()).into_iter().collect(),
+        members,
     };
     let mut paths: Vec<&str> = Vec::new();
     for &i in &e.order {
@@ -739,6 +765,8 @@ struct Expecting<'a> {
     diffs: Vec<String>,
     /// Store arrays some source variable stands for.
     matched: Vec<String>,
+    /// The new dimension made from the files, if any.
+    members: Option<&'a Members>,
 }
 
 impl<'a> Expecting<'a> {
@@ -756,16 +784,20 @@ impl<'a> Expecting<'a> {
         let v = scans[holders[0]].var(p)?;
         let (sp, arr, t) = self.store_array(p, v)?;
         let owner = format!("'{sp}'");
-        let axis = self
+        // A stacked variable has the new dimension first.
+        let stacked = self.members.filter(|m| m.stacks(p));
+        let src_axis = self
             .dim
             .as_deref()
             .and_then(|d| v.dims.iter().position(|x| x == d));
-        let want_dims: Vec<String> = v
-            .dims
-            .iter()
-            .map(|d| renamed(&opts.rename, d).to_string())
+        let axis = src_axis.map(|k| k + usize::from(stacked.is_some()));
+        let want_dims: Vec<String> = (stacked.map(|m| m.dim.clone()).into_iter())
+            .chain(v.dims.iter().map(|d| renamed(&opts.rename, d).to_string()))
             .collect();
-        let comparable = self.structure(&owner, v, arr, t, &want_dims, axis);
+        let shape: Vec<u64> = (stacked.map(Members::count).into_iter())
+            .chain(v.shape.iter().copied())
+            .collect();
+        let comparable = self.structure(&owner, &shape, arr, t, &want_dims, axis);
         let cands = self.attr_candidates(p, v, &holders);
         let store_axis = store_time_of(self.tree, arr);
         let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
@@ -786,11 +818,22 @@ impl<'a> Expecting<'a> {
         if !comparable {
             return None;
         }
-        let pieces = self.pieces(p, v, &holders, axis, store_axis.as_ref());
+        let pieces = match stacked {
+            Some(m) => m.spread(&holders, |hs| {
+                self.pieces(p, v, hs, src_axis, store_axis.as_ref())
+            }),
+            None => self.pieces(p, v, &holders, src_axis, store_axis.as_ref()),
+        };
         let axis = axis.filter(|_| self.dim.is_some());
-        if let Some(k) = axis {
-            self.check_coverage(&owner, &pieces, arr.shape[k], &want_dims[k]);
-        }
+        let along = axis.map(|k| (want_dims[k].as_str(), arr.shape[k]));
+        let stack = match (stacked, along) {
+            (Some(m), _) => Some(m.stack(&owner, v, t, &pieces, along, &mut self.diffs)),
+            (None, Some((d, n))) => {
+                self.check_coverage(&owner, &pieces, n, d);
+                None
+            }
+            (None, None) => None,
+        };
         let (src_cf, store_cf) = cf_pair(v, arr, t, store_fill, opts.strict);
         Some(Job {
             path: sp,
@@ -800,6 +843,7 @@ impl<'a> Expecting<'a> {
             pieces,
             src_cf,
             store_cf,
+            stack,
         })
     }
 
@@ -844,11 +888,13 @@ impl<'a> Expecting<'a> {
         Some((sp, arr, t))
     }
 
-    /// Dimensions, data type and shape: whether the values can be compared.
+    /// Dimensions, data type and shape (`shape`: the sources', the new
+    /// dimension first for a stacked variable): whether the values can be
+    /// compared.
     fn structure(
         &mut self,
         owner: &str,
-        v: &SrcVar,
+        shape: &[u64],
         arr: &StoreArray,
         t: NcType,
         want_dims: &[String],
@@ -870,7 +916,7 @@ impl<'a> Expecting<'a> {
             ));
             comparable = false;
         }
-        let mut want_shape = v.shape.clone();
+        let mut want_shape = shape.to_vec();
         if let Some(k) = axis {
             if let Some(&n) = arr.shape.get(k) {
                 want_shape[k] = n;
@@ -959,6 +1005,7 @@ impl<'a> Expecting<'a> {
                         at: self.placed[i]?,
                         len: *x.shape.get(k)?,
                         time: time_of(i, x),
+                        member: None,
                     })
                 })
                 .filter(|pc| pc.len > 0)
@@ -969,6 +1016,7 @@ impl<'a> Expecting<'a> {
                 at: 0,
                 len: 0,
                 time: time_of(holders[0], v),
+                member: None,
             }],
         }
     }
@@ -1171,7 +1219,7 @@ mod tests {
             ("t2m", &["time", "x"], &[4, 2], "{}"),
         ]);
         let coord = [0.0, 24.0, 48.0, 72.0];
-        let e = expect(&[a, b], &tree, Some(&coord), &Options::default());
+        let e = expect(&[a, b], &tree, Some(&coord), None, &Options::default());
         assert!(e.diffs.is_empty(), "{:?}", e.diffs);
         let t2m = e.jobs.iter().find(|j| j.path == "t2m").unwrap();
         let at: Vec<(usize, u64)> = t2m.pieces.iter().map(|p| (p.file, p.at)).collect();
@@ -1209,7 +1257,13 @@ mod tests {
             ("t2m", &["time", "x"], &[3, 2], "{}"),
             ("u10", &["time", "x"], &[3, 2], "{}"),
         ]);
-        let e = expect(&files, &tree, Some(&[0.0, 1.0, 2.0]), &Options::default());
+        let e = expect(
+            &files,
+            &tree,
+            Some(&[0.0, 1.0, 2.0]),
+            None,
+            &Options::default(),
+        );
         let gaps: Vec<&String> = e.diffs.iter().filter(|d| d.contains("2..3")).collect();
         assert_eq!(gaps.len(), 3, "{:?}", e.diffs);
         let u10 = e.jobs.iter().find(|j| j.path == "u10").unwrap();
@@ -1219,7 +1273,7 @@ mod tests {
             partial: true,
             ..Options::default()
         };
-        let e = expect(&files, &tree, Some(&[0.0, 1.0, 2.0]), &opts);
+        let e = expect(&files, &tree, Some(&[0.0, 1.0, 2.0]), None, &opts);
         assert!(e.diffs.is_empty(), "{:?}", e.diffs);
     }
 
@@ -1246,7 +1300,7 @@ mod tests {
             ),
             ("other", &["time"], &[1], "{}"),
         ]);
-        let e = expect(&[a], &tree, Some(&[0.0]), &Options::default());
+        let e = expect(&[a], &tree, Some(&[0.0]), None, &Options::default());
         let all = e.diffs.join("\n");
         assert!(
             all.contains("variable 't2m' of the sources is not in the store"),

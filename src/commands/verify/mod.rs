@@ -28,9 +28,16 @@
 //! (masked where the value is the `_FillValue` or a `missing_value` that
 //! each side declares, then unpacked with `scale_factor` and `add_offset`),
 //! so a wrong or dropped fill value shows even where the bytes are equal.
+//!
+//! A store with a new outermost dimension made from the files
+//! (`--new-dim`: an ensemble's members) is checked by the same rules as
+//! `convert` makes it (`members`): each file at its member's index, where
+//! the store's coordinate of that dimension holds the file's value, and the
+//! cells no file holds read as the fill value.
 
 mod expect;
 mod json;
+mod members;
 mod source;
 mod store;
 mod values;
@@ -241,6 +248,8 @@ fn options(cfg: &ConvertConfig) -> Options {
         global_remove: cfg.remove_attributes.clone(),
         partial: cfg.append,
         strict: cfg.attrs_json == Some(crate::cli::config::AttrsJson::Strict),
+        new_dim: cfg.combine.new_dim.clone(),
+        allow_missing: cfg.combine.allow_missing,
     }
 }
 
@@ -381,7 +390,12 @@ fn prepare(
             Raw::Strings(_) => None,
         }
     });
-    let mut expected = expect::expect(scans, tree, coord.as_deref(), opts);
+    // The new dimension's members, placed by the store's coordinate of it.
+    let members = opts.new_dim.as_ref().map(|spec| {
+        let labels = members::retrieve_labels(tree, &storage, &spec.name);
+        members::Members::new(spec, opts, scans, tree, labels)
+    });
+    let mut expected = expect::expect(scans, tree, coord.as_deref(), members.as_ref(), opts);
     let mut diffs = std::mem::take(&mut expected.diffs);
     let mut arrays = Vec::new();
     let mut jobs = Vec::new();
@@ -571,35 +585,25 @@ fn compare_block(
         }
     };
     for piece in &job.pieces {
-        // The part of the block this piece holds, in store indices.
-        let (mut s, mut c) = (start.to_vec(), count.to_vec());
-        let mut src_start = start.to_vec();
-        if let Some(k) = job.axis {
-            let lo = start[k].max(piece.at);
-            let hi = (start[k] + count[k]).min(piece.at + piece.len);
-            if lo >= hi {
-                continue;
-            }
-            s[k] = lo;
-            c[k] = hi - lo;
-            src_start[k] = lo - piece.at;
-        }
-        let m: u64 = c.iter().product();
-        tally.values += m;
-        let src = sources.read(piece.file, &piece.var, job.dtype, &src_start, &c)?;
-        // Element j of the piece's part is element `at(j)` of the block.
-        let inner: u64 = job.axis.map_or(1, |k| count[k + 1..].iter().product());
-        let (kc, ks) = job.axis.map_or((1, 0), |k| (c[k], s[k] - start[k]));
-        let kn = job.axis.map_or(1, |k| count[k]);
-        let at = |j: u64| -> usize {
-            if job.axis.is_none() {
-                return to_usize(j);
-            }
-            let (outer, rest) = (j / (kc * inner), j % (kc * inner));
-            let (a, i) = (rest / inner, rest % inner);
-            to_usize((outer * kn + ks + a) * inner + i)
+        // The part of the block this piece holds (its member's, along the
+        // axis its steps).
+        let span = job.axis.map(|k| (k, piece.at, piece.len));
+        let Some(r) = members::Region::new(start, count, piece.member, span) else {
+            continue;
         };
-        let idx = |j: u64| values::element_index(&s, &c, j);
+        let (s, c) = (&r.start, &r.count);
+        let m = r.len();
+        tally.values += m;
+        let src = sources.read(
+            piece.file,
+            &piece.var,
+            job.dtype,
+            &r.src_start,
+            &r.src_count,
+        )?;
+        // Element j of the piece's part is element `at(j)` of the block.
+        let at = |j: u64| r.at(j);
+        let idx = |j: u64| values::element_index(s, c, j);
         match (&src, &stored) {
             (Raw::Fixed(x), Raw::Fixed(z)) => {
                 let t = job.dtype;
@@ -659,6 +663,7 @@ fn compare_block(
             }),
         }
     }
+    members::compare_gaps(job, arr, &stored, start, count, tally);
     Ok(())
 }
 
