@@ -373,7 +373,6 @@ fn a_member_with_other_steps_is_refused() {
 /// The same shift in another member than the reference: the line must name
 /// that member's file, the one to fix.
 #[test]
-#[ignore = "converter bug: a step shifted in a member other than the first is blamed on the first member's file (combine/grid.rs place_steps/misfit)"]
 fn a_shifted_step_is_blamed_on_its_own_file() {
     let dir = tmp();
     let input = dir.path().join("in");

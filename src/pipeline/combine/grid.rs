@@ -507,13 +507,34 @@ impl<'a> Stacking<'a> {
                     .enumerate()
                     .position(|(j, x)| axis.get(at + j).is_none_or(|y| y.to_bits() != x.to_bits()))
                 {
+                    // The odd value is the one fewer members hold: blame
+                    // its member and file.
                     let other = axis.get(at + j).copied().unwrap_or(f64::NAN);
-                    let holder = members
+                    let holders = |x: f64| -> Vec<usize> {
+                        members
+                            .iter()
+                            .map(|(k, _, _)| *k)
+                            .filter(|k| values(*k).iter().any(|y| y.to_bits() == x.to_bits()))
+                            .collect()
+                    };
+                    let (with_own, with_other) = (holders(own[j]), holders(other));
+                    let (blamed, odd, reference) = if with_other.len() < with_own.len() {
+                        (with_other.first().copied().unwrap_or(*m), other, *m)
+                    } else {
+                        (
+                            *m,
+                            own[j],
+                            with_other.first().copied().unwrap_or(self.first),
+                        )
+                    };
+                    let mine = values(blamed);
+                    let step = mine
                         .iter()
-                        .map(|(k, _, _)| *k)
-                        .find(|k| values(*k).iter().any(|x| x.to_bits() == other.to_bits()))
-                        .unwrap_or(self.first);
-                    return Err(self.misfit(*m, seg.file, (j, own[j]), (holder, other)));
+                        .position(|y| y.to_bits() == odd.to_bits())
+                        .unwrap_or(0);
+                    let (file, in_file) = self.file_holding(blamed, step);
+                    let expected = values(reference).get(step).copied().unwrap_or(f64::NAN);
+                    return Err(self.misfit((blamed, file, odd), (reference, expected), in_file));
                 }
                 starts[*m].insert(seg.start, at as u64);
             }
@@ -540,12 +561,22 @@ impl<'a> Stacking<'a> {
 
     /// Member `m`'s file `file` has `value` at its step `j`, where member
     /// `holder` has `other`.
+    /// The file of member `m` that holds its own step `step`, and the
+    /// step's index in that file.
+    fn file_holding(&self, m: usize, step: usize) -> (u32, u64) {
+        let at = step as u64;
+        self.coord_segments(m)
+            .and_then(|segs| segs.iter().find(|s| s.start <= at && at < s.start + s.len))
+            .map_or((0, at), |s| (s.file, at - s.start))
+    }
+
+    /// Member `m`'s file `file` has `value` at its step `step`, where
+    /// member `holder` has `other`.
     fn misfit(
         &self,
-        m: usize,
-        file: u32,
-        (j, value): (usize, f64),
+        (m, file, value): (usize, u32, f64),
         (holder, other): (usize, f64),
+        step: u64,
     ) -> CombineError {
         let dim = self.concat_dim();
         CombineError::MemberDiffers {
@@ -558,7 +589,7 @@ impl<'a> Stacking<'a> {
                 .unwrap_or_default(),
             reference: self.labels[holder].to_string(),
             what: format!(
-                "its step {j} of '{dim}' is {value}, where {}={} has {other}{}: the members' steps differ",
+                "its step {step} of '{dim}' is {value}, where {}={} has {other}{}: the members' steps differ",
                 self.spec.name,
                 self.labels[holder],
                 self.units_note()

@@ -383,7 +383,7 @@ impl<'a> Reader<'a> {
         if let Some(stack) = &src.stack {
             return self.read_stacked(src, stack, start, count);
         }
-        self.read_segments(&src.var, src.axis, &src.segments, start, count)
+        self.read_segments(&src.var, src.axis, &src.segments, start, count, false)
     }
 
     /// Reads a variable stacked along a new outermost dimension: each
@@ -401,7 +401,7 @@ impl<'a> Reader<'a> {
             return Ok(empty(src.var.dtype));
         };
         let axis = stack.axis;
-        let mut out = filled(&src.var, count);
+        let mut out = filled(&src.var, count, true);
         let size = src.var.dtype.size();
         let mut origin = vec![0u64; count.len()];
         for m in m0..m0 + mc {
@@ -412,7 +412,8 @@ impl<'a> Reader<'a> {
             if segments.is_empty() {
                 continue;
             }
-            let part = self.read_segments(&src.var, axis, segments, inner_start, inner_count)?;
+            let part =
+                self.read_segments(&src.var, axis, segments, inner_start, inner_count, true)?;
             origin[0] = m - m0;
             let mut c = vec![1];
             c.extend_from_slice(inner_count);
@@ -435,7 +436,8 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the region `start`/`count` of `var` from the files of
-    /// `segments` (along `axis`), gaps as the fill value.
+    /// `segments` (along `axis`), gaps as the fill value (the array's, for
+    /// the grid's missing `cells`).
     fn read_segments(
         &mut self,
         var: &Var,
@@ -443,6 +445,7 @@ impl<'a> Reader<'a> {
         all: &[Segment],
         start: &[u64],
         count: &[u64],
+        cells: bool,
     ) -> Result<Values, ReadError> {
         let Some(k) = axis else {
             let file = all.first().map_or(0, |s| s.file);
@@ -464,7 +467,7 @@ impl<'a> Reader<'a> {
             }
         }
         let size = var.dtype.size();
-        let mut out = filled(var, count);
+        let mut out = filled(var, count, cells);
         for seg in segments {
             let a = lo.max(seg.start);
             let b = hi.min(seg.start + seg.len);
@@ -506,11 +509,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A region of `var` holding its fill value (empty strings for strings).
-fn filled(var: &Var, count: &[u64]) -> Values {
+/// A region of `var` holding its fill value (empty strings for strings):
+/// its `_FillValue`, else netCDF's default for a gap along the axis, or
+/// the array's fill value for a missing cell of a grid (`cells`: what Zarr
+/// readers take for missing, NaN for floats).
+fn filled(var: &Var, count: &[u64], cells: bool) -> Values {
     let total = usize::try_from(count.iter().product::<u64>()).unwrap_or(0);
     if var.dtype == DType::String {
         Values::Strings(vec![String::new(); total])
+    } else if cells {
+        Values::Fixed(crate::model::schema::pad_bytes(var).repeat(total))
     } else {
         let fill = crate::model::schema::fill_bytes(var)
             .unwrap_or_else(|| var.dtype.netcdf_default_fill());
