@@ -33,6 +33,10 @@ pub struct StoreView {
     pub journal: Option<(u64, u64)>,
     /// The lock's holder, as recorded.
     pub lock: Option<Value>,
+    /// The new dimension made from the files (`--new-dim`) and its values.
+    pub grid: Option<(String, Vec<String>)>,
+    /// The regions rewritten since the store was made (`--region`).
+    pub regions: Vec<String>,
 }
 
 /// Whether `path` names a store rather than a netCDF file: an `s3://` URL,
@@ -123,7 +127,21 @@ pub fn view(path: &Path) -> Result<StoreView, Error> {
         }
         None => None,
     };
+    let saved = if zarrforge && format.is_some() {
+        crate::store::state::load(path).ok()
+    } else {
+        None
+    };
     Ok(StoreView {
+        grid: saved.as_ref().and_then(|st| {
+            st.grid.as_ref().map(|g| {
+                (
+                    g.dim.clone(),
+                    g.labels.iter().map(ToString::to_string).collect(),
+                )
+            })
+        }),
+        regions: saved.map(|st| st.regions).unwrap_or_default(),
         store: s.describe(""),
         state: state.into(),
         zarrforge,
@@ -148,6 +166,16 @@ pub fn describe(v: &StoreView) -> String {
         out.push_str(&format!(
             "  {path}: {dtype} shape {shape} chunks {chunks}\n"
         ));
+    }
+    if let Some((dim, labels)) = &v.grid {
+        out.push_str(&format!(
+            "  '{dim}' made from the files: {} value(s): {}\n",
+            labels.len(),
+            labels.join(", ")
+        ));
+    }
+    for r in &v.regions {
+        out.push_str(&format!("  region: {r}\n"));
     }
     if let Some((done, total)) = v.journal {
         out.push_str(&format!("  journal: {done} of {total} units recorded\n"));

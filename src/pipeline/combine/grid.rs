@@ -507,34 +507,8 @@ impl<'a> Stacking<'a> {
                     .enumerate()
                     .position(|(j, x)| axis.get(at + j).is_none_or(|y| y.to_bits() != x.to_bits()))
                 {
-                    // The odd value is the one fewer members hold: blame
-                    // its member and file.
                     let other = axis.get(at + j).copied().unwrap_or(f64::NAN);
-                    let holders = |x: f64| -> Vec<usize> {
-                        members
-                            .iter()
-                            .map(|(k, _, _)| *k)
-                            .filter(|k| values(*k).iter().any(|y| y.to_bits() == x.to_bits()))
-                            .collect()
-                    };
-                    let (with_own, with_other) = (holders(own[j]), holders(other));
-                    let (blamed, odd, reference) = if with_other.len() < with_own.len() {
-                        (with_other.first().copied().unwrap_or(*m), other, *m)
-                    } else {
-                        (
-                            *m,
-                            own[j],
-                            with_other.first().copied().unwrap_or(self.first),
-                        )
-                    };
-                    let mine = values(blamed);
-                    let step = mine
-                        .iter()
-                        .position(|y| y.to_bits() == odd.to_bits())
-                        .unwrap_or(0);
-                    let (file, in_file) = self.file_holding(blamed, step);
-                    let expected = values(reference).get(step).copied().unwrap_or(f64::NAN);
-                    return Err(self.misfit((blamed, file, odd), (reference, expected), in_file));
+                    return Err(self.blame(&members, *m, own[j], other));
                 }
                 starts[*m].insert(seg.start, at as u64);
             }
@@ -561,6 +535,45 @@ impl<'a> Stacking<'a> {
 
     /// Member `m`'s file `file` has `value` at its step `j`, where member
     /// `holder` has `other`.
+    /// Member `m` has `own` where the members' common axis has `other`:
+    /// the odd value is the one fewer members hold; blame its member and
+    /// file, against a member that holds the other value.
+    fn blame(
+        &self,
+        members: &[(usize, Option<Vec<f64>>, u64)],
+        m: usize,
+        own: f64,
+        other: f64,
+    ) -> CombineError {
+        let values = |k: usize| -> &[f64] {
+            members
+                .iter()
+                .find(|(x, _, _)| *x == k)
+                .and_then(|(_, v, _)| v.as_deref())
+                .unwrap_or(&[])
+        };
+        let holders = |x: f64| -> Vec<usize> {
+            members
+                .iter()
+                .map(|(k, _, _)| *k)
+                .filter(|k| values(*k).iter().any(|y| y.to_bits() == x.to_bits()))
+                .collect()
+        };
+        let (with_own, with_other) = (holders(own), holders(other));
+        let (blamed, odd, reference) = if with_other.len() < with_own.len() {
+            (with_other.first().copied().unwrap_or(m), other, m)
+        } else {
+            (m, own, with_other.first().copied().unwrap_or(self.first))
+        };
+        let step = values(blamed)
+            .iter()
+            .position(|y| y.to_bits() == odd.to_bits())
+            .unwrap_or(0);
+        let (file, in_file) = self.file_holding(blamed, step);
+        let expected = values(reference).get(step).copied().unwrap_or(f64::NAN);
+        self.misfit((blamed, file, odd), (reference, expected), in_file)
+    }
+
     /// The file of member `m` that holds its own step `step`, and the
     /// step's index in that file.
     fn file_holding(&self, m: usize, step: usize) -> (u32, u64) {
