@@ -957,3 +957,76 @@ order = ["r1i1p1f1", "r2i1p1f1", "r10i1p1f1"]
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("[new_dim]"), "{}", r.stderr);
 }
+
+/// An append of the next year for every member, and an append of a new
+/// member with the store's steps, give the bytes of a conversion of all
+/// the files at once (chunks holding two members and five steps, so both
+/// appends complete chunks that the store holds in part).
+#[test]
+fn appends_of_steps_and_of_members_equal_one_conversion() {
+    let dir = tmp();
+    let input = dir.path().join("in");
+    let files = ensemble(&input, |_| {});
+    let layout = ["--new-dim", BY_ATTR, "--chunks", "member=2,time=5"];
+    let run = |ranks: Option<usize>, out: &Path, inputs: &[&PathBuf], extra: &[&str]| {
+        let mut args = vec!["convert", "--quiet"];
+        args.extend_from_slice(&layout);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", s(out)]);
+        args.extend(inputs.iter().map(|p| s(p)));
+        let r = zarrforge(ranks, &args, MINUTE);
+        assert!(r.ok(), "{args:?}: {}", r.stderr);
+    };
+    let all: Vec<&PathBuf> = files.iter().collect();
+    let whole = dir.path().join("whole.zarr");
+    run(None, &whole, &all, &[]);
+    let year = |f: &PathBuf| {
+        let n = f.file_name().unwrap().to_string_lossy().into_owned();
+        n.ends_with(&format!("{}.nc", 2000 + YEARS - 1))
+    };
+    // Steps: the last year of every member onto the first ones.
+    let steps = dir.path().join("steps.zarr");
+    let (old, new): (Vec<&PathBuf>, Vec<&PathBuf>) = files.iter().partition(|f| !year(f));
+    run(Some(2), &steps, &old, &[]);
+    run(Some(3), &steps, &new, &["--append"]);
+    assert_same_files(&comparable(&whole), &comparable(&steps), "steps appended");
+    // Members: r10 onto r1 and r2.
+    let members = dir.path().join("members.zarr");
+    let is_r10 = |f: &&PathBuf| f.to_string_lossy().contains("_r10i1p1f1_");
+    let (new, old): (Vec<&PathBuf>, Vec<&PathBuf>) = files.iter().partition(is_r10);
+    run(Some(3), &members, &old, &[]);
+    run(Some(2), &members, &new, &["--append"]);
+    assert_same_files(
+        &comparable(&whole),
+        &comparable(&members),
+        "member appended",
+    );
+    assert_eq!(store_strings(&members, "member"), MEMBERS);
+    // The same member again: the store holds it; nothing changes.
+    let before = comparable(&members);
+    run(None, &members, &new, &["--append"]);
+    assert_same_files(&before, &comparable(&members), "member appended twice");
+    // One of the store's members and a new one: refused, nothing changed.
+    let other = dir.path().join("mixed");
+    let mixed = ensemble(&other, |e| {
+        e.skip = e.member == 2;
+        if e.member == 1 {
+            e.label = Some("r11i1p1f1".into());
+        }
+    });
+    let mut args = vec!["convert", "--quiet", "--append"];
+    args.extend_from_slice(&layout);
+    args.extend_from_slice(&["-o", s(&members)]);
+    args.extend(mixed.iter().map(|p| s(p)));
+    let r = zarrforge(None, &args, MINUTE);
+    assert_eq!(r.code, Some(5), "{}", r.stderr);
+    let lines = error_lines(&r.stderr);
+    assert!(
+        lines.len() == 1
+            && lines[0].contains("r1i1p1f1 (in the store)")
+            && lines[0].contains("r11i1p1f1 (not in the store)"),
+        "{}",
+        r.stderr
+    );
+    assert_same_files(&before, &comparable(&members), "refused append");
+}

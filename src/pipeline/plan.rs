@@ -237,10 +237,11 @@ impl Plan {
                 codec = st.codec.clone();
             }
             let stored = stored.filter(|_| matches!(codec, Codec::Stored { .. }));
-            let growable = ds
-                .concat
-                .as_ref()
-                .is_some_and(|c| v.is_coordinate() && v.dims[0] == c.dim);
+            // The coordinates of the concatenation dimension and of the
+            // files' new dimension (`--new-dim`): appends grow both.
+            let growable = v.is_coordinate()
+                && (ds.concat.as_ref().is_some_and(|c| v.dims[0] == c.dim)
+                    || ds.grid.as_ref().is_some_and(|g| v.dims[0] == g.dim));
             let chunks = if let Some(st) = referenced {
                 st.chunks.clone()
             } else if let Some(st) = stored {

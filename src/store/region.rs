@@ -259,6 +259,17 @@ pub fn dataset(
             "the inputs' members are not the store's: a region is rewritten for every member of the store".into(),
         ));
     }
+    if let Some(g) = &new.grid {
+        if let Some(cell) = g.missing.first() {
+            return Err(refused(
+                store,
+                format!(
+                    "{}={} has no input for {} step(s) from index {} of the region: a region is rewritten for every member, from inputs for all of them",
+                    g.dim, cell.member, cell.len, cell.start
+                ),
+            ));
+        }
+    }
     append::place(store, state, new, region.start, false).map_err(as_region)
 }
 
