@@ -18,6 +18,7 @@ mod real_files;
 mod reliability;
 mod s3;
 mod verify;
+mod verify_backfill;
 mod verify_members;
 #[path = "virtual.rs"]
 mod virtual_refs;

@@ -518,9 +518,12 @@ pub struct VerifyArgs {
     /// The order of --new-dim's values, as given to convert
     #[arg(long, value_name = "A,B,...", requires = "new_dim")]
     pub new_dim_order: Option<String>,
-    /// Accepted for compatibility: cells of the grid that no file holds are expected to read as the fill value
+    /// Cells of --new-dim's grid that no file holds are expected, as given to convert: they must read as the fill value [default: each is a difference]
     #[arg(long)]
     pub allow_missing: bool,
+    /// Files (a path or glob) a region of the store was rewritten with (`convert --region`); repeatable, in the order the backfills were run: where their steps are also earlier files', their values are the expected ones
+    #[arg(long, value_name = "PATH")]
+    pub backfill: Vec<String>,
     /// How the store writes NaN and infinite float attributes, as given to convert: `python` (bare tokens) or `strict` (every metadata document must be strict JSON, and those attributes the strings "NaN", "Infinity", "-Infinity") [default: python]
     #[arg(long, value_enum, value_name = "MODE", hide_possible_values = true)]
     pub attrs_json: Option<AttrsJsonArg>,

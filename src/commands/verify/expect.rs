@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+use super::backfill::Generations;
 use super::json;
 use super::members::{Members, Stack};
 use super::source::{FileScan, NcAttr, NcType, SrcVar, VarType};
@@ -56,6 +57,8 @@ pub(crate) struct Options {
     /// Cells of the files' grid that no file holds are expected to read as
     /// the fill value (`--allow-missing`).
     pub(crate) allow_missing: bool,
+    /// The run (old files or a `--backfill`) each file belongs to.
+    pub(crate) backfill: Generations,
 }
 
 /// Attribute edits of one variable (a recipe's `[variables.NAME]`).
@@ -99,6 +102,9 @@ pub(crate) struct Piece {
     pub(crate) at: u64,
     /// Its records along the axis (unused without an axis).
     pub(crate) len: u64,
+    /// The first of them in the file (not 0: the file's earlier records
+    /// are superseded by a later backfill's).
+    pub(crate) from: u64,
     /// Time values in other units than the store's.
     pub(crate) time: Option<TimeMap>,
     /// Its index along the new dimension (stacked arrays only).
@@ -677,13 +683,18 @@ pub(crate) fn expect(
         check_time_units(u, a, &mut diffs);
     }
     // Each member's files are placed on their own (all files without a new
-    // dimension); a file whose member is not in the store is left out.
+    // dimension), the old files and each backfill's apart; a file whose
+    // member is not in the store is left out.
     let in_store = |i: usize| members.is_none_or(|m| m.member(i).is_some());
     let placed: Vec<Option<u64>> = match &dim {
         Some(d) => {
             let coord = store_coord.map(|c| (c, store_time.as_ref(), c.len() as u64));
             let mut placed = vec![None; scans.len()];
-            for set in members.map_or_else(|| vec![(0..scans.len()).collect()], Members::groups) {
+            let sets = members.map_or_else(|| vec![(0..scans.len()).collect()], Members::groups);
+            for set in sets.into_iter().flat_map(|s| opts.backfill.split(s)) {
+                let set = opts
+                    .backfill
+                    .placeable(scans, &set, d, coord.is_some(), &mut diffs);
                 let subset: Vec<&FileScan> = set.iter().map(|&i| &scans[i]).collect();
                 for (&i, at) in set.iter().zip(place(&subset, d, coord, &mut diffs)) {
                     placed[i] = at;
@@ -693,9 +704,13 @@ pub(crate) fn expect(
         }
         None => (0..scans.len()).map(|i| in_store(i).then_some(0)).collect(),
     };
-    // Time order: placed files by position, then the others, naturally.
+    // Time order (the old files first, then each backfill's): placed files
+    // by position, then the others, naturally.
     let mut order: Vec<usize> = (0..scans.len()).filter(|&i| in_store(i)).collect();
-    order.sort_by_key(|&i| (placed[i].is_none() || dim.is_none(), placed[i], i));
+    order.sort_by_key(|&i| {
+        let g = opts.backfill.of(i);
+        (g, placed[i].is_none() || dim.is_none(), placed[i], i)
+    });
     let mut e = Expecting {
         scans,
         tree,
@@ -798,7 +813,8 @@ impl<'a> Expecting<'a> {
             .chain(v.shape.iter().copied())
             .collect();
         let comparable = self.structure(&owner, &shape, arr, t, &want_dims, axis);
-        let cands = self.attr_candidates(p, v, &holders);
+        // Attributes are the old files' (a region write keeps the store's).
+        let cands = self.attr_candidates(p, v, &self.opts.backfill.first(&holders));
         let store_axis = store_time_of(self.tree, arr);
         let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
         let rules = AttrRules {
@@ -823,6 +839,12 @@ impl<'a> Expecting<'a> {
                 self.pieces(p, v, hs, src_axis, store_axis.as_ref())
             }),
             None => self.pieces(p, v, &holders, src_axis, store_axis.as_ref()),
+        };
+        // Steps a later backfill holds are its values.
+        let pieces = if src_axis.is_some() && self.dim.is_some() {
+            opts.backfill.supersede(pieces)
+        } else {
+            pieces
         };
         let axis = axis.filter(|_| self.dim.is_some());
         let along = axis.map(|k| (want_dims[k].as_str(), arr.shape[k]));
@@ -1004,6 +1026,7 @@ impl<'a> Expecting<'a> {
                         var: p.to_string(),
                         at: self.placed[i]?,
                         len: *x.shape.get(k)?,
+                        from: 0,
                         time: time_of(i, x),
                         member: None,
                     })
@@ -1015,6 +1038,7 @@ impl<'a> Expecting<'a> {
                 var: p.to_string(),
                 at: 0,
                 len: 0,
+                from: 0,
                 time: time_of(holders[0], v),
                 member: None,
             }],
@@ -1082,7 +1106,10 @@ impl<'a> Expecting<'a> {
                 continue;
             }
             let mut cands: Candidates = Vec::new();
-            for &i in &self.order {
+            let holders: Vec<usize> = (self.order.iter().copied())
+                .filter(|&i| scans[i].groups.iter().any(|x| x.path == *g))
+                .collect();
+            for i in opts.backfill.first(&holders) {
                 if let Some(x) = scans[i].groups.iter().find(|x| x.path == *g) {
                     add_candidates(&mut cands, &x.attrs);
                 }

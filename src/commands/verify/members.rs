@@ -731,12 +731,13 @@ pub(crate) struct Region {
 impl Region {
     /// The part of the block `start`/`count` that holds index `member`
     /// along the new dimension (a stacked array) and store indices
-    /// `at..at + len` along axis `k` (`span`), if any.
+    /// `at..at + len` along axis `k`, the source's steps `from..from + len`
+    /// (`span`: `(k, at, len, from)`), if any.
     pub(crate) fn new(
         start: &[u64],
         count: &[u64],
         member: Option<u64>,
-        span: Option<(usize, u64, u64)>,
+        span: Option<(usize, u64, u64, u64)>,
     ) -> Option<Self> {
         let (mut s, mut c, mut src) = (start.to_vec(), count.to_vec(), start.to_vec());
         let mut base = 0;
@@ -749,7 +750,7 @@ impl Region {
             (s[0], c[0]) = (m, 1);
         }
         let mut axis = None;
-        if let Some((k, at, len)) = span {
+        if let Some((k, at, len, from)) = span {
             let lo = start[k].max(at);
             let hi = (start[k] + count[k]).min(at + len);
             if lo >= hi {
@@ -757,7 +758,7 @@ impl Region {
             }
             let inner = count[k + 1..].iter().product::<u64>();
             axis = Some((inner, hi - lo, lo - start[k], count[k]));
-            (s[k], c[k], src[k]) = (lo, hi - lo, lo - at);
+            (s[k], c[k], src[k]) = (lo, hi - lo, lo - at + from);
         }
         let lead = usize::from(member.is_some());
         Some(Self {
@@ -813,7 +814,7 @@ pub(super) fn compare_gaps(
             start,
             count,
             Some(g.member),
-            job.axis.map(|k| (k, g.at, g.len)),
+            job.axis.map(|k| (k, g.at, g.len, 0)),
         ) else {
             continue;
         };
@@ -875,7 +876,7 @@ mod tests {
     #[test]
     fn a_member_of_a_block_maps_to_its_elements() {
         // Block [2 members, 4 steps, 3]; member 1, steps 1..3 of the block.
-        let r = Region::new(&[0, 10, 0], &[2, 4, 3], Some(1), Some((1, 11, 2))).unwrap();
+        let r = Region::new(&[0, 10, 0], &[2, 4, 3], Some(1), Some((1, 11, 2, 0))).unwrap();
         assert_eq!(r.start, vec![1, 11, 0]);
         assert_eq!(r.count, vec![1, 2, 3]);
         assert_eq!(r.src_start, vec![0, 0]);
@@ -885,9 +886,21 @@ mod tests {
         assert_eq!(r.at(0), 12 + 3);
         assert_eq!(r.at(5), 12 + 2 * 3 + 2);
         assert!(Region::new(&[0, 0], &[1, 4], Some(1), None).is_none());
-        assert!(Region::new(&[0, 0], &[2, 4], Some(0), Some((1, 4, 2))).is_none());
+        assert!(Region::new(&[0, 0], &[2, 4], Some(0), Some((1, 4, 2, 0))).is_none());
         // Without the new dimension: as the axis alone places it.
-        let r = Region::new(&[4, 0], &[4, 2], None, Some((0, 6, 10))).unwrap();
+        let r = Region::new(&[4, 0], &[4, 2], None, Some((0, 6, 10, 0))).unwrap();
         assert_eq!((r.src_start.clone(), r.at(0), r.at(3)), (vec![0, 0], 4, 7));
+        // Part of a file (its steps from 3 on, at store index 6): the
+        // block's steps 6.. are the file's 3...
+        let r = Region::new(&[4, 0], &[4, 2], None, Some((0, 6, 10, 3))).unwrap();
+        assert_eq!(
+            (r.src_start.clone(), r.src_count.clone()),
+            (vec![3, 0], vec![2, 2])
+        );
+        let r = Region::new(&[8, 0], &[4, 2], None, Some((0, 6, 3, 3))).unwrap();
+        assert_eq!(
+            (r.src_start.clone(), r.count.clone(), r.at(0)),
+            (vec![5, 0], vec![1, 2], 0)
+        );
     }
 }

@@ -34,7 +34,13 @@
 //! `convert` makes it (`members`): each file at its member's index, where
 //! the store's coordinate of that dimension holds the file's value, and the
 //! cells no file holds read as the fill value.
+//!
+//! A store rewritten in a region (`convert --region`, a backfill) is
+//! checked against the old files and each backfill's (`--backfill`,
+//! [`backfill`]): where a backfill's steps are also earlier files', its
+//! values are the expected ones.
 
+mod backfill;
 mod expect;
 mod json;
 mod members;
@@ -142,6 +148,22 @@ pub fn verify(
     cfg: &ConvertConfig,
     monitor: &mut Monitor,
 ) -> Result<VerifyReport, Error> {
+    verify_backfilled(ctx, cfg, &[], monitor)
+}
+
+/// Verifies `cfg.output` against the sources of `cfg` and the files of
+/// `backfills` (paths or globs, one entry per region write, in the order
+/// they were run), on all ranks: where a backfill's steps are also
+/// earlier files', its values are the expected ones there.
+///
+/// # Errors
+/// As [`verify`]; a backfill's glob that matches nothing.
+pub fn verify_backfilled(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    backfills: &[String],
+    monitor: &mut Monitor,
+) -> Result<VerifyReport, Error> {
     let t0 = Instant::now();
     let store = cfg.output.clone();
     #[cfg(feature = "icechunk")]
@@ -161,12 +183,14 @@ pub fn verify(
     if crate::store::storage::kerchunk::is_refs_file(&store) {
         crate::store::storage::kerchunk::register(&store)?;
     }
-    let opts = options(cfg);
-    let (files, v3, docs): (Vec<PathBuf>, bool, Vec<(String, String)>) = from_rank0(ctx, || {
-        let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+    let mut opts = options(cfg);
+    type Found = (Vec<PathBuf>, Vec<usize>, bool, Vec<(String, String)>);
+    let (files, counts, v3, docs): Found = from_rank0(ctx, || {
+        let (files, counts) = source_files(cfg, backfills)?;
         let (format, docs) = store::collect(&store)?;
-        Ok((files, format == store::Format::V3, docs))
+        Ok((files, counts, format == store::Format::V3, docs))
     })?;
+    opts.backfill = backfill::Generations::new(&counts);
     let coord_dims: Vec<String> = opts.concat_dim.iter().cloned().collect();
     let scans = share_scans(ctx, &files, &coord_dims, monitor)?;
     let format = if v3 {
@@ -222,6 +246,22 @@ pub fn verify(
     })
 }
 
+/// The sources of `cfg`, then the files of each backfill, and how many
+/// files each of them has (the sources first).
+fn source_files(
+    cfg: &ConvertConfig,
+    backfills: &[String],
+) -> Result<(Vec<PathBuf>, Vec<usize>), Error> {
+    let mut files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+    let mut counts = vec![files.len()];
+    for b in backfills {
+        let more = crate::pipeline::inputs::expand(std::slice::from_ref(b), None)?;
+        counts.push(more.len());
+        files.extend(more);
+    }
+    Ok((files, counts))
+}
+
 /// The options of `cfg` that shape what the store holds.
 fn options(cfg: &ConvertConfig) -> Options {
     let attrs = |v: &[crate::model::schema::Attr]| -> Vec<(String, NcAttr)> {
@@ -250,6 +290,7 @@ fn options(cfg: &ConvertConfig) -> Options {
         strict: cfg.attrs_json == Some(crate::cli::config::AttrsJson::Strict),
         new_dim: cfg.combine.new_dim.clone(),
         allow_missing: cfg.combine.allow_missing,
+        backfill: backfill::Generations::default(),
     }
 }
 
@@ -587,7 +628,7 @@ fn compare_block(
     for piece in &job.pieces {
         // The part of the block this piece holds (its member's, along the
         // axis its steps).
-        let span = job.axis.map(|k| (k, piece.at, piece.len));
+        let span = job.axis.map(|k| (k, piece.at, piece.len, piece.from));
         let Some(r) = members::Region::new(start, count, piece.member, span) else {
             continue;
         };
@@ -703,7 +744,7 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::VerifyArgs) -> Result<(), 
     });
     let report = cfg.map_err(Error::from).and_then(|cfg| {
         monitor.phase(Phase::Scan);
-        verify(ctx, &cfg, &mut monitor)
+        verify_backfilled(ctx, &cfg, &args.backfill, &mut monitor)
     });
     monitor.finish();
     match report {
