@@ -534,3 +534,56 @@ fn manifests_are_split_along_the_series_as_planned() {
         "{written} manifests: the series was not split"
     );
 }
+
+/// A backfill (`--region`) of a repository is one snapshot, recorded with
+/// its region, holding the bytes of the same backfill of a plain store:
+/// the chunks the region covers in part are read back through the
+/// session and completed.
+#[test]
+fn a_backfill_is_one_snapshot_with_the_plain_stores_bytes() {
+    let dir = tmp();
+    let files = series(&dir.path().join("in"), "part", &[4, 3, 5], |_, _| {});
+    let all: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let base = dir.path().join("plain.zarr");
+    let repo = dir.path().join("series.icechunk");
+    for (out, icechunk) in [(&base, false), (&repo, true)] {
+        let mut args = vec!["convert", "--quiet", "--chunks", "time=3", "-o", s(out)];
+        if icechunk {
+            args.push("--icechunk");
+        }
+        args.extend(all.iter().map(|p| s(p)));
+        let r = zarrforge(Some(2), &args, 3 * MINUTE);
+        assert!(r.ok(), "{}", r.stderr);
+        let before = snapshots(out);
+        let mut again = vec!["convert", "--quiet", "--region", "auto", "-o", s(out)];
+        if icechunk {
+            again.push("--icechunk");
+        }
+        again.push(s(&files[1]));
+        let r = zarrforge(Some(3), &again, 3 * MINUTE);
+        assert!(r.ok(), "{}", r.stderr);
+        if icechunk {
+            assert_eq!(snapshots(out), before + 1, "one snapshot for the backfill");
+        }
+    }
+    let want = plain(&base);
+    let keys: Vec<String> = want
+        .keys()
+        .filter(|k| !k.ends_with("zarr.json"))
+        .cloned()
+        .collect();
+    let got = from_repo(&repo, "main", &keys);
+    for k in &keys {
+        assert!(
+            got.get(k) == want.get(k),
+            "{k} differs from the plain backfill"
+        );
+    }
+    let r = zarrforge(None, &["inspect", s(&base)], MINUTE);
+    assert!(r.stdout.contains("region: time[4..7)"), "{}", r.stdout);
+}
+
+/// Snapshot files of a repository on a local filesystem.
+fn snapshots(repo: &Path) -> usize {
+    std::fs::read_dir(repo.join("snapshots")).map_or(0, Iterator::count)
+}
