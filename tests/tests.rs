@@ -15,6 +15,7 @@ mod icechunk;
 mod multifile;
 mod passthrough;
 mod real_files;
+mod region;
 mod reliability;
 mod s3;
 mod verify;
