@@ -378,8 +378,33 @@ fn region_job(
     no_history.history = None;
     crate::pipeline::select::apply(&mut ds, &no_history)?;
     let region = crate::store::region::locate(&cfg.output, &state, &ds, spec)?;
+    // The very files of the store's last commit, which rewrote this
+    // region: the run is done (a resume of a backfill whose commit was
+    // decided, or the same backfill again).
+    let mut these: Vec<crate::store::journal::InputPrint> = ds
+        .files
+        .iter()
+        .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
+        .collect();
+    these.sort();
+    let again = state.print.as_ref().is_some_and(|p| {
+        let mut last = p.inputs.clone();
+        last.sort();
+        last == these
+    }) && state
+        .regions
+        .last()
+        .is_some_and(|r| r.starts_with(&format!("{region} ")));
+    if again {
+        return nothing_new(cfg, &state, files, scan_seconds, Vec::new());
+    }
     let mut ds = crate::store::region::dataset(&cfg.output, &state, &mut ds, &region)?;
-    append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards)?;
+    append::check_layout(&cfg.output, &state, &cfg.chunks, &cfg.shards).map_err(|e| match e {
+        crate::store::error::AppendError::Mismatch { store, what } => {
+            crate::store::error::AppendError::Region { store, what }
+        }
+        other => other,
+    })?;
     if let Some(line) = &cfg.history {
         crate::pipeline::select::add_history(&mut ds.schema.root, line);
     }
