@@ -335,3 +335,45 @@ pub(crate) fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// The lines zarrforge printed as errors (one per rank that printed; the
+/// same text).
+pub(crate) fn error_lines(stderr: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("zarrforge: error"))
+        .collect();
+    v.dedup();
+    v
+}
+
+/// `zarrforge ARGS` on `ranks` ranks under mpirun, each rank's exit status
+/// reported by a shell around it: (stderr, exit status of every rank).
+pub(crate) fn per_rank(ranks: usize, args: &[&str]) -> (String, Vec<i32>) {
+    let base = ompi_session_base();
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "60", "mpirun", "-np", &ranks.to_string()])
+        .args([
+            "sh",
+            "-c",
+            // Exit 0: mpirun would kill the other ranks before they report.
+            r#""$0" "$@"; echo "zarrforge-test: rank exit $?" >&2"#,
+            BIN,
+        ])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("OMPI_MCA_orte_tmpdir_base", &base)
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .expect("timeout mpirun sh (coreutils, Open MPI)");
+    let _ = std::fs::remove_dir_all(base);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let codes = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("zarrforge-test: rank exit "))
+        .map(|c| c.trim().parse().unwrap())
+        .collect();
+    (stderr, codes)
+}
