@@ -521,22 +521,44 @@ fn complete_unit(
 ) -> Result<(Vec<u64>, Values), Error> {
     let (start, count) = a.unit_region(indices);
     let (full, mut unit) = stored_part(enc, a, indices, k, old)?;
-    let origin = {
-        let mut o = vec![0u64; full.len()];
-        o[k] = old - start[k];
-        o
-    };
-    let mut s = start.clone();
-    s[k] = old;
-    let mut c = count.clone();
-    c[k] = (start[k] + count[k]).saturating_sub(old);
+    let end = start[k] + count[k];
+    overlay(
+        reader,
+        a,
+        (&mut unit, &full),
+        (&start, &count),
+        k,
+        (old, end),
+    )?;
+    Ok((full, unit))
+}
+
+/// Replaces the steps `[lo, hi)` along axis `k` of `unit` (of shape
+/// `full`, the unit at `start`/`count`) with the inputs' values.
+fn overlay(
+    reader: &mut Reader<'_>,
+    a: &ArrayPlan,
+    (unit, full): (&mut Values, &[u64]),
+    (start, count): (&[u64], &[u64]),
+    k: usize,
+    (lo, hi): (u64, u64),
+) -> Result<(), Error> {
+    if lo >= hi {
+        return Ok(());
+    }
+    let mut s = start.to_vec();
+    s[k] = lo;
+    let mut c = count.to_vec();
+    c[k] = hi - lo;
+    let mut origin = vec![0u64; full.len()];
+    origin[k] = lo - start[k];
     let new = reader.read(a.var, &s, &c)?;
-    match (&mut unit, new) {
+    match (unit, new) {
         (Values::Fixed(dst), Values::Fixed(p)) => {
-            place(dst, &full, &p, &c, &origin, a.dtype.size());
+            place(dst, full, &p, &c, &origin, a.dtype.size());
         }
         (Values::Strings(dst), Values::Strings(p)) => {
-            place_items(dst, &full, &p, &c, &origin);
+            place_items(dst, full, &p, &c, &origin);
         }
         _ => {
             return Err(WriteError::KindMismatch {
@@ -545,7 +567,7 @@ fn complete_unit(
             .into())
         }
     }
-    Ok((full, unit))
+    Ok(())
 }
 
 /// A unit that a region write (`--region`) covers in part: the unit as
@@ -560,39 +582,26 @@ fn region_unit(
     (lo, hi): (u64, u64),
 ) -> Result<(Vec<u64>, Values), Error> {
     let (start, count) = a.unit_region(indices);
+    let (full, mut unit) = stored_unit(enc, a, indices)?;
+    let (lo, hi) = (lo.max(start[k]), hi.min(start[k] + count[k]));
+    overlay(reader, a, (&mut unit, &full), (&start, &count), k, (lo, hi))?;
+    Ok((full, unit))
+}
+
+/// The whole unit at `indices` as the store holds it (the fill value
+/// where it holds none), and its shape.
+fn stored_unit(
+    enc: &ArrayEncoder,
+    a: &ArrayPlan,
+    indices: &[u64],
+) -> Result<(Vec<u64>, Values), Error> {
     let full = enc.unit_shape().to_vec();
     let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
-    let mut unit = match enc.load(indices)? {
+    let unit = match enc.load(indices)? {
         Some(v) => v,
         None if a.dtype == DType::String => Values::Strings(vec![String::new(); total]),
         None => Values::Fixed(enc.pad().repeat(total)),
     };
-    let a0 = lo.max(start[k]);
-    let b0 = hi.min(start[k] + count[k]);
-    if a0 >= b0 {
-        return Ok((full, unit));
-    }
-    let mut s = start.clone();
-    s[k] = a0;
-    let mut c = count.clone();
-    c[k] = b0 - a0;
-    let mut origin = vec![0u64; full.len()];
-    origin[k] = a0 - start[k];
-    let new = reader.read(a.var, &s, &c)?;
-    match (&mut unit, new) {
-        (Values::Fixed(dst), Values::Fixed(p)) => {
-            place(dst, &full, &p, &c, &origin, a.dtype.size());
-        }
-        (Values::Strings(dst), Values::Strings(p)) => {
-            place_items(dst, &full, &p, &c, &origin);
-        }
-        _ => {
-            return Err(WriteError::KindMismatch {
-                var: a.path.clone(),
-            }
-            .into())
-        }
-    }
     Ok((full, unit))
 }
 
@@ -608,13 +617,7 @@ pub(super) fn stored_part(
     old: u64,
 ) -> Result<(Vec<u64>, Values), Error> {
     let (start, _) = a.unit_region(indices);
-    let full = enc.unit_shape().to_vec();
-    let total = usize::try_from(full.iter().product::<u64>()).unwrap_or(0);
-    let mut unit = match enc.load(indices)? {
-        Some(v) => v,
-        None if a.dtype == DType::String => Values::Strings(vec![String::new(); total]),
-        None => Values::Fixed(enc.pad().repeat(total)),
-    };
+    let (full, mut unit) = stored_unit(enc, a, indices)?;
     // Anything after `old` (left by a run that did not commit) is reset.
     let mut tail = full.clone();
     tail[k] = full[k].saturating_sub(old - start[k]);
