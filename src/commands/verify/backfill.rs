@@ -16,8 +16,20 @@
 //! * variables without that dimension, and the attributes, are the old
 //!   files' (a region write leaves them as they are).
 
-use super::expect::Piece;
 use super::source::FileScan;
+
+/// A file's run of steps along the concatenation axis (of one member).
+pub(crate) trait Steps: Clone {
+    /// The file (index into the scans).
+    fn file(&self) -> usize;
+    /// Its index along the new dimension, if any.
+    fn member(&self) -> Option<u64>;
+    /// Its first store index and its number of steps.
+    fn span(&self) -> (u64, u64);
+    /// The same run cut to the `len` steps from store index `at`.
+    #[must_use]
+    fn cut(&self, at: u64, len: u64) -> Self;
+}
 
 /// The generation of every file: 0 for the old files, `k` for the files of
 /// the `k`-th `--backfill`. Empty: no backfill, every file is an old one.
@@ -112,24 +124,20 @@ impl Generations {
     /// The pieces of one variable along the concatenation axis, each cut
     /// to the steps that no piece of a later generation (of the same
     /// member) holds.
-    pub(crate) fn supersede(&self, pieces: Vec<Piece>) -> Vec<Piece> {
+    pub(crate) fn supersede<P: Steps>(&self, pieces: Vec<P>) -> Vec<P> {
         if self.of_file.is_empty() {
             return pieces;
         }
         let mut out = Vec::with_capacity(pieces.len());
         for p in &pieces {
-            let g = self.of(p.file);
+            let g = self.of(p.file());
             let later: Vec<(u64, u64)> = (pieces.iter())
-                .filter(|q| q.member == p.member && self.of(q.file) > g)
-                .map(|q| (q.at, q.at + q.len))
+                .filter(|q| q.member() == p.member() && self.of(q.file()) > g)
+                .map(|q| (q.span().0, q.span().0 + q.span().1))
                 .collect();
-            for (a, b) in remaining((p.at, p.at + p.len), later) {
-                out.push(Piece {
-                    at: a,
-                    len: b - a,
-                    from: p.from + (a - p.at),
-                    ..p.clone()
-                });
+            let (at, len) = p.span();
+            for (a, b) in remaining((at, at + len), later) {
+                out.push(p.cut(a, b - a));
             }
         }
         out
@@ -160,14 +168,45 @@ fn remaining((a, b): (u64, u64), mut spans: Vec<(u64, u64)>) -> Vec<(u64, u64)> 
 mod tests {
     use super::*;
 
-    fn piece(file: usize, at: u64, len: u64, member: Option<u64>) -> Piece {
-        Piece {
+    /// A run of steps, and where its first step is in its file.
+    #[derive(Clone)]
+    struct Run {
+        file: usize,
+        at: u64,
+        len: u64,
+        from: u64,
+        member: Option<u64>,
+    }
+
+    impl Steps for Run {
+        fn file(&self) -> usize {
+            self.file
+        }
+
+        fn member(&self) -> Option<u64> {
+            self.member
+        }
+
+        fn span(&self) -> (u64, u64) {
+            (self.at, self.len)
+        }
+
+        fn cut(&self, at: u64, len: u64) -> Self {
+            Self {
+                at,
+                len,
+                from: self.from + (at - self.at),
+                ..self.clone()
+            }
+        }
+    }
+
+    fn piece(file: usize, at: u64, len: u64, member: Option<u64>) -> Run {
+        Run {
             file,
-            var: "tas".into(),
             at,
             len,
             from: 0,
-            time: None,
             member,
         }
     }

@@ -17,60 +17,13 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::backfill::Generations;
 use super::json;
-use super::members::{Members, Stack};
+use super::members::Members;
+use super::shares::{Job, Options, Piece};
 use super::source::{FileScan, NcAttr, NcType, SrcVar, VarType};
 use super::store::{Format, StoreArray, StoreTree};
 use super::values::{Cf, TimeMap};
 use crate::model::cftime;
-
-/// What the options say about the store.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Options {
-    /// Dimension the files were concatenated along (source name).
-    pub(crate) concat_dim: Option<String>,
-    /// Time units the store's coordinate must have.
-    pub(crate) time_units: Option<String>,
-    /// Renames of variables and dimensions (source name → store name).
-    pub(crate) rename: Vec<(String, String)>,
-    /// Variables kept (empty: all).
-    pub(crate) include: Vec<String>,
-    /// Variables left out.
-    pub(crate) exclude: Vec<String>,
-    /// Attribute edits of variables.
-    pub(crate) var_edits: Vec<VarEdit>,
-    /// Global attributes set.
-    pub(crate) global_set: Vec<(String, NcAttr)>,
-    /// Global attributes removed.
-    pub(crate) global_remove: Vec<String>,
-    /// The sources are only part of the store (an append): records of other
-    /// files are not differences, and only the attributes that decide how
-    /// values decode are compared.
-    pub(crate) partial: bool,
-    /// The store was written with `--attrs-json strict`: every document is
-    /// strict JSON, and NaN and the infinities of float attributes are the
-    /// strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
-    pub(crate) strict: bool,
-    /// The new outermost dimension made from the files (`--new-dim`).
-    pub(crate) new_dim: Option<crate::cli::config::NewDim>,
-    /// Cells of the files' grid that no file holds are expected to read as
-    /// the fill value (`--allow-missing`).
-    pub(crate) allow_missing: bool,
-    /// The run (old files or a `--backfill`) each file belongs to.
-    pub(crate) backfill: Generations,
-}
-
-/// Attribute edits of one variable (a recipe's `[variables.NAME]`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct VarEdit {
-    /// Source variable path.
-    pub(crate) var: String,
-    /// Attributes set (added or replaced).
-    pub(crate) set: Vec<(String, NcAttr)>,
-    /// Attributes removed.
-    pub(crate) remove: Vec<String>,
-}
 
 /// Attributes whose text names other variables (renamed with them).
 const REFERENCE_ATTRS: [&str; 5] = [
@@ -90,47 +43,6 @@ const DECODING_ATTRS: [&str; 6] = [
     "units",
     "calendar",
 ];
-
-/// One file's share of a store array.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Piece {
-    /// The file (index into the scans).
-    pub(crate) file: usize,
-    /// The source variable path.
-    pub(crate) var: String,
-    /// Store index of its first record along the concatenation axis.
-    pub(crate) at: u64,
-    /// Its records along the axis (unused without an axis).
-    pub(crate) len: u64,
-    /// The first of them in the file (not 0: the file's earlier records
-    /// are superseded by a later backfill's).
-    pub(crate) from: u64,
-    /// Time values in other units than the store's.
-    pub(crate) time: Option<TimeMap>,
-    /// Its index along the new dimension (stacked arrays only).
-    pub(crate) member: Option<u64>,
-}
-
-/// A store array whose values are compared with the sources.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Job {
-    /// Store path.
-    pub(crate) path: String,
-    /// Element type.
-    pub(crate) dtype: NcType,
-    /// Store shape.
-    pub(crate) shape: Vec<u64>,
-    /// Position of the concatenation dimension.
-    pub(crate) axis: Option<usize>,
-    /// Where the values come from (one piece without an axis).
-    pub(crate) pieces: Vec<Piece>,
-    /// How readers decode the source's values.
-    pub(crate) src_cf: Cf,
-    /// How readers decode the store's values.
-    pub(crate) store_cf: Cf,
-    /// A stacked array (the new dimension first): the cells no file holds.
-    pub(crate) stack: Option<Stack>,
-}
 
 /// The arrays to compare and the differences found without reading values.
 #[derive(Debug, Clone, Default)]

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use zarrs::array::Array;
 use zarrs::storage::ReadableStorageTraits;
 
-use super::expect::{Job, Options, Piece};
 use super::json;
+use super::shares::{Gap, Job, Options, Piece, Stack};
 use super::source::{FileScan, NcAttr, NcType, Raw, SrcVar};
 use super::store::{self, StoreTree};
 use super::{values, Tally};
@@ -672,38 +672,6 @@ fn fills(v: &SrcVar, t: NcType) -> Vec<Vec<u8>> {
         NcType::F64 => s::NC_FILL_DOUBLE.to_le_bytes().to_vec(),
         NcType::Str => Vec::new(),
     }]
-}
-
-/// Cells of a stacked array that no file holds, and what they may read as.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Stack {
-    gaps: Vec<Gap>,
-    /// Fill values (little-endian bytes; the text of a string).
-    fills: Vec<Vec<u8>>,
-}
-
-/// A member's store indices along the axis that no file holds.
-#[derive(Debug, Clone, PartialEq)]
-struct Gap {
-    /// `dim=value`, for messages.
-    cell: String,
-    /// Index along the new dimension.
-    member: u64,
-    /// First store index along the concatenation axis.
-    at: u64,
-    /// Steps (unused without an axis: the whole member).
-    len: u64,
-}
-
-impl Gap {
-    fn new(cell: String, member: u64, at: u64, len: u64) -> Self {
-        Self {
-            cell,
-            member,
-            at,
-            len,
-        }
-    }
 }
 
 /// The part of a block of a store array that one piece of values (or one

@@ -44,6 +44,7 @@ mod backfill;
 mod expect;
 mod json;
 mod members;
+mod shares;
 mod source;
 mod store;
 mod values;
@@ -63,7 +64,7 @@ use crate::error::Error;
 use crate::error::VerifyError;
 use crate::mpi::ctx::MpiCtx;
 use crate::report::events::{Event, Phase};
-use expect::{Job, Options};
+use shares::{Job, Options};
 use source::{FileScan, NcAttr, NcType, Raw, Sources};
 
 /// Mismatches listed per rank at most.
@@ -278,7 +279,7 @@ fn options(cfg: &ConvertConfig) -> Options {
         var_edits: cfg
             .variables
             .iter()
-            .map(|(n, s)| expect::VarEdit {
+            .map(|(n, s)| shares::VarEdit {
                 var: n.clone(),
                 set: attrs(&s.attributes),
                 remove: s.remove_attributes.clone(),
