@@ -37,6 +37,9 @@ pub enum Error {
     /// `--virtual`: a variable that can be neither referenced nor copied.
     #[error(transparent)]
     Virtual(#[from] crate::pipeline::virtualize::VirtualError),
+    /// A `--keepbits` item that does not fit the sources or the store.
+    #[error(transparent)]
+    Quantize(#[from] crate::pipeline::quantize::QuantizeError),
     /// Reading variable data failed.
     #[error(transparent)]
     Read(#[from] ReadError),
@@ -205,6 +208,10 @@ impl Error {
             Error::Schema(_) | Error::Combine(_) | Error::Read(_) | Error::Virtual(_) => {
                 ExitStatus::Input
             }
+            Error::Quantize(crate::pipeline::quantize::QuantizeError::Store { .. }) => {
+                ExitStatus::Refused
+            }
+            Error::Quantize(_) => ExitStatus::Usage,
             Error::Append(_) => ExitStatus::Refused,
             Error::Write(e) => e.exit_status(),
             Error::Ranks(list) => list

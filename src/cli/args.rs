@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::config::{
-    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, NewDim, RegionSpec,
-    VirtualFallback, VirtualOutput, ZarrFormat,
+    AppendMode, AttrsJson, Codec, ConvertConfig, DimSizes, IcechunkOutput, KeepRule, NewDim,
+    RegionSpec, VirtualFallback, VirtualOutput, ZarrFormat,
 };
 use crate::cli::error::ConfigError;
 
@@ -27,6 +27,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 pub enum Command {
     /// Convert netCDF files into one Zarr store (concatenated and merged), or append to one.
     Convert(ConvertArgs),
@@ -34,6 +35,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Show which rank writes which chunks, bytes per rank and the imbalance.
     Plan(PlanArgs),
+    /// The bitwise real information of float variables (Klöwer et al. 2021) and the mantissa bits `--keepbits auto` keeps, without writing anything.
+    Bitinfo(BitinfoArgs),
     /// Write a synthetic model-output-like netCDF-4 file (demo and benchmark data).
     Generate(GenerateArgs),
     /// Benchmark: generate a model-like dataset in parallel (or take given inputs), convert it, report per rank
@@ -61,6 +64,36 @@ pub struct GcArgs {
     /// Also reclaim the chunks of an interrupted zarrforge run: its journal is removed, so it can no longer be resumed
     #[arg(long)]
     pub discard_interrupted: bool,
+}
+
+/// `bitinfo` options.
+#[derive(Debug, Args)]
+pub struct BitinfoArgs {
+    /// Inputs and how they combine.
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The variables and the information level, as `convert --keepbits` (fixed bits show the information too) [default: all=auto:0.99]
+    #[arg(long, value_name = "VAR=N|all=N|auto[:LEVEL]")]
+    pub keepbits: Vec<String>,
+    /// Print JSON instead of text: per variable and dimension, the bit-pair counts, the information per bit and the bits kept
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BitinfoArgs {
+    /// The configuration of the analysis.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad option or recipe.
+    pub fn to_config(&self) -> Result<ConvertConfig, ConfigError> {
+        let mut cfg = self.input.base()?;
+        keepbits(&self.keepbits, &mut cfg)?;
+        if cfg.keepbits.is_empty() {
+            cfg.keepbits = KeepRule::parse_list("auto")?;
+        }
+        cfg.progress = false;
+        Ok(cfg)
+    }
 }
 
 /// `generate` options.
@@ -225,6 +258,9 @@ pub struct ConvertArgs {
     /// Compression: zstd:LEVEL, blosc:CNAME:CLEVEL:SHUFFLE, gzip:LEVEL, zlib:LEVEL, none, or source (keep the source's chunks, shuffle and deflate: compressed chunks are copied as stored) [default: zstd:3]
     #[arg(long)]
     pub codec: Option<String>,
+    /// Round float variables before compression, keeping N mantissa bits (BitRound: round to nearest, ties to even; NaN, ±Inf and fill values unchanged; the CF quantization attributes are recorded): VAR=N or all=N, or VAR=auto[:LEVEL] / auto[:LEVEL] for the bits that hold LEVEL of each variable's real information (Klöwer et al. 2021; LEVEL default 0.99); comma-separated or repeated, a variable's own item wins over all
+    #[arg(long, value_name = "VAR=N|all=N|auto[:LEVEL]")]
+    pub keepbits: Vec<String>,
     /// Zarr format of the output [default: 3]
     #[arg(long, value_enum)]
     pub zarr_format: Option<FormatArg>,
@@ -419,6 +455,9 @@ pub struct BenchArgs {
     /// Compression of the output [default: zstd:3]
     #[arg(long)]
     pub codec: Option<String>,
+    /// Round float variables before compression (as `convert --keepbits`)
+    #[arg(long, value_name = "VAR=N|all=N|auto[:LEVEL]")]
+    pub keepbits: Vec<String>,
     /// Zarr format of the output [default: 3]
     #[arg(long, value_enum)]
     pub zarr_format: Option<FormatArg>,
@@ -455,6 +494,7 @@ impl BenchArgs {
         if let Some(c) = &self.codec {
             cfg.codec = Codec::parse(c)?;
         }
+        keepbits(&self.keepbits, &mut cfg)?;
         if let Some(f) = self.zarr_format {
             cfg.format = f.into();
         }
@@ -680,6 +720,7 @@ impl ConvertArgs {
         if let Some(c) = &self.codec {
             cfg.codec = Codec::parse(c)?;
         }
+        keepbits(&self.keepbits, &mut cfg)?;
         if let Some(f) = self.zarr_format {
             cfg.format = f.into();
         }
@@ -810,6 +851,18 @@ impl PlanArgs {
         cfg.progress = false;
         Ok(cfg)
     }
+}
+
+/// Sets `cfg.keepbits` from `--keepbits` items (replacing a recipe's).
+fn keepbits(items: &[String], cfg: &mut ConvertConfig) -> Result<(), ConfigError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    cfg.keepbits = Vec::new();
+    for i in items {
+        cfg.keepbits.extend(KeepRule::parse_list(i)?);
+    }
+    Ok(())
 }
 
 /// A count of at least 1.

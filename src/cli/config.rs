@@ -463,6 +463,105 @@ pub struct VarSettings {
     pub remove_attributes: Vec<String>,
 }
 
+/// Which variables a `--keepbits` item is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum KeepTarget {
+    /// Every float variable that can be rounded (`all=` or a bare `auto`).
+    All,
+    /// One variable, by its source path (or output name).
+    Var(String),
+}
+
+/// How many mantissa bits a `--keepbits` item keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Keep {
+    /// This many.
+    Bits(u32),
+    /// As many as hold this fraction of the variable's real information
+    /// (`auto[:LEVEL]`).
+    Auto(f64),
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bits(n) => write!(f, "{n}"),
+            Self::Auto(l) => write!(f, "auto:{l}"),
+        }
+    }
+}
+
+/// One `--keepbits` item: `VAR=N`, `all=N`, `VAR=auto[:LEVEL]`,
+/// `all=auto[:LEVEL]` or `auto[:LEVEL]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeepRule {
+    /// The variables.
+    pub target: KeepTarget,
+    /// The bits.
+    pub keep: Keep,
+}
+
+impl KeepRule {
+    /// The default information level of `auto`.
+    pub const DEFAULT_LEVEL: f64 = 0.99;
+
+    /// Parses a comma-separated list of items.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] naming the item.
+    pub fn parse_list(spec: &str) -> Result<Vec<Self>, ConfigError> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Self::parse)
+            .collect()
+    }
+
+    /// Parses one item.
+    ///
+    /// # Errors
+    /// [`ConfigError::BadValue`] naming the item.
+    pub fn parse(item: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            ConfigError::BadValue {
+            flag: "--keepbits".into(),
+            value: item.to_string(),
+            expected: "VAR=N, all=N, VAR=auto[:LEVEL], all=auto[:LEVEL] or auto[:LEVEL], with N mantissa bits from 0 to 52 and LEVEL a fraction of the information in (0, 1], like auto:0.99".into(),
+        }
+        };
+        let (target, keep) = match item.split_once('=') {
+            Some((t, k)) => (t.trim(), k.trim()),
+            None => ("all", item.trim()),
+        };
+        if target.is_empty() {
+            return Err(bad());
+        }
+        let keep = if let Some(rest) = keep.strip_prefix("auto") {
+            let level = match rest.strip_prefix(':') {
+                Some(l) => l.trim().parse::<f64>().map_err(|_| bad())?,
+                None if rest.is_empty() => Self::DEFAULT_LEVEL,
+                None => return Err(bad()),
+            };
+            if !(level > 0.0 && level <= 1.0) {
+                return Err(bad());
+            }
+            Keep::Auto(level)
+        } else {
+            let n: u32 = keep.parse().map_err(|_| bad())?;
+            if n > crate::model::bitround::F64_MANTISSA {
+                return Err(bad());
+            }
+            Keep::Bits(n)
+        };
+        let target = if target == "all" {
+            KeepTarget::All
+        } else {
+            KeepTarget::Var(target.to_string())
+        };
+        Ok(Self { target, keep })
+    }
+}
+
 /// Where and how an Icechunk output is committed (`--icechunk`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IcechunkOutput {
@@ -644,6 +743,9 @@ pub struct ConvertConfig {
     pub virtual_refs: Option<VirtualOutput>,
     /// Verify every value against the sources after the commit.
     pub verify: bool,
+    /// Mantissa bits kept of float variables (`--keepbits`; empty: none
+    /// rounded).
+    pub keepbits: Vec<KeepRule>,
     /// The provenance line put first in the global `history` attribute
     /// (`None`: the attribute is left as the source has it).
     pub history: Option<String>,
@@ -687,6 +789,7 @@ impl ConvertConfig {
             virtual_refs: None,
             verify: false,
             history: None,
+            keepbits: Vec::new(),
         }
     }
 
@@ -718,6 +821,23 @@ impl ConvertConfig {
             if self.icechunk.is_none() && v.kerchunk.is_none() {
                 return Err(ConfigError::VirtualOutput(
                     "writes references into an Icechunk repository (--icechunk) or a kerchunk file (-o NAME.json)".into(),
+                ));
+            }
+        }
+        if !self.keepbits.is_empty() {
+            if self.virtual_refs.is_some() {
+                return Err(ConfigError::Conflict(
+                    "--keepbits and --virtual (references point at the source's bytes, which cannot be rounded)".into(),
+                ));
+            }
+            let copies = matches!(self.codec, Codec::Source | Codec::Stored { .. })
+                || self
+                    .variables
+                    .iter()
+                    .any(|(_, v)| matches!(v.codec, Some(Codec::Source | Codec::Stored { .. })));
+            if copies {
+                return Err(ConfigError::Conflict(
+                    "--keepbits and --codec source (a copied source chunk is not rounded: choose an output codec such as zstd:3)".into(),
                 ));
             }
         }

@@ -167,6 +167,9 @@ pub struct Recipe {
     pub history: Option<bool>,
     /// Append mode for `--append`: "error" or "skip-existing".
     pub append_mode: Option<AppendMode>,
+    /// Mantissa bits kept of float variables, as `--keepbits`:
+    /// "all=7,t2m=auto:0.999".
+    pub keepbits: Option<String>,
 }
 
 impl NewDimRecipe {
@@ -337,6 +340,9 @@ impl Recipe {
         cfg.history = (self.history == Some(true)).then(String::new);
         if let Some(m) = self.append_mode {
             cfg.append_mode = m;
+        }
+        if let Some(k) = &self.keepbits {
+            cfg.keepbits = crate::cli::config::KeepRule::parse_list(k)?;
         }
         Ok(())
     }

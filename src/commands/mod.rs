@@ -1,9 +1,11 @@
 //! The subcommands, each stringing the stages together: [`convert`] (and
 //! its per-rank unit loop), [`verify`] (an independent comparison of a store
-//! with its sources), [`inspect`] (structure and plan, nothing written) and
+//! with its sources), [`inspect`] (structure and plan, nothing written),
+//! [`bitinfo`] (the information per bit and the `--keepbits auto` bits) and
 //! [`mod@bench`] (a generated dataset converted and measured).
 
 pub mod bench;
+pub mod bitinfo;
 pub mod convert;
 #[cfg(feature = "icechunk")]
 pub mod gc;
@@ -25,6 +27,7 @@ pub fn run(ctx: &MpiCtx, cli: &Cli) -> Result<(), Error> {
         Command::Convert(args) => convert::command(ctx, args),
         Command::Inspect(args) => inspect::command(ctx, args),
         Command::Plan(args) => inspect::plan_command(ctx, args),
+        Command::Bitinfo(args) => bitinfo::command(ctx, args),
         Command::Generate(args) => bench::generate_command(ctx, args),
         Command::Bench(args) => bench::command(ctx, args),
         Command::Verify(args) => verify::command(ctx, args),

@@ -464,6 +464,20 @@ impl MpiCtx {
         out
     }
 
+    /// The sums of `xs` element by element over all ranks (every rank
+    /// gives as many), on rank 0; `None` on the other ranks.
+    pub fn sum_u64s_to_root(&self, xs: &[u64]) -> Option<Vec<u64>> {
+        let root = self.world.process_at_rank(0);
+        if self.is_root() {
+            let mut out = vec![0u64; xs.len()];
+            root.reduce_into_root(xs, &mut out[..], mpi::collective::SystemOperation::sum());
+            Some(out)
+        } else {
+            root.reduce_into(xs, mpi::collective::SystemOperation::sum());
+            None
+        }
+    }
+
     /// Sum of a value over all ranks.
     pub fn sum_u64(&self, x: u64) -> u64 {
         let mut out = 0u64;

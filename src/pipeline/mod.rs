@@ -5,7 +5,9 @@
 //! one writer rank per chunk or shard) → [`exchange`] (pure: for layouts that
 //! cut across the source chunks, the rounds, the blocks each rank reads once
 //! and the pieces the ranks send each other) → [`read`] (parallel HDF5
-//! hyperslab or raw-chunk reads, netCDF-C for netCDF-3). With `--virtual`,
+//! hyperslab or raw-chunk reads, netCDF-C for netCDF-3); [`quantize`]
+//! (`--keepbits`: which variables are rounded, and the bits found from
+//! the data in one read pass). With `--virtual`,
 //! [`virtualize`] (pure) decides which variables are referenced in place.
 //! The store side follows in
 //! [`crate::store`].
@@ -14,6 +16,7 @@ pub mod combine;
 pub mod exchange;
 pub mod inputs;
 pub mod plan;
+pub mod quantize;
 pub mod read;
 pub mod scan;
 pub mod select;

@@ -47,6 +47,10 @@ pub struct ArrayPlan {
     pub lo: Vec<u64>,
     /// Output compression of this array.
     pub codec: Codec,
+    /// Mantissa bits its float values are rounded to before compression
+    /// (`--keepbits`; `None`: not rounded).
+    #[serde(default)]
+    pub keepbits: Option<u32>,
 }
 
 impl ArrayPlan {
@@ -78,6 +82,7 @@ impl ArrayPlan {
             grid,
             first_unit,
             codec: Codec::None,
+            keepbits: None,
         }
     }
 

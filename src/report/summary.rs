@@ -8,6 +8,32 @@ use serde::{Deserialize, Serialize};
 use crate::report::events::Phase;
 use crate::report::progress::RankStats;
 
+/// A float variable rounded before compression (`--keepbits`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rounded {
+    /// Its path.
+    pub variable: String,
+    /// Mantissa bits kept (its type's mantissa: not rounded).
+    pub keepbits: u32,
+    /// The fraction of the information kept, when the data told the bits
+    /// (`auto`).
+    pub auto_level: Option<f64>,
+    /// The largest relative error of a rounded value.
+    pub max_relative_error: f64,
+}
+
+impl Rounded {
+    /// The record of `variable` kept to `keepbits` bits.
+    pub fn new(variable: &str, keepbits: u32, auto_level: Option<f64>) -> Self {
+        Self {
+            variable: variable.to_string(),
+            keepbits,
+            auto_level,
+            max_relative_error: crate::model::bitround::max_relative_error(keepbits),
+        }
+    }
+}
+
 /// The outcome of a conversion, summed over ranks.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -52,6 +78,9 @@ pub struct Report {
     /// The cells of the files' grid that no file holds
     /// (`--allow-missing`), one line each.
     pub missing_cells: Vec<String>,
+    /// The float variables rounded before compression (`--keepbits`), or
+    /// whose bits the data told (`auto`).
+    pub keepbits: Vec<Rounded>,
     /// How NaN and infinite float attributes are written in the store's
     /// metadata (`python` or `strict`).
     pub attrs_json: crate::cli::config::AttrsJson,
@@ -247,7 +276,23 @@ impl Report {
                 x.write_imbalance
             )
         });
-        line + &resumed + &exchange + &self.references_line()
+        line + &resumed + &exchange + &self.references_line() + &self.keepbits_line()
+    }
+
+    /// `--keepbits`: the mantissa bits each rounded variable keeps.
+    fn keepbits_line(&self) -> String {
+        if self.keepbits.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = self
+            .keepbits
+            .iter()
+            .map(|r| match r.auto_level {
+                Some(l) => format!("{} {} (auto:{l})", r.variable, r.keepbits),
+                None => format!("{} {}", r.variable, r.keepbits),
+            })
+            .collect();
+        format!("; mantissa bits kept: {}", each.join(", "))
     }
 
     /// `--virtual`: the references, files per second and references per

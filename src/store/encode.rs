@@ -3,7 +3,8 @@
 //! zarrs builds the codec chain from the same metadata that the commit
 //! writes, so a unit is encoded exactly as the metadata describes; the bytes
 //! are then written through the store's [`Storage`]. Edge units are padded
-//! to the full unit shape with the fill value, as Zarr requires.
+//! to the full unit shape with the fill value, as Zarr requires. The values
+//! of an array with `keepbits` are rounded first (`BitRound`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use zarrs::storage::store::MemoryStore;
 
 use super::metadata;
 use crate::cli::config::ZarrFormat;
+use crate::model::bitround::Rounder;
 use crate::model::block::{pad_region, pad_region_items};
 use crate::model::schema::{DType, Var};
 use crate::pipeline::plan::ArrayPlan;
@@ -32,6 +34,8 @@ pub struct ArrayEncoder {
     unit_shape: Vec<u64>,
     pad: Vec<u8>,
     options: CodecOptions,
+    /// The rounding of the values (`--keepbits`).
+    round: Option<Rounder>,
 }
 
 impl ArrayEncoder {
@@ -66,6 +70,9 @@ impl ArrayEncoder {
             unit_shape: a.unit_shape().to_vec(),
             pad: crate::model::schema::pad_bytes(var),
             options: CodecOptions::default().with_concurrent_target(1),
+            round: a
+                .keepbits
+                .and_then(|k| Rounder::new(var.dtype, k, &crate::model::bitround::masks(var))),
         })
     }
 
@@ -87,7 +94,10 @@ impl ArrayEncoder {
             source,
         };
         let bytes = match values {
-            Values::Fixed(b) => {
+            Values::Fixed(mut b) => {
+                if let Some(r) = &self.round {
+                    r.round(&mut b);
+                }
                 let full = pad_region(b, count, &self.unit_shape, &self.pad, self.dtype.size());
                 ArrayBytes::new_flen(full)
             }

@@ -4,7 +4,8 @@
 //! ([`MpiCtx::agree`]), so a failure anywhere makes every rank stop at the
 //! same point with the same error and nothing is committed.
 //!
-//! The stages live beside this file: `job` (scan and combine), `planning`
+//! The stages live beside this file: `job` (scan and combine), `keepbits`
+//! (the bits of `--keepbits`, found from the data for `auto`), `planning`
 //! (the paths of the plan), `execute` (the direct path) and `exchange` (the
 //! exchange path); `command` is `zarrforge convert` around the pipeline.
 
@@ -13,6 +14,7 @@ mod command;
 mod exchange;
 mod execute;
 mod job;
+pub mod keepbits;
 mod planning;
 mod references;
 mod store_commit;
@@ -72,14 +74,18 @@ pub fn convert(
         lock = versions::lock_existing(cfg)?;
         Ok(true)
     })?;
-    let job = prepare_job(ctx, cfg, monitor)?;
+    let mut job = prepare_job(ctx, cfg, monitor)?;
+    let rounded = keepbits::decide(ctx, cfg, &mut job)?;
     let ds = &job.ds;
     monitor.phase(Phase::Plan);
     crate::system::stage::enter("plan");
-    let plan = match &job.arrays {
-        Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
-        None => Plan::new(ds, cfg, ctx.size())?,
-    };
+    let plan = keepbits::rounded(
+        match &job.arrays {
+            Some(arrays) => Plan::renumber(arrays.clone(), ctx.size()),
+            None => Plan::new(ds, cfg, ctx.size())?,
+        },
+        ds,
+    );
     let (workers, topology) = execute::workers(ctx, cfg, topo, &plan)?;
     if ctx.is_root() {
         if let Some(w) = topology.warning() {
@@ -209,6 +215,7 @@ pub fn convert(
         missing_cells: ds.grid.as_ref().map_or_else(Vec::new, |g| {
             g.missing_lines(ds.concat.as_ref().map(|c| c.dim.as_str()))
         }),
+        keepbits: rounded,
         concat_len: ds.concat.as_ref().map(|c| c.len),
         attrs_json,
         rank0: stats,

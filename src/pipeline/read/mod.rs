@@ -378,7 +378,7 @@ impl<'a> Reader<'a> {
         let ds = self.ds;
         let src = &ds.sources[index];
         if let Some(labels) = &src.inline {
-            return Ok(inline_values(labels, start, count));
+            return Ok(inline_values(labels, src.var.dtype, start, count));
         }
         if let Some(stack) = &src.stack {
             return self.read_stacked(src, stack, start, count);
@@ -529,6 +529,7 @@ fn filled(var: &Var, count: &[u64], cells: bool) -> Values {
 /// The region `start`/`count` of a coordinate given in the dataset.
 fn inline_values(
     labels: &[crate::pipeline::combine::grid::Label],
+    dtype: crate::model::schema::DType,
     start: &[u64],
     count: &[u64],
 ) -> Values {
@@ -536,21 +537,25 @@ fn inline_values(
     let lo = start
         .first()
         .map_or(0, |&s| usize::try_from(s).unwrap_or(usize::MAX));
+    // A scalar (no dimension) has one value.
     let n = count
         .first()
-        .map_or(0, |&c| usize::try_from(c).unwrap_or(0));
+        .map_or(1, |&c| usize::try_from(c).unwrap_or(0));
     let part = labels
         .get(lo..lo.saturating_add(n).min(labels.len()))
         .unwrap_or(&[]);
     if part.iter().all(|l| matches!(l, Label::Int(_))) {
-        Values::Fixed(
+        let int = |l: &Label| match l {
+            Label::Int(i) => *i,
+            Label::Text(_) => 0,
+        };
+        Values::Fixed(if dtype == crate::model::schema::DType::I32 {
             part.iter()
-                .flat_map(|l| match l {
-                    Label::Int(i) => i.to_le_bytes(),
-                    Label::Text(_) => [0; 8],
-                })
-                .collect(),
-        )
+                .flat_map(|l| i32::try_from(int(l)).unwrap_or(0).to_le_bytes())
+                .collect()
+        } else {
+            part.iter().flat_map(|l| int(l).to_le_bytes()).collect()
+        })
     } else {
         Values::Strings(part.iter().map(ToString::to_string).collect())
     }
