@@ -59,16 +59,19 @@ fn run_zarrforge(
     timeout: Duration,
     env: &[(&str, &str)],
 ) -> Run {
-    let session = ranks.map(|_| ompi_session_base());
-    let mut cmd = match (ranks, &session) {
-        (Some(n), Some(base)) => {
+    // A session directory of its own for every run, a singleton's too: a
+    // singleton starts its own Open MPI daemon, and two started at the same
+    // instant race on creating the same per-user session directory.
+    let session = ompi_session_base();
+    let mut cmd = match ranks {
+        Some(n) => {
             let mut c = Command::new("mpirun");
-            c.args(["-np", &n.to_string(), BIN])
-                .env("OMPI_MCA_orte_tmpdir_base", base);
+            c.args(["-np", &n.to_string(), BIN]);
             c
         }
-        _ => Command::new(BIN),
+        None => Command::new(BIN),
     };
+    cmd.env("OMPI_MCA_orte_tmpdir_base", &session);
     cmd.args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -102,9 +105,7 @@ fn run_zarrforge(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    if let Some(base) = session {
-        let _ = std::fs::remove_dir_all(base);
-    }
+    let _ = std::fs::remove_dir_all(session);
     Run {
         code,
         stdout: out_t.join().unwrap_or_default(),

@@ -12,6 +12,7 @@ mod ensemble;
 mod exchange;
 mod fuzz;
 mod icechunk;
+mod keepbits;
 mod multifile;
 mod passthrough;
 mod real_files;
