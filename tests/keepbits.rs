@@ -1,5 +1,5 @@
 //! Lossy compression (`--keepbits`): fixed bits round every value as
-//! BitRound does (an independent implementation here), NaN, ±Inf and fill
+//! `BitRound` does (an independent implementation here), NaN, ±Inf and fill
 //! values unchanged, coordinates and integer or packed variables left
 //! alone; the stores are the same on 1, 2 and 3 ranks and on the exchange
 //! path; `auto` finds the same bits on every rank count; the CF
@@ -20,7 +20,7 @@ use crate::multifile::{assert_same_files, comparable};
 
 const NLAT: usize = 9;
 const NLON: usize = 16;
-const T: Duration = Duration::from_secs(120);
+const T: Duration = Duration::from_mins(2);
 
 /// A pseudo-random number in [0, 1) of `k` (splitmix64).
 fn noise(k: u64) -> f64 {
@@ -104,7 +104,7 @@ fn input(path: &Path, t0: usize, nt: usize) {
     }
 }
 
-/// numcodecs' BitRound of one `float32`, on its bits as `i32`, with
+/// numcodecs' `BitRound` of one `float32`, on its bits as `i32`, with
 /// NaN, ±Inf and the fill value unchanged.
 fn round32(x: f32, keepbits: u32, fill: f32) -> u32 {
     if !x.is_finite() || x.to_bits() == fill.to_bits() || keepbits >= 23 {

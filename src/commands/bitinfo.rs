@@ -27,12 +27,7 @@ pub fn command(ctx: &MpiCtx, args: &BitinfoArgs) -> Result<(), Error> {
         &cfg,
         &mut crate::commands::convert::Monitor::silent(ctx),
     )?;
-    let file = job
-        .ds
-        .files
-        .first()
-        .map_or_else(|| job.ds.schema.source.clone(), |f| f.path.clone());
-    let choices = quantize::choose(&job.ds.schema, &cfg.keepbits, &file)?;
+    let choices = quantize::choose_in(&job.ds, &cfg.keepbits)?;
     let all: Vec<&quantize::Choice> = choices.chosen.iter().collect();
     let t0 = std::time::Instant::now();
     let mut analyses = crate::commands::convert::keepbits::analyse_on_all(ctx, &job.ds, &all)?;

@@ -29,21 +29,16 @@ use super::job::{from_root, Job};
 /// [`QuantizeError`] for an item that does not fit the sources or the
 /// store; a read error of the `auto` pass (on every rank).
 pub fn decide(ctx: &MpiCtx, cfg: &ConvertConfig, job: &mut Job) -> Result<Vec<Rounded>, Error> {
-    let file = job
-        .ds
-        .files
-        .first()
-        .map_or_else(|| job.ds.schema.source.clone(), |f| f.path.clone());
     if job.arrays.is_some() {
         // The store's schema: its rounding stands.
-        let choices = quantize::choose(&job.ds.schema, &cfg.keepbits, &file)?;
+        let choices = quantize::choose_in(&job.ds, &cfg.keepbits)?;
         check_store(cfg, &job.ds.schema, &choices.chosen)?;
         return Ok(recorded(&job.ds.schema));
     }
     if cfg.keepbits.is_empty() {
         return Ok(Vec::new());
     }
-    let choices = quantize::choose(&job.ds.schema, &cfg.keepbits, &file)?;
+    let choices = quantize::choose_in(&job.ds, &cfg.keepbits)?;
     job.warnings.extend(choices.warnings.iter().cloned());
     let auto: Vec<&Choice> = choices.auto().collect();
     let analyses = if auto.is_empty() {

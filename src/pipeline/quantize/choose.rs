@@ -17,6 +17,7 @@ use super::error::QuantizeError;
 use crate::cli::config::{Keep, KeepRule, KeepTarget};
 use crate::model::bitround::mantissa_bits;
 use crate::model::schema::{AttrValue, DType, Schema, Var};
+use crate::pipeline::combine::Dataset;
 
 /// One variable to round.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +123,36 @@ fn check_named(vars: &[&Var], rules: &[KeepRule], file: &Path) -> Result<(), Qua
         }
     }
     Ok(())
+}
+
+/// The variables of dataset `ds` that `rules` round: [`choose`], with items
+/// that name a variable by its source name (before a rename) taken as
+/// naming it by its output name, and the first input named in messages.
+///
+/// # Errors
+/// As [`choose`].
+pub fn choose_in(ds: &Dataset, rules: &[KeepRule]) -> Result<Choices, QuantizeError> {
+    let file = ds
+        .files
+        .first()
+        .map_or_else(|| ds.schema.source.clone(), |f| f.path.clone());
+    let vars = ds.schema.vars();
+    let rules: Vec<KeepRule> = rules
+        .iter()
+        .map(|r| match &r.target {
+            KeepTarget::Var(n) if !vars.iter().any(|v| named(v, n)) => {
+                let renamed = (ds.sources.iter().zip(&vars))
+                    .find(|(s, _)| s.var.path == n.trim_start_matches('/'))
+                    .map(|(_, v)| v.path.clone());
+                KeepRule {
+                    target: KeepTarget::Var(renamed.unwrap_or_else(|| n.clone())),
+                    keep: r.keep,
+                }
+            }
+            _ => r.clone(),
+        })
+        .collect();
+    choose(&ds.schema, &rules, &file)
 }
 
 /// The variables of `schema` that `rules` round. `file` names the sources

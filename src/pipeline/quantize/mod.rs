@@ -15,5 +15,5 @@ pub mod choose;
 pub mod error;
 
 pub use annotate::{annotate, recorded, Decided};
-pub use choose::{choose, Choice, Choices};
+pub use choose::{choose, choose_in, Choice, Choices};
 pub use error::QuantizeError;
