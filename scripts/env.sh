@@ -93,15 +93,16 @@ zf_moto() {
 # bitwise real information), netCDF4, xarray and Dask. xbitinfo 0.0.7 itself
 # pins numpy<2.4 and numcodecs<0.16.4 and pulls matplotlib, tqdm and zarr;
 # pip resolves those pins without help. Its julia backend is optional and
-# not installed (the tests use implementation="python").
+# not installed (the tests use implementation="python"). matplotlib (also
+# one of xbitinfo's) draws scripts/plot-bitinfo's figure.
 zf_bitinfo_venv() {
     local venv="$ZF_ROOT/.venv-bitinfo"
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import numpy, numcodecs, xbitinfo, netCDF4, xarray, dask" 2>/dev/null; then
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import numpy, numcodecs, xbitinfo, netCDF4, xarray, dask, matplotlib" 2>/dev/null; then
         return 0
     fi
-    echo "==> creating Python venv $venv (numpy, numcodecs, xbitinfo, netCDF4, xarray, dask)" >&2
+    echo "==> creating Python venv $venv (numpy, numcodecs, xbitinfo, netCDF4, xarray, dask, matplotlib)" >&2
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q numpy numcodecs xbitinfo netCDF4 xarray dask
-    "$venv/bin/python" -c "import numpy, numcodecs, xbitinfo, netCDF4, xarray, dask"
+    "$venv/bin/pip" install -q numpy numcodecs xbitinfo netCDF4 xarray dask matplotlib
+    "$venv/bin/python" -c "import numpy, numcodecs, xbitinfo, netCDF4, xarray, dask, matplotlib"
 }
