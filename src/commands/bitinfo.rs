@@ -52,15 +52,26 @@ pub fn command(ctx: &MpiCtx, args: &BitinfoArgs) -> Result<(), Error> {
         doc["seconds"] = json!(seconds);
         doc["values"] = json!(values);
         doc["ranks"] = json!(ctx.size());
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        ));
     } else {
-        print!("{}", table(&analyses));
-        println!(
-            "{values} values read and counted in {seconds:.3} s on {} rank(s)",
+        emit(&format!(
+            "{}{values} values read and counted in {seconds:.3} s on {} rank(s)\n",
+            table(&analyses),
             ctx.size()
-        );
+        ));
     }
     Ok(())
+}
+
+/// Writes `text` to standard output; a reader that stopped reading (a
+/// closed pipe: `| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// The JSON document: per variable, per dimension, the counts

@@ -262,6 +262,15 @@ const SPREAD: [u64; 256] = {
     t
 };
 
+/// Adds the bits of the `N`-byte value `x` to the byte lanes (unrolled
+/// for the two float widths).
+#[inline]
+fn spread_n<const N: usize>(lanes: &mut [u64; 8], x: u64) {
+    for (j, lane) in lanes.iter_mut().enumerate().take(N) {
+        *lane += SPREAD[((x >> (8 * (N - 1 - j))) & 0xff) as usize];
+    }
+}
+
 /// Sums the bits of `bits`-bit patterns (each in the low bits of a `u64`)
 /// per position, most significant first: byte-wide counters, one lane per
 /// bit, added to the totals every 255 values.
@@ -316,8 +325,14 @@ impl BitSum {
     pub fn extend(&mut self, xs: &[u64]) {
         self.flush();
         for c in xs.chunks(255) {
-            for &x in c {
-                self.spread(x);
+            if self.nbytes == 4 {
+                for &x in c {
+                    spread_n::<4>(&mut self.lanes, x);
+                }
+            } else {
+                for &x in c {
+                    spread_n::<8>(&mut self.lanes, x);
+                }
             }
             self.flush();
         }
@@ -327,8 +342,14 @@ impl BitSum {
     pub fn extend_and(&mut self, a: &[u64], b: &[u64]) {
         self.flush();
         for (ca, cb) in a.chunks(255).zip(b.chunks(255)) {
-            for (&x, &y) in ca.iter().zip(cb) {
-                self.spread(x & y);
+            if self.nbytes == 4 {
+                for (&x, &y) in ca.iter().zip(cb) {
+                    spread_n::<4>(&mut self.lanes, x & y);
+                }
+            } else {
+                for (&x, &y) in ca.iter().zip(cb) {
+                    spread_n::<8>(&mut self.lanes, x & y);
+                }
             }
             self.flush();
         }
@@ -439,22 +460,29 @@ impl Counter {
 /// biased.
 #[inline]
 pub fn signed_exponent(x: u64, single: bool) -> u64 {
-    let (nbits, sbits, bias) = if single {
-        (32u32, 23u32, 127i64)
+    if single {
+        signed_exponent_of::<32, 23, 127>(x)
     } else {
-        (64, 52, 1023)
-    };
-    let sign_mask = 1u64 << (nbits - 1);
-    let sfmask = sign_mask | ((1u64 << sbits) - 1);
-    let emask = (sign_mask - 1) & !((1u64 << sbits) - 1);
+        signed_exponent_of::<64, 52, 1023>(x)
+    }
+}
+
+/// [`signed_exponent`] of an `NBITS`-bit float with `SBITS` mantissa bits
+/// and exponent bias `BIAS`.
+#[inline]
+pub fn signed_exponent_of<const NBITS: u32, const SBITS: u32, const BIAS: i64>(x: u64) -> u64 {
+    let sign_mask = 1u64 << (NBITS - 1);
+    let sfmask = sign_mask | ((1u64 << SBITS) - 1);
+    let emask = (sign_mask - 1) & !((1u64 << SBITS) - 1);
     let esignmask = sign_mask >> 1;
-    let max_eabs = (u64::MAX >> (64 - nbits)) >> sbits;
+    // xbitinfo takes |e| modulo max_eabs + 1, a power of two.
+    let eabs_mask = (u64::MAX >> (64 - NBITS)) >> SBITS;
     #[allow(clippy::cast_possible_wrap)] // at most 11 bits
-    let e = ((x & emask) >> sbits) as i64 - bias;
-    let eabs = e.unsigned_abs() % (max_eabs + 1);
+    let e = ((x & emask) >> SBITS) as i64 - BIAS;
+    let eabs = e.unsigned_abs() & eabs_mask;
     let esign = if e < 0 { esignmask } else { 0 };
-    let mask = u64::MAX >> (64 - nbits);
-    ((x & sfmask) | esign | (eabs << sbits)) & mask
+    let mask = u64::MAX >> (64 - NBITS);
+    ((x & sfmask) | esign | (eabs << SBITS)) & mask
 }
 
 #[cfg(test)]

@@ -27,8 +27,13 @@ use crate::pipeline::read::{Reader, Values};
 pub const CONFIDENCE: f64 = 0.99;
 
 /// Bytes of values one slab holds at most (a slab is at least one index
-/// of the outermost dimension).
-const SLAB_BYTES: u64 = 32 << 20;
+/// of the outermost dimension). A slab is held twice more as bit patterns
+/// (`u64`) while it is counted.
+const SLAB_BYTES: u64 = 8 << 20;
+
+/// Decoded source chunks kept between slabs (a source chunk that spans
+/// several slabs is decoded once).
+const CACHE_BYTES: usize = 32 << 20;
 
 /// The information of one variable along one dimension.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,14 +111,17 @@ impl Block {
             }
         };
         let masked = |x: u64| nan(x) || masks.contains(&x);
-        let valid = raw
-            .iter()
-            .any(|&x| masked(x))
-            .then(|| raw.iter().map(|&x| !masked(x)).collect());
-        let bits = raw
-            .into_iter()
-            .map(|x| bitinfo::signed_exponent(x, single))
-            .collect();
+        let any = raw.iter().any(|&x| masked(x));
+        let bits = if single {
+            raw.iter()
+                .map(|&x| bitinfo::signed_exponent_of::<32, 23, 127>(x))
+                .collect()
+        } else {
+            raw.iter()
+                .map(|&x| bitinfo::signed_exponent_of::<64, 52, 1023>(x))
+                .collect()
+        };
+        let valid = any.then(|| raw.iter().map(|&x| !masked(x)).collect());
         Self { bits, valid }
     }
 
@@ -134,10 +142,22 @@ impl Block {
 /// block's less one boundary slice, so only the both-set bits are counted
 /// pair by pair.
 fn count_block(counters: &mut [Counter], block: &Block, shape: &[usize], bits: usize) {
-    let all = block
-        .valid
-        .is_none()
-        .then(|| bitinfo::ones(&block.bits, bits));
+    // The bits of each outermost index, and of the whole block.
+    let row: usize = shape[1..].iter().product();
+    let rows: Option<Vec<Vec<u64>>> = block.valid.is_none().then(|| {
+        (block.bits.chunks(row.max(1)))
+            .map(|r| bitinfo::ones(r, bits))
+            .collect()
+    });
+    let all: Option<Vec<u64>> = rows.as_ref().map(|rows| {
+        let mut sum = vec![0u64; bits];
+        for r in rows {
+            for (s, x) in sum.iter_mut().zip(r) {
+                *s += x;
+            }
+        }
+        sum
+    });
     for (d, counter) in counters.iter_mut().enumerate() {
         let n = shape[d];
         if n < 2 {
@@ -154,6 +174,12 @@ fn count_block(counters: &mut [Counter], block: &Block, shape: &[usize], bits: u
             }
             continue;
         };
+        if let (0, Some(rows)) = (d, &rows) {
+            counter.add_both(&block.bits[..len], &block.bits[stride..stride + len]);
+            let (head, tail) = (&rows[0], &rows[rows.len() - 1]);
+            counter.add_ones((all, tail), (all, head));
+            continue;
+        }
         let (mut head, mut tail) = (BitSum::new(bits), BitSum::new(bits));
         for o in 0..outer {
             let base = o * n * stride;
@@ -185,6 +211,7 @@ pub fn count(
     ranks: usize,
 ) -> Result<Vec<Vec<PairCounts>>, ReadError> {
     let mut reader = Reader::new(ds);
+    reader.set_cache_limit(CACHE_BYTES);
     let vars = ds.schema.vars();
     let mut out = Vec::with_capacity(choices.len());
     for c in choices {
