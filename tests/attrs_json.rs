@@ -16,10 +16,6 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Two steps starting at hour `t0`, with NaN and infinite float attributes
 /// on a variable, on the root group and on a nested group, a NaN fill value
 /// and a -Infinity `missing_value`.

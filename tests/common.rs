@@ -294,6 +294,25 @@ pub(crate) fn store_bytes(store: &Path, var: &str) -> (Vec<u64>, Vec<u8>) {
     (shape, bytes.into_fixed().unwrap().into_owned())
 }
 
+/// A path as a command-line argument.
+pub(crate) fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Little-endian `float32` values.
+pub(crate) fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Little-endian `float64` values.
+pub(crate) fn f64s(b: &[u8]) -> Vec<f64> {
+    b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 /// Reads a JSON file.
 pub(crate) fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path)

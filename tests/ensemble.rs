@@ -171,24 +171,8 @@ fn ensemble(dir: &Path, tweak: impl Fn(&mut EnsFile)) -> Vec<PathBuf> {
     out
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn glob(dir: &Path) -> String {
     format!("{}/*.nc", dir.display())
-}
-
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn f64s(b: &[u8]) -> Vec<f64> {
-    b.chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 /// The values of a string array, read with zarrs.

@@ -15,10 +15,6 @@ use crate::common::*;
 use crate::multifile::{assert_same_files, comparable, series, Part};
 use crate::reliability::{journal_units, rank_pids, signal, spawn, wait_for};
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 const LENS: [usize; 6] = [3, 2, 4, 3, 2, 4];
 
 /// Files with time re-encoding (two files in other units), five latitudes.

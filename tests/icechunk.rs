@@ -21,10 +21,6 @@ use crate::reliability::{journal_units, rank_pids, signal, spawn, wait_for};
 
 const MINUTE: std::time::Duration = std::time::Duration::from_mins(1);
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Every key and its bytes of a plain store (zarrforge's own files aside),
 /// with the root document's consolidated metadata dropped (Icechunk
 /// readers list the hierarchy).

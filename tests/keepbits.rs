@@ -128,22 +128,6 @@ fn round64(x: f64, keepbits: u32, keep: f64) -> u64 {
     (b.wrapping_add(((b >> maskbits) & 1) + half) & mask) as u64
 }
 
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn f64s(b: &[u8]) -> Vec<f64> {
-    b.chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The store's `t` and `d` are the sources' rounded to `kt` and `kd` bits;
 /// `p`, `n` and the coordinates are the sources'.
 fn assert_rounded(store: &Path, sources: &[PathBuf], kt: u32, kd: u32) {

@@ -233,16 +233,6 @@ fn concat_bytes(files: &[PathBuf], var: &str) -> Vec<u8> {
     files.iter().flat_map(|f| source_bytes(f, var).1).collect()
 }
 
-fn f64s(b: &[u8]) -> Vec<f64> {
-    b.chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Every data file under a store, without zarrforge's own state.
 fn chunks_of(store: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     snapshot(store)

@@ -3,13 +3,7 @@
 // A test reads top to bottom as one scenario.
 #![allow(clippy::too_many_lines)]
 
-use std::path::Path;
-
 use crate::common::*;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn source_chunks_are_copied_and_read_back_identical() {

@@ -250,10 +250,6 @@ fn inputs(dir: &Path, members: bool) -> Inputs {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The arguments of `parts`, one after the other.
 fn cat<'a>(parts: &[&[&'a str]]) -> Vec<&'a str> {
     parts.concat()

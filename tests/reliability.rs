@@ -11,10 +11,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::multifile::{assert_same_files, comparable};
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 const CHUNKS: &str = "time=4,lat=181,lon=360";
 
 /// A synthetic dataset of `steps` time steps (3 float32 fields of 361 x 720,

@@ -26,10 +26,6 @@ const KEY: &str = "zfkey";
 const SECRET: &str = "zfsecret";
 const BUCKET: &str = "zf-bucket";
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// The s3s-fs binary: `ZF_S3S_FS`, `~/.cargo/bin/s3s-fs`, or on PATH.
 fn s3s_fs() -> PathBuf {
     if let Some(p) = std::env::var_os("ZF_S3S_FS") {

@@ -11,10 +11,6 @@ use serde_json::Value;
 use crate::common::*;
 use crate::multifile::series;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Chars and strings, packing with a fill and a missing value (and real
 /// zeros), a float fill with a filled element and a NaN, an int64 fill, a
 /// scalar, a nested group, typed global attributes.

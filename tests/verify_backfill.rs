@@ -11,10 +11,6 @@ use netcdf::Extents;
 
 use crate::common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Values of `tas` at day `t`: `250 + t + shift`, the same in every cell
 /// but for a member's tenth of a kelvin.
 fn tas(t: usize, shift: f32, member: usize) -> f32 {

@@ -11,10 +11,6 @@ use netcdf::Extents;
 
 use crate::common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Steps per file.
 const STEPS: usize = 3;
 

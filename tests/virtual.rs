@@ -17,10 +17,6 @@ use netcdf::Extents;
 
 use crate::common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `zarrforge generate` with small lat/lon: `steps` hourly steps from day
 /// `t0`, deflate level `deflate`.
 fn generate(out: &Path, steps: usize, t0: f64, deflate: u32) {
