@@ -21,6 +21,7 @@ mod reliability;
 mod s3;
 mod verify;
 mod verify_backfill;
+mod verify_keepbits;
 mod verify_members;
 #[path = "virtual.rs"]
 mod virtual_refs;

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::json;
 use super::members::Members;
+use super::rounding::{self, Round};
 use super::shares::{Job, Options, Piece};
 use super::source::{FileScan, NcAttr, NcType, SrcVar, VarType};
 use super::store::{Format, StoreArray, StoreTree};
@@ -360,6 +361,9 @@ struct AttrRules {
     /// `--attrs-json strict`: NaN and the infinities are the strings
     /// `"NaN"`, `"Infinity"`, `"-Infinity"`.
     strict: bool,
+    /// The store records the array as rounded: its quantization
+    /// attributes are checked on their own ([`rounding::recorded`]).
+    rounded: bool,
 }
 
 /// Compares attributes (other than `_FillValue` and `_ARRAY_DIMENSIONS`)
@@ -376,8 +380,11 @@ fn compare_attrs(
         time_units,
         partial,
         strict,
+        rounded,
     } = rules;
-    let skip = |n: &str| n == "_FillValue" || n == "_ARRAY_DIMENSIONS";
+    let skip = |n: &str| {
+        n == "_FillValue" || n == "_ARRAY_DIMENSIONS" || (rounded && rounding::ATTRS.contains(&n))
+    };
     let considered = |n: &str| !partial || DECODING_ATTRS.contains(&n);
     for (name, cands) in want {
         if skip(name) || !considered(name) {
@@ -725,27 +732,11 @@ impl<'a> Expecting<'a> {
             .chain(v.shape.iter().copied())
             .collect();
         let comparable = self.structure(&owner, &shape, arr, t, &want_dims, axis);
-        // Attributes are the old files' (a region write keeps the store's).
-        let cands = self.attr_candidates(p, v, &self.opts.backfill.first(&holders));
-        let store_axis = store_time_of(self.tree, arr);
-        let time_differs = store_axis.is_some() && src_time_of(&scans[holders[0]], v).is_some();
-        let rules = AttrRules {
-            global: false,
-            time_units: time_differs,
-            partial: opts.partial,
-            strict: opts.strict,
-        };
-        compare_attrs(&owner, &cands, &arr.attrs, rules, &mut self.diffs);
-        let store_fill = compare_fill(
-            arr,
-            self.tree.format,
-            t,
-            v.attr("_FillValue"),
-            &mut self.diffs,
-        );
+        let (store_fill, round) = self.attributes(&owner, p, v, arr, t, &holders);
         if !comparable {
             return None;
         }
+        let store_axis = store_time_of(self.tree, arr);
         let pieces = match stacked {
             Some(m) => m.spread(&holders, |hs| {
                 self.pieces(p, v, hs, src_axis, store_axis.as_ref())
@@ -778,7 +769,58 @@ impl<'a> Expecting<'a> {
             src_cf,
             store_cf,
             stack,
+            round,
         })
+    }
+
+    /// The attributes of source variable `p` (`v`, held by `holders`) and
+    /// the store's `arr`, `owner` in messages, compared: the old files'
+    /// (a region write keeps the store's), and the store's record of a
+    /// rounding (`--keepbits`) checked in their stead. The fill value as
+    /// readers of the store take it, and the rounding of the values.
+    fn attributes(
+        &mut self,
+        owner: &str,
+        p: &str,
+        v: &SrcVar,
+        arr: &StoreArray,
+        t: NcType,
+        holders: &[usize],
+    ) -> (Option<Vec<u8>>, Option<Round>) {
+        let opts = self.opts;
+        let cands = self.attr_candidates(p, v, &opts.backfill.first(holders));
+        let time_differs = store_time_of(self.tree, arr).is_some()
+            && src_time_of(&self.scans[holders[0]], v).is_some();
+        let recorded = rounding::recorded(
+            self.tree,
+            arr,
+            owner,
+            t,
+            &cands,
+            opts.strict,
+            &mut self.diffs,
+        );
+        let rules = AttrRules {
+            global: false,
+            time_units: time_differs,
+            partial: opts.partial,
+            strict: opts.strict,
+            rounded: recorded.is_some(),
+        };
+        compare_attrs(owner, &cands, &arr.attrs, rules, &mut self.diffs);
+        let store_fill = compare_fill(
+            arr,
+            self.tree.format,
+            t,
+            v.attr("_FillValue"),
+            &mut self.diffs,
+        );
+        let Some(recorded) = recorded else {
+            return (store_fill, None);
+        };
+        // The container the array names stands for no source variable.
+        self.matched.extend(recorded.container);
+        (store_fill, recorded.round)
     }
 
     /// The store array of source variable `v` (at `p`) and its type, when

@@ -39,16 +39,24 @@
 //! checked against the old files and each backfill's (`--backfill`,
 //! [`backfill`]): where a backfill's steps are also earlier files', its
 //! values are the expected ones.
+//!
+//! An array rounded before compression (`convert --keepbits`), as its CF
+//! quantization attributes and their container say (`rounding`: checked,
+//! not compared with the sources), holds the sources' values rounded to
+//! the recorded bits: raw and decoded comparisons are made with those, and
+//! the largest errors against the sources' own values are reported.
 
 mod backfill;
 mod expect;
 mod json;
 mod members;
+mod rounding;
 mod shares;
 mod source;
 mod store;
 mod values;
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -93,8 +101,75 @@ pub struct VerifyReport {
     pub metadata: Vec<String>,
     /// The first value mismatches (a few per rank).
     pub first: Vec<String>,
+    /// The arrays rounded before compression (`convert --keepbits`) and
+    /// the errors of their values against the sources'.
+    pub rounded: Vec<RoundedArray>,
     /// Wall seconds.
     pub seconds: f64,
+}
+
+/// An array the store records as rounded (`BitRound`, CF quantization
+/// attributes): its values are compared with the sources' rounded to its
+/// bits, and their errors against the sources' own values measured over
+/// the finite values (NaN, ±Inf, fill and missing values aside).
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundedArray {
+    /// Its path.
+    pub array: String,
+    /// Mantissa bits kept (`quantization_nsb`).
+    pub keepbits: u32,
+    /// The largest relative error rounding allows
+    /// (`quantization_maximum_relative_error`, `2^-(keepbits+1)`).
+    pub max_relative_error: f64,
+    /// Values measured.
+    pub values: u64,
+    /// The largest absolute error of a stored value.
+    pub largest_absolute_error: f64,
+    /// The largest relative error of a stored value (normal values;
+    /// subnormal ones are held to the absolute error of the smallest
+    /// normal exponent).
+    pub largest_relative_error: f64,
+    /// Finite source values at the top of the type's range that round to
+    /// ±Inf, as `BitRound` rounds them (not measured).
+    pub rounded_to_infinity: u64,
+}
+
+impl RoundedArray {
+    /// One line: the bits, the largest errors and the bound.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{}: {} mantissa bits kept: max absolute error {}, max relative error {} ({} {}) over {} values",
+            self.array,
+            self.keepbits,
+            short(self.largest_absolute_error),
+            short(self.largest_relative_error),
+            if self.largest_relative_error > self.max_relative_error {
+                "beyond"
+            } else {
+                "at most"
+            },
+            values::num(self.max_relative_error),
+            self.values
+        );
+        if self.rounded_to_infinity > 0 {
+            out.push_str(&format!(
+                "; {} value(s) at the top of the range rounded to infinity",
+                self.rounded_to_infinity
+            ));
+        }
+        out
+    }
+}
+
+/// `x` with 4 significant digits, in plain notation unless very large or
+/// small.
+fn short(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || !a.is_finite() || !(1e-6..1e16).contains(&a) {
+        return values::num(x);
+    }
+    let digits = (3 - a.log10().floor() as i32).clamp(0, 12);
+    format!("{x:.*}", digits as usize)
 }
 
 impl VerifyReport {
@@ -130,6 +205,10 @@ impl VerifyReport {
         for m in &self.first {
             out.push_str("\n  value: ");
             out.push_str(m);
+        }
+        for r in &self.rounded {
+            out.push_str("\n  rounded: ");
+            out.push_str(&r.text());
         }
         out
     }
@@ -224,16 +303,7 @@ pub fn verify_backfilled(
     let units = ctx.sum_u64(tally.units);
     let values = ctx.sum_u64(tally.values);
     let mismatches = ctx.sum_u64(tally.mismatches);
-    let payload = bincode::serde::encode_to_vec(&tally.first, bincode::config::standard())
-        .map_err(|e| VerifyError::Exchange(e.to_string()))?;
-    let mut first = Vec::new();
-    for part in ctx.gather_bytes(payload).unwrap_or_default() {
-        if let Ok((v, _)) =
-            bincode::serde::decode_from_slice::<Vec<String>, _>(&part, bincode::config::standard())
-        {
-            first.extend(v);
-        }
-    }
+    let (first, rounded) = gather(ctx, tally, &expected.jobs)?;
     Ok(VerifyReport {
         store,
         files: files.len(),
@@ -241,10 +311,55 @@ pub fn verify_backfilled(
         units,
         values,
         mismatches,
-        metadata: if ctx.is_root() { diffs } else { Vec::new() },
+        // Every rank found the same differences: every rank's outcome
+        // (and exit status) is the same.
+        metadata: diffs,
         first,
+        rounded,
         seconds: ctx.max_f64(t0.elapsed().as_secs_f64()),
     })
+}
+
+/// Every rank's first mismatches and errors of rounded values, on rank 0
+/// (nothing on the other ranks): the mismatches in rank order, the errors
+/// of each rounded array of `jobs` over all ranks.
+fn gather(
+    ctx: &MpiCtx,
+    tally: Tally,
+    jobs: &[Job],
+) -> Result<(Vec<String>, Vec<RoundedArray>), Error> {
+    let payload = encode(&(tally.first, tally.errors))?;
+    let mut first = Vec::new();
+    let mut errors: BTreeMap<String, rounding::Errors> = BTreeMap::new();
+    let Some(parts) = ctx.gather_bytes(payload) else {
+        return Ok((first, Vec::new()));
+    };
+    for part in parts {
+        type Part = (Vec<String>, BTreeMap<String, rounding::Errors>);
+        if let Ok((f, e)) = decode::<Part>(&part) {
+            first.extend(f);
+            for (path, x) in e {
+                errors.entry(path).or_default().merge(&x);
+            }
+        }
+    }
+    let rounded = jobs
+        .iter()
+        .filter_map(|job| {
+            let q = job.round.as_ref()?;
+            let e = errors.get(&job.path).copied().unwrap_or_default();
+            Some(RoundedArray {
+                array: job.path.clone(),
+                keepbits: q.nsb(),
+                max_relative_error: q.bound(),
+                values: e.values,
+                largest_absolute_error: e.max_abs,
+                largest_relative_error: e.max_rel,
+                rounded_to_infinity: e.to_infinity,
+            })
+        })
+        .collect();
+    Ok((first, rounded))
 }
 
 /// The sources of `cfg`, then the files of each backfill, and how many
@@ -464,6 +579,8 @@ struct Tally {
     values: u64,
     mismatches: u64,
     first: Vec<String>,
+    /// The errors of each rounded array's values (by path).
+    errors: BTreeMap<String, rounding::Errors>,
 }
 
 impl Tally {
@@ -648,44 +765,7 @@ fn compare_block(
         let idx = |j: u64| values::element_index(s, c, j);
         match (&src, &stored) {
             (Raw::Fixed(x), Raw::Fixed(z)) => {
-                let t = job.dtype;
-                let decode = job.src_cf != job.store_cf && piece.time.is_none();
-                if c == count && piece.time.is_none() && !decode && x == z {
-                    // The piece is the whole block, bit for bit.
-                    continue;
-                }
-                for j in 0..m {
-                    let (js, jz) = (to_usize(j), at(j));
-                    let same = match &piece.time {
-                        Some(map) => map.same_at(t, x, js, z, jz),
-                        None => values::same_raw_at(t, x, js, z, jz),
-                    };
-                    if !same {
-                        tally.note(|| {
-                            format!(
-                                "{}{:?}: source {}, store {}",
-                                job.path,
-                                idx(j),
-                                values::show(t, x, js),
-                                values::show(t, z, jz)
-                            )
-                        });
-                    } else if decode {
-                        let (a, b) = (job.src_cf.decode(t, x, js), job.store_cf.decode(t, z, jz));
-                        if !values::same_decoded(a, b) {
-                            tally.note(|| {
-                                format!(
-                                    "{}{:?}: decoded by readers: source {}, store {} (raw {})",
-                                    job.path,
-                                    idx(j),
-                                    masked(a),
-                                    masked(b),
-                                    values::show(t, x, js)
-                                )
-                            });
-                        }
-                    }
-                }
+                compare_fixed(job, piece, &r, x, z, c == count, tally);
             }
             (Raw::Strings(x), Raw::Strings(z)) => {
                 for j in 0..m {
@@ -707,6 +787,116 @@ fn compare_block(
     }
     members::compare_gaps(job, arr, &stored, start, count, tally);
     Ok(())
+}
+
+/// One piece's fixed-size values (`x`, read from the sources over `r`)
+/// against the block's stored values (`z`; `whole`: the piece is the
+/// whole block): raw, bit for bit (time values by instant), then decoded
+/// as readers decode. A rounded array is compared with the sources
+/// rounded to its recorded bits, and its errors against the sources' own
+/// values are measured.
+fn compare_fixed(
+    job: &Job,
+    piece: &shares::Piece,
+    r: &members::Region,
+    x: &[u8],
+    z: &[u8],
+    whole: bool,
+    tally: &mut Tally,
+) {
+    let t = job.dtype;
+    let decode = job.src_cf != job.store_cf && piece.time.is_none();
+    let rounded = job.round.as_ref().map(|q| q.apply(x));
+    let expected = match (&rounded, &piece.time) {
+        (Some(xr), None) => xr.as_slice(),
+        _ => x,
+    };
+    if whole && piece.time.is_none() && !decode && expected == z {
+        // The piece is the whole block, bit for bit.
+        let Some((q, xr)) = job.round.as_ref().zip(rounded.as_ref()) else {
+            return;
+        };
+        if let Some(e) = q.errors_of(x, xr) {
+            tally.errors.entry(job.path.clone()).or_default().merge(&e);
+            return;
+        }
+    }
+    let mut errors = rounding::Errors::default();
+    let idx = |j: u64| values::element_index(&r.start, &r.count, j);
+    for j in 0..r.len() {
+        let (js, jz) = (to_usize(j), r.at(j));
+        let same = match (&piece.time, &job.round) {
+            (Some(map), Some(q)) => q.same_time(map, x, js, z, jz),
+            (Some(map), None) => map.same_at(t, x, js, z, jz),
+            (None, _) => values::same_raw_at(t, expected, js, z, jz),
+        };
+        if let (Some(q), Some(xr)) = (&job.round, &rounded) {
+            let m = q.measure(x, xr, js, z, jz, piece.time.as_ref());
+            if !errors.add(m) && same {
+                tally.note(|| {
+                    format!(
+                        "{}{:?}: source {}, store {}: beyond quantization_maximum_relative_error {}",
+                        job.path,
+                        idx(j),
+                        values::show(t, x, js),
+                        values::show(t, z, jz),
+                        values::num(q.bound())
+                    )
+                });
+            }
+        }
+        if !same {
+            tally.note(|| {
+                format!(
+                    "{}{:?}: source {}{}, store {}",
+                    job.path,
+                    idx(j),
+                    values::show(t, x, js),
+                    rounded_to(job, piece, expected, js),
+                    values::show(t, z, jz)
+                )
+            });
+        } else if decode {
+            let (a, b) = (
+                job.src_cf.decode(t, expected, js),
+                job.store_cf.decode(t, z, jz),
+            );
+            if !values::same_decoded(a, b) {
+                tally.note(|| {
+                    format!(
+                        "{}{:?}: decoded by readers: source {}, store {} (raw {})",
+                        job.path,
+                        idx(j),
+                        masked(a),
+                        masked(b),
+                        values::show(t, expected, js)
+                    )
+                });
+            }
+        }
+    }
+    if job.round.is_some() {
+        tally
+            .errors
+            .entry(job.path.clone())
+            .or_default()
+            .merge(&errors);
+    }
+}
+
+/// What element `i` of the sources' values is expected as, when the array
+/// is rounded (`expected`: their rounding, unless time values are
+/// re-encoded first): ` rounded to N bits V`.
+fn rounded_to(job: &Job, piece: &shares::Piece, expected: &[u8], i: usize) -> String {
+    match (&job.round, &piece.time) {
+        (Some(q), None) => format!(
+            " rounded to {} bits {}",
+            q.nsb(),
+            values::show(job.dtype, expected, i)
+        ),
+        (Some(q), Some(_)) => format!(" rounded to {} bits", q.nsb()),
+        (None, _) => String::new(),
+    }
 }
 
 fn masked(x: f64) -> String {

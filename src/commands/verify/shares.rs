@@ -3,6 +3,7 @@
 //! arrays to compare, and a stacked array's cells that no file holds.
 
 use super::backfill::{Generations, Steps};
+use super::rounding::Round;
 use super::source::{NcAttr, NcType};
 use super::values::{Cf, TimeMap};
 
@@ -92,6 +93,9 @@ pub(crate) struct Job {
     pub(crate) store_cf: Cf,
     /// A stacked array (the new dimension first): the cells no file holds.
     pub(crate) stack: Option<Stack>,
+    /// An array rounded before compression: its values are the sources'
+    /// rounded to the bits the store records.
+    pub(crate) round: Option<Round>,
 }
 
 impl Steps for Piece {

@@ -176,17 +176,28 @@ impl TimeMap {
                 .zip(b.checked_mul(self.store_unit))
                 .is_some_and(|(x, y)| x == y);
         }
-        let (a, b) = (as_f64(dtype, s, i), as_f64(dtype, z, j));
-        if a.is_nan() || b.is_nan() {
-            return a.is_nan() && b.is_nan();
+        let (want, b) = (self.want(dtype, s, i), as_f64(dtype, z, j));
+        if want.is_nan() || b.is_nan() {
+            return want.is_nan() && b.is_nan();
         }
+        (b - want).abs() <= Self::tolerance(dtype, want)
+    }
+
+    /// Source element `i` of `s` in the store's units (as `f64`).
+    pub(crate) fn want(&self, dtype: NcType, s: &[u8], i: usize) -> f64 {
+        let a = as_f64(dtype, s, i);
         #[allow(clippy::cast_precision_loss)]
         let want = (a * self.src_unit as f64 + self.shift as f64) / self.store_unit as f64;
-        let tolerance = match dtype {
+        want
+    }
+
+    /// How far a stored float of `dtype` may be from `want` (the
+    /// conversion's rounding).
+    pub(crate) fn tolerance(dtype: NcType, want: f64) -> f64 {
+        match dtype {
             NcType::F32 => ulp32(want as f32),
             _ => 4.0 * ulp64(want),
-        };
-        (b - want).abs() <= tolerance
+        }
     }
 }
 
