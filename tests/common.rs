@@ -368,19 +368,22 @@ pub(crate) fn error_lines(stderr: &str) -> Vec<&str> {
 }
 
 /// `zarrforge ARGS` on `ranks` ranks under mpirun, each rank's exit status
-/// reported by a shell around it: (stderr, exit status of every rank).
+/// written by a shell around it to a file of its own (stderr lines of the
+/// ranks may interleave): (stderr, exit status of every rank, by rank).
 pub(crate) fn per_rank(ranks: usize, args: &[&str]) -> (String, Vec<i32>) {
     let base = ompi_session_base();
+    let codes_dir = tempfile::tempdir().expect("a temporary directory");
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "60", "mpirun", "-np", &ranks.to_string()])
         .args([
             "sh",
             "-c",
             // Exit 0: mpirun would kill the other ranks before they report.
-            r#""$0" "$@"; echo "zarrforge-test: rank exit $?" >&2"#,
+            r#""$0" "$@"; echo $? > "$ZF_TEST_CODES/rank.$OMPI_COMM_WORLD_RANK""#,
             BIN,
         ])
         .args(args)
+        .env("ZF_TEST_CODES", codes_dir.path())
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
@@ -390,9 +393,8 @@ pub(crate) fn per_rank(ranks: usize, args: &[&str]) -> (String, Vec<i32>) {
         .expect("timeout mpirun sh (coreutils, Open MPI)");
     let _ = std::fs::remove_dir_all(base);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let codes = stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("zarrforge-test: rank exit "))
+    let codes = (0..ranks)
+        .filter_map(|r| std::fs::read_to_string(codes_dir.path().join(format!("rank.{r}"))).ok())
         .map(|c| c.trim().parse().unwrap())
         .collect();
     (stderr, codes)
