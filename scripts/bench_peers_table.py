@@ -135,11 +135,12 @@ def bench_summary(paths):
 
 
 def verdict(conds):
-    """met / not met / n/a from [(value, op, goal)]; a missing value: n/a."""
-    if any(v is None for v, _, _ in conds):
-        return "n/a"
-    ok = all((v >= g) if op == ">=" else (v <= g) for v, op, g in conds)
-    return "met" if ok else "not met"
+    """met / not met / n/a from [(value, op, goal)]: not met when a measured
+    value misses its goal, else n/a when one is missing."""
+    known = [(v, op, g) for v, op, g in conds if v is not None]
+    if not all((v >= g) if op == ">=" else (v <= g) for v, op, g in known):
+        return "not met"
+    return "met" if len(known) == len(conds) else "n/a"
 
 
 def hardware(a):
