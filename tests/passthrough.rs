@@ -132,6 +132,41 @@ fn bench_reports_every_rank() {
     assert_eq!(rep["convert"]["concat_len"], 12);
     assert_eq!(rep["ranks"].as_array().unwrap().len(), 2);
     assert!(rep["floor_s"].as_f64().unwrap() > 0.0, "{rep}");
+    // The I/O floor: the inputs' compressed size read and the output's
+    // bytes written at the measured speeds; the larger floor binds.
+    let io = &rep["io"];
+    let input_bytes: u64 = std::fs::read_dir(work.join("inputs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(io["input_bytes"].as_u64().unwrap(), input_bytes, "{rep}");
+    assert_eq!(io["output_bytes"], rep["convert"]["bytes_written"], "{rep}");
+    let (read, write) = (
+        io["read_mb_s"].as_f64().unwrap(),
+        io["write_mb_s"].as_f64().unwrap(),
+    );
+    assert!(read > 0.0 && write > 0.0, "{rep}");
+    let io_s = rep["io_floor_s"].as_f64().unwrap();
+    let want = input_bytes as f64 / 1e6 / read
+        + rep["convert"]["bytes_written"].as_f64().unwrap() / 1e6 / write;
+    assert!((io_s - want).abs() < 1e-9 * want.max(1.0), "{rep}");
+    let floor = rep["floor_s"].as_f64().unwrap();
+    assert_eq!(rep["bound_s"].as_f64().unwrap(), floor.max(io_s), "{rep}");
+    assert_eq!(
+        rep["binds"],
+        if io_s > floor { "io" } else { "codec" },
+        "{rep}"
+    );
+    let wall = rep["convert"]["seconds"].as_f64().unwrap();
+    assert!((rep["bound_ratio"].as_f64().unwrap() - wall / floor.max(io_s)).abs() < 1e-9);
+    assert!(
+        !std::fs::read_dir(&work).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("io-floor")),
+        "the I/O floor's files are left"
+    );
     assert!(rep["imbalance"].as_f64().unwrap() >= 1.0);
     assert!(rep["peak_rss_mib"].as_f64().unwrap() > 1.0);
     let units: u64 = rep["ranks"]
@@ -170,7 +205,10 @@ fn bench_reports_every_rank() {
     );
     assert!(r.ok(), "{}", r.stderr);
     assert!(
-        r.stdout.contains("x floor") && r.stdout.contains("rank  units"),
+        r.stdout.contains("x floor")
+            && r.stdout.contains("I/O floor")
+            && r.stdout.contains("x the larger floor")
+            && r.stdout.contains("rank  units"),
         "{}",
         r.stdout
     );

@@ -13,20 +13,24 @@
 //! dataset and divided by the cores used.
 
 pub mod floor;
+pub mod io_floor;
+pub mod report;
 pub mod synth;
+
+pub use report::BenchReport;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::cli::config::ConvertConfig;
-use crate::commands::convert::{convert, Monitor, Report};
+use crate::commands::convert::{convert, Monitor};
 use crate::error::Error;
 use crate::mpi::ctx::MpiCtx;
 use crate::mpi::topology::Topology;
 use crate::pipeline::scan::error::SchemaError;
 pub use crate::report::summary::RankFigures;
+use io_floor::IoFloor;
+use report::gb;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -43,111 +47,6 @@ pub struct BenchSpec {
     pub dir: PathBuf,
     /// Reuse inputs already in `dir`.
     pub reuse: bool,
-}
-
-/// The benchmark report.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
-    /// zarrforge version.
-    pub version: String,
-    /// The conversion's own report.
-    pub convert: Report,
-    /// Seconds to generate the inputs (0 when reused or given).
-    pub generate_s: f64,
-    /// Uncompressed GB/s of the conversion.
-    pub gb_per_s: f64,
-    /// Per rank.
-    pub ranks: Vec<RankFigures>,
-    /// Max over mean busy time.
-    pub imbalance: f64,
-    /// Highest peak RSS of a rank, MiB.
-    pub peak_rss_mib: f64,
-    /// One-thread seconds to decode and encode the whole dataset
-    /// (extrapolated from a sample), divided by the cores used.
-    pub floor_s: f64,
-    /// Wall seconds over the floor.
-    pub floor_ratio: f64,
-    /// Cores used (ranks × threads, at most the PUs of the nodes).
-    pub cores: usize,
-}
-
-impl BenchReport {
-    /// A table for people.
-    pub fn table(&self) -> String {
-        let c = &self.convert;
-        let mut out = format!(
-            "zarrforge bench {}: {} file(s), {:.3} GB read, {:.3} GB written, {} units, {} rank(s) x {} thread(s)\n",
-            self.version,
-            c.files,
-            gb(c.bytes_read),
-            gb(c.bytes_written),
-            c.units,
-            c.ranks,
-            c.threads
-        );
-        out.push_str(&format!(
-            "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
-            c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_ratio, self.imbalance, self.peak_rss_mib
-        ));
-        out.push_str(&format!(
-            "  topology: {}\n  versions: zarrforge {}, HDF5 {}, netCDF {}, {}; output on {}\n",
-            c.topology.line(),
-            c.environment.zarrforge,
-            c.environment.hdf5,
-            c.environment.netcdf,
-            c.environment.mpi,
-            c.environment.output_filesystem
-        ));
-        if let Some(x) = &c.exchange {
-            out.push_str(&format!(
-                "  exchange: {} of {} arrays, {} round(s), {} pass(es), {:.3} GB decoded, {:.3} GB sent between ranks; imbalance decode {:.3} write {:.3}\n",
-                x.arrays.len(),
-                c.arrays,
-                x.rounds,
-                x.passes,
-                gb(x.bytes_decoded),
-                gb(x.bytes_sent),
-                x.decode_imbalance,
-                x.write_imbalance
-            ));
-        }
-        if self.ranks.iter().any(|r| r.puts > 0) {
-            let secs = c.seconds.max(1e-9);
-            for r in &self.ranks {
-                out.push_str(&format!(
-                    "  object storage, rank {}: {} PUTs, {:.3} GB: {:.1} MB/s, {:.1} requests/s\n",
-                    r.rank,
-                    r.puts,
-                    gb(r.put_bytes),
-                    r.put_bytes as f64 / 1e6 / secs,
-                    r.puts as f64 / secs
-                ));
-            }
-        }
-        out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s  exch s   busy s  RSS MiB\n");
-        for r in &self.ranks {
-            out.push_str(&format!(
-                "  {:>4} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}\n",
-                r.rank,
-                r.units,
-                gb(r.bytes_read),
-                gb(r.bytes_written),
-                r.read_s,
-                r.encode_s,
-                r.write_s,
-                r.wait_s,
-                r.exchange_s,
-                r.busy_s,
-                r.peak_rss_mib
-            ));
-        }
-        out
-    }
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn gb(b: u64) -> f64 {
-    b as f64 / 1e9
 }
 
 /// Generates the inputs (in parallel) unless `cfg` names inputs.
@@ -221,6 +120,24 @@ pub fn run(
         .max(1);
     #[allow(clippy::cast_precision_loss)]
     let floor_s = floor_one / cores as f64;
+    let io = if crate::store::storage::is_remote(&cfg.output) {
+        IoFloor::default()
+    } else {
+        // The root's figures (summed over ranks) for every rank.
+        let written = ctx.sum_u64(if ctx.is_root() {
+            report.bytes_written
+        } else {
+            0
+        });
+        let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())
+            .unwrap_or_default();
+        io_floor::measure(ctx, &files, &cfg.output, written)
+    };
+    let (bound_s, binds) = if io.seconds > floor_s {
+        (io.seconds, "io")
+    } else {
+        (floor_s, "codec")
+    };
     Ok(BenchReport {
         version: env!("CARGO_PKG_VERSION").to_string(),
         gb_per_s: gb(report.bytes_read) / report.seconds.max(1e-9),
@@ -233,6 +150,15 @@ pub fn run(
         },
         floor_s,
         cores,
+        io_floor_s: io.seconds,
+        bound_ratio: if bound_s > 0.0 {
+            report.seconds / bound_s
+        } else {
+            0.0
+        },
+        bound_s,
+        binds: binds.to_string(),
+        io,
         ranks,
         generate_s,
         convert: report,
