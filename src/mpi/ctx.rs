@@ -59,6 +59,26 @@ fn prefer_romio() {
     }
 }
 
+/// Started alone (no launcher's rank in the environment), makes PMIx keep
+/// its job data in the process (`PMIX_MCA_gds=hash`) unless the user chose
+/// a data store. Call before MPI is initialised, while the process has one
+/// thread.
+///
+/// A singleton's MPI start-up runs a PMIx server beside it; with the
+/// default shared-memory store, singletons started at the same instant on
+/// one node (a workflow engine's tasks, a test suite) can trip over each
+/// other's segments and print "PMIX ERROR: NO-PERMISSIONS" lines among the
+/// run's own messages. A single process has nobody to share its job data
+/// with, so the in-process store costs nothing.
+fn prefer_hash_store() {
+    let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !launched && std::env::var_os("PMIX_MCA_gds").is_none() {
+        std::env::set_var("PMIX_MCA_gds", "hash");
+    }
+}
+
 /// Message tag of the early failure notice.
 const FAILURE_TAG: i32 = 4077;
 
@@ -85,6 +105,7 @@ impl MpiCtx {
     /// [`MpiError`] when MPI was already initialised or cannot start.
     pub fn init() -> Result<Self, MpiError> {
         prefer_romio();
+        prefer_hash_store();
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| MpiError("MPI is already initialised".into()))?;
         let world = universe.world();
