@@ -59,12 +59,12 @@ fn prefer_romio() {
     }
 }
 
-/// Started alone (no launcher's rank in the environment), makes PMIx keep
+/// Started alone (no launcher's rank in the environment), makes `PMIx` keep
 /// its job data in the process (`PMIX_MCA_gds=hash`) unless the user chose
 /// a data store. Call before MPI is initialised, while the process has one
 /// thread.
 ///
-/// A singleton's MPI start-up runs a PMIx server beside it; with the
+/// A singleton's MPI start-up runs a `PMIx` server beside it; with the
 /// default shared-memory store, singletons started at the same instant on
 /// one node (a workflow engine's tasks, a test suite) can trip over each
 /// other's segments and print "PMIX ERROR: NO-PERMISSIONS" lines among the
