@@ -132,6 +132,8 @@ fn bench_reports_every_rank() {
     assert_eq!(rep["convert"]["concat_len"], 12);
     assert_eq!(rep["ranks"].as_array().unwrap().len(), 2);
     assert!(rep["floor_s"].as_f64().unwrap() > 0.0, "{rep}");
+    // The codec floor measured with every core busy, and from one core alone.
+    assert!(rep["floor_alone_s"].as_f64().unwrap() > 0.0, "{rep}");
     // The I/O floor: the inputs' compressed size read and the output's
     // bytes written at the measured speeds; the larger floor binds.
     let io = &rep["io"];
@@ -206,6 +208,7 @@ fn bench_reports_every_rank() {
     assert!(r.ok(), "{}", r.stderr);
     assert!(
         r.stdout.contains("x floor")
+            && r.stdout.contains("every core busy")
             && r.stdout.contains("I/O floor")
             && r.stdout.contains("x the larger floor")
             && r.stdout.contains("rank  units"),

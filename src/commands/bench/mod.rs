@@ -7,10 +7,13 @@
 //! conversion is the real `convert` (same code path, same options). The
 //! report gives per rank the bytes, units and seconds per phase, the busy
 //! time (read + encode + write, the last two summed over encoder threads)
-//! and its imbalance (max/mean), the peak RSS, and the total GB/s; and a
-//! compute floor measured on this machine: one thread's time to decode the
-//! source and encode the output of a sample of units, scaled to the whole
-//! dataset and divided by the cores used.
+//! and its imbalance (max/mean), the peak RSS, and the total GB/s; and two
+//! floors measured on this machine: the codec floor (every thread of every
+//! rank decoding and encoding a sample of the source at once, its CPU time
+//! scaled to the whole dataset and divided by the cores used; see
+//! [`floor`]) and the I/O floor (the compressed inputs read and the output
+//! written at the storage's measured speeds; see [`io_floor`]). The wall
+//! time is reported over the larger of the two, naming the one that binds.
 
 pub mod floor;
 pub mod io_floor;
@@ -103,14 +106,9 @@ pub fn run(
     generate_s: f64,
 ) -> Result<BenchReport, Error> {
     let report = convert(ctx, cfg, topo, &mut Monitor::silent(ctx))?;
-    let floor_one = if ctx.is_root() {
-        crate::system::stage::guarded(|| {
-            crate::commands::bench::floor::one_thread_seconds(cfg, &report)
-        })
-    } else {
-        Ok(0.0)
-    };
-    let floor_one = floor_one.unwrap_or(0.0);
+    // The root's figures (summed over ranks) for every rank.
+    let bytes_read = ctx.sum_u64(if ctx.is_root() { report.bytes_read } else { 0 });
+    let (floor_one, alone_one) = floor::measure(ctx, cfg, report.threads, bytes_read);
     let ranks = report.per_rank.clone();
     #[allow(clippy::cast_precision_loss)]
     let mean = ranks.iter().map(|r| r.busy_s).sum::<f64>() / ranks.len().max(1) as f64;
@@ -119,11 +117,10 @@ pub fn run(
         .min(topo.node_pus.max(1) * ctx.nodes())
         .max(1);
     #[allow(clippy::cast_precision_loss)]
-    let floor_s = floor_one / cores as f64;
+    let (floor_s, floor_alone_s) = (floor_one / cores as f64, alone_one / cores as f64);
     let io = if crate::store::storage::is_remote(&cfg.output) {
         IoFloor::default()
     } else {
-        // The root's figures (summed over ranks) for every rank.
         let written = ctx.sum_u64(if ctx.is_root() {
             report.bytes_written
         } else {
@@ -149,6 +146,7 @@ pub fn run(
             0.0
         },
         floor_s,
+        floor_alone_s,
         cores,
         io_floor_s: io.seconds,
         bound_ratio: if bound_s > 0.0 {

@@ -24,11 +24,16 @@ pub struct BenchReport {
     pub imbalance: f64,
     /// Highest peak RSS of a rank, MiB.
     pub peak_rss_mib: f64,
-    /// One-thread seconds to decode and encode the whole dataset
-    /// (extrapolated from a sample), divided by the cores used.
+    /// The codec floor: a thread's CPU seconds to decode and encode the
+    /// whole dataset (extrapolated from a sample) while every thread of
+    /// every rank does the same, divided by the cores used.
     pub floor_s: f64,
     /// Wall seconds over the floor.
     pub floor_ratio: f64,
+    /// The same floor from one thread working alone (the other cores
+    /// idle), divided by the cores used: the floor if cores scaled
+    /// perfectly.
+    pub floor_alone_s: f64,
     /// Cores used (ranks × threads, at most the PUs of the nodes).
     pub cores: usize,
     /// Seconds to read the compressed inputs and write the output at the
@@ -60,8 +65,8 @@ impl BenchReport {
             c.threads
         );
         out.push_str(&format!(
-            "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
-            c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_ratio, self.imbalance, self.peak_rss_mib
+            "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s) (every core busy; {:.2} s from one core alone): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
+            c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_alone_s, self.floor_ratio, self.imbalance, self.peak_rss_mib
         ));
         out.push_str(&self.io_line());
         out.push_str(&format!(
