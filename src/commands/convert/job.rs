@@ -259,16 +259,13 @@ fn build_job(
     // sizes, modification times, however they are named now): the same
     // append run again, which finds its work done (it was interrupted after
     // its commit was decided, or it is a retry of a run that succeeded).
-    let mut these: Vec<crate::store::journal::InputPrint> = scans
-        .iter()
-        .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
-        .collect();
-    these.sort();
-    let again = state.print.as_ref().is_some_and(|p| {
-        let mut last = p.inputs.clone();
-        last.sort();
-        last == these
-    });
+    let again = last_commits_inputs(
+        &state,
+        scans
+            .iter()
+            .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
+            .collect(),
+    );
     let mode = if again {
         crate::cli::config::AppendMode::SkipExisting
     } else {
@@ -381,17 +378,13 @@ fn region_job(
     // The very files of the store's last commit, which rewrote this
     // region: the run is done (a resume of a backfill whose commit was
     // decided, or the same backfill again).
-    let mut these: Vec<crate::store::journal::InputPrint> = ds
-        .files
-        .iter()
-        .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
-        .collect();
-    these.sort();
-    let again = state.print.as_ref().is_some_and(|p| {
-        let mut last = p.inputs.clone();
-        last.sort();
-        last == these
-    }) && state
+    let again = last_commits_inputs(
+        &state,
+        ds.files
+            .iter()
+            .map(|f| (f.canonical.clone(), f.size, f.mtime_ns))
+            .collect(),
+    ) && state
         .regions
         .last()
         .is_some_and(|r| r.starts_with(&format!("{region} ")));
@@ -467,6 +460,20 @@ fn nothing_new(
         attrs_json: Some(state.attrs_json),
         region: None,
         regions: state.regions.clone(),
+    })
+}
+
+/// Whether `these` inputs (canonical path, size, modification time) are
+/// those the store's last commit recorded, in any order.
+fn last_commits_inputs(
+    state: &StoreState,
+    mut these: Vec<crate::store::journal::InputPrint>,
+) -> bool {
+    these.sort();
+    state.print.as_ref().is_some_and(|p| {
+        let mut last = p.inputs.clone();
+        last.sort();
+        last == these
     })
 }
 
