@@ -301,7 +301,7 @@ def hardware(a):
         runs = ", ".join("failed" if "error" in r else f2(r["ratio"]) for r in b["runs"])
         lines.append(f"| {what[k]} | {f2(b['wall_s'])} | {f2(b['floor_s'])} | {f2(b['io_floor_s'])} |"
                      f" {f2(b['bound_s'])} | {b['binds'] or '-'} | {fmt_x(b['ratio'])} | {runs} |"
-                     f" {f2(b['peak_rss_mib'])} |")
+                     f" {'-' if b['peak_rss_mib'] is None else '%.0f' % b['peak_rss_mib']} |")
     if data.notes:
         lines += ["", "Not measured: " + "; ".join(data.notes) + "."]
     lines += ["", "![goals](hardware.svg)"]
