@@ -143,6 +143,16 @@ def verdict(conds):
     return "met" if len(known) == len(conds) else "n/a"
 
 
+def floor_ratio(b):
+    """A bench's wall over its floor, and the line that says where it came from."""
+    if not b:
+        return None, "not measured"
+    bound = b["bound_s"] if b["bound_s"] is not None else b["floor_s"]
+    det = f"wall {b['wall_s']:.2f} s / {b['bound_kind']} {bound:.2f} s" + (
+        f" (binds: {b['binds']})" if b["binds"] else "")
+    return b["ratio"], det
+
+
 def hardware(a):
     since = a.since
     data = Data(a.data_dir, since)
@@ -174,12 +184,7 @@ def hardware(a):
                  "measured": fmt_x(r), "detail": pair("xarray + Dask", p, "zarrforge", z),
                  "met": verdict([(r, ">=", 2.0)]), "value": r, "goal_value": 2.0, "op": ">="})
     # 2. aligned zstd: wall / floor
-    b = bench["aligned"]
-    r = b["ratio"] if b else None
-    det = "not measured" if not b else (
-        f"wall {b['wall_s']:.2f} s / {b['bound_kind']} "
-        f"{(b['bound_s'] if b['bound_s'] is not None else b['floor_s']):.2f} s"
-        + (f" (binds: {b['binds']})" if b["binds"] else ""))
+    r, det = floor_ratio(bench["aligned"])
     rows.append({"job": f"{ALIGNED}, zstd:3", "versus": "wall / floor from `zarrforge bench`", "goal": "≤ 1.1×",
                  "measured": fmt_x(r), "detail": det, "met": verdict([(r, "<=", 1.1)]), "value": r,
                  "goal_value": 1.1, "op": "<="})
@@ -221,12 +226,7 @@ def hardware(a):
                  "detail": det, "met": verdict([(r, ">=", 2.5), (zrss, "<=", TS_RSS_LIMIT)]), "value": r,
                  "goal_value": 2.5, "op": ">=", "fastest_peer": fastest})
     # 6. time-series: wall / floor
-    b = bench["timeseries"]
-    r = b["ratio"] if b else None
-    det = "not measured" if not b else (
-        f"wall {b['wall_s']:.2f} s / {b['bound_kind']} "
-        f"{(b['bound_s'] if b['bound_s'] is not None else b['floor_s']):.2f} s"
-        + (f" (binds: {b['binds']})" if b["binds"] else ""))
+    r, det = floor_ratio(bench["timeseries"])
     rows.append({"job": TS, "versus": "wall / floor from `zarrforge bench`", "goal": "≤ 1.3×",
                  "measured": fmt_x(r), "detail": det, "met": verdict([(r, "<=", 1.3)]), "value": r,
                  "goal_value": 1.3, "op": "<="})
