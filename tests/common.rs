@@ -399,3 +399,55 @@ pub(crate) fn per_rank(ranks: usize, args: &[&str]) -> (String, Vec<i32>) {
         .collect();
     (stderr, codes)
 }
+
+/// `zarrforge convert --quiet -o STORE EXTRA... FILES...`, which must succeed.
+pub(crate) fn convert_ok(ranks: Option<usize>, files: &[PathBuf], store: &Path, extra: &[&str]) {
+    let mut args = vec!["convert", "--quiet", "-o", s(store)];
+    args.extend_from_slice(extra);
+    args.extend(files.iter().map(|p| s(p)));
+    let r = zarrforge(ranks, &args, MINUTE);
+    assert!(r.ok(), "{args:?}\n{}\n{}", r.stdout, r.stderr);
+}
+
+/// `zarrforge verify EXTRA... FILES... STORE` (its arguments).
+pub(crate) fn verify_args<'a>(
+    files: &'a [PathBuf],
+    store: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["verify"];
+    args.extend_from_slice(extra);
+    args.extend(files.iter().map(|p| s(p)));
+    args.push(s(store));
+    args
+}
+
+/// `zarrforge verify EXTRA... FILES... STORE`.
+pub(crate) fn verify_files(
+    ranks: Option<usize>,
+    files: &[PathBuf],
+    store: &Path,
+    extra: &[&str],
+) -> Run {
+    zarrforge(ranks, &verify_args(files, store, extra), MINUTE)
+}
+
+/// A verification that found the store identical to its sources.
+pub(crate) fn assert_verified(r: &Run) {
+    assert!(r.ok(), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains(": identical"), "{}", r.stdout);
+}
+
+/// A failed verification (exit status 1, "differs from its sources") whose
+/// report has every `needle`.
+pub(crate) fn assert_verify_reports(r: &Run, needles: &[&str]) {
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("differs from its sources"),
+        "{}",
+        r.stderr
+    );
+    for n in needles {
+        assert!(r.stdout.contains(n), "no {n:?} in:\n{}", r.stdout);
+    }
+}

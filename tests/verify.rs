@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::common::assert_verify_reports as assert_reports;
 use crate::common::*;
 use crate::multifile::series;
 
@@ -111,19 +112,6 @@ fn verify(ranks: Option<usize>, src: &[&Path], store: &Path) -> Run {
 fn assert_identical(r: &Run) {
     assert!(r.ok(), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("identical"), "{}", r.stdout);
-}
-
-/// Asserts a failed verification whose report contains every `needle`.
-fn assert_reports(r: &Run, needles: &[&str]) {
-    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stderr.contains("differs from its sources"),
-        "{}",
-        r.stderr
-    );
-    for n in needles {
-        assert!(r.stdout.contains(n), "no {n:?} in:\n{}", r.stdout);
-    }
 }
 
 /// A copy of `store` (fresh for each planted fault).

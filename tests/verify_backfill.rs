@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use netcdf::Extents;
 
 use crate::common::*;
+use crate::common::{
+    assert_verified as assert_identical, assert_verify_reports as assert_reports,
+    convert_ok as convert, verify_files as verify,
+};
 
 /// Values of `tas` at day `t`: `250 + t + shift`, the same in every cell
 /// but for a member's tenth of a kelvin.
@@ -122,42 +126,6 @@ fn years(dir: &Path) -> Vec<PathBuf> {
             )
         })
         .collect()
-}
-
-fn run(ranks: Option<usize>, args: &[&str]) -> Run {
-    let r = zarrforge(ranks, args, MINUTE);
-    assert!(r.ok(), "{args:?}\n{}\n{}", r.stdout, r.stderr);
-    r
-}
-
-/// `zarrforge convert FILES -o STORE EXTRA...`.
-fn convert(ranks: Option<usize>, files: &[PathBuf], store: &Path, extra: &[&str]) {
-    let mut args = vec!["convert", "--quiet", "-o", s(store)];
-    args.extend_from_slice(extra);
-    args.extend(files.iter().map(|p| s(p)));
-    run(ranks, &args);
-}
-
-/// `zarrforge verify EXTRA... FILES... STORE`.
-fn verify(ranks: Option<usize>, files: &[PathBuf], store: &Path, extra: &[&str]) -> Run {
-    let mut args = vec!["verify"];
-    args.extend_from_slice(extra);
-    args.extend(files.iter().map(|p| s(p)));
-    args.push(s(store));
-    zarrforge(ranks, &args, MINUTE)
-}
-
-fn assert_identical(r: &Run) {
-    assert!(r.ok(), "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains(": identical"), "{}", r.stdout);
-}
-
-/// Asserts a failed verification whose report contains every `needle`.
-fn assert_reports(r: &Run, needles: &[&str]) {
-    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
-    for n in needles {
-        assert!(r.stdout.contains(n), "no {n:?} in:\n{}", r.stdout);
-    }
 }
 
 #[test]

@@ -15,6 +15,9 @@ use netcdf::Extents;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::common::{
+    assert_verify_reports as assert_reports, convert_ok as convert, verify_files as verify,
+};
 
 const NLAT: usize = 4;
 const NLON: usize = 6;
@@ -110,33 +113,6 @@ fn field(
     path.to_path_buf()
 }
 
-fn run(ranks: Option<usize>, args: &[&str]) -> Run {
-    let r = zarrforge(ranks, args, MINUTE);
-    assert!(r.ok(), "{args:?}\n{}\n{}", r.stdout, r.stderr);
-    r
-}
-
-/// `zarrforge convert --quiet FILES -o STORE EXTRA...`.
-fn convert(ranks: Option<usize>, files: &[PathBuf], store: &Path, extra: &[&str]) {
-    let mut args = vec!["convert", "--quiet", "-o", s(store)];
-    args.extend_from_slice(extra);
-    args.extend(files.iter().map(|p| s(p)));
-    run(ranks, &args);
-}
-
-/// `zarrforge verify EXTRA... FILES... STORE` (its arguments).
-fn verify_args<'a>(files: &'a [PathBuf], store: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["verify"];
-    args.extend_from_slice(extra);
-    args.extend(files.iter().map(|p| s(p)));
-    args.push(s(store));
-    args
-}
-
-fn verify(ranks: Option<usize>, files: &[PathBuf], store: &Path, extra: &[&str]) -> Run {
-    zarrforge(ranks, &verify_args(files, store, extra), MINUTE)
-}
-
 /// A successful verification that printed a line for each rounded array
 /// of `rounded` (`(array, bits)`; `None`: any bits).
 fn assert_rounded_ok(r: &Run, rounded: &[(&str, Option<u32>)]) {
@@ -157,19 +133,6 @@ fn assert_rounded_ok(r: &Run, rounded: &[(&str, Option<u32>)]) {
         let line = line.unwrap_or_else(|| panic!("no {prefix:?} in:\n{}", r.stdout));
         assert!(line.contains("max relative error "), "{line}");
         assert!(line.contains("(at most "), "{line}");
-    }
-}
-
-/// A failed verification (exit status 1) whose report has every `needle`.
-fn assert_reports(r: &Run, needles: &[&str]) {
-    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stderr.contains("differs from its sources"),
-        "{}",
-        r.stderr
-    );
-    for n in needles {
-        assert!(r.stdout.contains(n), "no {n:?} in:\n{}", r.stdout);
     }
 }
 
