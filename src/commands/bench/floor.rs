@@ -53,15 +53,14 @@ struct SampleVar {
 ///
 /// # Errors
 /// Errors reading the sample.
-pub fn sample(cfg: &ConvertConfig) -> Result<Option<Sample>, Error> {
-    let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())?;
+pub fn sample(cfg: &ConvertConfig, files: &[std::path::PathBuf]) -> Result<Option<Sample>, Error> {
     let codec = match &cfg.codec {
         Codec::Source => return Ok(None),
         c => c.clone(),
     };
     let mut vars = Vec::new();
     let mut bytes = 0u64;
-    for file in &files {
+    for file in files {
         if bytes >= SAMPLE_BYTES {
             break;
         }
@@ -155,8 +154,16 @@ fn encode_all(sample: &Sample, tmp: &std::path::Path) -> Result<f64, Error> {
 /// whole conversion's `bytes_read` (divide by the cores for the job's):
 /// `(busy, alone)`, 0 where nothing was measured. Collective: every rank
 /// calls it; `threads` measure at once on each rank.
-pub fn measure(ctx: &MpiCtx, cfg: &ConvertConfig, threads: usize, bytes_read: u64) -> (f64, f64) {
-    let sample = crate::system::stage::guarded(|| sample(cfg)).ok().flatten();
+pub fn measure(
+    ctx: &MpiCtx,
+    cfg: &ConvertConfig,
+    files: &[std::path::PathBuf],
+    threads: usize,
+    bytes_read: u64,
+) -> (f64, f64) {
+    let sample = crate::system::stage::guarded(|| sample(cfg, files))
+        .ok()
+        .flatten();
     // Alone: rank 0's main thread while the others sleep in the barrier.
     let alone = match &sample {
         Some(s) if ctx.is_root() => crate::system::stage::guarded(|| cpu_seconds(s))

@@ -107,8 +107,11 @@ pub fn run(
 ) -> Result<BenchReport, Error> {
     let report = convert(ctx, cfg, topo, &mut Monitor::silent(ctx))?;
     // The root's figures (summed over ranks) for every rank.
-    let bytes_read = ctx.sum_u64(if ctx.is_root() { report.bytes_read } else { 0 });
-    let (floor_one, alone_one) = floor::measure(ctx, cfg, report.threads, bytes_read);
+    let from_root = |x: u64| ctx.sum_u64(if ctx.is_root() { x } else { 0 });
+    let bytes_read = from_root(report.bytes_read);
+    let files =
+        crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref()).unwrap_or_default();
+    let (floor_one, alone_one) = floor::measure(ctx, cfg, &files, report.threads, bytes_read);
     let ranks = report.per_rank.clone();
     #[allow(clippy::cast_precision_loss)]
     let mean = ranks.iter().map(|r| r.busy_s).sum::<f64>() / ranks.len().max(1) as f64;
@@ -121,14 +124,7 @@ pub fn run(
     let io = if crate::store::storage::is_remote(&cfg.output) {
         IoFloor::default()
     } else {
-        let written = ctx.sum_u64(if ctx.is_root() {
-            report.bytes_written
-        } else {
-            0
-        });
-        let files = crate::pipeline::inputs::expand(&cfg.inputs, cfg.file_list.as_deref())
-            .unwrap_or_default();
-        io_floor::measure(ctx, &files, &cfg.output, written)
+        io_floor::measure(ctx, &files, &cfg.output, from_root(report.bytes_written))
     };
     let (bound_s, binds) = if io.seconds > floor_s {
         (io.seconds, "io")
