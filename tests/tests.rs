@@ -26,3 +26,4 @@ mod verify_members;
 #[path = "virtual.rs"]
 mod virtual_refs;
 mod workflow;
+mod writes;

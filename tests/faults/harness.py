@@ -84,6 +84,10 @@ ENV.update(
     # after a second's grace: the store sees the same kill, sooner.
     OMPI_MCA_odls_base_sigkill_timeout="0",
 )
+# Every chunk through the writer threads' O_DIRECT path, which the walk's
+# small chunks would otherwise skip (chunks under 256 KiB are written
+# buffered); the other suites cover buffered writes.
+ENV.setdefault("ZARRFORGE_WRITES", "direct")
 for k in ("ZARRFORGE_FAULT", "ZARRFORGE_FAULT_TRACE", "ZARRFORGE_FAULT_HIT"):
     ENV.pop(k, None)
 

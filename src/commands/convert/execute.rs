@@ -55,8 +55,11 @@ pub(super) fn workers(
     let pins: Vec<u32> = (0..threads).filter_map(|i| topo.thread_pu(i)).collect();
     let topology = ctx.job_topology(topo, threads, !pins.is_empty());
     let budget = memory_budget(cfg, plan, threads)?;
-    if crate::store::storage::is_remote(&cfg.output) {
-        crate::store::storage::open(&cfg.output)?.set_inflight_bytes(
+    // Uploads to object storage, and chunks queued for a directory's
+    // writer threads, are bounded by a share of the budget.
+    let output = &cfg.output;
+    if crate::store::storage::is_remote(output) || !crate::store::storage::is_object(output) {
+        crate::store::storage::open(output)?.set_inflight_bytes(
             cfg.max_memory
                 .map_or(crate::store::storage::INFLIGHT_DEFAULT_BYTES, |m| {
                     (m / 8).clamp(16 << 20, 1 << 30)

@@ -1,10 +1,13 @@
 //! A store in a directory: atomic writes by temporary file and rename
-//! ([`write_atomic`]), durability by `syncfs` ([`sync_filesystem`]), and an
-//! exclusive create for [`Storage::put_new`].
+//! ([`super::atomic`]), chunks written off the encoder threads
+//! ([`super::writer`], large ones with `O_DIRECT`: [`super::direct`]),
+//! durability by `syncfs` ([`sync_filesystem`]), and an exclusive create for
+//! [`Storage::put_new`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use super::atomic::write_atomic;
 use super::Storage;
 use crate::store::error::WriteError;
 
@@ -45,9 +48,21 @@ impl Storage for DirStorage {
         Ok(())
     }
 
+    /// Queues the chunk for the process's writer threads.
+    fn put_later(&self, key: &str, bytes: Vec<u8>) -> Result<(), WriteError> {
+        super::writer::global().put(self.path(key), bytes)
+    }
+
+    /// Waits for the queued chunks, then flushes the filesystem.
     fn sync(&self) -> Result<(), WriteError> {
+        super::writer::global().drain()?;
         super::kerchunk::flush(&self.root, self)?;
         sync_filesystem(&self.root)
+    }
+
+    /// A run's start: bounds the bytes of chunks queued for writing.
+    fn set_inflight_bytes(&self, bytes: u64) {
+        super::writer::global().begin(bytes);
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, WriteError> {
@@ -170,40 +185,6 @@ impl Storage for DirStorage {
     fn dir(&self) -> Option<&Path> {
         Some(&self.root)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory
-/// and a rename, so readers never see a partial file. Creates missing parent
-/// directories.
-///
-/// # Errors
-/// [`WriteError::Io`] with the path (disk full, quota, permissions).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let create = || std::fs::File::create(&tmp);
-    let mut f = match create() {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| WriteError::io(dir, "create directory", e))?;
-            create().map_err(|e| WriteError::io(&tmp, "create", e))?
-        }
-        Err(e) => return Err(WriteError::io(&tmp, "create", e)),
-    };
-    if let Err(e) = f.write_all(bytes) {
-        drop(f);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(WriteError::io(path, "write", e));
-    }
-    drop(f);
-    crate::system::fault::point("write.temp");
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        WriteError::io(path, "rename", e)
-    })?;
-    crate::system::fault::point("write.renamed");
-    Ok(())
 }
 
 /// Flushes the filesystem holding `dir` to stable storage (`syncfs`).

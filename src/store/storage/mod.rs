@@ -7,6 +7,8 @@
 //! Keys are relative to the store's root and use `/` (`"t/c/0/0"`,
 //! `".zarrforge/store.json"`).
 
+pub mod atomic;
+pub mod direct;
 pub mod fs;
 #[cfg(feature = "icechunk")]
 pub mod icechunk;
@@ -14,6 +16,7 @@ pub mod kerchunk;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod url;
+pub mod writer;
 pub mod zarrs_reader;
 
 use std::path::Path;
