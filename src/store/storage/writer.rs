@@ -196,7 +196,18 @@ impl Writer {
                 }
             };
             let t = std::time::Instant::now();
-            let r = super::atomic::write_chunk(&job.path, &job.bytes);
+            // A panic must not leave the chunk counted as busy forever (a
+            // sync would wait for it): it fails the run like an I/O error.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                super::atomic::write_chunk(&job.path, &job.bytes)
+            }))
+            .unwrap_or_else(|_| {
+                Err(WriteError::io(
+                    &job.path,
+                    "write",
+                    std::io::Error::other("the writer thread panicked"),
+                ))
+            });
             let mut g = self.lock();
             g.seconds += t.elapsed().as_secs_f64();
             g.written += 1;
