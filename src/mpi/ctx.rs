@@ -71,10 +71,7 @@ fn prefer_romio() {
 /// run's own messages. A single process has nobody to share its job data
 /// with, so the in-process store costs nothing.
 fn prefer_hash_store() {
-    let launched = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
-    if !launched && std::env::var_os("PMIX_MCA_gds").is_none() {
+    if !launched(&env) && std::env::var_os("PMIX_MCA_gds").is_none() {
         std::env::set_var("PMIX_MCA_gds", "hash");
     }
 }
@@ -92,7 +89,7 @@ fn prefer_hash_store() {
 /// lost; a job spanning nodes keeps the default selection.
 fn prefer_node_transport() {
     let set = |v: &str| std::env::var_os(v).is_some();
-    if !set("OMPI_MCA_pml") && !set("OMPI_MCA_mtl") && one_node(&|v| std::env::var(v).ok()) {
+    if !set("OMPI_MCA_pml") && !set("OMPI_MCA_mtl") && one_node(&env) {
         std::env::set_var("OMPI_MCA_pml", "ob1");
     }
 }
@@ -110,7 +107,18 @@ fn one_node(var: &dyn Fn(&str) -> Option<String>) -> bool {
     if let Some(n) = var("SLURM_STEP_NUM_NODES").or_else(|| var("SLURM_NNODES")) {
         return n.trim() == "1";
     }
-    !["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
+    !launched(var)
+}
+
+/// The environment variable `v` (lossily decoded), `None` when unset.
+fn env(v: &str) -> Option<String> {
+    std::env::var_os(v).map(|x| x.to_string_lossy().into_owned())
+}
+
+/// Whether a launcher started this process: one of the rank variables of
+/// Open MPI, `PMIx` or PMI is in the environment (`var`).
+fn launched(var: &dyn Fn(&str) -> Option<String>) -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
         .iter()
         .any(|v| var(v).is_some())
 }

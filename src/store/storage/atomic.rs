@@ -42,19 +42,20 @@ fn write_via(
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chunk");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let written = match create(dir, &tmp, direct.is_some())? {
-        (f, true) => match direct {
-            Some(buf) => match super::direct::write(&f, bytes, buf) {
-                Err(e) if super::direct::is_refusal(&e) => {
-                    super::direct::refused();
-                    drop(f);
-                    create(dir, &tmp, false)?.0.write_all(bytes)
-                }
-                r => r,
-            },
-            None => (&f).write_all(bytes),
-        },
-        (mut f, false) => f.write_all(bytes),
+    let (f, is_direct) = create(dir, &tmp, direct.is_some())?;
+    let written = match direct {
+        Some(buf) if is_direct => super::direct::write(&f, bytes, buf),
+        _ => (&f).write_all(bytes),
+    };
+    drop(f);
+    let written = match written {
+        // The filesystem took the open but not the write: write it again,
+        // buffered, from the start.
+        Err(e) if is_direct && super::direct::is_refusal(&e) => {
+            super::direct::refused();
+            create(dir, &tmp, false)?.0.write_all(bytes)
+        }
+        r => r,
     };
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);

@@ -81,9 +81,6 @@ struct State {
     /// empty).
     limit: u64,
     failure: Option<Failure>,
-    /// Chunks written, and seconds the writer threads spent writing.
-    written: u64,
-    seconds: f64,
 }
 
 /// The process's chunk writer.
@@ -176,13 +173,6 @@ impl Writer {
         }
     }
 
-    /// Chunks written by the writer threads so far, and the seconds they
-    /// spent writing them.
-    pub fn written(&self) -> (u64, f64) {
-        let g = self.lock();
-        (g.written, g.seconds)
-    }
-
     /// A writer thread: writes queued chunks until the process ends.
     fn serve(&self) {
         loop {
@@ -195,7 +185,6 @@ impl Writer {
                     g = self.wait(g);
                 }
             };
-            let t = std::time::Instant::now();
             // A panic must not leave the chunk counted as busy forever (a
             // sync would wait for it): it fails the run like an I/O error.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -209,8 +198,6 @@ impl Writer {
                 ))
             });
             let mut g = self.lock();
-            g.seconds += t.elapsed().as_secs_f64();
-            g.written += 1;
             g.bytes -= job.bytes.len() as u64;
             g.busy -= 1;
             if let Err(e) = r {
