@@ -3,29 +3,16 @@
 //! through the page cache. The stores must be the same bytes.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 
 /// Every file of the store but zarrforge's own records, by relative path.
-fn store_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with(".zarrforge") {
-                continue;
-            }
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+fn store_files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(".zarrforge"))
+        .collect()
 }
 
 #[test]
@@ -77,7 +64,7 @@ fn direct_and_buffered_writes_give_the_same_store() {
             "{mode}: no chunk large enough for a direct write"
         );
         assert!(
-            !files.keys().any(|k| k.contains(".tmp")),
+            !files.keys().any(|k| k.to_string_lossy().contains(".tmp")),
             "{mode}: temporary files left: {:?}",
             files.keys().collect::<Vec<_>>()
         );
@@ -91,7 +78,7 @@ fn direct_and_buffered_writes_give_the_same_store() {
             "{mode} vs {first}"
         );
         for (k, v) in want {
-            assert!(got[k] == *v, "{k}: {mode} differs from {first}");
+            assert!(got[k] == *v, "{}: {mode} differs from {first}", k.display());
         }
     }
 }
