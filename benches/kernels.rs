@@ -60,7 +60,8 @@ fn field(n: usize) -> Vec<u8> {
 fn source_chunks(c: &mut Criterion) {
     use std::io::Write;
     use zarrforge::model::block::copy_block;
-    use zarrforge::pipeline::read::raw::{decode, unshuffle, RawFilter, RawLayout};
+    use zarrforge::pipeline::read::raw::{decode, RawFilter, RawLayout};
+    use zarrforge::pipeline::read::unshuffle::unshuffle;
     // One source chunk of 361 x 720 float32: shuffle + deflate level 4.
     let plain = field(361 * 720);
     let n = plain.len() / 4;

@@ -10,6 +10,7 @@ pub mod netcdf3;
 pub mod raw;
 pub mod refs;
 pub mod source_codec;
+pub mod unshuffle;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

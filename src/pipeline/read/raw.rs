@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::model::block::copy_block;
 use crate::pipeline::read::error::ReadError;
+use crate::pipeline::read::unshuffle::unshuffle;
 
 /// A filter of the raw path, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,19 +100,33 @@ pub fn decode(raw: RawChunk, layout: &RawLayout) -> Result<Vec<u8>, String> {
     let Some((mut data, mask)) = raw else {
         return Ok(layout.fill.repeat(n / layout.elem.max(1)));
     };
-    for (i, f) in layout.filters.iter().enumerate().rev() {
-        if mask & (1 << i) != 0 {
-            continue;
-        }
+    // The filters to undo, last applied first.
+    let undo: Vec<RawFilter> = layout
+        .filters
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(i, _)| mask & (1 << i) == 0)
+        .map(|(_, f)| *f)
+        .collect();
+    if undo == [RawFilter::Deflate, RawFilter::Shuffle] && n <= SCRATCH_BYTES {
+        // netCDF-4's usual pipeline: inflate into this thread's scratch
+        // buffer, which the unshuffle reads at once, so no buffer is
+        // allocated and cleared for the intermediate bytes.
+        return SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            if scratch.len() < n {
+                scratch.resize(n, 0);
+            }
+            inflate(&data, &mut scratch[..n])?;
+            Ok(unshuffle(&scratch[..n], layout.elem))
+        });
+    }
+    for f in undo {
         data = match f {
             RawFilter::Deflate => {
                 let mut out = vec![0u8; n];
-                let got = libdeflater::Decompressor::new()
-                    .zlib_decompress(&data, &mut out)
-                    .map_err(|e| format!("inflate: {e}"))?;
-                if got != n {
-                    return Err(format!("inflate: {got} bytes, expected {n}"));
-                }
+                inflate(&data, &mut out)?;
                 out
             }
             RawFilter::Shuffle => unshuffle(&data, layout.elem),
@@ -123,43 +138,28 @@ pub fn decode(raw: RawChunk, layout: &RawLayout) -> Result<Vec<u8>, String> {
     Ok(data)
 }
 
-/// Gathers byte `b` of element `i` from `planes[b * n + i]` into
-/// `out[i * E + b]`, for `n` elements of `E` bytes.
-fn interleave<const E: usize>(planes: &[u8], out: &mut [u8], n: usize) {
-    let p: [&[u8]; E] = std::array::from_fn(|b| &planes[b * n..(b + 1) * n]);
-    for (i, o) in out.chunks_exact_mut(E).enumerate() {
-        for b in 0..E {
-            o[b] = p[b][i];
-        }
-    }
+/// Largest decoded chunk whose inflated bytes go through a thread's
+/// scratch buffer (which stays allocated while the thread lives).
+const SCRATCH_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// A thread's buffer for inflated bytes that are unshuffled at once.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Undoes HDF5's byte shuffle: byte `b` of element `i` is at `b * n + i`.
-pub fn unshuffle(data: &[u8], elem: usize) -> Vec<u8> {
-    if elem <= 1 {
-        return data.to_vec();
+/// Inflates the zlib stream `data` into all of `out`.
+///
+/// # Errors
+/// A message when the stream is corrupt or does not fill `out` exactly.
+fn inflate(data: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let n = out.len();
+    let got = libdeflater::Decompressor::new()
+        .zlib_decompress(data, out)
+        .map_err(|e| format!("inflate: {e}"))?;
+    if got != n {
+        return Err(format!("inflate: {got} bytes, expected {n}"));
     }
-    let n = data.len() / elem;
-    let mut out = vec![0u8; data.len()];
-    match elem {
-        // Element by element, writing each output element whole: sequential
-        // writes, `elem` sequential read streams.
-        4 => interleave::<4>(data, &mut out[..n * 4], n),
-        8 => interleave::<8>(data, &mut out[..n * 8], n),
-        2 => interleave::<2>(data, &mut out[..n * 2], n),
-        _ => {
-            for b in 0..elem {
-                let plane = &data[b * n..(b + 1) * n];
-                for (i, &x) in plane.iter().enumerate() {
-                    out[i * elem + b] = x;
-                }
-            }
-        }
-    }
-    // Trailing bytes (a size not a multiple of the element) stay in place.
-    let tail = n * elem;
-    out[tail..].copy_from_slice(&data[tail..]);
-    out
+    Ok(())
 }
 
 /// A region to assemble from decoded chunks, on any thread.
@@ -260,35 +260,6 @@ pub fn chunks_of(chunk: &[u64], start: &[u64], count: &[u64]) -> Vec<Vec<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unshuffle_inverts_hdf5_shuffle() {
-        // Elements 0x0102, 0x0304 (LE: 02 01, 04 03) shuffled: 02 04 01 03.
-        assert_eq!(unshuffle(&[2, 4, 1, 3], 2), vec![2, 1, 4, 3]);
-        assert_eq!(unshuffle(&[1, 2, 3], 1), vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn unshuffle_inverts_shuffle_for_every_element_size() {
-        // HDF5's shuffle: byte b of element i goes to b * n + i; trailing
-        // bytes (a length not a multiple of the element) stay in place.
-        fn shuffle(data: &[u8], elem: usize) -> Vec<u8> {
-            let n = data.len() / elem;
-            let mut out = data.to_vec();
-            for i in 0..n {
-                for b in 0..elem {
-                    out[b * n + i] = data[i * elem + b];
-                }
-            }
-            out
-        }
-        for elem in [2, 3, 4, 8, 16] {
-            for len in [0, 1, elem, 7 * elem, 7 * elem + 1, 1000 * elem + elem - 1] {
-                let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-                assert_eq!(unshuffle(&shuffle(&data, elem), elem), data, "{elem} {len}");
-            }
-        }
-    }
 
     #[test]
     fn chunks_overlapping_a_region() {
