@@ -159,6 +159,34 @@ pub fn run(
     })
 }
 
+/// Rank 0: deletes the store an earlier bench wrote at `out` (a local
+/// zarrforge store, not through a link; anything else is left to the
+/// conversion's `--overwrite`, which refuses what it must), then flushes
+/// the filesystem, so that neither the deletion nor other runs' unwritten
+/// data are timed with the conversion.
+///
+/// # Errors
+/// The store cannot be deleted, or the filesystem not flushed.
+fn clear_earlier_store(out: &std::path::Path) -> Result<(), Error> {
+    if crate::store::storage::is_remote(out) {
+        return Ok(());
+    }
+    let is_dir = std::fs::symlink_metadata(out).is_ok_and(|m| m.is_dir());
+    if is_dir && crate::store::files::is_our_store(out) {
+        std::fs::remove_dir_all(out).map_err(|e| {
+            crate::store::error::WriteError::io(out, "delete the earlier bench store", e)
+        })?;
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if parent.is_dir() {
+        crate::store::storage::fs::sync_filesystem(parent)?;
+    }
+    Ok(())
+}
+
 /// `zarrforge generate`: one synthetic file, written by rank 0.
 ///
 /// # Errors
@@ -212,6 +240,15 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::BenchArgs) -> Result<(), E
         return Ok(());
     }
     let cfg = args.to_config(inputs)?;
+    // The store of an earlier bench goes before the clock starts: the
+    // conversion is timed, not the deletion of the last one's output.
+    let cleared = crate::system::stage::guarded(|| {
+        if ctx.is_root() {
+            clear_earlier_store(&cfg.output)?;
+        }
+        Ok::<_, Error>(())
+    });
+    ctx.agree(cleared)?;
     let report = run(ctx, &cfg, &topo, generate_s)?;
     if ctx.is_root() {
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
