@@ -75,6 +75,18 @@ impl Entry {
         self.raw.lock().ok().and_then(|g| g.clone())
     }
 
+    /// The decoded chunk as an owned buffer, decoded now without keeping it,
+    /// when nobody decoded it yet; `None` when it was (or is being) decoded
+    /// for sharing, and for a chunk whose bytes are gone. For an entry no
+    /// one else holds.
+    fn decode_once(&self, layout: &RawLayout) -> Option<Result<Vec<u8>, String>> {
+        if self.decoded.get().is_some() {
+            return None;
+        }
+        let raw = self.raw.lock().ok()?.take()?;
+        Some(decode(raw, layout))
+    }
+
     /// The decoded chunk (decoding it on first use).
     fn get(&self, layout: &RawLayout) -> Result<Arc<Vec<u8>>, String> {
         self.decoded
@@ -185,6 +197,23 @@ impl RawJob {
     /// # Errors
     /// [`ReadError::Hdf5`] naming the file and variable.
     pub fn finish(&self) -> Result<Vec<u8>, ReadError> {
+        // A region that is exactly one chunk which no cache or other region
+        // holds (an exchange block): its decoded bytes are the region's.
+        if let [(origin, entry)] = self.chunks.as_slice() {
+            if Arc::strong_count(entry) == 1
+                && *origin == self.start
+                && self.count == self.layout.chunk
+            {
+                if let Some(decoded) = entry.decode_once(&self.layout) {
+                    return decoded.map_err(|msg| ReadError::Decode {
+                        path: self.path.clone(),
+                        var: self.var.clone(),
+                        origin: origin.clone(),
+                        msg,
+                    });
+                }
+            }
+        }
         let elem = self.layout.elem;
         let n = usize::try_from(self.count.iter().product::<u64>()).unwrap_or(0);
         let mut out = vec![0u8; n * elem];
