@@ -299,6 +299,42 @@ mod tests {
     }
 
     #[test]
+    fn a_region_that_is_one_chunk_reads_the_same_held_or_not() {
+        // A 2x3 chunk at (2, 3) of bytes 0..6, the region exactly that chunk.
+        let layout = Arc::new(RawLayout {
+            chunk: vec![2, 3],
+            filters: vec![],
+            elem: 1,
+            fill: vec![0],
+            level: None,
+        });
+        let job = |entry: Arc<Entry>| RawJob {
+            layout: layout.clone(),
+            chunks: vec![(vec![2, 3], entry)],
+            start: vec![2, 3],
+            count: vec![2, 3],
+            path: "x.nc".into(),
+            var: "v".into(),
+        };
+        let bytes: Vec<u8> = (0..6).collect();
+        // Held by the region alone: its decoded bytes are the region's.
+        let alone = job(Arc::new(Entry::new(Some((bytes.clone(), 0)))));
+        assert_eq!(alone.finish().unwrap(), bytes);
+        // Also held by a cache: copied, and still there for the next region.
+        let shared = Arc::new(Entry::new(Some((bytes.clone(), 0))));
+        let held = job(shared.clone());
+        assert_eq!(held.finish().unwrap(), bytes);
+        assert_eq!(job(shared).finish().unwrap(), bytes);
+        // A region inside the chunk is copied out of it.
+        let part = RawJob {
+            start: vec![3, 4],
+            count: vec![1, 2],
+            ..job(Arc::new(Entry::new(Some((bytes.clone(), 0)))))
+        };
+        assert_eq!(part.finish().unwrap(), vec![4, 5]);
+    }
+
+    #[test]
     fn assembles_a_region_from_chunks() {
         // A 4x4 array of bytes 0..16 in chunks of 2x2; region rows 1..3, cols 1..4.
         let layout = Arc::new(RawLayout {
