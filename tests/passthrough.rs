@@ -215,4 +215,39 @@ fn bench_reports_every_rank() {
         "{}",
         r.stdout
     );
+    // The earlier store was deleted before the clock started, and the one
+    // written over it is complete.
+    let r = zarrforge(
+        None,
+        &["verify", &inputs, s(&work.join("bench.zarr"))],
+        MINUTE,
+    );
+    assert!(r.ok(), "{}", r.stdout);
+    // A directory zarrforge did not write is never deleted as an earlier
+    // bench's store: the conversion refuses it, and its file stays.
+    let foreign = work.join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("keep.txt"), b"keep").unwrap();
+    let r = zarrforge(
+        None,
+        &[
+            "bench",
+            "--dir",
+            s(&work),
+            "--files",
+            "3",
+            "--time",
+            "4",
+            "--lat",
+            "40",
+            "--lon",
+            "60",
+            "--reuse",
+            "--output",
+            s(&foreign),
+        ],
+        2 * MINUTE,
+    );
+    assert!(!r.ok(), "{}", r.stdout);
+    assert_eq!(std::fs::read(foreign.join("keep.txt")).unwrap(), b"keep");
 }
