@@ -106,24 +106,23 @@ fn source_chunks_are_copied_and_read_back_identical() {
 fn bench_reports_every_rank() {
     let dir = tmp();
     let work = dir.path().join("b");
+    // The generated dataset of every bench below.
+    let base = [
+        "bench",
+        "--dir",
+        s(&work),
+        "--files",
+        "3",
+        "--time",
+        "4",
+        "--lat",
+        "40",
+        "--lon",
+        "60",
+    ];
     let r = zarrforge(
         Some(2),
-        &[
-            "bench",
-            "--dir",
-            s(&work),
-            "--files",
-            "3",
-            "--time",
-            "4",
-            "--lat",
-            "40",
-            "--lon",
-            "60",
-            "--chunks",
-            "time=4,lat=20,lon=30",
-            "--json",
-        ],
+        &[&base[..], &["--chunks", "time=4,lat=20,lon=30", "--json"]].concat(),
         2 * MINUTE,
     );
     assert!(r.ok(), "{}", r.stderr);
@@ -187,24 +186,7 @@ fn bench_reports_every_rank() {
     );
     assert!(r.ok(), "{}", r.stdout);
     // Again, reusing the inputs, as a table.
-    let r = zarrforge(
-        None,
-        &[
-            "bench",
-            "--dir",
-            s(&work),
-            "--files",
-            "3",
-            "--time",
-            "4",
-            "--lat",
-            "40",
-            "--lon",
-            "60",
-            "--reuse",
-        ],
-        2 * MINUTE,
-    );
+    let r = zarrforge(None, &[&base[..], &["--reuse"]].concat(), 2 * MINUTE);
     assert!(r.ok(), "{}", r.stderr);
     assert!(
         r.stdout.contains("x floor")
@@ -230,22 +212,7 @@ fn bench_reports_every_rank() {
     std::fs::write(foreign.join("keep.txt"), b"keep").unwrap();
     let r = zarrforge(
         None,
-        &[
-            "bench",
-            "--dir",
-            s(&work),
-            "--files",
-            "3",
-            "--time",
-            "4",
-            "--lat",
-            "40",
-            "--lon",
-            "60",
-            "--reuse",
-            "--output",
-            s(&foreign),
-        ],
+        &[&base[..], &["--reuse", "--output", s(&foreign)]].concat(),
         2 * MINUTE,
     );
     assert!(!r.ok(), "{}", r.stdout);
