@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use zarrs::array::Array;
 use zarrs::storage::ReadableStorageTraits;
 
+use super::collective::{decode, encode};
+use super::report::RoundedArray;
 use super::source::{Raw, Sources};
 use super::{members, rounding, shares, store, values};
 use crate::commands::monitor::Monitor;
@@ -361,6 +363,48 @@ fn masked(x: f64) -> String {
 
 pub(super) fn to_usize(x: u64) -> usize {
     usize::try_from(x).unwrap_or(usize::MAX)
+}
+
+/// Every rank's first mismatches and errors of rounded values, on rank 0
+/// (nothing on the other ranks): the mismatches in rank order, the errors
+/// of each rounded array of `jobs` over all ranks.
+pub(super) fn gather(
+    ctx: &MpiCtx,
+    tally: Tally,
+    jobs: &[Job],
+) -> Result<(Vec<String>, Vec<RoundedArray>), Error> {
+    let payload = encode(&(tally.first, tally.errors))?;
+    let mut first = Vec::new();
+    let mut errors: BTreeMap<String, rounding::Errors> = BTreeMap::new();
+    let Some(parts) = ctx.gather_bytes(payload) else {
+        return Ok((first, Vec::new()));
+    };
+    for part in parts {
+        type Part = (Vec<String>, BTreeMap<String, rounding::Errors>);
+        if let Ok((f, e)) = decode::<Part>(&part) {
+            first.extend(f);
+            for (path, x) in e {
+                errors.entry(path).or_default().merge(&x);
+            }
+        }
+    }
+    let rounded = jobs
+        .iter()
+        .filter_map(|job| {
+            let q = job.round.as_ref()?;
+            let e = errors.get(&job.path).copied().unwrap_or_default();
+            Some(RoundedArray {
+                array: job.path.clone(),
+                keepbits: q.nsb(),
+                max_relative_error: q.bound(),
+                values: e.values,
+                largest_absolute_error: e.max_abs,
+                largest_relative_error: e.max_rel,
+                rounded_to_infinity: e.to_infinity,
+            })
+        })
+        .collect();
+    Ok((first, rounded))
 }
 
 #[cfg(test)]
