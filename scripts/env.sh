@@ -55,22 +55,27 @@ zf_python312() {
 }
 
 # Creates the Python venv of the Icechunk tests, benchmarks and readers
-# (idempotent): icechunk 2.3, xarray 2026.9, zarr-python 3, netCDF4, h5py,
-# Dask and moto's S3 server, on a Python >= 3.12. Exports ZF_ICECHUNK_VENV.
+# (idempotent): icechunk 2.3, xarray 2026.9, zarr-python 3, netCDF4 1.7.2,
+# h5py, Dask and moto's S3 server, on a Python >= 3.12. Exports
+# ZF_ICECHUNK_VENV. netCDF4 stays below 1.7.3: from 1.7.3 to 1.7.5.1 its
+# wheels crash (SIGSEGV) opening a netCDF-4 file with variable-length
+# strings again in a process that has read it through xarray and opened
+# an Icechunk store (tests/interop/virtual_compare.py on make_fixtures.py's
+# strings.nc, awkward_fills.nc and awkward_structure.nc).
 zf_icechunk_venv() {
     local venv="$ZF_ICECHUNK_VENV" py
     if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import icechunk, xarray, zarr, numcodecs, netCDF4, h5py, dask, moto
-assert icechunk.__version__.startswith('2.3.')" 2>/dev/null; then
+assert icechunk.__version__.startswith('2.3.') and netCDF4.__version__ == '1.7.2'" 2>/dev/null; then
         return 0
     fi
     if ! py="$(zf_python312)"; then
         echo "zf_icechunk_venv: needs Python >= 3.12 (python3.12 or python3.13 on the PATH, or ZF_ICECHUNK_PYTHON=/path/to/python3.12); see docs/install.md, \"Icechunk: Python >= 3.12 for the tests and readers\"" >&2
         return 1
     fi
-    echo "==> creating Python venv $venv from $py (icechunk 2.3, xarray 2026.9, zarr>=3)" >&2
+    echo "==> creating Python venv $venv from $py (icechunk 2.3, xarray 2026.9, zarr>=3, netCDF4 1.7.2)" >&2
     "$py" -m venv --clear "$venv"
     "$venv/bin/pip" install -q --upgrade pip
-    "$venv/bin/pip" install -q "icechunk==2.3.*" "xarray==2026.9.*" "zarr>=3" numcodecs netCDF4 h5py hdf5plugin numpy \
+    "$venv/bin/pip" install -q "icechunk==2.3.*" "xarray==2026.9.*" "zarr>=3" numcodecs "netCDF4==1.7.2" h5py hdf5plugin numpy \
         dask "moto[server]"
 }
 

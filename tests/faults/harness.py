@@ -92,6 +92,10 @@ for k in ("ZARRFORGE_FAULT", "ZARRFORGE_FAULT_TRACE", "ZARRFORGE_FAULT_HIT"):
     ENV.pop(k, None)
 
 failures = []
+# Every mpirun gets an Open MPI session directory of its own: launches
+# sharing one can fail in orte_init ("orte_session_dir failed") when one
+# of them, ending, removes the directory another is creating its files in.
+LAUNCHES = itertools.count()
 
 
 def start_s3():
@@ -182,6 +186,9 @@ def launch(args, fault=None, trace=None, hit=None):
         env["ZARRFORGE_FAULT_TRACE"] = trace
     if hit:
         env["ZARRFORGE_FAULT_HIT"] = hit
+    session = os.path.join(WORK, "ompi", str(next(LAUNCHES)))
+    os.makedirs(session, exist_ok=True)
+    env["OMPI_MCA_orte_tmpdir_base"] = session
     cmd = ["mpirun", "-np", str(RANKS), BIN] + args
     return subprocess.Popen(
         cmd,

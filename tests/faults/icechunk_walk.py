@@ -55,7 +55,6 @@ Prints a line per failure and a summary; exits 1 when anything failed.
 
 import collections
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -76,7 +75,6 @@ QUICK = h.QUICK
 CHUNKS = "time=3"
 # Exit status of a refusal because of another writer (error.rs: Locked).
 LOCKED = 6
-LAUNCHES = itertools.count()
 # The id of the first snapshot of every Icechunk repository.
 INITIAL_SNAPSHOT = "1CECHNKREP0F1RSTCMT0"
 
@@ -85,13 +83,8 @@ warnings.simplefilter("ignore")
 
 
 def launch_on(ranks, args, **kw):
-    """harness.launch on `ranks` ranks. Launches take turns among eight
-    OpenMPI session directories: two mpiruns started at once on the shared
-    one can fail in orte_init ("orte_session_dir failed")."""
+    """harness.launch on `ranks` ranks."""
     h.RANKS = ranks
-    session = os.path.join(h.WORK, "ompi", str(next(LAUNCHES) % 8))
-    os.makedirs(session, exist_ok=True)
-    h.ENV["OMPI_MCA_orte_tmpdir_base"] = session
     return h.launch(args, **kw)
 
 

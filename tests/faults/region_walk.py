@@ -61,7 +61,6 @@ import harness as h
 
 FULL = "--full" in sys.argv
 DAY = int(time.time() // 86400)
-LAUNCHES = itertools.count()
 LAYOUT = ["--chunks", "time=7,lat=4"]
 # The steps the corrected file rewrites.
 REGION = range(10, 17)
@@ -74,13 +73,8 @@ warnings.simplefilter("ignore")
 
 
 def run_on(ranks, args, **kw):
-    """harness.run on `ranks` ranks, with an Open MPI session directory of
-    its own (launches in turn on one shared directory can fail in
-    orte_init)."""
+    """harness.run on `ranks` ranks."""
     h.RANKS = ranks
-    session = os.path.join(h.WORK, "ompi", str(next(LAUNCHES) % 8))
-    os.makedirs(session, exist_ok=True)
-    h.ENV["OMPI_MCA_orte_tmpdir_base"] = session
     return h.finish(h.launch(args, **kw))
 
 

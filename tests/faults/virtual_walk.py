@@ -74,20 +74,14 @@ DAY = int(time.time() // 86400)
 # Points of the commit itself: always killed at.
 COMMIT_POINTS = ("icechunk.commit", "icechunk.committed", "icechunk.staged", "icechunk.merged",
                  "commit.decided", "commit.state", "commit.done")
-LAUNCHES = itertools.count()
 
 icechunk.set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
 warnings.simplefilter("ignore")
 
 
 def run_on(ranks, args, **kw):
-    """harness.run on `ranks` ranks, with an Open MPI session directory of
-    its own (launches in turn on one shared directory can fail in
-    orte_init)."""
+    """harness.run on `ranks` ranks."""
     h.RANKS = ranks
-    session = os.path.join(h.WORK, "ompi", str(next(LAUNCHES) % 8))
-    os.makedirs(session, exist_ok=True)
-    h.ENV["OMPI_MCA_orte_tmpdir_base"] = session
     return h.finish(h.launch(args, **kw))
 
 
