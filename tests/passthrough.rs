@@ -170,6 +170,10 @@ fn bench_reports_every_rank() {
     );
     assert!(rep["imbalance"].as_f64().unwrap() >= 1.0);
     assert!(rep["peak_rss_mib"].as_f64().unwrap() > 1.0);
+    // Start-up: the ranks had run (loader, MPI's start-up) before the
+    // bench began, and not for longer than this test has.
+    let startup = rep["startup_s"].as_f64().unwrap();
+    assert!((0.0..120.0).contains(&startup), "{rep}");
     let units: u64 = rep["ranks"]
         .as_array()
         .unwrap()

@@ -162,9 +162,54 @@ pub fn utc_now() -> String {
     )
 }
 
+/// Seconds since this process started: the dynamic loader, MPI's start-up
+/// and whatever ran before the caller. From `/proc` (the `starttime` of
+/// `/proc/self/stat` against `/proc/uptime`), so at the clock tick's
+/// resolution (10 ms on Linux); `None` where `/proc` does not say.
+pub fn seconds_since_start() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    since_start(&stat, &uptime, tick)
+}
+
+/// [`seconds_since_start`] from the text of `/proc/self/stat` and of
+/// `/proc/uptime` and the clock ticks per second.
+fn since_start(stat: &str, uptime: &str, ticks_per_s: i64) -> Option<f64> {
+    if ticks_per_s <= 0 {
+        return None;
+    }
+    // The command's name (field 2) is in parentheses and may hold spaces
+    // and parentheses: the fields after it follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `starttime` is field 22; `rest` starts at field 3.
+    let start: u64 = rest.split_whitespace().nth(22 - 3)?.parse().ok()?;
+    let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    let started = start as f64 / ticks_per_s as f64;
+    Some((up - started).max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_since_start_reads_proc() {
+        // Field 22 of this line is 1000 ticks: 10 s after boot at 100 Hz.
+        let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 1000 99 98";
+        assert_eq!(since_start(stat, "12.50 3.00\n", 100), Some(2.5));
+        // A clock that has not reached the start (a coarse uptime) is 0.
+        assert_eq!(since_start(stat, "9.99 1.0", 100), Some(0.0));
+        assert_eq!(since_start(stat, "12.5", 0), None);
+        assert_eq!(since_start("4242 (x) S 1 2", "12.5", 100), None);
+        assert_eq!(since_start("no name here", "12.5", 100), None);
+        // This process: running, and not for days.
+        if let Some(s) = seconds_since_start() {
+            assert!((0.0..86_400.0).contains(&s), "{s}");
+        }
+    }
 
     #[test]
     fn filesystems_are_named() {

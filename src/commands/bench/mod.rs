@@ -104,6 +104,7 @@ pub fn run(
     cfg: &ConvertConfig,
     topo: &Topology,
     generate_s: f64,
+    startup_s: Option<f64>,
 ) -> Result<BenchReport, Error> {
     let report = convert(ctx, cfg, topo, &mut Monitor::silent(ctx))?;
     // The root's figures (summed over ranks) for every rank.
@@ -155,6 +156,7 @@ pub fn run(
         io,
         ranks,
         generate_s,
+        startup_s,
         convert: report,
     })
 }
@@ -216,6 +218,9 @@ pub fn generate_command(ctx: &MpiCtx, a: &crate::cli::args::GenerateArgs) -> Res
 /// Generating, converting or writing the report failed.
 pub fn command(ctx: &MpiCtx, args: &crate::cli::args::BenchArgs) -> Result<(), Error> {
     let topo = Topology::detect();
+    // Every rank's time before the bench began; the slowest is the job's.
+    let here = crate::system::environment::seconds_since_start();
+    let startup_s = Some(ctx.max_f64(here.unwrap_or(-1.0))).filter(|s| *s >= 0.0);
     let (inputs, generate_s) = if args.inputs.is_empty() {
         let spec = BenchSpec {
             files: args.files.max(1),
@@ -249,7 +254,7 @@ pub fn command(ctx: &MpiCtx, args: &crate::cli::args::BenchArgs) -> Result<(), E
         Ok::<_, Error>(())
     });
     ctx.agree(cleared)?;
-    let report = run(ctx, &cfg, &topo, generate_s)?;
+    let report = run(ctx, &cfg, &topo, generate_s, startup_s)?;
     if ctx.is_root() {
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
         if let Some(path) = &args.report {

@@ -16,6 +16,11 @@ pub struct BenchReport {
     pub convert: Report,
     /// Seconds to generate the inputs (0 when reused or given).
     pub generate_s: f64,
+    /// Start-up: the most seconds a rank had run when the bench began
+    /// (the dynamic loader, MPI's start-up, the machine's topology; not the
+    /// launcher's own time before it started the rank). `None` where the
+    /// system does not say.
+    pub startup_s: Option<f64>,
     /// Uncompressed GB/s of the conversion.
     pub gb_per_s: f64,
     /// Per rank.
@@ -65,8 +70,8 @@ impl BenchReport {
             c.threads
         );
         out.push_str(&format!(
-            "  convert {:.2} s ({:.3} GB/s), scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s) (every core busy; {:.2} s from one core alone): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
-            c.seconds, self.gb_per_s, c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_alone_s, self.floor_ratio, self.imbalance, self.peak_rss_mib
+            "  convert {:.2} s ({:.3} GB/s), start-up {}, scan {:.2} s, generate {:.2} s; floor {:.2} s on {} core(s) (every core busy; {:.2} s from one core alone): {:.2} x floor; imbalance {:.3}; peak RSS {:.0} MiB\n",
+            c.seconds, self.gb_per_s, self.startup_s.map_or_else(|| "n/a".to_string(), |s| format!("{s:.2} s")), c.scan_seconds, self.generate_s, self.floor_s, self.cores, self.floor_alone_s, self.floor_ratio, self.imbalance, self.peak_rss_mib
         ));
         out.push_str(&self.io_line());
         out.push_str(&format!(
