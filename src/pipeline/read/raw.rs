@@ -290,6 +290,17 @@ pub fn chunks_of(chunk: &[u64], start: &[u64], count: &[u64]) -> Vec<Vec<u64>> {
 mod tests {
     use super::*;
 
+    /// One-byte elements stored with no filter, in chunks of `chunk`.
+    fn plain_bytes(chunk: &[u64]) -> Arc<RawLayout> {
+        Arc::new(RawLayout {
+            chunk: chunk.to_vec(),
+            filters: vec![],
+            elem: 1,
+            fill: vec![0],
+            level: None,
+        })
+    }
+
     #[test]
     fn chunks_overlapping_a_region() {
         let c = chunks_of(&[2, 3], &[1, 2], &[2, 2]);
@@ -301,13 +312,7 @@ mod tests {
     #[test]
     fn a_region_that_is_one_chunk_reads_the_same_held_or_not() {
         // A 2x3 chunk at (2, 3) of bytes 0..6, the region exactly that chunk.
-        let layout = Arc::new(RawLayout {
-            chunk: vec![2, 3],
-            filters: vec![],
-            elem: 1,
-            fill: vec![0],
-            level: None,
-        });
+        let layout = plain_bytes(&[2, 3]);
         let job = |entry: Arc<Entry>| RawJob {
             layout: layout.clone(),
             chunks: vec![(vec![2, 3], entry)],
@@ -337,13 +342,7 @@ mod tests {
     #[test]
     fn assembles_a_region_from_chunks() {
         // A 4x4 array of bytes 0..16 in chunks of 2x2; region rows 1..3, cols 1..4.
-        let layout = Arc::new(RawLayout {
-            chunk: vec![2, 2],
-            filters: vec![],
-            elem: 1,
-            fill: vec![0],
-            level: None,
-        });
+        let layout = plain_bytes(&[2, 2]);
         let array: Vec<u8> = (0..16).collect();
         let start = vec![1, 1];
         let count = vec![2, 3];
