@@ -214,6 +214,18 @@ def run(args, **kw):
     return finish(launch(args, **kw))
 
 
+def launch_on(ranks, args, **kw):
+    """launch on `ranks` ranks; RANKS stays `ranks` for what follows (the
+    trace, the refusal's line count)."""
+    global RANKS
+    RANKS = ranks
+    return launch(args, **kw)
+
+
+def run_on(ranks, args, **kw):
+    return finish(launch_on(ranks, args, **kw))
+
+
 def store_files(path):
     """Every file of a store with its bytes, except the lock and journal."""
     out = {}

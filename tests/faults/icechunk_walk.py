@@ -82,16 +82,6 @@ icechunk.set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
 warnings.simplefilter("ignore")
 
 
-def launch_on(ranks, args, **kw):
-    """harness.launch on `ranks` ranks."""
-    h.RANKS = ranks
-    return h.launch(args, **kw)
-
-
-def run_on(ranks, args, **kw):
-    return h.finish(launch_on(ranks, args, **kw))
-
-
 def why(err):
     """zarrforge's error lines of a failed run (else the end of its
     stderr): mpirun's banner says nothing of the cause."""
@@ -161,16 +151,16 @@ class Refs:
         self.paths = {n: os.path.join(base, f"{n}.icechunk") for n in ("A", "AB", "B", "partial")}
         p = self.paths
         h.copy_store(None, p["A"])
-        rc, _, err = run_on(2, ic_args(p["A"], self.fa))
+        rc, _, err = h.run_on(2, ic_args(p["A"], self.fa))
         assert rc == 0, err
         for name, fs, extra in (("AB", self.fb, "--append"), ("B", self.fo, "--overwrite")):
             h.copy_store(p["A"], p[name])
-            rc, _, err = run_on(2, ic_args(p[name], fs, extra))
+            rc, _, err = h.run_on(2, ic_args(p[name], fs, extra))
             assert rc == 0, err
         # Interrupted: rank 1 killed writing its record of chunk references
         # (rank 0's units are in the journal, rank 1's are not).
         h.copy_store(None, p["partial"])
-        rc, _, err = run_on(2, ic_args(p["partial"], self.fa), fault="write.temp@1:1")
+        rc, _, err = h.run_on(2, ic_args(p["partial"], self.fa), fault="write.temp@1:1")
         assert rc != 0, err
         self.tips = {n: tip(path) for n, path in p.items()}
         for n in ("A", "AB", "B"):
@@ -220,7 +210,7 @@ def kill_walk(refs, ranks, stats):
             h.copy_store(initial, out)
             if os.path.exists(hit):
                 os.remove(hit)
-            rc, _, err = run_on(ranks, cmd, fault=f"{name}@{n}:{rank}", hit=hit)
+            rc, _, err = h.run_on(ranks, cmd, fault=f"{name}@{n}:{rank}", hit=hit)
             if not os.path.exists(hit):
                 if rc == 0 and n > 1:
                     stats["not reached"] += 1
@@ -240,7 +230,7 @@ def kill_walk(refs, ranks, stats):
                 # main is the committed A, whose plan --resume refuses (as
                 # for a directory store). It must say so in one line and
                 # change nothing; the recovery is then --overwrite again.
-                rc, _, err = run_on(other, recovery)
+                rc, _, err = h.run_on(other, recovery)
                 if rc != 5 or not h.one_line_refusal(rc, err) or tip(out)[0] != before[0]:
                     h.fail(f"{case}: --resume before the overwrite began did not refuse in one line"
                            f" leaving main alone (exit {rc}): {why(err)}")
@@ -268,7 +258,7 @@ def after_kill(refs, case, out, before, old, new, recovery, ranks, stats):
     report = os.path.join(h.WORK, "ic-report.json")
     if os.path.exists(report):
         os.remove(report)
-    rc, _, err = run_on(ranks, recovery + ["--report", report])
+    rc, _, err = h.run_on(ranks, recovery + ["--report", report])
     if rc != 0:
         h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
         return
@@ -302,7 +292,7 @@ def killed_creating_repository(refs, stats):
     out = os.path.join(h.WORK, "ic-creating.icechunk")
     conv = refs.operations(out)["convert"][1]
     h.copy_store(None, out)
-    rc, _, err = run_on(2, conv, fault="lock.published@1:0")
+    rc, _, err = h.run_on(2, conv, fault="lock.published@1:0")
     assert rc != 0, err
     for d in ("snapshots", "transactions"):
         os.makedirs(os.path.join(out, d), exist_ok=True)
@@ -335,7 +325,7 @@ def together_races(refs, stats, repeats):
         for rep in range(repeats):
             case = f"icechunk {a_name} + {b_name} started together (#{rep + 1})"
             h.copy_store(ops[a_name][0], out)
-            procs = [launch_on(2, ops[a_name][1]), launch_on(2, ops[b_name][1])]
+            procs = [h.launch_on(2, ops[a_name][1]), h.launch_on(2, ops[b_name][1])]
             results = [h.finish(p) for p in procs]
             for (rc, _, err), nm in zip(results, (a_name, b_name)):
                 if rc == 0:
@@ -413,7 +403,7 @@ def paused_races(refs, stats):
         h.copy_store(initial, out)
         if os.path.exists(hit):
             os.remove(hit)
-        a = launch_on(2, cmd, fault="icechunk.commit@1:0:stop", hit=hit)
+        a = h.launch_on(2, cmd, fault="icechunk.commit@1:0:stop", hit=hit)
         if not h.wait_for_point(a, hit):
             h.fail(f"{case}: pause point not reached: {why(h.finish(a)[2])}")
             continue
@@ -437,7 +427,7 @@ def paused_races(refs, stats):
             h.fail(f"{case}: zarrforge committed after its refusal")
         if h.leftovers(out):
             h.fail(f"{case}: left behind after the refusal: {h.leftovers(out)}")
-        rc, _, err = run_on(2, cmd)
+        rc, _, err = h.run_on(2, cmd)
         snap, n, data = tip(out)
         if rc != 0:
             h.fail(f"{case}: the same --append run again failed (exit {rc}): {why(err)}")

@@ -72,12 +72,6 @@ STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 warnings.simplefilter("ignore")
 
 
-def run_on(ranks, args, **kw):
-    """harness.run on `ranks` ranks."""
-    h.RANKS = ranks
-    return h.finish(h.launch(args, **kw))
-
-
 def why(err):
     lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
     return " | ".join(dict.fromkeys(lines)) if lines else err.strip()[-400:]
@@ -179,7 +173,7 @@ class Backfill:
         os.makedirs(base)
         self.out = os.path.join(base, "store.zarr")
         self.template = os.path.join(base, "initial.zarr")
-        rc, _, err = run_on(2, ["convert", "--quiet", "--zarr-format", "3"] + LAYOUT + ["-o", self.template] + files)
+        rc, _, err = h.run_on(2, ["convert", "--quiet", "--zarr-format", "3"] + LAYOUT + ["-o", self.template] + files)
         assert rc == 0, f"the initial store: {why(err)}"
         self.cmd = ["convert", "--quiet", "--region", "auto", "-o", self.out, fix]
         self.recovery = self.cmd[:-1] + ["--resume", fix]
@@ -190,7 +184,7 @@ class Backfill:
         trace = os.path.join(h.WORK, "trace-region")
         if os.path.exists(trace):
             os.remove(trace)
-        rc, _, err = run_on(2, self.cmd, trace=trace)
+        rc, _, err = h.run_on(2, self.cmd, trace=trace)
         assert rc == 0, f"the unfaulted backfill: {why(err)}"
         self.new_files = data_files(self.out)
         self.new_state = state_bytes(self.out)
@@ -264,7 +258,7 @@ def walk(bf, stats, recovery_ranks):
         bf.reset()
         if os.path.exists(hit):
             os.remove(hit)
-        rc, _, err = run_on(2, bf.cmd, fault=f"{point}@{n}:{rank}", hit=hit)
+        rc, _, err = h.run_on(2, bf.cmd, fault=f"{point}@{n}:{rank}", hit=hit)
         if not os.path.exists(hit):
             h.fail(f"{case}: point not reached (exit {rc}): {why(err)}")
             continue
@@ -274,7 +268,7 @@ def walk(bf, stats, recovery_ranks):
         stats[f"{bf.after_kill(case)} after kill"] += 1
         ranks = next(recovery_ranks)
         what = f"--resume on {ranks} rank{'s' if ranks > 1 else ''}"
-        rc, _, err = run_on(ranks, bf.recovery)
+        rc, _, err = h.run_on(ranks, bf.recovery)
         if rc != 0:
             h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
             continue

@@ -79,12 +79,6 @@ icechunk.set_logs_filter(os.environ.get("ICECHUNK_LOG", "error"))
 warnings.simplefilter("ignore")
 
 
-def run_on(ranks, args, **kw):
-    """harness.run on `ranks` ranks."""
-    h.RANKS = ranks
-    return h.finish(h.launch(args, **kw))
-
-
 def why(err):
     lines = [l for l in err.splitlines() if l.startswith("zarrforge: error:")]
     return " | ".join(dict.fromkeys(lines)) if lines else err.strip()[-400:]
@@ -179,7 +173,7 @@ class Op:
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         if first:
-            rc, _, err = run_on(2, base + first)
+            rc, _, err = h.run_on(2, base + first)
             assert rc == 0, f"{name}: the first 2 files: {why(err)}"
         shutil.rmtree(self.template, ignore_errors=True)
         shutil.copytree(self.dir, self.template, symlinks=True)
@@ -188,7 +182,7 @@ class Op:
         trace = os.path.join(h.WORK, f"trace-virtual-{self.name.replace(' ', '-')}")
         if os.path.exists(trace):
             os.remove(trace)
-        rc, _, err = run_on(2, self.cmd, trace=trace)
+        rc, _, err = h.run_on(2, self.cmd, trace=trace)
         assert rc == 0, f"{name}: the unfaulted run: {why(err)}"
         self.new = self.state()
         firsts = set()
@@ -236,7 +230,7 @@ def walk(op, stats, recovery_ranks):
         op.reset()
         if os.path.exists(hit):
             os.remove(hit)
-        rc, _, err = run_on(2, op.cmd, fault=f"{point}@1:{rank}", hit=hit)
+        rc, _, err = h.run_on(2, op.cmd, fault=f"{point}@1:{rank}", hit=hit)
         if not os.path.exists(hit):
             h.fail(f"{case}: point not reached (exit {rc}): {why(err)}")
             continue
@@ -251,7 +245,7 @@ def walk(op, stats, recovery_ranks):
             stats[f"{seen} after kill"] += 1
         # (2) the recovery: the same command with --resume
         ranks = next(recovery_ranks)
-        rc, _, err = run_on(ranks, op.recovery)
+        rc, _, err = h.run_on(ranks, op.recovery)
         what = f"--resume on {ranks} rank{'s' if ranks > 1 else ''}"
         if rc != 0:
             h.fail(f"{case}: {what} failed (exit {rc}): {why(err)}")
