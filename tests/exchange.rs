@@ -111,6 +111,49 @@ fn appends_on_the_exchange_path_equal_one_conversion() {
     assert_same_files(&comparable(&whole), &comparable(&parts), "appended");
 }
 
+/// A rank assembles a round while the one before is encoded, and decodes
+/// a step's blocks while it exchanges the step before, when its memory
+/// holds two rounds without decoding any source block twice: the same
+/// bytes as rounds one after the other, within `--max-memory`.
+#[test]
+fn overlapped_rounds_write_the_same_bytes_within_the_budget() {
+    let dir = tmp();
+    let files = generated(&dir.path().join("gen"), 4);
+    let layout = ["--chunks", "time=96,lat=19,lon=36", "--exchange", "always"];
+    // Two ranks at 100 MiB: rounds half as large would decode each block
+    // more often, so they follow one another.
+    let plain = dir.path().join("plain.zarr");
+    let mut extra = layout.to_vec();
+    extra.extend(["--max-memory", "100M"]);
+    let text = convert(Some(2), &plain, &files, &extra);
+    assert!(
+        text.contains("2 pass(es)") && !text.contains("overlapped"),
+        "{text}"
+    );
+    let want = comparable(&plain);
+    for (ranks, threads, memory) in [(None, "2", "200M"), (Some(3), "1", "1G")] {
+        let out = dir.path().join(format!("overlapped-{ranks:?}.zarr"));
+        let report = dir.path().join(format!("overlapped-{ranks:?}.json"));
+        let mut extra = layout.to_vec();
+        extra.extend(["--threads", threads, "--max-memory", memory]);
+        extra.extend(["--report", s(&report)]);
+        let text = convert(ranks, &out, &files, &extra);
+        assert!(
+            text.contains(" round(s) overlapped, 1 pass(es)"),
+            "{ranks:?}: {text}"
+        );
+        assert_same_files(&want, &comparable(&out), &format!("{ranks:?}"));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(r["exchange"]["overlapped"], true, "{r}");
+        let budget = if memory == "200M" { 200.0 } else { 1024.0 };
+        for rank in r["per_rank"].as_array().unwrap() {
+            let rss = rank["peak_rss_mib"].as_f64().unwrap();
+            assert!(rss > 0.0 && rss <= budget, "{ranks:?}: {rss} MiB");
+        }
+    }
+}
+
 /// A generated dataset large enough for several rounds under a small
 /// `--max-memory`: `files` files of 24 steps of 181 × 360, deflated, one
 /// step per source chunk.

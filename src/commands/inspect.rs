@@ -344,12 +344,12 @@ pub fn plan_command(ctx: &MpiCtx, args: &crate::cli::args::PlanArgs) -> Result<(
     let (p, x) = crate::commands::convert::paths(&cfg, &job, p, ranks, threads, &[])?;
     let traffic = x.traffic(&p, |_| false);
     let icechunk = args.icechunk.then(|| icechunk_plan(&job, &p));
-    let mut peaks = Vec::with_capacity(ranks);
-    for r in 0..ranks {
-        peaks.push(crate::commands::convert::peak_memory(
-            &cfg, &p, threads, &traffic, r,
-        )?);
-    }
+    let peaks = (0..ranks)
+        .map(|r| {
+            let overlap = x.sizing.overlap;
+            crate::commands::convert::peak_memory(&cfg, &p, threads, &traffic, overlap, r)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if args.json {
         let mut v = serde_json::to_value(&p).unwrap_or_default();
         if let Some(m) = v.as_object_mut() {
@@ -496,8 +496,13 @@ pub fn describe_exchange(
     }
     let _ = writeln!(
         out,
-        "exchange: {} round(s), {} step(s), {} pass(es) over the source, {} messages with data; rounds of {:.0} MiB and steps of {:.0} MiB per rank; imbalance decode {:.3} write {:.3}",
+        "exchange: {} round(s){}, {} step(s), {} pass(es) over the source, {} messages with data; rounds of {:.0} MiB and steps of {:.0} MiB per rank; imbalance decode {:.3} write {:.3}",
         t.rounds,
+        if x.sizing.overlap {
+            " (each assembled while the one before is encoded)"
+        } else {
+            ""
+        },
         t.steps,
         t.passes,
         t.messages,

@@ -87,6 +87,7 @@ pub fn exchange_report(
     ExchangeReport {
         arrays: x.exchanged_paths(plan),
         rounds: x.rounds.len(),
+        overlapped: x.sizing.overlap,
         passes: x.passes(),
         bytes_decoded: ctx.sum_u64(mine.bytes_read),
         bytes_sent: ctx.sum_u64(mine.bytes_sent),

@@ -209,6 +209,9 @@ pub struct ExchangeReport {
     pub arrays: Vec<String>,
     /// Rounds.
     pub rounds: usize,
+    /// Whether a rank assembled each round while the one before was
+    /// encoded and written.
+    pub overlapped: bool,
     /// Most reads of one source block (1: each decoded once).
     pub passes: u32,
     /// Source bytes decoded by the exchange, all ranks.
@@ -268,9 +271,10 @@ impl Report {
             #[allow(clippy::cast_precision_loss)]
             let (d, m) = (x.bytes_decoded as f64 / 1e9, x.bytes_sent as f64 / 1e9);
             format!(
-                "; exchange: {} array(s), {} round(s), {} pass(es), {d:.3} GB decoded, {m:.3} GB sent between ranks, imbalance decode {:.2} write {:.2}",
+                "; exchange: {} array(s), {} round(s){}, {} pass(es), {d:.3} GB decoded, {m:.3} GB sent between ranks, imbalance decode {:.2} write {:.2}",
                 x.arrays.len(),
                 x.rounds,
+                if x.overlapped { " overlapped" } else { "" },
                 x.passes,
                 x.decode_imbalance,
                 x.write_imbalance

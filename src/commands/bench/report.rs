@@ -85,10 +85,11 @@ impl BenchReport {
         ));
         if let Some(x) = &c.exchange {
             out.push_str(&format!(
-                "  exchange: {} of {} arrays, {} round(s), {} pass(es), {:.3} GB decoded, {:.3} GB sent between ranks; imbalance decode {:.3} write {:.3}\n",
+                "  exchange: {} of {} arrays, {} round(s){}, {} pass(es), {:.3} GB decoded, {:.3} GB sent between ranks; imbalance decode {:.3} write {:.3}\n",
                 x.arrays.len(),
                 c.arrays,
                 x.rounds,
+                if x.overlapped { " overlapped" } else { "" },
                 x.passes,
                 gb(x.bytes_decoded),
                 gb(x.bytes_sent),

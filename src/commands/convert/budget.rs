@@ -30,6 +30,11 @@ pub const EXCHANGE_DEFAULT_BYTES: u64 = 512 * MIB;
 /// Most decoded bytes a rank reads in one exchange step.
 pub const STEP_BYTES: u64 = 32 * MIB;
 
+/// Step-sized buffers a rank holds besides what it receives: the blocks
+/// of the step being exchanged, its send buffer, and the blocks of the
+/// next step, decoded meanwhile.
+const LOOKAHEAD_STEPS: u64 = 3;
+
 /// HDF5's chunk caches on the exchange path, all datasets together (raw
 /// chunk reads bypass them; reads that re-encode time values use them).
 pub const EXCHANGE_HDF5_BYTES: u64 = 16 * MIB;
@@ -44,15 +49,16 @@ pub fn hdf5_cache_per_dataset(total: u64) -> u64 {
 /// The sizes of the exchange for `max` bytes per rank (default
 /// [`EXCHANGE_DEFAULT_BYTES`]), `ranks` ranks, `threads` encoder threads and
 /// units of at most `unit_bytes`: what is left after the baseline, HDF5's
-/// caches and the units being encoded goes to one step's decoded blocks,
-/// its send buffer and its receive buffer (at most one step from every
-/// rank, at most the round's units), and the units of a round.
+/// caches and the units being encoded goes to two steps' decoded blocks
+/// (one exchanged, the next decoded meanwhile), a send buffer and a
+/// receive buffer (at most one step from every rank, at most the round's
+/// units), and the units of a round.
 pub fn exchange_sizing(max: Option<u64>, ranks: usize, threads: usize, unit_bytes: u64) -> Sizing {
     let m = max.unwrap_or(EXCHANGE_DEFAULT_BYTES);
     let encoding = (threads.max(1) as u64 * 2).saturating_mul(unit_bytes);
     let avail = m.saturating_sub(BASELINE_BYTES + EXCHANGE_HDF5_BYTES + encoding);
     let step = (avail / 8).clamp(MIB, STEP_BYTES);
-    let rest = avail.saturating_sub(2 * step);
+    let rest = avail.saturating_sub(LOOKAHEAD_STEPS * step);
     let receive = (ranks.max(1) as u64).saturating_mul(step);
     let round_bytes = if receive <= rest / 2 {
         rest - receive
@@ -62,6 +68,7 @@ pub fn exchange_sizing(max: Option<u64>, ranks: usize, threads: usize, unit_byte
     Sizing {
         round_bytes,
         step_bytes: step,
+        overlap: false,
     }
 }
 
@@ -72,9 +79,9 @@ pub fn exchange_bound(sizing: Sizing, ranks: usize, threads: usize, unit_bytes: 
     BASELINE_BYTES
         + EXCHANGE_HDF5_BYTES
         + (threads.max(1) as u64 * 2).saturating_mul(unit_bytes)
-        + 2 * sizing.step_bytes
+        + LOOKAHEAD_STEPS * sizing.step_bytes
         + receive
-        + sizing.round_bytes
+        + sizing.round_bytes * if sizing.overlap { 2 } else { 1 }
 }
 
 /// What a rank may hold.
@@ -173,10 +180,12 @@ mod tests {
                 for unit in [MIB, 4 * MIB] {
                     let s = exchange_sizing(max, ranks, 2, unit);
                     let m = max.unwrap_or(EXCHANGE_DEFAULT_BYTES);
-                    assert!(
-                        exchange_bound(s, ranks, 2, unit) <= m,
-                        "{max:?} {ranks} {s:?}"
-                    );
+                    for s in [s, s.overlapped()] {
+                        assert!(
+                            exchange_bound(s, ranks, 2, unit) <= m,
+                            "{max:?} {ranks} {s:?}"
+                        );
+                    }
                     assert!(s.step_bytes >= MIB && s.step_bytes <= STEP_BYTES);
                 }
             }

@@ -3,6 +3,14 @@
 //! to the rank that writes its unit, place what arrives in this rank's
 //! units, then encode and store them.
 //!
+//! The stages overlap on a rank. The main thread reads a step's blocks and
+//! the encoder threads decode them while the main thread exchanges the
+//! step before; the encoder threads encode and store the units of the
+//! round before meanwhile, stepping aside for each decoding. Whether a
+//! round is assembled while the one before is encoded is the plan's
+//! ([`crate::pipeline::exchange::Sizing::overlap`]: two rounds in memory,
+//! each half the round budget); otherwise the rounds follow one another.
+//!
 //! Every rank goes through the same rounds and steps; each step is one
 //! all-to-all ([`MpiCtx::all_to_all_bytes`]) that also carries every rank's
 //! status, so a failure (a read error, a full disk while storing the
@@ -11,7 +19,9 @@
 //! follows. Pieces carry no header: both sides enumerate them from the
 //! plan in the same order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -60,7 +70,7 @@ pub(super) fn write_rounds(run: Run<'_>, monitor: &mut super::Monitor) -> Result
         job,
         plan,
         x,
-        format,
+        format: _,
         workers,
         opened,
     } = run;
@@ -74,14 +84,7 @@ pub(super) fn write_rounds(run: Run<'_>, monitor: &mut super::Monitor) -> Result
         me,
     };
     let mut journal = Journal::open(&cfg.output, &opened.run, ctx.rank())?;
-    let vars = job.ds.schema.vars();
-    let mut encoders: HashMap<usize, ArrayEncoder> = HashMap::new();
-    for r in &x.rounds {
-        if let std::collections::hash_map::Entry::Vacant(e) = encoders.entry(r.array) {
-            let a = &plan.arrays[r.array];
-            e.insert(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
-        }
-    }
+    let encoders = encoders(run)?;
     let pool = encoder_pool(workers)?;
     let shared = Shared::default();
     let mut stats = RankStats::default();
@@ -94,52 +97,312 @@ pub(super) fn write_rounds(run: Run<'_>, monitor: &mut super::Monitor) -> Result
         .map(|r| r.units_of(me).end - r.units_of(me).start)
         .sum();
     let mut stopped_by_peer = false;
-    for round in &x.rounds {
-        let Some(enc) = encoders.get(&round.array) else {
-            continue;
-        };
-        match side.round(round, enc, &mut reader, &pool, &shared, &mut stats) {
-            Ok(true) => {}
-            Ok(false) => {
-                stopped_by_peer = true;
-                break;
+    let backlog = Backlog::new();
+    pool.in_place_scope(|sc| {
+        let mut encoding = Encoding::new(&backlog, workers.threads);
+        for round in &x.rounds {
+            let Some(enc) = encoders.get(&round.array) else {
+                continue;
+            };
+            let a = &plan.arrays[round.array];
+            // Without overlap the units of a round are all encoded before
+            // the next round's are made.
+            if !x.sizing.overlap {
+                stats.wait_s += encoding.wait_all(sc, &shared);
             }
-            Err(()) => break,
+            let mut threads = InScope {
+                sc,
+                encoding: &mut encoding,
+                shared: &shared,
+            };
+            let outcome = side.round(round, enc, &mut reader, &mut threads, &shared, &mut stats);
+            match outcome {
+                Outcome::Assembled(units) => {
+                    // At most two rounds in memory: the one before is
+                    // finished before this one is handed over.
+                    stats.wait_s += encoding.wait_all(sc, &shared);
+                    encoding.add(enc, a, units);
+                    encoding.resume(sc, &shared);
+                }
+                Outcome::Peer => {
+                    stopped_by_peer = true;
+                    encoding.clear();
+                    break;
+                }
+                Outcome::Failed => {
+                    encoding.clear();
+                    break;
+                }
+            }
+            if let Err(e) = journal.add(shared.drain()) {
+                shared.fail(e.into());
+            }
+            side.count(round, monitor);
+            stats.rounds += 1;
         }
-        if let Err(e) = journal.add(shared.drain()) {
-            shared.fail(e.into());
-        }
-        let a = &plan.arrays[round.array];
-        let (units, bytes) = round
-            .units_of(me)
-            .filter(|k| !journal::is_done(&opened.done, a.first_unit + k))
-            .fold((0u64, 0u64), |(n, b), k| {
-                (n + 1, b + a.unit_bytes(&a.unit_indices(k)))
-            });
-        monitor.add(ctx, units, bytes);
-        stats.rounds += 1;
-    }
+        stats.wait_s += encoding.wait_all(sc, &shared);
+    });
     let has_units = total > 0;
     finish(ctx, cfg, has_units, journal, shared, stats, stopped_by_peer)
 }
 
+/// An encoder for every array of the rounds.
+fn encoders(run: Run<'_>) -> Result<HashMap<usize, ArrayEncoder>, Error> {
+    let vars = run.job.ds.schema.vars();
+    let mut encoders: HashMap<usize, ArrayEncoder> = HashMap::new();
+    for r in &run.x.rounds {
+        if let std::collections::hash_map::Entry::Vacant(e) = encoders.entry(r.array) {
+            let a = &run.plan.arrays[r.array];
+            e.insert(ArrayEncoder::new(
+                &run.cfg.output,
+                vars[a.var],
+                a,
+                run.format,
+            )?);
+        }
+    }
+    Ok(encoders)
+}
+
+/// How a round ended on this rank.
+enum Outcome {
+    /// Its units, assembled, to encode and store (none when this rank
+    /// failed after the last step: the next round's first step, or the
+    /// agreement after the last round, tells the others).
+    Assembled(Vec<(u64, UnitBuf)>),
+    /// Another rank failed.
+    Peer,
+    /// This rank failed (recorded in [`Shared`]) and every rank knows it.
+    Failed,
+}
+
+/// A step's blocks being decoded on the encoder threads.
+type Decoding = mpsc::Receiver<Result<Vec<Vec<u8>>, Error>>;
+
+/// The encoder threads as a round's steps use them.
+trait Threads {
+    /// Decodes `pending`, blocks of the array at `path`, ahead of the
+    /// encoding of the round before.
+    fn decode(&mut self, path: &str, pending: Vec<Pending>) -> Decoding;
+    /// Hands waiting units to idle encoder threads.
+    fn resume(&mut self);
+}
+
+/// [`Threads`] over the scope of the rank's encoder pool.
+struct InScope<'r, 's, 'b, 'a> {
+    sc: &'r rayon::Scope<'s>,
+    encoding: &'r mut Encoding<'b, 'a>,
+    shared: &'s Shared,
+}
+
+impl<'b: 's, 's> Threads for InScope<'_, 's, 'b, '_> {
+    fn decode(&mut self, path: &str, pending: Vec<Pending>) -> Decoding {
+        self.encoding.decode(self.sc, self.shared, path, pending)
+    }
+
+    fn resume(&mut self) {
+        self.encoding.resume(self.sc, self.shared);
+    }
+}
+
+/// A unit assembled and waiting for an encoder thread.
+struct Queued<'a> {
+    enc: &'a ArrayEncoder,
+    a: &'a ArrayPlan,
+    k: u64,
+    unit: UnitBuf,
+}
+
+/// What the encoder threads share with the main thread about the units
+/// waiting to be encoded.
+struct Backlog<'a> {
+    queue: Mutex<VecDeque<Queued<'a>>>,
+    /// Set while the main thread needs the encoder threads (to decode a
+    /// step's blocks): the encoding loops return after their unit.
+    paused: AtomicBool,
+}
+
+impl<'a> Backlog<'a> {
+    fn new() -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    fn next(&self) -> Option<Queued<'a>> {
+        if self.paused.load(Ordering::Acquire) {
+            return None;
+        }
+        self.queue.lock().ok()?.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.lock().map_or(true, |q| q.is_empty())
+    }
+
+    fn clear(&self) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+    }
+
+    /// On an encoder thread: encodes and stores waiting units until none
+    /// waits, the threads are wanted for decoding, or the run failed.
+    fn encode(&self, shared: &Shared) {
+        while let Some(Queued { enc, a, k, unit }) = self.next() {
+            if shared.failed() {
+                break;
+            }
+            store_unit(enc, a, a.first_unit + k, k, unit, shared);
+        }
+    }
+}
+
+/// The assembled units on their way to the encoder threads, encoded by
+/// one loop per thread while the main thread reads, packs, exchanges and
+/// places the pieces of the next round. The loops step aside while the
+/// next step's blocks are decoded on the same threads ([`Self::pause`]).
+struct Encoding<'b, 'a> {
+    backlog: &'b Backlog<'a>,
+    loops: usize,
+    threads: usize,
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+}
+
+impl<'b, 'a: 'b> Encoding<'b, 'a> {
+    fn new(backlog: &'b Backlog<'a>, threads: usize) -> Self {
+        let (done_tx, done_rx) = mpsc::channel();
+        Self {
+            backlog,
+            loops: 0,
+            threads: threads.max(1),
+            done_tx,
+            done_rx,
+        }
+    }
+
+    fn add(&self, enc: &'a ArrayEncoder, a: &'a ArrayPlan, units: Vec<(u64, UnitBuf)>) {
+        if let Ok(mut q) = self.backlog.queue.lock() {
+            q.extend(
+                units
+                    .into_iter()
+                    .map(|(k, unit)| Queued { enc, a, k, unit }),
+            );
+        }
+    }
+
+    /// Decodes `pending` (blocks of the array at `path`) on the encoder
+    /// threads ahead of the encoding: the encoding loops return after the
+    /// unit they are on, and the thread that decoded goes on encoding.
+    fn decode<'s>(
+        &self,
+        sc: &rayon::Scope<'s>,
+        shared: &'s Shared,
+        path: &str,
+        pending: Vec<Pending>,
+    ) -> Decoding
+    where
+        'b: 's,
+    {
+        let (tx, rx) = mpsc::channel();
+        let backlog = self.backlog;
+        backlog.paused.store(true, Ordering::Release);
+        let path = path.to_string();
+        sc.spawn(move |_| {
+            let decoded = decode(&path, pending);
+            backlog.paused.store(false, Ordering::Release);
+            let _ = tx.send(decoded);
+            backlog.encode(shared);
+        });
+        rx
+    }
+
+    /// Starts an encoding loop on every idle encoder thread while units
+    /// wait; drops them once any thread failed.
+    fn resume<'s>(&mut self, sc: &rayon::Scope<'s>, shared: &'s Shared)
+    where
+        'b: 's,
+    {
+        while self.done_rx.try_recv().is_ok() {
+            self.loops = self.loops.saturating_sub(1);
+        }
+        if shared.failed() {
+            self.backlog.clear();
+        }
+        let backlog = self.backlog;
+        while self.loops < self.threads && !backlog.is_empty() {
+            self.loops += 1;
+            let done = self.done_tx.clone();
+            sc.spawn(move |_| {
+                backlog.encode(shared);
+                let _ = done.send(());
+            });
+        }
+    }
+
+    /// Waits until every queued unit is stored (or the run failed);
+    /// returns the seconds waited.
+    fn wait_all<'s>(&mut self, sc: &rayon::Scope<'s>, shared: &'s Shared) -> f64
+    where
+        'b: 's,
+    {
+        let t = Instant::now();
+        self.backlog.paused.store(false, Ordering::Release);
+        loop {
+            self.resume(sc, shared);
+            if self.loops == 0 {
+                break;
+            }
+            if self.done_rx.recv().is_err() {
+                break;
+            }
+            self.loops -= 1;
+        }
+        t.elapsed().as_secs_f64()
+    }
+
+    /// Drops the units not yet taken (the run stops).
+    fn clear(&self) {
+        self.backlog.clear();
+    }
+}
+
 impl Side<'_> {
-    /// One round on this rank: assemble its units over the steps, then
-    /// encode and store them on the encoder threads. `Ok(false)`: another
-    /// rank failed; `Err(())`: this rank failed (recorded in `shared`) and
-    /// every rank knows it. A failure not yet told (it came after the last
-    /// step) returns `Ok(true)`: the rank goes on through the steps of the
-    /// next round with nothing to do, and its first step tells everyone.
+    /// Counts the pending units of `round` on this rank in the job's
+    /// progress.
+    fn count(&self, round: &Round, monitor: &mut super::Monitor) {
+        let a = &self.plan.arrays[round.array];
+        let (units, bytes) = round
+            .units_of(self.me)
+            .filter(|&k| self.pending(a, k))
+            .fold((0u64, 0u64), |(n, b), k| {
+                (n + 1, b + a.unit_bytes(&a.unit_indices(k)))
+            });
+        monitor.add(self.ctx, units, bytes);
+    }
+
+    /// One round on this rank: assembles its units over the steps and
+    /// returns them. Each step's blocks are decoded on the encoder threads
+    /// while the main thread exchanges the step before. A failure not yet
+    /// told (it came after the last step) returns no units: the rank goes
+    /// on through the steps of the next round with nothing to do, and its
+    /// first step tells everyone.
     fn round(
         &self,
         round: &Round,
         enc: &ArrayEncoder,
         reader: &mut Reader<'_>,
-        pool: &rayon::ThreadPool,
+        threads: &mut dyn Threads,
         shared: &Shared,
         stats: &mut RankStats,
-    ) -> Result<bool, ()> {
+    ) -> Outcome {
         let a = &self.plan.arrays[round.array];
+        // The first step decodes while the units are made.
+        let t = Instant::now();
+        let mut next = (round.steps > 0).then(|| self.decode(round, 0, reader, threads, shared));
+        stats.read_s += t.elapsed().as_secs_f64();
         let mut units = if shared.failed() {
             HashMap::new()
         } else {
@@ -155,10 +418,30 @@ impl Side<'_> {
             if let Some(sig) = crate::system::signals::received() {
                 shared.fail(WriteError::Interrupted(crate::system::signals::name(sig)).into());
             }
-            match self.step(round, s, &mut units, reader, pool, shared, stats) {
+            let t = Instant::now();
+            let decoded = match next.take().map(|rx| rx.recv()) {
+                Some(Ok(Ok(d))) => d,
+                Some(Ok(Err(e))) => {
+                    shared.fail(e);
+                    Vec::new()
+                }
+                Some(Err(_)) => {
+                    shared
+                        .fail(WriteError::Threads(format!("decoding '{}' stopped", a.path)).into());
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            if s + 1 < round.steps {
+                next = Some(self.decode(round, s + 1, reader, threads, shared));
+            }
+            threads.resume();
+            stats.read_s += t.elapsed().as_secs_f64();
+            stats.bytes_read += decoded.iter().map(|d| d.len() as u64).sum::<u64>();
+            match self.step(round, s, decoded, &mut units, threads, shared, stats) {
                 Ok(()) => {}
-                Err(StepError::Peer(_)) => return Ok(false),
-                Err(StepError::Here) => return Err(()),
+                Err(StepError::Peer(_)) => return Outcome::Peer,
+                Err(StepError::Here) => return Outcome::Failed,
                 Err(e) => {
                     shared.fail(
                         WriteError::Exchange {
@@ -167,26 +450,47 @@ impl Side<'_> {
                         }
                         .into(),
                     );
-                    return Err(());
+                    return Outcome::Failed;
                 }
             }
         }
-        // A failure after the last step is told to the others at the next
-        // round's first step (or at the agreement after the last round).
         if shared.failed() {
-            return Ok(true);
+            return Outcome::Assembled(Vec::new());
         }
-        let first = a.first_unit;
-        let units: Vec<(u64, UnitBuf)> = units.into_iter().collect();
-        pool.install(|| {
-            units.into_par_iter().for_each(|(k, u)| {
-                if shared.failed() {
-                    return;
+        Outcome::Assembled(units.into_iter().collect())
+    }
+
+    /// Reads this rank's blocks of step `s` on this thread and starts
+    /// decoding them on the encoder threads (nothing to decode once the
+    /// run failed).
+    fn decode(
+        &self,
+        round: &Round,
+        s: usize,
+        reader: &mut Reader<'_>,
+        threads: &mut dyn Threads,
+        shared: &Shared,
+    ) -> Decoding {
+        let a = &self.plan.arrays[round.array];
+        let mut pending = Vec::new();
+        if !shared.failed() {
+            for b in &round.blocks[round.step_blocks(self.me, s)] {
+                match reader.prepare(a.var, &b.start, &b.count) {
+                    Ok(p) => pending.push(p),
+                    Err(e) => {
+                        shared.fail(e.into());
+                        pending.clear();
+                        break;
+                    }
                 }
-                store_unit(enc, a, first + k, k, u, shared);
-            });
-        });
-        Ok(true)
+            }
+        }
+        if pending.is_empty() {
+            let (tx, rx) = mpsc::channel();
+            let _ = tx.send(Ok(Vec::new()));
+            return rx;
+        }
+        threads.decode(&a.path, pending)
     }
 
     /// The units this rank writes in `round`, ready to receive their
@@ -228,35 +532,20 @@ impl Side<'_> {
         !journal::is_done(&self.opened.done, a.first_unit + k)
     }
 
-    /// One step: decode this rank's blocks of step `s`, place its own
-    /// pieces, send the others', place what arrives.
+    /// One step: place this rank's own pieces of its `decoded` blocks of
+    /// step `s`, send the others', place what arrives.
     #[allow(clippy::too_many_arguments)] // the round's state, borrowed from `round`
     fn step(
         &self,
         round: &Round,
         s: usize,
+        decoded: Vec<Vec<u8>>,
         units: &mut HashMap<u64, UnitBuf>,
-        reader: &mut Reader<'_>,
-        pool: &rayon::ThreadPool,
+        threads: &mut dyn Threads,
         shared: &Shared,
         stats: &mut RankStats,
     ) -> Result<(), StepError> {
-        let a = &self.plan.arrays[round.array];
         let mine = round.step_blocks(self.me, s);
-        let t = Instant::now();
-        let decoded = if shared.failed() {
-            Vec::new()
-        } else {
-            match decode(reader, pool, a, &round.blocks[mine.clone()]) {
-                Ok(d) => d,
-                Err(e) => {
-                    shared.fail(e);
-                    Vec::new()
-                }
-            }
-        };
-        stats.read_s += t.elapsed().as_secs_f64();
-        stats.bytes_read += decoded.iter().map(|d| d.len() as u64).sum::<u64>();
         let ok = !shared.failed();
         let t = Instant::now();
         let (send, counts) = if ok {
@@ -265,10 +554,12 @@ impl Side<'_> {
             (Vec::new(), vec![0; self.ctx.size()])
         };
         drop(decoded);
+        threads.resume();
         let received = self.ctx.all_to_all_bytes(&send, &counts, ok)?;
         stats.bytes_sent += send.len() as u64;
         drop(send);
         stats.bytes_received += received.len() as u64;
+        threads.resume();
         for q in (0..self.ctx.size()).filter(|&q| q != self.me) {
             if let Err(e) = self.unpack(round, s, q, received.from(q), units) {
                 shared.fail(e);
@@ -404,25 +695,15 @@ impl Side<'_> {
     }
 }
 
-/// Reads `blocks` of array `a` on this thread and decodes them on the
-/// encoder threads; the values of each block in C order.
-fn decode(
-    reader: &mut Reader<'_>,
-    pool: &rayon::ThreadPool,
-    a: &ArrayPlan,
-    blocks: &[Block],
-) -> Result<Vec<Vec<u8>>, Error> {
-    let mut pending = Vec::with_capacity(blocks.len());
-    for b in blocks {
-        pending.push(reader.prepare(a.var, &b.start, &b.count)?);
-    }
-    let done: Vec<Result<Values, _>> =
-        pool.install(|| pending.into_par_iter().map(Pending::finish).collect());
+/// On the encoder threads: decodes the blocks of the array at `path`;
+/// the values of each block in C order.
+fn decode(path: &str, pending: Vec<Pending>) -> Result<Vec<Vec<u8>>, Error> {
+    let done: Vec<Result<Values, _>> = pending.into_par_iter().map(Pending::finish).collect();
     done.into_iter()
         .map(|v| match v {
             Ok(Values::Fixed(b)) => Ok(b),
             Ok(Values::Strings(_)) => Err(WriteError::KindMismatch {
-                var: a.path.clone(),
+                var: path.to_string(),
             }
             .into()),
             Err(e) => Err(e.into()),

@@ -65,7 +65,7 @@ pub fn paths(
     let x = Exchange::new(
         &job.ds.sources,
         &plan,
-        routes,
+        routes.clone(),
         ranks,
         sizing,
         job.append_from,
@@ -78,6 +78,7 @@ pub fn paths(
                 Sizing {
                     round_bytes: unit,
                     step_bytes: 1 << 20,
+                    overlap: false,
                 },
                 ranks,
                 threads,
@@ -91,6 +92,25 @@ pub fn paths(
     if !x.any() {
         return Ok((plan, x));
     }
+    // Rounds half as large let a rank assemble one while the one before
+    // is encoded and written, within the same memory; taken when no source
+    // block is then decoded more often.
+    let x = if x.rounds.len() > 1 {
+        match Exchange::new(
+            &job.ds.sources,
+            &plan,
+            routes,
+            ranks,
+            sizing.overlapped(),
+            job.append_from,
+            done,
+        ) {
+            Ok(o) if o.passes() <= x.passes() => o,
+            _ => x,
+        }
+    } else {
+        x
+    };
     let firsts: Vec<(u64, bool)> = plan
         .arrays
         .iter()
@@ -107,7 +127,8 @@ pub fn paths(
 
 /// The most a rank holds on each path: the direct path's bound
 /// ([`budget::Budget::bound`]) and the exchange's (its largest round and
-/// step on that rank, from `traffic`), bytes.
+/// step on that rank, from `traffic`; two rounds when they `overlap`),
+/// bytes.
 ///
 /// # Errors
 /// [`crate::cli::error::ConfigError::MemoryTooSmall`] from the direct
@@ -117,17 +138,19 @@ pub fn peak_memory(
     plan: &Plan,
     threads: usize,
     traffic: &Traffic,
+    overlap: bool,
     rank: usize,
 ) -> Result<(u64, u64), Error> {
     let b = execute::memory_budget(cfg, plan, threads)?;
     let largest = execute::largest_unit(plan).0;
     let direct = b.bound(largest);
     let encoding = (threads.max(1) as u64 * 2).saturating_mul(largest);
+    let rounds = if overlap { 2 } else { 1 };
     let exchange = traffic.round_peak.get(rank).map_or(0, |r| {
         budget::BASELINE_BYTES
             + budget::EXCHANGE_HDF5_BYTES
             + encoding
-            + r
+            + r * rounds
             + traffic.step_peak.get(rank).copied().unwrap_or(0)
     });
     Ok((direct, exchange))

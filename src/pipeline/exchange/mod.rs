@@ -145,6 +145,22 @@ pub struct Sizing {
     pub round_bytes: u64,
     /// Decoded bytes a rank reads in one step (at least one block).
     pub step_bytes: u64,
+    /// Whether a round is assembled while the units of the one before are
+    /// encoded and written: two rounds in memory, each of at most
+    /// `round_bytes`.
+    pub overlap: bool,
+}
+
+impl Sizing {
+    /// The same budget for two rounds in memory at once: rounds half as
+    /// large, assembled while the one before is encoded.
+    pub fn overlapped(self) -> Self {
+        Self {
+            round_bytes: self.round_bytes / 2,
+            overlap: true,
+            ..self
+        }
+    }
 }
 
 /// The exchange plan of a run.

@@ -54,6 +54,7 @@ fn sizing(round: u64, step: u64) -> Sizing {
     Sizing {
         round_bytes: round,
         step_bytes: step,
+        overlap: false,
     }
 }
 
