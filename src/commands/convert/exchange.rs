@@ -262,7 +262,7 @@ impl<'a> Backlog<'a> {
 /// The assembled units on their way to the encoder threads, encoded by
 /// one loop per thread while the main thread reads, packs, exchanges and
 /// places the pieces of the next round. The loops step aside while the
-/// next step's blocks are decoded on the same threads ([`Self::pause`]).
+/// next step's blocks are decoded on the same threads ([`Self::decode`]).
 struct Encoding<'b, 'a> {
     backlog: &'b Backlog<'a>,
     loops: usize,

@@ -726,15 +726,20 @@ impl Exchange {
                 t.written[q] += held;
                 *peak = (*peak).max(held);
             }
+            // Per step and rank: its decoded blocks, and all it holds while
+            // exchanging (those blocks, send and receive buffers).
+            let mut steps: Vec<(Vec<u64>, Vec<u64>)> = Vec::with_capacity(round.steps);
             for s in 0..round.steps {
                 let mut recv = vec![0u64; r];
                 let mut held = vec![0u64; r];
+                let mut decoded = vec![0u64; r];
                 let mut pairs = vec![false; r * r];
                 for q in 0..r {
                     for b in round.step_blocks(q, s) {
                         let block = &round.blocks[b];
                         let n = block.len() * size;
                         t.decoded[q] += n;
+                        decoded[q] += n;
                         held[q] += n;
                         self.pieces(plan, round, b, &pending, None, |p| {
                             if p.owner != q {
@@ -749,9 +754,18 @@ impl Exchange {
                 }
                 for q in 0..r {
                     t.received[q] += recv[q];
-                    t.step_peak[q] = t.step_peak[q].max(held[q] + recv[q]);
+                    held[q] += recv[q];
                 }
                 t.messages += pairs.iter().filter(|&&p| p).count() as u64;
+                steps.push((decoded, held));
+            }
+            // The next step of the round decodes while a step is exchanged.
+            for (s, (_, held)) in steps.iter().enumerate() {
+                let next = steps.get(s + 1).map(|(d, _)| d.as_slice());
+                for q in 0..r {
+                    let ahead = next.map_or(0, |d| d[q]);
+                    t.step_peak[q] = t.step_peak[q].max(held[q] + ahead);
+                }
             }
         }
         t.passes = self.passes();
@@ -772,7 +786,8 @@ pub struct Traffic {
     pub written: Vec<u64>,
     /// Largest round's assembled units.
     pub round_peak: Vec<u64>,
-    /// Largest step's decoded blocks, send and receive buffers.
+    /// Largest step's decoded blocks, send and receive buffers, with the
+    /// next step's decoded blocks (decoded meanwhile).
     pub step_peak: Vec<u64>,
     /// Most reads of one block (1: every source byte decoded once).
     pub passes: u32,
