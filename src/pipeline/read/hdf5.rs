@@ -296,7 +296,9 @@ impl Hdf5Reader {
                 // whole chunk, never more than the file holds, so its read
                 // cannot run past the buffer.
                 let room = size.max(whole.min(file_len));
-                let mut buf = vec![0u8; usize::try_from(room).map_err(|_| fail("chunk size"))?];
+                // Not zeroed: HDF5 writes the `n` bytes that are kept.
+                let mut buf: Vec<u8> =
+                    Vec::with_capacity(usize::try_from(room).map_err(|_| fail("chunk size"))?);
                 let mut filters: u32 = 0;
                 if H5Dread_chunk(
                     did,
@@ -308,8 +310,11 @@ impl Hdf5Reader {
                 {
                     return Err(fail("read chunk"));
                 }
-                if buf.len() > n {
-                    buf.truncate(n);
+                // SAFETY: a successful H5Dread_chunk wrote the chunk's stored
+                // bytes, the `n` its index reports (`chunk_info` above), into
+                // the buffer's first `n <= room` bytes.
+                buf.set_len(n);
+                if buf.capacity() > n {
                     buf.shrink_to_fit();
                 }
                 Ok(Some((buf, filters)))

@@ -131,6 +131,16 @@ pub struct Reader<'a> {
 
 type ChunkKey = (u32, String, Vec<u64>);
 
+/// A region whose stored chunks can be read raw ([`Reader::raw_region`]).
+struct RawRegion {
+    /// The file, by its index among the inputs.
+    file: u32,
+    /// How the file's dataset is chunked and filtered.
+    layout: Arc<raw::RawLayout>,
+    /// The region's start in the file's dataset.
+    local: Vec<u64>,
+}
+
 /// Most source chunks one region reads raw; more go through `H5Dread`.
 const MAX_RAW_CHUNKS_PER_REGION: u64 = 4096;
 
@@ -199,13 +209,16 @@ impl<'a> Reader<'a> {
         self.read(index, start, count).map(Pending::Ready)
     }
 
-    #[allow(clippy::too_many_lines)] // every condition under which a stored chunk may be copied raw, checked in order
-    fn try_raw(
+    /// Where the region `start`/`count` of variable `index` lies when its
+    /// stored chunks can be read raw: its file, the dataset's chunk layout
+    /// and the region in the file's coordinates. `None` for a region that
+    /// takes the `H5Dread` path.
+    fn raw_region(
         &mut self,
         index: usize,
         start: &[u64],
         count: &[u64],
-    ) -> Result<Option<raw::RawJob>, ReadError> {
+    ) -> Result<Option<RawRegion>, ReadError> {
         let ds = self.ds;
         let src = &ds.sources[index];
         if count.contains(&0) || src.var.dtype == DType::String || src.var.via_netcdf {
@@ -229,7 +242,6 @@ impl<'a> Reader<'a> {
         let Some(layout) = layout else {
             return Ok(None);
         };
-        let path = self.path_of(file);
         let Some(h) = self.file(file)?.hdf5()? else {
             return Ok(None);
         };
@@ -259,20 +271,56 @@ impl<'a> Reader<'a> {
         if touched > MAX_RAW_CHUNKS_PER_REGION {
             return Ok(None);
         }
+        Ok(Some(RawRegion {
+            file,
+            layout,
+            local,
+        }))
+    }
+
+    /// The source chunk at `origin` of the region's dataset, read now
+    /// (`H5Dread_chunk`): not decoded, not kept.
+    fn read_stored(
+        &mut self,
+        index: usize,
+        file: u32,
+        origin: &[u64],
+    ) -> Result<raw::RawChunk, ReadError> {
+        let ds = self.ds;
+        let var = &ds.sources[index].var;
+        let path = self.path_of(file);
+        let h = self
+            .file(file)?
+            .hdf5()?
+            .ok_or_else(|| ReadError::Hdf5Open {
+                path,
+                msg: "not an HDF5 file".into(),
+            })?;
+        h.read_raw(var, origin)
+    }
+
+    fn try_raw(
+        &mut self,
+        index: usize,
+        start: &[u64],
+        count: &[u64],
+    ) -> Result<Option<raw::RawJob>, ReadError> {
+        let Some(RawRegion {
+            file,
+            layout,
+            local,
+        }) = self.raw_region(index, start, count)?
+        else {
+            return Ok(None);
+        };
+        let var = self.ds.sources[index].var.path.clone();
         let mut chunks = Vec::new();
         for origin in raw::chunks_of(&layout.chunk, &local, count) {
-            let ck: ChunkKey = (file, src.var.path.clone(), origin.clone());
+            let ck: ChunkKey = (file, var.clone(), origin.clone());
             let entry = if let Some(e) = self.cache.get(&ck) {
                 e.clone()
             } else {
-                let h = self
-                    .file(file)?
-                    .hdf5()?
-                    .ok_or_else(|| ReadError::Hdf5Open {
-                        path: path.clone(),
-                        msg: "not an HDF5 file".into(),
-                    })?;
-                let e = Arc::new(raw::Entry::new(h.read_raw(&src.var, &origin)?));
+                let e = Arc::new(raw::Entry::new(self.read_stored(index, file, &origin)?));
                 self.insert(ck, e.clone(), layout.chunk_bytes());
                 e
             };
@@ -283,8 +331,8 @@ impl<'a> Reader<'a> {
             chunks,
             start: local,
             count: count.to_vec(),
-            path,
-            var: src.var.path.clone(),
+            path: self.path_of(file),
+            var,
         }))
     }
 
@@ -293,6 +341,8 @@ impl<'a> Reader<'a> {
     /// one file, no time re-encoding, the unit aligned with a written source
     /// chunk of the same shape, and the source filters equal to `codec` (a
     /// [`crate::cli::config::Codec::Stored`]) with none skipped for this chunk.
+    /// The chunk is read into the buffer returned (a chunk another region
+    /// read already is copied from the cache): no other unit needs it.
     ///
     /// # Errors
     /// A [`ReadError`] naming the file and variable.
@@ -307,20 +357,35 @@ impl<'a> Reader<'a> {
         let crate::cli::config::Codec::Stored { shuffle, level } = codec else {
             return Ok(None);
         };
-        let Some(job) = self.try_raw(index, start, count)? else {
+        let Some(RawRegion {
+            file,
+            layout: l,
+            local,
+        }) = self.raw_region(index, start, count)?
+        else {
             return Ok(None);
         };
-        let l = &job.layout;
         let want: Vec<raw::RawFilter> = shuffle
             .map(|_| raw::RawFilter::Shuffle)
             .into_iter()
             .chain(level.map(|_| raw::RawFilter::Deflate))
             .collect();
-        let aligned = job.start.iter().zip(&l.chunk).all(|(s, c)| s % c == 0);
-        if l.chunk != unit || l.filters != want || !aligned || job.chunks.len() != 1 {
+        // Aligned with a chunk and no larger: the region is in that one chunk
+        // (smaller at the dataset's end, where the stored chunk is whole).
+        let one = local
+            .iter()
+            .zip(count)
+            .zip(&l.chunk)
+            .all(|((s, c), k)| s % k == 0 && c <= k);
+        if l.chunk != unit || l.filters != want || !one {
             return Ok(None);
         }
-        Ok(match job.chunks.first().and_then(|(_, e)| e.stored()) {
+        let ck: ChunkKey = (file, self.ds.sources[index].var.path.clone(), local);
+        let stored = match self.cache.get(&ck) {
+            Some(e) => e.stored(),
+            None => Some(self.read_stored(index, file, &ck.2)?),
+        };
+        Ok(match stored {
             Some(Some((bytes, 0))) => Some(bytes),
             _ => None,
         })
