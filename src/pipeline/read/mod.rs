@@ -288,12 +288,11 @@ impl<'a> Reader<'a> {
     ) -> Result<raw::RawChunk, ReadError> {
         let ds = self.ds;
         let var = &ds.sources[index].var;
-        let path = self.path_of(file);
         let h = self
             .file(file)?
             .hdf5()?
             .ok_or_else(|| ReadError::Hdf5Open {
-                path,
+                path: path_in(ds, file),
                 msg: "not an HDF5 file".into(),
             })?;
         h.read_raw(var, origin)
@@ -567,12 +566,16 @@ impl<'a> Reader<'a> {
     }
 
     fn path_of(&self, file: u32) -> PathBuf {
-        self.ds
-            .files
-            .get(usize::try_from(file).unwrap_or(usize::MAX))
-            .map(|f| f.path.clone())
-            .unwrap_or_default()
+        path_in(self.ds, file)
     }
+}
+
+/// The path of input `file` of `ds` (empty for an index it does not have).
+fn path_in(ds: &Dataset, file: u32) -> PathBuf {
+    ds.files
+        .get(usize::try_from(file).unwrap_or(usize::MAX))
+        .map(|f| f.path.clone())
+        .unwrap_or_default()
 }
 
 /// A region of `var` holding its fill value (empty strings for strings):
