@@ -116,12 +116,40 @@ fn run_zarrforge(
 /// A session directory base of its own for one `mpirun`: Open MPI creates
 /// its per-user session directory under it, and two `mpirun` started at the
 /// same instant (tests run in parallel) can fail creating the same one.
+///
+/// The directories of a background `mpirun` ([`crate::reliability::spawn`])
+/// cannot be removed while it runs: the first call of a test process
+/// removes those that earlier test processes, now gone, left behind.
 pub(crate) fn ompi_session_base() -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_session_bases_of_gone_processes);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("zf-ompi-{}-{n}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     dir
+}
+
+/// Removes the `zf-ompi-PID-N` directories of test processes that are no
+/// longer running.
+fn remove_session_bases_of_gone_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("zf-ompi-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 pub(crate) const MINUTE: Duration = Duration::from_mins(1);
