@@ -290,6 +290,7 @@ fn concatenates_in_time_order_on_1_2_3_ranks() {
     let mut stores = Vec::new();
     for ranks in [None, Some(1), Some(2), Some(3)] {
         let out = dir.path().join(format!("out{ranks:?}.zarr"));
+        let report = dir.path().join(format!("out{ranks:?}.json"));
         let r = zarrforge(
             ranks,
             &[
@@ -297,6 +298,8 @@ fn concatenates_in_time_order_on_1_2_3_ranks() {
                 "--quiet",
                 "--chunks",
                 "time=4",
+                "--report",
+                s(&report),
                 "-o",
                 s(&out),
                 &glob,
@@ -305,6 +308,15 @@ fn concatenates_in_time_order_on_1_2_3_ranks() {
         );
         assert!(r.ok(), "{ranks:?}: {}", r.stderr);
         assert!(r.stderr.contains("from 10 file(s)"), "{}", r.stderr);
+        // Whichever rank wrote a unit (its own, or one it took over from a
+        // slower rank), every unit was written once.
+        let rep = json(&report);
+        let per_rank = rep["per_rank"].as_array().unwrap();
+        assert_eq!(per_rank.len(), ranks.unwrap_or(1), "{rep}");
+        let units = |k: &str| per_rank.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+        assert_eq!(units("units"), rep["units"].as_u64().unwrap(), "{rep}");
+        assert_eq!(rep["units"], rep["total_units"], "{rep}");
+        assert!(units("units_taken") < units("units"), "{rep}");
         for var in ["t2m", "p", "time_bnds"] {
             let (shape, bytes) = store_bytes(&out, var);
             assert_eq!(shape[0], 19, "{var}");

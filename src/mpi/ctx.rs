@@ -131,6 +131,11 @@ const PROGRESS_TAG: i32 = 4078;
 /// Tag of the byte messages between two ranks ([`MpiCtx::send_bytes`]).
 const BYTES_TAG: i32 = 4079;
 
+/// Tag of a request for units to take over ([`MpiCtx::ask_for_units`]).
+const ASK_TAG: i32 = 4080;
+/// Tag of the answer to such a request ([`MpiCtx::give_units`]).
+const GIVE_TAG: i32 = 4081;
+
 /// Words of a progress message.
 pub const PROGRESS_WORDS: usize = 4;
 
@@ -387,12 +392,62 @@ impl MpiCtx {
         out
     }
 
+    /// Asks rank `to` for some of the units it has not started (answered
+    /// by [`MpiCtx::give_units`]). One byte, sent eagerly: the call returns
+    /// at once.
+    pub fn ask_for_units(&self, to: i32) {
+        self.world.process_at_rank(to).send_with_tag(&1u8, ASK_TAG);
+    }
+
+    /// The ranks that have asked this rank for units since the last call
+    /// (each request taken once). Never blocks.
+    pub fn units_asked(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        while let Some((msg, status)) = self
+            .world
+            .any_process()
+            .immediate_matched_probe_with_tag(ASK_TAG)
+        {
+            let (_, _): (u8, _) = msg.matched_receive();
+            out.push(status.source_rank());
+        }
+        out
+    }
+
+    /// Answers rank `to`'s request: the units `units` (a range of unit
+    /// numbers, empty for none) are now its own. Two words, sent eagerly.
+    pub fn give_units(&self, to: i32, units: std::ops::Range<u64>) {
+        self.world
+            .process_at_rank(to)
+            .send_with_tag(&[units.start, units.end][..], GIVE_TAG);
+    }
+
+    /// Rank `from`'s answer to this rank's request, once it has arrived.
+    /// Never blocks.
+    pub fn units_given(&self, from: i32) -> Option<std::ops::Range<u64>> {
+        let (msg, _) = self
+            .world
+            .process_at_rank(from)
+            .immediate_matched_probe_with_tag(GIVE_TAG)?;
+        let mut words = [0u64; 2];
+        let _ = msg.matched_receive_into(&mut words[..]);
+        Some(words[0]..words[1])
+    }
+
     /// Waits until every rank has called it, calling `poll` every few
     /// milliseconds meanwhile (a non-blocking barrier): rank 0 keeps
     /// printing the job's progress while it waits for the other ranks.
-    pub fn wait_polling(&self, mut poll: impl FnMut()) {
+    pub fn wait_polling(&self, poll: impl FnMut()) {
+        self.wait_polling_within(std::time::Duration::from_millis(50), poll);
+    }
+
+    /// [`MpiCtx::wait_polling`] with `poll` called at least every `most`
+    /// (pauses from a fortieth of `most`, doubling up to `most`).
+    pub fn wait_polling_within(&self, most: std::time::Duration, mut poll: impl FnMut()) {
         let mut req = self.world.immediate_barrier();
-        let mut pause = std::time::Duration::from_millis(1);
+        let mut pause = (most / 40)
+            .max(std::time::Duration::from_micros(50))
+            .min(most);
         loop {
             match req.test() {
                 Ok(_) => return,
@@ -400,7 +455,7 @@ impl MpiCtx {
             }
             poll();
             std::thread::sleep(pause);
-            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            pause = (pause * 2).min(most);
         }
     }
 

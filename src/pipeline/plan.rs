@@ -396,6 +396,48 @@ impl Plan {
         }
     }
 
+    /// The range of this rank's own units, `rank`'s share of the plan.
+    pub fn range_of(&self, rank: usize) -> std::ops::Range<u64> {
+        self.bounds[rank]..self.bounds[rank + 1]
+    }
+
+    /// Where to cut `units` (not yet started) so that the part from the cut
+    /// on holds about half the bytes of the units that `counts` (units to
+    /// be written: neither finished nor left to another path); `None` when
+    /// fewer than two such units remain, so nothing is worth giving away.
+    /// Both parts keep at least one counted unit.
+    pub fn tail_cut(
+        &self,
+        units: std::ops::Range<u64>,
+        counts: impl Fn(u64) -> bool,
+    ) -> Option<u64> {
+        let weighed: Vec<(u64, u128)> = units
+            .filter(|&seq| counts(seq))
+            .map(|seq| {
+                let u = self.unit(seq);
+                let a = &self.arrays[u.array];
+                // A unit of no bytes still costs a write: weigh it as one.
+                (seq, u128::from(a.unit_bytes(&u.indices).max(1)))
+            })
+            .collect();
+        if weighed.len() < 2 {
+            return None;
+        }
+        let total: u128 = weighed.iter().map(|w| w.1).sum();
+        // The tail starts at the first unit whose bytes' midpoint lies in
+        // the second half, and keeps at least one unit on either side.
+        let mut before: u128 = 0;
+        let mut cut = weighed.len() - 1;
+        for (i, &(_, w)) in weighed.iter().enumerate().skip(1) {
+            before += weighed[i - 1].1;
+            if 2 * before + w > total {
+                cut = i;
+                break;
+            }
+        }
+        Some(weighed[cut].0)
+    }
+
     /// Number of units of `rank`.
     pub fn units_count(&self, rank: usize) -> u64 {
         self.bounds[rank + 1] - self.bounds[rank]
@@ -752,6 +794,29 @@ mod tests {
             let ranks = 1 + next(7) as usize;
             check_partition(arrays, ranks);
         }
+    }
+
+    #[test]
+    fn tail_cut_halves_the_bytes_left_and_keeps_a_unit_on_each_side() {
+        // Two arrays: units of 4 bytes (4 units), then of 400 bytes (4 units).
+        let small = array(&[4, 1], &[1, 1], 0);
+        let large = array(&[4, 100], &[1, 100], 4);
+        let plan = Plan::partition(vec![small, large], 1);
+        let all = |_| true;
+        // Equal units: the last half of them.
+        assert_eq!(plan.tail_cut(4..8, all), Some(6));
+        assert_eq!(plan.tail_cut(0..4, all), Some(2));
+        // By bytes, not by count: the three small units weigh less than
+        // half of one large unit.
+        assert_eq!(plan.tail_cut(1..6, all), Some(5));
+        // One unit left: nothing to give. A small unit and a large one:
+        // the large one goes.
+        assert_eq!(plan.tail_cut(7..8, all), None);
+        assert_eq!(plan.tail_cut(3..5, all), Some(4));
+        // Units that do not count are neither weighed nor a side's unit.
+        assert_eq!(plan.tail_cut(4..8, |s| s != 5 && s != 6), Some(7));
+        assert_eq!(plan.tail_cut(4..8, |s| s == 4), None);
+        assert_eq!(plan.tail_cut(5..5, all), None);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub fn rank_figures(ctx: &MpiCtx, output: &Path, s: &RankStats) -> Vec<RankFigur
         references: s.references,
         host: crate::system::environment::hostname(),
         units: s.units,
+        units_taken: s.units_taken,
         bytes_read: s.bytes_read,
         bytes_written: s.bytes_written,
         read_s: s.read_s,

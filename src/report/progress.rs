@@ -34,6 +34,9 @@ pub struct RankStats {
     pub sharded: bool,
     /// Units skipped because an interrupted run had finished them.
     pub units_resumed: u64,
+    /// Units of other ranks' shares that this rank took over and wrote.
+    #[serde(default)]
+    pub units_taken: u64,
     /// Exchange rounds done.
     pub rounds: u64,
     /// Bytes sent to other ranks in the exchange.
@@ -55,6 +58,7 @@ impl RankStats {
         self.write_s += o.write_s;
         self.wait_s += o.wait_s;
         self.units_resumed += o.units_resumed;
+        self.units_taken += o.units_taken;
         self.rounds += o.rounds;
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;

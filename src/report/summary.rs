@@ -142,6 +142,10 @@ pub struct RankFigures {
     pub host: String,
     /// Units written.
     pub units: u64,
+    /// Units of other ranks' shares among them (taken over from a slower
+    /// rank).
+    #[serde(default)]
+    pub units_taken: u64,
     /// Uncompressed bytes read.
     pub bytes_read: u64,
     /// Bytes written.

@@ -13,6 +13,11 @@
 //!   0) the `N`-th time it reaches `NAME`: `kill` (default) sends it
 //!   SIGKILL, `stop` SIGSTOP (a paused process, for races). Before that it
 //!   appends the same line to `ZARRFORGE_FAULT_HIT` when set.
+//!
+//! [`pace`] slows a rank down, for the tests of ranks that finish apart:
+//! `ZARRFORGE_PACE=NAME:RANK:MS` makes rank `RANK` sleep `MS` milliseconds
+//! each time it reaches `NAME`. Paced steps are not kill points and are not
+//! traced.
 
 /// Marks the named step; see the module documentation.
 #[cfg(not(feature = "fault-injection"))]
@@ -23,6 +28,17 @@ pub fn point(_name: &str) {}
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     imp::point(name);
+}
+
+/// Marks a step that a test may slow down; see the module documentation.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn pace(_name: &str) {}
+
+/// Marks a step that a test may slow down; see the module documentation.
+#[cfg(feature = "fault-injection")]
+pub fn pace(name: &str) {
+    imp::pace(name);
 }
 
 #[cfg(feature = "fault-injection")]
@@ -107,6 +123,24 @@ mod imp {
                 let sig = if f.stop { libc::SIGSTOP } else { libc::SIGKILL };
                 // SAFETY: signals this very process.
                 unsafe { libc::kill(libc::getpid(), sig) };
+            }
+        }
+    }
+
+    static PACE: OnceLock<Option<(String, u32, u64)>> = OnceLock::new();
+
+    pub(super) fn pace(name: &str) {
+        let pace = PACE.get_or_init(|| {
+            let spec = std::env::var("ZARRFORGE_PACE").ok()?;
+            let mut parts = spec.split(':');
+            let step = parts.next()?.to_string();
+            let rank = parts.next()?.parse().ok()?;
+            let ms = parts.next()?.parse().ok()?;
+            Some((step, rank, ms))
+        });
+        if let Some((step, who, ms)) = pace {
+            if step == name && *who == rank() {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
             }
         }
     }

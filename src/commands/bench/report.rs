@@ -110,12 +110,13 @@ impl BenchReport {
                 ));
             }
         }
-        out.push_str("  rank  units   read GB  written GB   read s  encode s  write s   wait s  exch s   busy s  RSS MiB\n");
+        out.push_str("  rank  units  taken   read GB  written GB   read s  encode s  write s   wait s  exch s   busy s  RSS MiB\n");
         for r in &self.ranks {
             out.push_str(&format!(
-                "  {:>4} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}\n",
+                "  {:>4} {:>6} {:>6} {:>9.3} {:>11.3} {:>8.2} {:>9.2} {:>8.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}\n",
                 r.rank,
                 r.units,
+                r.units_taken,
                 gb(r.bytes_read),
                 gb(r.bytes_written),
                 r.read_s,

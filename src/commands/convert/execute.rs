@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use super::budget::{self, Budget};
+use super::sharing::Share;
 use super::Job;
 use crate::cli::config::{Codec, ConvertConfig, VirtualOutput, ZarrFormat};
 use crate::error::Error;
@@ -185,10 +186,33 @@ pub(super) struct Run<'a> {
     pub(super) opened: &'a Opened,
 }
 
-/// Reads, encodes and stores the units of `rank` that take the direct
-/// path; reads on this thread, encodes and writes on `threads` workers with
-/// a bounded number of units in flight.
+/// Reads, encodes and stores the units of this rank that take the direct
+/// path: its share of the plan, and the units it takes over from slower
+/// ranks ([`Share`]). Reads on this thread, encodes and writes on `threads`
+/// workers with a bounded number of units in flight.
+///
+/// Whatever happens on this rank (an error, a panic), it answers the
+/// other ranks' requests for units until every rank has stopped asking.
 pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<RankStats, Error> {
+    let (x, opened) = (run.x, run.opened);
+    let counts = |seq: u64| {
+        !x.is_exchanged(run.plan.unit(seq).array) && !journal::is_done(&opened.done, seq)
+    };
+    let mut share = Share::new(run.ctx, run.plan, &counts);
+    let stats = crate::system::stage::guarded(|| share_units(run, monitor, &mut share));
+    share.finish(&mut || monitor.tick(run.ctx));
+    stats.map(|mut s| {
+        s.units_taken = share.taken;
+        s
+    })
+}
+
+/// [`write_units`] on `share`.
+fn share_units(
+    run: Run<'_>,
+    monitor: &mut super::Monitor,
+    share: &mut Share<'_>,
+) -> Result<RankStats, Error> {
     let Run {
         ctx,
         cfg,
@@ -199,26 +223,15 @@ pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<
         workers,
         opened,
     } = run;
-    let rank = usize::try_from(ctx.rank()).unwrap_or(0);
     let mut journal = Journal::open(&cfg.output, &opened.run, ctx.rank())?;
     let vars = job.ds.schema.vars();
-    let mut encoders = Vec::with_capacity(plan.arrays.len());
-    for a in &plan.arrays {
-        encoders.push(ArrayEncoder::new(&cfg.output, vars[a.var], a, format)?);
-    }
-    // The units of the exchange path come later, in rounds.
-    let direct = |u: &Unit| !x.is_exchanged(u.array);
-    let count = if x.any() {
-        plan.units_of(rank).filter(direct).count() as u64
-    } else {
-        plan.units_count(rank)
-    };
+    let encoders = plan
+        .arrays
+        .iter()
+        .map(|a| ArrayEncoder::new(&cfg.output, vars[a.var], a, format))
+        .collect::<Result<Vec<_>, _>>()?;
     let pool = encoder_pool(workers)?;
-    let in_flight = workers.budget.in_flight.max(1);
-    let (tok_tx, tok_rx) = std::sync::mpsc::sync_channel::<()>(in_flight);
-    for _ in 0..in_flight {
-        let _ = tok_tx.send(());
-    }
+    let (tok_tx, tok_rx) = slots(workers.budget.in_flight);
     let shared = Shared::default();
     let mut stats = RankStats::default();
     let mut reader = Reader::new(&job.ds);
@@ -227,16 +240,28 @@ pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<
     // failing rank at the agreement); so does SIGTERM/SIGINT.
     let mut stopped_by_peer = false;
 
+    let mut started = 0u64;
     pool.in_place_scope(|s| {
-        for unit in plan.units_of(rank).filter(direct) {
+        loop {
             if let Some(why) = stop(ctx, &shared, &mut journal) {
                 stopped_by_peer = matches!(why, Stop::Peer);
+                share.stop();
                 break;
+            }
+            let Some(seq) = share.next(&mut || monitor.tick(ctx)) else {
+                break;
+            };
+            let unit = plan.unit(seq);
+            // The units of the exchange path come later, in rounds.
+            if x.is_exchanged(unit.array) {
+                continue;
             }
             if journal::is_done(&opened.done, unit.seq) {
                 stats.units_resumed += 1;
                 continue;
             }
+            started += 1;
+            crate::system::fault::pace("unit");
             let t = Instant::now();
             let a = &plan.arrays[unit.array];
             let refs = cfg.virtual_refs.as_ref();
@@ -260,8 +285,30 @@ pub(super) fn write_units(run: Run<'_>, monitor: &mut super::Monitor) -> Result<
             s.spawn(move |_| encode_and_store(enc, &unit, read, shared, &tok_tx));
             monitor.add(ctx, 1, bytes);
         }
+        // Encoding goes on while this rank waits for the others to stop
+        // asking for units.
+        share.finish(&mut || monitor.tick(ctx));
     });
-    finish(ctx, cfg, count > 0, journal, shared, stats, stopped_by_peer)
+    finish(
+        ctx,
+        cfg,
+        started > 0,
+        journal,
+        shared,
+        stats,
+        stopped_by_peer,
+    )
+}
+
+/// `n` (at least one) tokens of a unit in flight: taken before a unit goes
+/// to an encoder thread, given back once it is stored.
+fn slots(n: usize) -> (SyncSender<()>, std::sync::mpsc::Receiver<()>) {
+    let n = n.max(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(n);
+    for _ in 0..n {
+        let _ = tx.send(());
+    }
+    (tx, rx)
 }
 
 /// Why the loop stops before the next unit.

@@ -17,6 +17,7 @@ mod job;
 pub mod keepbits;
 mod planning;
 mod references;
+mod sharing;
 mod store_commit;
 #[cfg(feature = "icechunk")]
 mod versions;
