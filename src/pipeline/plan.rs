@@ -379,8 +379,7 @@ impl Plan {
 
     /// The units of `rank`, in sequence order.
     pub fn units_of(&self, rank: usize) -> impl Iterator<Item = Unit> + '_ {
-        let (lo, hi) = (self.bounds[rank], self.bounds[rank + 1]);
-        (lo..hi).map(move |seq| self.unit(seq))
+        self.range_of(rank).map(move |seq| self.unit(seq))
     }
 
     /// The unit with sequence number `seq`.
@@ -440,7 +439,8 @@ impl Plan {
 
     /// Number of units of `rank`.
     pub fn units_count(&self, rank: usize) -> u64 {
-        self.bounds[rank + 1] - self.bounds[rank]
+        let r = self.range_of(rank);
+        r.end - r.start
     }
 
     /// Max over mean of the bytes per rank (1.0 is perfect balance).

@@ -42,8 +42,6 @@ pub(super) struct Share<'a> {
     ask: VecDeque<i32>,
     /// Units (that count) taken over from other ranks.
     pub(super) taken: u64,
-    /// Units (that count) given to other ranks.
-    pub(super) given: u64,
     /// Whether this rank has met every other at the end.
     done: bool,
 }
@@ -70,7 +68,6 @@ impl<'a> Share<'a> {
             own: plan.range_of(usize::try_from(me).unwrap_or(0)),
             ask,
             taken: 0,
-            given: 0,
             done: false,
         }
     }
@@ -133,7 +130,6 @@ impl<'a> Share<'a> {
                 }
                 None => self.own.end..self.own.end,
             };
-            self.given += self.counted(give.clone());
             self.ctx.give_units(to, give);
         }
     }
